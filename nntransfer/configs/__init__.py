@@ -1,0 +1,30 @@
+"""Config objects that name every experiment. ``from nntransfer.configs import *`` is the notebook idiom."""
+
+from nntransfer.configs.base import BaseConfig, Description
+from nntransfer.configs.dataset import DatasetConfig, ImageDatasetConfig
+from nntransfer.configs.experiment import Experiment
+from nntransfer.configs.model import ClassificationModelConfig, ModelConfig
+from nntransfer.configs.trainer import (
+    ClassificationTrainerConfig,
+    NoiseAugmentationMixin,
+    RepresentationMatchingMixin,
+    RepresentationMonitorMixin,
+    TrainerConfig,
+)
+from nntransfer.configs.transfer_experiment import TransferExperiment
+
+__all__ = [
+    "BaseConfig",
+    "Description",
+    "DatasetConfig",
+    "ImageDatasetConfig",
+    "ModelConfig",
+    "ClassificationModelConfig",
+    "TrainerConfig",
+    "ClassificationTrainerConfig",
+    "NoiseAugmentationMixin",
+    "RepresentationMatchingMixin",
+    "RepresentationMonitorMixin",
+    "Experiment",
+    "TransferExperiment",
+]

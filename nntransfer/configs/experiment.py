@@ -1,0 +1,88 @@
+"""`Experiment`: one training run, i.e. dataset + model + trainer config + seed."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
+from nntransfer.configs.base import BaseConfig, resolve_config_class
+
+
+def _config_to_dict(config: BaseConfig) -> Dict[str, Any]:
+    return {
+        "config_class": f"{type(config).__module__}.{type(config).__qualname__}",
+        "comment": config.comment,
+        "fields": config.to_dict(),
+    }
+
+
+def _config_from_dict(entry: Dict[str, Any]) -> BaseConfig:
+    return resolve_config_class(entry["config_class"]).from_dict(entry["fields"], comment=entry.get("comment", ""))
+
+
+class Experiment:
+    """A dataset, a model and a trainer config trained with one seed.
+
+    Its key (``get_key()``) is the primary key of its trained-model row: the three config keys plus ``seed``.
+    """
+
+    def __init__(
+        self,
+        dataset: BaseConfig,
+        model: BaseConfig,
+        trainer: BaseConfig,
+        seed: int = 42,
+        comment: Optional[str] = None,
+    ):
+        for role, config, expected in (("dataset", dataset, "dataset"), ("model", model, "model"), ("trainer", trainer, "trainer")):
+            if not isinstance(config, BaseConfig) or config.config_name != expected:
+                raise ValueError(f"Experiment {role} must be a {expected} config, got {type(config).__name__}")
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            raise ValueError(f"Experiment seed must be an int, got {seed!r}")
+        self.dataset = dataset
+        self.model = model
+        self.trainer = trainer
+        self.seed = seed
+        self.comment = comment if comment is not None else self._default_comment()
+
+    def _default_comment(self) -> str:
+        parts = [c.comment for c in (self.dataset, self.model, self.trainer) if c.comment]
+        return ".".join(parts)
+
+    @property
+    def configs(self) -> Dict[str, BaseConfig]:
+        return {"dataset": self.dataset, "model": self.model, "trainer": self.trainer}
+
+    def get_key(self) -> Dict[str, Any]:
+        key: Dict[str, Any] = {}
+        for config in self.configs.values():
+            key.update(config.get_key())
+        key["seed"] = self.seed
+        return key
+
+    def add_to_table(self) -> Dict[str, Any]:
+        """Insert the three configs and the seed into the nnfabrik tables; returns the key."""
+        from nntransfer.tables.nnfabrik import add_experiment_to_tables
+
+        return add_experiment_to_tables(self)
+
+    def to_dict(self) -> Dict[str, Any]:
+        out = {role: _config_to_dict(config) for role, config in self.configs.items()}
+        out["seed"] = self.seed
+        out["comment"] = self.comment
+        return out
+
+    @classmethod
+    def from_dict(cls, values: Dict[str, Any]) -> "Experiment":
+        return cls(
+            dataset=_config_from_dict(values["dataset"]),
+            model=_config_from_dict(values["model"]),
+            trainer=_config_from_dict(values["trainer"]),
+            seed=values["seed"],
+            comment=values.get("comment"),
+        )
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Experiment) and self.get_key() == other.get_key()
+
+    def __repr__(self) -> str:
+        return f"Experiment(comment={self.comment!r}, seed={self.seed}, key={self.get_key()})"

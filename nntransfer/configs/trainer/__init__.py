@@ -1,0 +1,15 @@
+from nntransfer.configs.trainer.base import TrainerConfig
+from nntransfer.configs.trainer.classification import ClassificationTrainerConfig
+from nntransfer.configs.trainer.mixins import (
+    NoiseAugmentationMixin,
+    RepresentationMatchingMixin,
+    RepresentationMonitorMixin,
+)
+
+__all__ = [
+    "TrainerConfig",
+    "ClassificationTrainerConfig",
+    "NoiseAugmentationMixin",
+    "RepresentationMatchingMixin",
+    "RepresentationMonitorMixin",
+]

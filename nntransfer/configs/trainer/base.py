@@ -1,0 +1,26 @@
+"""`TrainerConfig`: settings every trainer reads."""
+
+from nntransfer.configs.base import BaseConfig
+
+
+class TrainerConfig(BaseConfig):
+    """Base of trainer configs; stored in the nnfabrik ``Trainer`` table.
+
+    Fields:
+        data_transfer: this step receives the ``transfer_data`` the previous transfer step produced
+            (the tables pass it to the dataset function). The first step of a chain cannot set it.
+        main_loop_modules: names of the main-loop modules (see ``nntransfer.trainer.main_loop_modules``)
+            the trainer dispatches to, in order; mixins append theirs in ``conditional_assignment``.
+        keep_checkpoints: keep the checkpoint rows after training finished.
+        force_cpu: train on the CPU even when a GPU is available.
+    """
+
+    config_name = "trainer"
+    table = "Trainer"
+
+    def __init__(self, **kwargs):
+        self.data_transfer = False
+        self.main_loop_modules = []
+        self.keep_checkpoints = False
+        self.force_cpu = False
+        super().__init__(**kwargs)

@@ -1,0 +1,38 @@
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+here = Path(__file__).parent
+version = {}
+for line in (here / "nntransfer" / "__init__.py").read_text().splitlines():
+    if line.startswith("__version__"):
+        version["v"] = line.split("=")[1].strip().strip('"')
+
+setup(
+    name="nntransfer",
+    version=version["v"],
+    description="Reproducible transfer-learning experiments on PyTorch, DataJoint and nnfabrik",
+    long_description=(here / "README.md").read_text(),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    packages=find_packages(exclude=("tests", "tests.*", "bench", "examples")),
+    python_requires=">=3.9",
+    install_requires=[
+        "torch>=2.0",
+        "torchvision>=0.15",
+        "numpy",
+        "datajoint>=0.14.3,<0.15",
+        "nnfabrik==0.2.1",
+        "neuralpredictors==0.3.0",
+        "tqdm",
+        "GitPython",
+        "pandas",
+        "matplotlib",
+    ],
+    extras_require={
+        "demo": ["scikit-learn"],
+        "test": ["pytest", "scikit-learn", "nbclient", "nbformat", "ipykernel", "ruff"],
+    },
+    entry_points={"console_scripts": ["nntransfer=nntransfer.cli.main:main"]},
+    include_package_data=True,
+)
