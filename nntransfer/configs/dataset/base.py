@@ -12,7 +12,9 @@ class DatasetConfig(BaseConfig):
         shuffle: shuffle the training set (and the train/validation split).
         num_workers, pin_memory: passed to every ``DataLoader``.
         data_dir: folder the data set is read from.
-        transfer_data: data handed over by the previous transfer step (set by the tables, not by users).
+
+    Data handed over by a previous transfer step is not a field: the tables pass it to the dataset
+    function as the separate keyword ``transfer_data``.
     """
 
     config_name = "dataset"
