@@ -1,0 +1,146 @@
+"""BaseConfig semantics: defaults, overrides, errors, keys, JSON, and pinned hashes."""
+
+import json
+
+import pytest
+
+from nntransfer.configs import (
+    BaseConfig,
+    ClassificationModelConfig,
+    ClassificationTrainerConfig,
+    DatasetConfig,
+    ImageDatasetConfig,
+)
+from nntransfer.configs.base import make_hash
+
+
+class ToyDatasetConfig(DatasetConfig):
+    fn = "nntransfer.dataset.img_dataset_loader"
+
+    def __init__(self, **kwargs):
+        self.noise_levels = {"DEFAULT EMPTY": True, 0.1: 0.5}
+        self.crop = (4, 4)
+        self.learning_rate = 0.1
+        self.epochs = 3
+        self.name = "toy"
+        self.comment = "toy data"
+        super().__init__(**kwargs)
+
+
+class DerivedConfig(ToyDatasetConfig):
+    def __init__(self, **kwargs):
+        self.scaled_epochs = None
+        super().__init__(**kwargs)
+
+    def conditional_assignment(self):
+        self.scaled_epochs = self.epochs * 2
+
+
+def test_defaults_and_keyword_overrides():
+    config = ToyDatasetConfig(batch_size=7)
+    assert config.batch_size == 7
+    assert config.epochs == 3
+    assert config.noise_levels == {}  # "DEFAULT EMPTY" turns into {}
+    assert ToyDatasetConfig(noise_levels={0.2: 1.0}).noise_levels == {0.2: 1.0}
+
+
+def test_misspelt_keyword_names_closest_field():
+    with pytest.raises(ValueError, match=r"no field 'bach_size'; did you mean 'batch_size'"):
+        ToyDatasetConfig(bach_size=3)
+
+
+def test_missing_attribute_raises_attribute_error():
+    config = ToyDatasetConfig()
+    with pytest.raises(AttributeError, match="epochs"):
+        config.epochz  # noqa: B018
+    assert not hasattr(config, "no_such_field")
+
+
+def test_type_validation():
+    with pytest.raises(ValueError, match="expects a int"):
+        ToyDatasetConfig(epochs="3")
+    with pytest.raises(ValueError, match="expects a str"):
+        ToyDatasetConfig(name=3)
+    assert ToyDatasetConfig(learning_rate=1).learning_rate == 1  # ints are valid floats
+
+
+def test_to_dict_includes_fn_excludes_comment():
+    d = ToyDatasetConfig().to_dict()
+    assert d["fn"] == "nntransfer.dataset.img_dataset_loader"
+    assert "comment" not in d
+    assert ToyDatasetConfig(comment="other").get_key() == ToyDatasetConfig().get_key()
+
+
+def test_get_key_uses_nnfabrik_make_hash():
+    config = ToyDatasetConfig()
+    assert config.get_key() == {
+        "dataset_hash": make_hash(config.to_dict()),
+        "dataset_fn": "nntransfer.dataset.img_dataset_loader",
+    }
+    assert ToyDatasetConfig(epochs=4).get_key() != config.get_key()
+
+
+def test_update_and_conditional_assignment():
+    config = DerivedConfig(epochs=5)
+    assert config.scaled_epochs == 10
+    config.update(epochs=6)
+    assert config.scaled_epochs == 12
+    config.update({"batch_size": 2})
+    assert config.batch_size == 2
+    with pytest.raises(ValueError, match="did you mean 'epochs'"):
+        config.update(epoch=1)
+
+
+def test_from_dict_round_trip():
+    config = DerivedConfig(noise_levels={0.1: 0.5, (1, 2): 3}, epochs=2)
+    again = DerivedConfig.from_dict(config.to_dict())
+    assert again.to_dict() == config.to_dict()
+    assert again.get_key() == config.get_key()
+    with pytest.raises(ValueError, match="no field"):
+        DerivedConfig.from_dict(dict(config.to_dict(), surplus=1))
+
+
+def test_json_round_trip_with_float_and_tuple_keys(tmp_path):
+    config = ToyDatasetConfig(noise_levels={0.1: 0.5, 0.25: (1, 2), (3, 4): {"x": 1.5}}, crop=(2, 3))
+    path = tmp_path / "config.json"
+    config.save(path)
+    text = path.read_text()
+    assert "eval" not in text
+    json.loads(text)  # plain JSON
+    loaded = BaseConfig.load(path)  # the class is recorded in the file
+    assert type(loaded) is ToyDatasetConfig
+    assert loaded.noise_levels == {0.1: 0.5, 0.25: (1, 2), (3, 4): {"x": 1.5}}
+    assert loaded.crop == (2, 3)
+    assert loaded.comment == "toy data"
+    assert loaded.get_key() == config.get_key()
+
+
+def test_configs_are_independent_copies():
+    shared = {"a": [1]}
+    config = ToyDatasetConfig(noise_levels=shared)
+    shared["a"].append(2)
+    assert config.noise_levels == {"a": [1]}
+
+
+# Golden values: a change to hashing or to a default renames every stored experiment. If one of these
+# fails on purpose, the change needs a migration note, not just new numbers.
+def test_golden_hash_of_plain_values():
+    assert make_hash({"a": 1, "b": [1, 2], "c": {0.5: "x"}}) == make_hash({"c": {0.5: "x"}, "b": (1, 2), "a": 1})
+    assert make_hash({"batch_size": 64, "fn": "x"}) == "2fc8936b8c6f4a8c045087ee9e477e20"
+
+
+def test_golden_toy_config_hash():
+    assert ToyDatasetConfig().get_key()["dataset_hash"] == "d647ad20790e8733499340d36e893a3e"
+
+
+@pytest.mark.parametrize(
+    "config_cls, prefix",
+    [(ImageDatasetConfig, "dataset"), (ClassificationModelConfig, "model"), (ClassificationTrainerConfig, "trainer")],
+)
+def test_concrete_configs_round_trip(config_cls, prefix, tmp_path):
+    config = config_cls()
+    assert config.config_name == prefix
+    assert config.fn.startswith("nntransfer.")
+    assert config_cls.from_dict(config.to_dict()).get_key() == config.get_key()
+    config.save(tmp_path / "c.json")
+    assert BaseConfig.load(tmp_path / "c.json").get_key() == config.get_key()
