@@ -1,0 +1,135 @@
+"""Finding a recipe and collecting its experiments.
+
+A recipe is a package folder whose modules define ``transfer_experiments``
+(``{Description(name, seed): TransferExperiment}``) and/or ``experiments`` (a list of :class:`Experiment`,
+each run as a one-step chain). It may also be a single ``.py`` file or a dotted module name.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import pkgutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Dict, List, Optional
+
+from nntransfer.configs.base import Description, closest_name
+from nntransfer.configs.experiment import Experiment
+from nntransfer.configs.transfer_experiment import TransferExperiment
+
+
+class RecipeError(ValueError):
+    """A recipe cannot be found or does not define what the runner needs."""
+
+
+@dataclass
+class Recipe:
+    """The experiments of a recipe, in definition order."""
+
+    name: str
+    path: Optional[str]
+    transfer_experiments: Dict[Description, TransferExperiment] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.transfer_experiments)
+
+
+def _import_file(path: Path) -> ModuleType:
+    module_name = f"_nntransfer_recipe_{path.stem}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _import_package(folder: Path) -> ModuleType:
+    parent = str(folder.parent.resolve())
+    if parent not in sys.path:
+        sys.path.insert(0, parent)
+    return importlib.import_module(folder.name)
+
+
+def _collect(module: ModuleType, label: str) -> Dict[Description, TransferExperiment]:
+    found: Dict[Description, TransferExperiment] = {}
+    transfer = getattr(module, "transfer_experiments", None)
+    plain = getattr(module, "experiments", None)
+    if transfer is None and plain is None:
+        raise RecipeError(f"recipe module {label} defines no 'transfer_experiments' (nor 'experiments')")
+    if transfer is not None:
+        if not isinstance(transfer, dict):
+            raise RecipeError(f"{label}.transfer_experiments must be a dict {{Description(name, seed): TransferExperiment}}")
+        for description, chain in transfer.items():
+            if not isinstance(description, tuple) or len(description) != 2:
+                raise RecipeError(f"{label}.transfer_experiments key {description!r} is not a Description(name, seed)")
+            if isinstance(chain, Experiment):
+                chain = TransferExperiment([chain])
+            if not isinstance(chain, TransferExperiment):
+                raise RecipeError(f"{label}.transfer_experiments[{description!r}] is a {type(chain).__name__}, not a TransferExperiment")
+            found[Description(*description)] = chain
+    for index, experiment in enumerate(plain or []):
+        if not isinstance(experiment, Experiment):
+            raise RecipeError(f"{label}.experiments[{index}] is a {type(experiment).__name__}, not an Experiment")
+        name = experiment.comment or f"{label}.experiments[{index}]"
+        found.setdefault(Description(name, experiment.seed), TransferExperiment([experiment]))
+    return found
+
+
+def _submodules(package: ModuleType) -> List[str]:
+    return [info.name for info in pkgutil.iter_modules(package.__path__) if not info.name.startswith("_")]
+
+
+def load_recipe(recipe: str, experiment: Optional[str] = None) -> Recipe:
+    """Load ``recipe`` (folder, ``.py`` file or dotted module); ``experiment`` picks one module of a folder."""
+    path = Path(recipe)
+    try:
+        if path.is_dir():
+            if not (path / "__init__.py").exists():
+                raise RecipeError(f"recipe folder {recipe} is not a package: add an __init__.py")
+            package = _import_package(path)
+            location = str(path.resolve())
+        elif path.suffix == ".py":
+            if not path.exists():
+                raise RecipeError(f"recipe file {recipe} does not exist")
+            package = _import_file(path)
+            location = str(path.resolve())
+        else:
+            try:
+                package = importlib.import_module(recipe)
+            except ModuleNotFoundError as err:
+                if err.name and recipe.startswith(err.name):
+                    raise RecipeError(
+                        f"recipe {recipe!r} not found: give a recipe folder, a .py file or an importable module"
+                    ) from None
+                raise
+            location = getattr(package, "__file__", None)
+    except RecipeError:
+        raise
+    except SyntaxError as err:
+        raise RecipeError(f"recipe {recipe} has a syntax error: {err}") from None
+
+    label = getattr(package, "__name__", recipe)
+    if experiment is not None:
+        if not hasattr(package, "__path__"):
+            raise RecipeError(f"--experiment needs a recipe folder; {recipe} is a single module")
+        names = _submodules(package)
+        if experiment not in names:
+            hint = closest_name(experiment, names)
+            hint_text = f"; did you mean {hint!r}?" if hint else ""
+            raise RecipeError(f"recipe {label} has no experiment {experiment!r} (available: {', '.join(names) or 'none'}){hint_text}")
+        module = importlib.import_module(f"{package.__name__}.{experiment}")
+        return Recipe(f"{label}.{experiment}", getattr(module, "__file__", location), _collect(module, module.__name__))
+
+    if hasattr(package, "transfer_experiments") or hasattr(package, "experiments") or not hasattr(package, "__path__"):
+        return Recipe(label, location, _collect(package, label))
+    collected: Dict[Description, TransferExperiment] = {}
+    for name in _submodules(package):
+        module = importlib.import_module(f"{package.__name__}.{name}")
+        if hasattr(module, "transfer_experiments") or hasattr(module, "experiments"):
+            collected.update(_collect(module, module.__name__))
+    if not collected:
+        raise RecipeError(f"recipe folder {label} has no module defining 'transfer_experiments'")
+    return Recipe(label, location, collected)

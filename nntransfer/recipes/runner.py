@@ -1,0 +1,299 @@
+"""The runner: walks every step of every transfer experiment of a recipe, with one of two backends.
+
+* :class:`LocalBackend` (the embedded default, no database): trains in-process with the same functions
+  and keys as the tables, keeping each finished step in ``<workdir>/steps/<hash of the step key>/``
+  (``key.json``, ``result.json``, ``output.pkl``, ``model_state.pt``, ``transfer_data.npz``) and skipping
+  steps already there.
+* :class:`DataJointBackend`: fills the nnfabrik tables and populates ``TransferredTrainedModel`` step by
+  step with ``reserve_jobs=True``, so any number of workers can share one database.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pickle
+import random
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Tuple
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from nntransfer.builder import resolve_config_fn, train_step
+from nntransfer.configs.base import Description, make_hash
+from nntransfer.configs.transfer_experiment import TransferExperiment
+from nntransfer.provenance import RecipeSource
+from nntransfer.recipes.loading import Recipe
+
+logger = logging.getLogger(__name__)
+
+ORDERS = ("original", "random")
+DONE, RUNNING, FAILED, WAITING = "done", "running", "failed", "waiting"
+
+
+@dataclass
+class StepStatus:
+    """The state of one step of one transfer experiment."""
+
+    name: str
+    seed: int
+    step: int
+    comment: str
+    state: str
+    score: Optional[float] = None
+    error: str = ""
+
+
+Chain = Tuple[Description, TransferExperiment]
+
+
+def validate_recipe(recipe: Recipe) -> None:
+    """Resolve every function a recipe names before anything is written."""
+    if not recipe.transfer_experiments:
+        raise ValueError(f"recipe {recipe.name} defines no experiments")
+    for chain in recipe.transfer_experiments.values():
+        for step in chain:
+            for config in step.configs.values():
+                resolve_config_fn(config)
+
+
+def ordered_chains(recipe: Recipe, order: str = "original", seed: Optional[int] = None) -> List[Chain]:
+    if order not in ORDERS:
+        raise ValueError(f"unknown order {order!r}; use one of {', '.join(ORDERS)}")
+    chains = list(recipe.transfer_experiments.items())
+    if order == "random":
+        random.Random(seed).shuffle(chains)
+    return chains
+
+
+def step_hash(chain: TransferExperiment, level: int) -> str:
+    """Name of a step's folder in the local work folder: the hash of its full table key."""
+    return make_hash(chain.step_key(level))
+
+
+class LocalBackend:
+    """Runs steps in-process and keeps results in a folder (see module docstring)."""
+
+    name = "local"
+
+    def __init__(self, workdir: str = "./nntransfer_work", progress: bool = True):
+        self.workdir = Path(workdir)
+        self.progress = progress
+
+    def step_dir(self, chain: TransferExperiment, level: int) -> Path:
+        return self.workdir / "steps" / step_hash(chain, level)
+
+    def is_done(self, chain: TransferExperiment, level: int) -> bool:
+        return (self.step_dir(chain, level) / "result.json").exists()
+
+    def load_result(self, chain: TransferExperiment, level: int) -> Dict:
+        folder = self.step_dir(chain, level)
+        result = json.loads((folder / "result.json").read_text())
+        with open(folder / "output.pkl", "rb") as handle:
+            result["output"] = pickle.load(handle)
+        return result
+
+    def load_state_dict(self, chain: TransferExperiment, level: int):
+        return torch.load(self.step_dir(chain, level) / "model_state.pt", map_location="cpu", weights_only=False)
+
+    def load_transfer_data(self, chain: TransferExperiment, level: int) -> Optional[Dict[str, np.ndarray]]:
+        path = self.step_dir(chain, level) / "transfer_data.npz"
+        if not path.exists():
+            return None
+        with np.load(path, allow_pickle=False) as archive:
+            return {name: archive[name] for name in archive.files}
+
+    def run(self, recipe: Recipe, order: str = "original") -> None:
+        chains = ordered_chains(recipe, order)
+        total = sum(len(chain) for _, chain in chains)
+        with tqdm(total=total, desc="steps", disable=not self.progress, unit="step") as bar:
+            for description, chain in chains:
+                for level in range(len(chain)):
+                    if not self.is_done(chain, level):
+                        self.run_step(description, chain, level)
+                    bar.update(1)
+
+    def run_step(self, description: Description, chain: TransferExperiment, level: int) -> None:
+        step = chain[level]
+        key = chain.step_key(level)
+        state_dict = transfer_data = None
+        if level > 0:
+            if not self.is_done(chain, level - 1):
+                raise RuntimeError(f"{description.name} step {level - 1} is not done; run the steps in order")
+            state_dict = self.load_state_dict(chain, level - 1)
+            if key["data_transfer"]:
+                transfer_data = self.load_transfer_data(chain, level - 1)
+                if transfer_data is None:
+                    raise ValueError(
+                        f"{description.name} step {level} sets data_transfer, but step {level - 1} stored no "
+                        "transfer data; set compute_transfer_data=True in that step's trainer"
+                    )
+        logger.info("training %s (seed %s) step %d: %s", description.name, description.seed, level, step.comment)
+        started = time.time()
+        result = train_step(
+            step.dataset.fn, step.dataset.to_dict(), step.model.fn, step.model.to_dict(),
+            step.trainer.fn, step.trainer.to_dict(), seed=step.seed,
+            state_dict=state_dict, transfer_data=transfer_data, uid=dict(key),
+        )  # fmt: skip
+        self._store(chain, level, description, key, result, started)
+
+    def _store(self, chain, level, description, key, result, started) -> None:
+        """Write the step's files to a temporary folder, then rename: a step is there whole or not at all."""
+        final = self.step_dir(chain, level)
+        temporary = final.parent / f".{final.name}.{os.getpid()}.tmp"
+        shutil.rmtree(temporary, ignore_errors=True)
+        temporary.mkdir(parents=True)
+        (temporary / "key.json").write_text(json.dumps({"key": key, "experiment": chain[level].to_dict()}, indent=2, default=str))
+        with open(temporary / "output.pkl", "wb") as handle:
+            pickle.dump(result.output, handle)
+        torch.save(result.model_state, temporary / "model_state.pt")
+        if result.transfer_data:
+            np.savez(temporary / "transfer_data.npz", **{k: np.asarray(v) for k, v in result.transfer_data.items()})
+        summary = dict(
+            name=description.name,
+            seed=description.seed,
+            step=level,
+            comment=chain[level].comment,
+            score=result.score,
+            seconds=round(time.time() - started, 3),
+            finished=time.strftime("%Y-%m-%d %H:%M:%S"),
+            **RecipeSource.record(),
+        )
+        (temporary / "result.json").write_text(json.dumps(summary, indent=2))
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(temporary, final)
+
+    def status(self, recipe: Recipe) -> List[StepStatus]:
+        rows = []
+        for description, chain in recipe.transfer_experiments.items():
+            for level in range(len(chain)):
+                done = self.is_done(chain, level)
+                score = json.loads((self.step_dir(chain, level) / "result.json").read_text())["score"] if done else None
+                rows.append(StepStatus(description.name, description.seed, level, chain[level].comment, DONE if done else WAITING, score))
+        return rows
+
+
+class DataJointBackend:
+    """Fills the nnfabrik tables and populates them with DataJoint's job reservation."""
+
+    name = "datajoint"
+
+    def __init__(self, schema: Optional[str] = None, progress: bool = True):
+        from nntransfer import database
+
+        if schema:
+            database.set_schema_name(schema)
+        database.configure()
+        database.connect()
+        from nntransfer.tables import nnfabrik, transfer
+
+        self.nnfabrik = nnfabrik
+        self.table = transfer.TransferredTrainedModel
+        self.progress = progress
+
+    def prepare(self, recipe: Recipe) -> None:
+        """Insert every config, seed and recipe entry (in one transaction: all or nothing)."""
+        self.nnfabrik.current_fabrikant()
+        connection = self.table.connection
+        with connection.transaction:
+            for _, chain in recipe.transfer_experiments.items():
+                self.table.add_transfer_experiment(chain)
+
+    def _restrictions(self, chains: Iterable[Chain], level: int) -> List[Dict]:
+        return [chain.get_restrictions(level) for _, chain in chains if len(chain) > level]
+
+    def populate_once(self, recipe: Recipe, order: str = "original") -> None:
+        chains = ordered_chains(recipe, order)
+        depth = max(len(chain) for _, chain in chains)
+        for level in range(depth):
+            restrictions = self._restrictions(chains, level)
+            if restrictions:
+                self.table.populate(
+                    restrictions, reserve_jobs=True, suppress_errors=True, order=order, display_progress=self.progress
+                )
+
+    def run(self, recipe: Recipe, order: str = "original") -> None:
+        self.prepare(recipe)
+        self.populate_once(recipe, order)
+
+    def work(self, recipe: Recipe, order: str = "original", poll_seconds: float = 2.0, timeout: Optional[float] = None) -> None:
+        """Populate until every step is done or failed, waiting for steps other workers are training."""
+        self.prepare(recipe)
+        started = time.time()
+        while True:
+            self.clear_stale_reservations()
+            self.populate_once(recipe, order)
+            states = [row.state for row in self.status(recipe)]
+            if all(state in (DONE, FAILED) or state == "blocked" for state in states):
+                return
+            if timeout is not None and time.time() - started > timeout:
+                raise TimeoutError(f"steps still unfinished after {timeout:.0f}s")
+            time.sleep(poll_seconds)
+
+    def clear_stale_reservations(self) -> int:
+        """Delete reservations whose database connection is gone (a killed worker); returns how many."""
+        jobs = self.table().schema.jobs
+        alive = {row[0] for row in self.table.connection.query("SELECT id FROM information_schema.processlist").fetchall()}
+        reserved = (jobs & 'status="reserved"').fetch("table_name", "key_hash", "connection_id", as_dict=True)
+        stale = [{"table_name": r["table_name"], "key_hash": r["key_hash"]} for r in reserved if r["connection_id"] not in alive]
+        if stale:
+            (jobs & stale).delete_quick()
+            logger.warning("cleared %d reservation(s) left by workers that stopped", len(stale))
+        return len(stale)
+
+    def status(self, recipe: Recipe) -> List[StepStatus]:
+        from datajoint.hash import key_hash
+
+        jobs = self.table().schema.jobs & {"table_name": self.table.table_name}
+        job_rows = {row["key_hash"]: row for row in jobs.fetch("key_hash", "status", "error_message", as_dict=True)}
+        rows = []
+        for description, chain in recipe.transfer_experiments.items():
+            blocked = False
+            for level in range(len(chain)):
+                key = chain.step_key(level)
+                entry = StepStatus(description.name, description.seed, level, chain[level].comment, WAITING)
+                done = self.table & chain.get_restrictions(level)
+                if done:
+                    entry.state, entry.score = DONE, float(done.fetch("score")[0])
+                elif blocked:
+                    entry.state = "blocked"
+                else:
+                    job = job_rows.get(key_hash(key))
+                    if job is not None and job["status"] == "error":
+                        entry.state, entry.error = FAILED, job["error_message"]
+                        blocked = True
+                    elif job is not None and job["status"] == "reserved":
+                        entry.state = RUNNING
+                rows.append(entry)
+        return rows
+
+
+def make_backend(backend: str = "local", workdir: Optional[str] = None, schema: Optional[str] = None, progress: bool = True):
+    if backend == "local":
+        return LocalBackend(workdir or "./nntransfer_work", progress=progress)
+    if backend == "datajoint":
+        return DataJointBackend(schema, progress=progress)
+    raise ValueError(f"unknown backend {backend!r}; use 'local' or 'datajoint'")
+
+
+def status_table(rows: List[StepStatus]) -> str:
+    """A plain-text table of name, seed, step, state, score (and the error of failed steps)."""
+    header = ("name", "seed", "step", "state", "score", "comment")
+    lines = [[r.name, str(r.seed), str(r.step), r.state, "" if r.score is None else f"{r.score:.4f}", r.comment] for r in rows]
+    widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h) for i, h in enumerate(header)]
+    out = ["  ".join(h.ljust(w) for h, w in zip(header, widths))]
+    for row, line in zip(rows, lines):
+        out.append("  ".join(v.ljust(w) for v, w in zip(line, widths)).rstrip())
+        if row.error:
+            out.append(f"    error: {row.error.splitlines()[0] if row.error else ''}")
+    return "\n".join(out)
+
+
+def rows_as_dicts(rows: List[StepStatus]) -> List[Dict]:
+    return [asdict(row) for row in rows]

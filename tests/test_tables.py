@@ -1,0 +1,95 @@
+"""The tables against the real server: a three-step chain, weights and data along it, bookkeeping."""
+
+import pytest
+from toy_steps import ToyDatasetConfig, ToyModelConfig, ToyTrainerConfig
+
+from nntransfer.configs import Experiment, TransferExperiment
+
+pytestmark = pytest.mark.database
+
+
+def three_step_chain(seed=1, first_increment=1.0):
+    return TransferExperiment(
+        [
+            Experiment(ToyDatasetConfig(), ToyModelConfig(init=0.5), ToyTrainerConfig(increment=first_increment, compute_transfer_data=True), seed=seed, comment="A"),
+            Experiment(ToyDatasetConfig(size=3), ToyModelConfig(), ToyTrainerConfig(increment=2.0, data_transfer=True), seed=seed, comment="B"),
+            Experiment(ToyDatasetConfig(), ToyModelConfig(), ToyTrainerConfig(increment=4.0), seed=seed, comment="C"),
+        ]
+    )
+
+
+def populate_chain(table, chain):
+    table.add_transfer_experiment(chain)
+    for level in range(len(chain)):
+        table.populate(chain.get_restrictions(level), reserve_jobs=True)
+
+
+def test_three_step_transfer_chain(tables):
+    table = tables["transfer"].TransferredTrainedModel
+    chain = three_step_chain(seed=11)
+    populate_chain(table, chain)
+
+    rows = []
+    for level in range(3):
+        restricted = table & chain.get_restrictions(level)
+        assert len(restricted) == 1, f"step {level} should have exactly one row"
+        row = restricted.fetch1()
+        assert row["transfer_step"] == level
+        assert {k: row[k] for k in chain.step_key(level)} == chain.step_key(level)
+        rows.append(row)
+
+    # step k starts from step k-1's weights
+    assert rows[0]["output"]["start_weight"] == pytest.approx(0.5)
+    assert rows[1]["output"]["start_weight"] == pytest.approx(rows[0]["output"]["final_weight"]) == pytest.approx(1.5)
+    assert rows[2]["output"]["start_weight"] == pytest.approx(rows[1]["output"]["final_weight"]) == pytest.approx(3.5)
+    assert rows[2]["score"] == pytest.approx(7.5)
+    state = table().fetch_state_dict(chain.get_restrictions(2))
+    assert float(state["weight"]) == pytest.approx(7.5)
+
+    # data transfer: step 0 produced data, step 1 (data_transfer=True) received it, step 2 did not ask
+    stored = table().fetch_transfer_data(chain.get_restrictions(0))
+    assert stored["soft_labels"].shape == (4, 2)
+    assert rows[1]["output"]["received"]["soft_labels"].tolist() == stored["soft_labels"].tolist()
+    assert rows[1]["data_transfer"] == 1 and rows[2]["data_transfer"] == 0
+    assert rows[2]["output"]["received"] == {}
+
+    # the table's collapsed history is what get_restrictions predicted
+    for level in range(2):
+        nxt = (table.CollapsedHistory & chain.get_restrictions(level)).fetch1("next_collapsed_history")
+        assert nxt == chain.get_restrictions(level + 1)["collapsed_history"]
+
+    # provenance and comments
+    provenance = (table.Provenance & chain.get_restrictions(2)).fetch1()
+    assert provenance["torch_version"] and provenance["nnfabrik_version"] == "0.2.1"
+    assert provenance["nntransfer_version"]
+    # checkpoints are removed once a step finished (keep_checkpoints=False)
+    assert len(table.checkpoint_table & chain.get_restrictions(2)) == 0
+
+
+def test_shared_first_step_trains_once(tables):
+    table = tables["transfer"].TransferredTrainedModel
+    a = three_step_chain(seed=21)
+    b = TransferExperiment([a[0], Experiment(ToyDatasetConfig(), ToyModelConfig(), ToyTrainerConfig(increment=8.0), seed=21, comment="D")])
+    populate_chain(table, a)
+    populate_chain(table, b)
+    assert len(table & a.get_restrictions(0)) == 1
+    assert a.get_restrictions(0) == b.get_restrictions(0)
+    assert a.get_restrictions(1) != b.get_restrictions(1)
+    assert (table & b.get_restrictions(1)).fetch1("score") == pytest.approx(1.5 + 8.0)
+
+
+def test_unresolvable_function_writes_nothing(tables):
+    nnf = tables["nnfabrik"]
+    before = (len(nnf.Dataset()), len(nnf.Model()), len(nnf.Trainer()))
+    broken = Experiment(ToyDatasetConfig(size=99), ToyModelConfig(init=9.0), ToyTrainerConfig(fn="toy_steps.no_such_trainer"), seed=5)
+    with pytest.raises(ValueError, match="no_such_trainer"):
+        broken.add_to_table()
+    assert (len(nnf.Dataset()), len(nnf.Model()), len(nnf.Trainer())) == before
+
+
+def test_stored_config_rebuilds_the_same_key(tables):
+    nnf = tables["nnfabrik"]
+    config = ToyTrainerConfig(increment=0.25)
+    key = config.add_to_table()
+    _, stored = (nnf.Trainer & key).fn_config
+    assert ToyTrainerConfig.from_dict(stored).get_key() == key
