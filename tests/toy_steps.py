@@ -2,6 +2,8 @@
 the "model" is one weight, "training" adds ``increment`` to it. The output records what each step
 started from and received, so tests can follow weights and data along a chain."""
 
+import json
+import os
 import time
 
 import numpy as np
@@ -63,7 +65,11 @@ def toy_trainer(model, dataloaders, seed, uid=None, cb=None, **config):
     if cb is not None:  # resume like the real trainer: restore the last checkpoint if there is one
         state = {"action": "last", "maximize_score": True, "net": model}
         cb(uid=uid, epoch=0, model=model, state=state)
-        first_epoch = state.get("epoch", 0) + 1
+        first_epoch = int(state.get("epoch", 0)) + 1
+    if os.environ.get("TOY_LOG"):  # one line per training run, to count how often a step ran
+        with open(os.environ["TOY_LOG"], "a") as log:
+            entry = {"step": int((uid or {}).get("transfer_step", -1)), "pid": os.getpid(), "increment": cfg.increment, "first_epoch": first_epoch}
+            log.write(json.dumps(entry) + "\n")
     for epoch in range(first_epoch, cfg.epochs + 1):
         time.sleep(cfg.sleep)
         with torch.no_grad():

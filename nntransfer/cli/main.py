@@ -67,6 +67,10 @@ def _setup_logging(quiet: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    datajoint_logger = logging.getLogger("datajoint")
+    datajoint_logger.propagate = False  # DataJoint has its own handler; avoid every line twice
+    if quiet:
+        datajoint_logger.setLevel(logging.WARNING)
 
 
 def _run(args) -> int:

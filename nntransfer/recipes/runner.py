@@ -199,11 +199,20 @@ class DataJointBackend:
 
     def prepare(self, recipe: Recipe) -> None:
         """Insert every config, seed and recipe entry (in one transaction: all or nothing)."""
+        import pymysql
+
         self.nnfabrik.current_fabrikant()
         connection = self.table.connection
-        with connection.transaction:
-            for _, chain in recipe.transfer_experiments.items():
-                self.table.add_transfer_experiment(chain)
+        for attempt in range(5):
+            try:
+                with connection.transaction:
+                    for _, chain in recipe.transfer_experiments.items():
+                        self.table.add_transfer_experiment(chain)
+                return
+            except pymysql.err.OperationalError as err:  # deadlock between workers filling the same rows
+                if err.args[0] != 1213 or attempt == 4:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
 
     def _restrictions(self, chains: Iterable[Chain], level: int) -> List[Dict]:
         return [chain.get_restrictions(level) for _, chain in chains if len(chain) > level]
@@ -238,7 +247,7 @@ class DataJointBackend:
 
     def clear_stale_reservations(self) -> int:
         """Delete reservations whose database connection is gone (a killed worker); returns how many."""
-        jobs = self.table().schema.jobs
+        jobs = self.nnfabrik.schema.jobs
         alive = {row[0] for row in self.table.connection.query("SELECT id FROM information_schema.processlist").fetchall()}
         reserved = (jobs & 'status="reserved"').fetch("table_name", "key_hash", "connection_id", as_dict=True)
         stale = [{"table_name": r["table_name"], "key_hash": r["key_hash"]} for r in reserved if r["connection_id"] not in alive]
@@ -250,7 +259,7 @@ class DataJointBackend:
     def status(self, recipe: Recipe) -> List[StepStatus]:
         from datajoint.hash import key_hash
 
-        jobs = self.table().schema.jobs & {"table_name": self.table.table_name}
+        jobs = self.nnfabrik.schema.jobs & {"table_name": self.table.table_name}
         job_rows = {row["key_hash"]: row for row in jobs.fetch("key_hash", "status", "error_message", as_dict=True)}
         rows = []
         for description, chain in recipe.transfer_experiments.items():

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import getpass
 import logging
-import warnings
 from typing import TYPE_CHECKING, Any, Dict
 
 import datajoint as dj
@@ -104,20 +103,25 @@ def current_fabrikant() -> str:
 
 
 def add_config_to_table(config: "BaseConfig", skip_duplicates: bool = True) -> Dict[str, str]:
-    """Insert one config into its table (Dataset, Model or Trainer); returns its key."""
+    """Insert one config into its table (Dataset, Model or Trainer); returns its key.
+
+    Unlike nnfabrik's ``add_entry`` (check, then insert) this is a single ``INSERT IGNORE``, so workers
+    filling the same tables at the same time do not collide."""
     resolve_config_fn(config)
     table = {"Dataset": Dataset, "Model": Model, "Trainer": Trainer}[config.table]
     name = config.config_name
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # nnfabrik warns on every existing entry
-        key = table().add_entry(
-            config.fn,
-            config.to_dict(),
-            **{f"{name}_comment": config.comment[:256], f"{name}_fabrikant": current_fabrikant()},
-            skip_duplicates=skip_duplicates,
-        )
-    if key != config.get_key():  # the table hashes what it stores; it must be what we hashed
-        raise RuntimeError(f"{name} key mismatch: table {key} vs config {config.get_key()}")
+    key = config.get_key()
+    row = dict(
+        key,
+        **{
+            f"{name}_config": config.to_dict(),
+            f"{name}_comment": config.comment[:256],
+            f"{name}_fabrikant": current_fabrikant(),
+        },
+    )
+    if not skip_duplicates and (table & key):
+        raise ValueError(f"{type(config).__name__} {key} is already in the {config.table} table")
+    table.insert1(row, skip_duplicates=True)
     return key
 
 

@@ -1,0 +1,92 @@
+"""The nntransfer command: local runs, recipe discovery, and one clear line for bad input."""
+
+import json
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from recipe_factory import write_toy_recipe
+
+from nntransfer.cli.main import EXIT_BAD_INPUT, main
+
+TESTS = Path(__file__).parent
+
+
+def unique(name):
+    return f"{name}_{uuid.uuid4().hex[:6]}"
+
+
+def read_log(path):
+    return [json.loads(line) for line in Path(path).read_text().splitlines()] if Path(path).exists() else []
+
+
+def test_local_run_trains_each_step_once_and_skips_done_steps(tmp_path, monkeypatch, capsys):
+    recipe = write_toy_recipe(tmp_path, unique("local"))
+    log = tmp_path / "log.jsonl"
+    monkeypatch.setenv("TOY_LOG", str(log))
+    workdir = tmp_path / "work"
+    assert main(["run", str(recipe), "--workdir", str(workdir), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "toy0" in out and "toy1" in out and "done" in out
+    assert len(read_log(log)) == 4  # 2 chains x 2 steps
+    # step 1 of toy0 starts from step 0's weight: 0.5 + 1.0, then + 2.0
+    assert "3.5000" in out and "4.5000" in out
+    assert main(["run", str(recipe), "--workdir", str(workdir), "--quiet"]) == 0
+    assert len(read_log(log)) == 4  # nothing retrained
+    steps = list((workdir / "steps").iterdir())
+    assert len(steps) == 4 and all((s / "result.json").exists() and (s / "model_state.pt").exists() for s in steps)
+    capsys.readouterr()
+    assert main(["status", str(recipe), "--workdir", str(workdir)]) == 0
+    assert capsys.readouterr().out.count(" done ") == 4
+
+
+def test_experiment_option_picks_one_module(tmp_path, capsys):
+    recipe = write_toy_recipe(tmp_path, unique("pick"), chains=1)
+    assert main(["run", str(recipe), "--experiment", "chains", "--workdir", str(tmp_path / "w"), "--quiet"]) == 0
+    assert "toy0" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv_tail, message",
+    [
+        (["no/such/recipe_folder_xyz"], "not found"),
+        (["{recipe}", "--experiment", "chainz"], "no experiment 'chainz'"),
+        (["{recipe}", "--experiment", "empty"], "defines no 'transfer_experiments'"),
+    ],
+)
+def test_bad_recipe_input_is_one_line(tmp_path, capsys, argv_tail, message):
+    recipe = write_toy_recipe(tmp_path, unique("bad"))
+    argv = ["run"] + [a.format(recipe=recipe) for a in argv_tail] + ["--workdir", str(tmp_path / "w"), "--quiet"]
+    assert main(argv) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("nntransfer: error:") and message in err and "\n" not in err
+    assert not (tmp_path / "w").exists()  # nothing written
+
+
+def test_unresolvable_function_is_one_line_and_writes_nothing(tmp_path, capsys):
+    folder = tmp_path / unique("broken")
+    folder.mkdir()
+    (folder / "__init__.py").write_text(
+        "from nntransfer.configs import Description, Experiment, TransferExperiment\n"
+        "from toy_steps import ToyDatasetConfig, ToyModelConfig, ToyTrainerConfig\n"
+        "transfer_experiments = {Description('x', 1): TransferExperiment([Experiment(ToyDatasetConfig(), ToyModelConfig(),"
+        " ToyTrainerConfig(fn='toy_steps.missing_trainer'), seed=1)])}\n"
+    )
+    assert main(["run", str(folder), "--workdir", str(tmp_path / "w"), "--quiet"]) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert "toy_steps.missing_trainer" in err and err.count("\n") == 1
+    assert not (tmp_path / "w").exists()
+
+
+def test_unreachable_database_is_one_line(tmp_path):
+    recipe = write_toy_recipe(tmp_path, unique("unreach"))
+    env = {"PYTHONPATH": str(TESTS), "DJ_HOST": "127.0.0.1:1", "PATH": "/usr/bin:/bin"}
+    result = subprocess.run(
+        [sys.executable, "-m", "nntransfer", "run", str(recipe), "--backend", "datajoint", "--schema", "nnt_unreachable"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == EXIT_BAD_INPUT
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "cannot reach the database" in lines[0], result.stderr

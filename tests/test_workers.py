@@ -1,0 +1,96 @@
+"""What the docker image runs, without docker: several ``nntransfer worker`` processes against the real
+server. Every job runs exactly once, results match the local backend, and a killed worker's job is
+recovered (its reservation cleared, its checkpoints reused)."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import datajoint as dj
+import pytest
+from recipe_factory import write_toy_recipe
+
+from nntransfer.recipes.loading import load_recipe
+from nntransfer.recipes.runner import LocalBackend
+
+pytestmark = [pytest.mark.database, pytest.mark.slow]
+TESTS = Path(__file__).parent
+
+
+def worker_env(log):
+    pythonpath = os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))
+    return dict(os.environ, PYTHONPATH=pythonpath, TOY_LOG=str(log))
+
+
+def start_worker(recipe, schema, env):
+    return subprocess.Popen(
+        [sys.executable, "-m", "nntransfer", "worker", str(recipe), "--schema", schema, "--poll", "0.3", "--quiet"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+
+
+def read_log(path):
+    return [json.loads(line) for line in Path(path).read_text().splitlines()] if Path(path).exists() else []
+
+
+def test_three_concurrent_workers_run_every_job_once(db_prefix, tmp_path):
+    recipe = write_toy_recipe(tmp_path, "concurrent_recipe", chains=3, sleep=0.2, epochs=2)
+    log = tmp_path / "log.jsonl"
+    schema = f"{db_prefix}_workers"
+    env = worker_env(log)
+    workers = [start_worker(recipe, schema, env) for _ in range(3)]
+    outputs = [w.communicate(timeout=240) for w in workers]
+    for worker, (out, err) in zip(workers, outputs):
+        assert worker.returncode == 0, err[-2000:]
+    runs = read_log(log)
+    assert len(runs) == 6, runs  # 3 chains x 2 steps, each exactly once
+    assert len({(r["step"], r["increment"]) for r in runs}) >= 4  # steps differ across chains
+    assert len({r["pid"] for r in runs}) >= 2  # the work was shared
+
+    # the same scores as the local backend
+    status = subprocess.run(
+        [sys.executable, "-m", "nntransfer", "status", str(recipe), "--schema", schema],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert status.returncode == 0, status.stderr
+    local = LocalBackend(str(tmp_path / "local"), progress=False)
+    loaded = load_recipe(str(recipe))
+    local.run(loaded)
+    for row in local.status(loaded):
+        line = f"{row.name}  {row.seed}     {row.step}     done   {row.score:.4f}"
+        assert line in status.stdout, (line, status.stdout)
+
+
+def test_killed_worker_is_recovered_from_checkpoints(db_prefix, tmp_path):
+    recipe = write_toy_recipe(tmp_path, "killed_recipe", chains=1, sleep=0.6, epochs=6)
+    log = tmp_path / "log.jsonl"
+    schema = f"{db_prefix}_killed"
+    env = worker_env(log)
+    first = start_worker(recipe, schema, env)
+    conn = dj.conn()
+    deadline = time.time() + 120
+    epoch = 0
+    while time.time() < deadline and epoch < 2:
+        time.sleep(0.3)
+        try:
+            epoch = conn.query(f"SELECT MAX(epoch) FROM `{schema}`.`transferred_checkpoint`").fetchone()[0] or 0
+        except Exception:  # the table does not exist yet
+            epoch = 0
+    assert epoch >= 2, "the first worker never saved a checkpoint"
+    first.kill()
+    first.wait(timeout=30)
+    reserved = conn.query(f"SELECT COUNT(*) FROM `{schema}`.`~jobs` WHERE status='reserved'").fetchone()[0]
+    assert reserved == 1  # the killed worker left its reservation behind
+
+    second = start_worker(recipe, schema, env)
+    out, err = second.communicate(timeout=240)
+    assert second.returncode == 0, err[-2000:]
+    runs = read_log(log)
+    step0 = [r for r in runs if r["step"] == 0]
+    assert len(step0) == 2 and step0[0]["first_epoch"] == 1
+    assert step0[1]["first_epoch"] >= 3  # resumed after the saved epoch instead of starting over
+    assert "1.5000" in out and "3.5000" in out  # same result as an uninterrupted run
+    assert conn.query(f"SELECT COUNT(*) FROM `{schema}`.`~jobs`").fetchone()[0] == 0
