@@ -370,6 +370,7 @@ def test_bad_layer_path_names_the_closest():
         (dict(type="mlp", core_typ="conv"), r"no field 'core_typ'; did you mean 'core_type'"),
         (dict(type="mlp", weight_init="he"), r"weight_init must be one of"),
         (dict(type="mlp", dropout=1.5), r"dropout must be in"),
+        (dict(type="mlp", input_size="big"), r"input_size must be None, an int or \[height, width\]"),
     ],
 )
 def test_bad_options(options, message):

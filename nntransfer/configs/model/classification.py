@@ -1,11 +1,94 @@
-"""`ClassificationModelConfig`: image classification models (owned by the models issue)."""
+"""`ClassificationModelConfig`: the image classification models of ``nntransfer.models``."""
 
 from nntransfer.configs.model.base import ModelConfig
 
 
 class ClassificationModelConfig(ModelConfig):
+    """Settings of ``nntransfer.models.classification_model_builder``.
+
+    The number of classes and the input shape come from the data (the train loader's ``n_classes`` and
+    ``input_shape``), so one config works across data sets.
+
+    Fields:
+        type: registered model type; see ``nntransfer.models.registered_types()``: ``lenet5``,
+            ``lenet300-100``, ``mlp``, ``resnet18``/``resnet34``/``resnet50``, ``vgg11``/``vgg13``/``vgg16``/``vgg19``.
+        core_type: layers of the LeNet-5 core: ``conv`` (shared weights), ``locally_connected`` (same
+            receptive fields, unshared weights) or ``fully_connected`` (dense layers with the conv layers'
+            output sizes). Only ``lenet5`` accepts anything but ``conv``.
+        input_size: build for this image size (int or ``[height, width]``) instead of the data's.
+        input_channels: build for this many input channels instead of the data's.
+        dropout: dropout probability after every hidden layer of the readout (LeNet-5, VGG dense/conv
+            readout), after every hidden layer of the MLPs, and before the ResNet classifier; 0 means none.
+        batch_norm: batch norm after every conv/hidden layer. ``None`` uses the architecture's usual
+            choice: on for ResNets, off for everything else.
+        mlp_hidden_sizes: hidden layer widths of ``mlp`` (``lenet300-100`` is fixed to [300, 100]).
+        stem_kernel, stem_stride, stem_padding, stem_pool: the ResNet stem convolution and whether a
+            3x3/stride-2 max pool follows it. The defaults (3, 1, 1, no pool) suit small images;
+            (7, 2, 3, pool) is the ImageNet stem.
+        zero_init_residual: ResNet blocks start as identities (last batch norm scale 0).
+        readout_type: ``dense`` (flatten, linear layers) or ``conv`` (the same layers as convolutions:
+            the first spans the whole feature map, the others are 1x1). ``conv`` is for VGG only.
+        readout_hidden_size: width of the two hidden layers of the VGG readout.
+        readout_bias: the final classification layer has a bias.
+        weight_init: ``default`` (PyTorch's), ``kaiming_normal`` or ``xavier_uniform`` for the weights of
+            every conv/linear/locally connected layer (biases then start at 0).
+        get_intermediate_rep: ``{name: layer path}``; when not empty the model returns
+            ``(extra_outputs, logits)`` with ``extra_outputs[name]`` the output of that layer. ``core`` is
+            the feature extractor's output, ``readout`` the classifier's input, anything else a dotted
+            submodule path such as ``core.layer2``.
+    """
+
     fn = "nntransfer.models.classification_model_builder"
+
+    CORE_TYPES = ("conv", "locally_connected", "fully_connected")
+    READOUT_TYPES = ("dense", "conv")
+    WEIGHT_INITS = ("default", "kaiming_normal", "xavier_uniform")
 
     def __init__(self, **kwargs):
         self.type = "lenet5"
+        self.core_type = "conv"
+        self.input_size = None
+        self.input_channels = None
+        self.dropout = 0.0
+        self.batch_norm = None
+        self.mlp_hidden_sizes = [512, 256]
+        self.stem_kernel = 3
+        self.stem_stride = 1
+        self.stem_padding = 1
+        self.stem_pool = False
+        self.zero_init_residual = False
+        self.readout_type = "dense"
+        self.readout_hidden_size = 512
+        self.readout_bias = True
+        self.weight_init = "default"
+        self.get_intermediate_rep = {"DEFAULT EMPTY": True}
         super().__init__(**kwargs)
+
+    def conditional_assignment(self) -> None:
+        # Nothing is derived; catch bad choices when the config is written, not hours later on a worker.
+        for name, allowed in (
+            ("core_type", self.CORE_TYPES),
+            ("readout_type", self.READOUT_TYPES),
+            ("weight_init", self.WEIGHT_INITS),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{type(self).__name__}.{name} must be one of {list(allowed)}, got {getattr(self, name)!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"{type(self).__name__}.dropout must be in [0, 1), got {self.dropout!r}")
+        for name, least in (("readout_hidden_size", 1), ("stem_kernel", 1), ("stem_stride", 1), ("stem_padding", 0)):
+            if getattr(self, name) < least:
+                raise ValueError(f"{type(self).__name__}.{name} must be at least {least}, got {getattr(self, name)!r}")
+        size = self.input_size
+        if size is not None and not (
+            _positive_int(size) or (isinstance(size, (list, tuple)) and len(size) == 2 and all(map(_positive_int, size)))
+        ):
+            raise ValueError(f"{type(self).__name__}.input_size must be None, an int or [height, width], got {size!r}")
+        if self.input_channels is not None and not _positive_int(self.input_channels):
+            raise ValueError(f"{type(self).__name__}.input_channels must be None or a positive int, got {self.input_channels!r}")
+        if self.batch_norm not in (None, True, False):
+            raise ValueError(f"{type(self).__name__}.batch_norm must be None, True or False, got {self.batch_norm!r}")
+        super().conditional_assignment()
+
+
+def _positive_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0

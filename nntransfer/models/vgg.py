@@ -1,0 +1,77 @@
+"""VGG networks (Simonyan & Zisserman 2015): ``vgg11``, ``vgg13``, ``vgg16``, ``vgg19``.
+
+The core is five blocks ``block<i>`` of 3x3 convolutions (``conv<j> -> [bn<j>] -> relu<j>``) each ending in
+a 2x2 max pool, so inputs need at least 32x32 pixels. The readout has two hidden layers of
+``readout_hidden_size`` units, either dense (``flatten -> fc1 -> fc2 -> fc3``) or as convolutions
+(``conv1`` spanning the whole final feature map, then 1x1 ``conv2``, ``conv3``, then ``flatten``), which
+compute the same function class.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Tuple
+
+from torch import nn
+
+from nntransfer.models.base import CoreReadoutModel, check_size, dropout_layer, layers, require_options, use_batch_norm
+from nntransfer.models.registry import register
+
+# Output channels of the convolutions of each of the five blocks.
+_BLOCKS = {
+    11: ((64,), (128,), (256, 256), (512, 512), (512, 512)),
+    13: ((64, 64), (128, 128), (256, 256), (512, 512), (512, 512)),
+    16: ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512)),
+    19: ((64, 64), (128, 128), (256, 256, 256, 256), (512, 512, 512, 512), (512, 512, 512, 512)),
+}
+
+
+def build_vgg(config, input_shape: Tuple[int, int, int], n_classes: int, depth: int) -> CoreReadoutModel:
+    """VGG-``depth`` (11, 13, 16 or 19); ``config.batch_norm`` and ``config.readout_type`` pick the variant."""
+    require_options(config, readout_types=("dense", "conv"))
+    bn = use_batch_norm(config, default=False)
+    in_channels, height, width = input_shape
+    blocks = []
+    for i, widths in enumerate(_BLOCKS[depth], start=1):
+        named = []
+        for j, out_channels in enumerate(widths, start=1):
+            named += [
+                (f"conv{j}", nn.Conv2d(in_channels, out_channels, 3, padding=1)),
+                (f"bn{j}", nn.BatchNorm2d(out_channels) if bn else None),
+                (f"relu{j}", nn.ReLU()),
+            ]
+            in_channels = out_channels
+        named.append(("pool", nn.MaxPool2d(2)))
+        blocks.append((f"block{i}", layers(*named)))
+        height = check_size(height // 2, f"block{i}", config.type, input_shape)
+        width = check_size(width // 2, f"block{i}", config.type, input_shape)
+    core = layers(*blocks)
+
+    hidden = config.readout_hidden_size
+    if config.readout_type == "dense":
+        readout = layers(
+            ("flatten", nn.Flatten()),
+            ("fc1", nn.Linear(in_channels * height * width, hidden)),
+            ("relu1", nn.ReLU()),
+            ("dropout1", dropout_layer(config)),
+            ("fc2", nn.Linear(hidden, hidden)),
+            ("relu2", nn.ReLU()),
+            ("dropout2", dropout_layer(config)),
+            ("fc3", nn.Linear(hidden, n_classes, bias=config.readout_bias)),
+        )
+    else:
+        readout = layers(
+            ("conv1", nn.Conv2d(in_channels, hidden, (height, width))),
+            ("relu1", nn.ReLU()),
+            ("dropout1", dropout_layer(config)),
+            ("conv2", nn.Conv2d(hidden, hidden, 1)),
+            ("relu2", nn.ReLU()),
+            ("dropout2", dropout_layer(config)),
+            ("conv3", nn.Conv2d(hidden, n_classes, 1, bias=config.readout_bias)),
+            ("flatten", nn.Flatten()),
+        )
+    return CoreReadoutModel(core, readout, config.type, input_shape, n_classes)
+
+
+for _depth in _BLOCKS:
+    register(f"vgg{_depth}", partial(build_vgg, depth=_depth))
