@@ -93,3 +93,16 @@ def test_stored_config_rebuilds_the_same_key(tables):
     key = config.add_to_table()
     _, stored = (nnf.Trainer & key).fn_config
     assert ToyTrainerConfig.from_dict(stored).get_key() == key
+
+
+def test_trained_model_populates_with_checkpoints_and_provenance(tables):
+    table = tables["trained_model"].TrainedModel
+    experiment = Experiment(ToyDatasetConfig(size=2), ToyModelConfig(init=1.0), ToyTrainerConfig(increment=3.0, epochs=3), seed=31)
+    key = experiment.add_to_table()
+    table.populate(key, reserve_jobs=True)
+    row = (table & key).fetch1()
+    assert row["score"] == pytest.approx(4.0)
+    assert row["output"]["first_epoch"] == 1
+    assert (table.Provenance & key).fetch1("nnfabrik_version") == "0.2.1"
+    # nnfabrik's checkpoint template deletes with delete(verbose=False): our fix lets it run
+    assert len(table.checkpoint_table & key) == 0
