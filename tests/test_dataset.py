@@ -61,6 +61,17 @@ def test_config_defaults_fit_the_digits_quickstart():
     assert ImageDatasetConfig(batch_size=5).batch_size == 5
 
 
+def test_a_subclass_keeps_its_own_defaults():
+    class Cifar10Config(ImageDatasetConfig):
+        def __init__(self, **kwargs):
+            self.dataset_cls, self.input_size, self.batch_size = "CIFAR10", 32, 16
+            super().__init__(**kwargs)
+
+    config = Cifar10Config(input_size=24)
+    assert (config.dataset_cls, config.input_size, config.batch_size) == ("CIFAR10", 24, 16)
+    assert Cifar10Config.from_dict(config.to_dict()) == config
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [

@@ -13,6 +13,8 @@ class DatasetConfig(BaseConfig):
         num_workers, pin_memory: passed to every ``DataLoader``.
         data_dir: folder the data set is read from.
 
+    Subclasses may set a different default for any of these before calling ``super().__init__``.
+
     Data handed over by a previous transfer step is not a field: the tables pass it to the dataset
     function as the separate keyword ``transfer_data``.
     """
@@ -21,10 +23,8 @@ class DatasetConfig(BaseConfig):
     table = "Dataset"
 
     def __init__(self, **kwargs):
-        self.batch_size = 128
-        self.valid_size = 0.1
-        self.shuffle = True
-        self.num_workers = 0
-        self.pin_memory = False
-        self.data_dir = "./data"
+        # setdefault: a subclass that sets a different default before calling this keeps it.
+        defaults = dict(batch_size=128, valid_size=0.1, shuffle=True, num_workers=0, pin_memory=False, data_dir="./data")
+        for name, value in defaults.items():
+            self.__dict__.setdefault(name, value)
         super().__init__(**kwargs)

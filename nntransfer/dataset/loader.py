@@ -1,0 +1,157 @@
+"""``img_dataset_loader``: the dataset function ``ImageDatasetConfig.fn`` names (nnfabrik's signature)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from nntransfer.configs.dataset.image import ImageDatasetConfig
+from nntransfer.dataset.corrupted import load_corrupted
+from nntransfer.dataset.registry import LoadRequest, get_dataset
+from nntransfer.dataset.splits import (
+    RepeatSampler,
+    SplitView,
+    check_class_range,
+    dataset_targets,
+    filter_by_class,
+    label_map,
+    split_train_valid,
+    table_rows,
+    take_fraction,
+    take_per_class,
+)
+from nntransfer.dataset.transforms import build_transform, normalization_stats, output_channels
+
+logger = logging.getLogger(__name__)
+
+TASK_KEY = "img_classification"
+
+
+def img_dataset_loader(
+    seed: int,
+    transfer_data: Optional[Mapping[str, Any]] = None,
+    return_data_info: bool = False,
+    **config: Any,
+) -> Dict[str, Any]:
+    """Build the data loaders of an image classification data set.
+
+    Args:
+        seed: seeds the train/validation split and the order of the training batches.
+        transfer_data: arrays from a previous transfer step, one row per training example (in the order
+            of ``loaders["train"]["img_classification"].dataset``); the train loader then yields
+            ``(inputs, targets, {name: rows})``.
+        return_data_info: return only ``{TASK_KEY: {"n_classes": ..., "input_shape": ...}}`` (what
+            nnfabrik's ``DataInfo`` tables ask for).
+        **config: ``ImageDatasetConfig.to_dict()``.
+
+    Returns:
+        ``{"train": {TASK_KEY: loader}, "validation": {...}, "test": {...}}`` plus ``"test_rotated"`` and
+        ``"c_test": {corruption: {severity: loader}}`` when configured. Batches are float32
+        ``[B, C, H, W]`` inputs and int64 ``[B]`` targets; every loader has ``n_classes`` and
+        ``input_shape`` attributes.
+    """
+    loaders = build_dataloaders(ImageDatasetConfig.from_dict(config), seed, transfer_data)
+    if return_data_info:
+        train = loaders["train"][TASK_KEY]
+        return {TASK_KEY: {"n_classes": train.n_classes, "input_shape": train.input_shape}}
+    return loaders
+
+
+def build_dataloaders(
+    config: ImageDatasetConfig, seed: int, transfer_data: Optional[Mapping[str, Any]] = None
+) -> Dict[str, Any]:
+    """``img_dataset_loader`` for a config object."""
+    spec = get_dataset(config.dataset_cls)
+    data = spec.load(
+        LoadRequest(
+            data_dir=Path(config.data_dir).expanduser(),
+            download=bool(config.download),
+            input_size=int(config.input_size),
+            options=spec.resolve_options(config.dataset_kwargs),
+        )
+    )
+    check_class_range(config.filter_classes, data.n_classes, spec.name)
+    labels, n_classes = label_map(config.filter_classes, config.relabel_classes, data.n_classes)
+
+    # Indices: class filter -> seeded split -> subset -> per-class cap. Sorted, so row i of the training
+    # set is the i-th kept example in the data set's own order (what transfer_data rows refer to).
+    train_targets = dataset_targets(data.train)
+    train_idx, valid_idx = split_train_valid(
+        filter_by_class(train_targets, config.filter_classes), config.valid_size, config.shuffle, seed
+    )
+    train_idx = take_fraction(train_idx, config.train_subset)
+    if config.examples_per_class is not None:
+        train_idx = take_per_class(train_idx, train_targets, config.examples_per_class)
+    train_idx, valid_idx = np.sort(train_idx), np.sort(valid_idx)
+    if len(valid_idx) == 0:
+        logger.info("valid_size=%s: the validation loader is empty", config.valid_size)
+
+    channels = output_channels(config, data.channels)
+    mean, std = normalization_stats(config, spec.mean, spec.std, channels)
+    native_size = data.image_size if data.image_size is not None else spec.image_size
+
+    def transform(train: bool = False, rotate: Optional[float] = None):
+        return build_transform(config, native_size, channels, mean, std, train=train, rotate=rotate)
+
+    def make_loader(dataset: Dataset, train: bool = False) -> DataLoader:
+        generator = torch.Generator()
+        generator.manual_seed(int(seed))
+        sampler = None
+        if train:
+            sampler = RepeatSampler(len(dataset), config.data_repeats, config.shuffle, generator)
+        loader = DataLoader(
+            dataset,
+            batch_size=config.batch_size,
+            sampler=sampler,
+            shuffle=False,
+            num_workers=config.num_workers,
+            pin_memory=config.pin_memory,
+            generator=generator,  # also seeds the workers' random augmentation
+        )
+        loader.n_classes = n_classes
+        loader.input_shape = (channels, config.input_size, config.input_size)
+        return loader
+
+    def filtered_view(base: Dataset, image_transform) -> SplitView:
+        return SplitView(base, filter_by_class(dataset_targets(base), config.filter_classes), image_transform, labels)
+
+    extras = table_rows(transfer_data, len(train_idx))
+    test = filtered_view(data.test, transform())
+    loaders: Dict[str, Any] = {
+        "train": {TASK_KEY: make_loader(SplitView(data.train, train_idx, transform(train=True), labels, extras), True)},
+        "validation": {TASK_KEY: make_loader(SplitView(data.train, valid_idx, transform(), labels))},
+        "test": {TASK_KEY: make_loader(test)},
+    }
+    if config.add_rotated_test:
+        rotated = SplitView(data.test, test.indices, transform(rotate=config.rotated_test_angle), labels)
+        loaders["test_rotated"] = {TASK_KEY: make_loader(rotated)}
+    if config.add_corrupted_test:
+        root = config.corrupted_data_dir
+        if root is None:
+            if spec.corrupted_folder is None:
+                raise ValueError(
+                    f"{spec.name} has no standard corrupted-data folder; set corrupted_data_dir to its -C folder"
+                )
+            root = Path(config.data_dir).expanduser() / spec.corrupted_folder
+        corrupted = load_corrupted(
+            Path(root).expanduser(),
+            config.corruptions,
+            config.corruption_severities,
+            config.stacked_severities,
+            data.class_to_idx,
+        )
+        loaders["c_test"] = {
+            name: {severity: make_loader(filtered_view(ds, transform())) for severity, ds in by_severity.items()}
+            for name, by_severity in corrupted.items()
+        }
+    logger.info(
+        "%s: %d train, %d validation, %d test examples, %d classes, inputs %s",
+        spec.name, len(train_idx), len(valid_idx), len(loaders["test"][TASK_KEY].dataset), n_classes,
+        loaders["test"][TASK_KEY].input_shape,
+    )
+    return loaders

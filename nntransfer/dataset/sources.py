@@ -1,0 +1,290 @@
+"""Readers of the built-in data sets, each registered under its ``dataset_cls`` name.
+
+Files are read from ``data_dir`` in torchvision's own on-disk layout (``root`` in torchvision's terms);
+a missing data set is downloaded with torchvision only when ``download=True``, otherwise the error names
+the files that were expected.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import pickle
+from pathlib import Path
+from typing import List, Sequence, Tuple
+
+import numpy as np
+import torchvision
+from torchvision.datasets.folder import IMG_EXTENSIONS, ImageFolder, make_dataset
+
+from nntransfer.dataset.npy_dataset import FileListDataset, NpyDataset
+from nntransfer.dataset.registry import DatasetSpec, LoadedData, LoadRequest, register_dataset
+
+logger = logging.getLogger(__name__)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def _one_line(err: Exception) -> str:
+    return " ".join(str(err).split())
+
+
+def _require(name: str, paths: Sequence[Path], request: LoadRequest, download=None) -> None:
+    """Check that ``paths`` exist; otherwise download (if asked and possible) or raise one clear line."""
+    missing = [p for p in paths if not p.exists()]
+    if not missing:
+        return
+    if request.download and download is not None:
+        logger.info("downloading %s into %s", name, request.data_dir)
+        try:
+            download()
+        except Exception as err:  # network errors come in many types; the message is what matters
+            raise FileNotFoundError(
+                f"{name} could not be downloaded into {request.data_dir} ({type(err).__name__}: {_one_line(err)}); "
+                f"place the files there by hand: {', '.join(str(p) for p in missing)}"
+            ) from None
+        if all(p.exists() for p in paths):
+            return
+    how = "set download=True or place them there" if download is not None else "place them there"
+    raise FileNotFoundError(
+        f"{name} not found in data_dir={str(request.data_dir)!r}: missing {', '.join(str(p) for p in missing)}; {how}"
+    )
+
+
+# ---------------------------------------------------------------------- scikit-learn digits
+
+
+@functools.lru_cache(maxsize=1)
+def digits_arrays() -> Tuple[np.ndarray, np.ndarray]:
+    """The 1,797 8x8 digits of scikit-learn as uint8 images (0..16 scaled to 0..255) and int64 labels."""
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        raise ImportError("the Digits data set needs scikit-learn: pip install 'nntransfer[demo]'") from None
+    digits = load_digits()
+    images = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)
+    labels = digits.target.astype(np.int64)
+    images.setflags(write=False)  # cached and shared: nobody may change it
+    labels.setflags(write=False)
+    return images, labels
+
+
+DIGITS_TRAIN_SIZE = 1500  # fixed split: the last 297 digits (other writers) are the test set
+
+
+def load_digits_data(request: LoadRequest) -> LoadedData:
+    images, labels = digits_arrays()
+    n = DIGITS_TRAIN_SIZE
+    return LoadedData(
+        train=NpyDataset(images[:n], labels[:n]),
+        test=NpyDataset(images[n:], labels[n:]),
+        n_classes=10,
+        channels=1,
+    )
+
+
+# ---------------------------------------------------------------------- torchvision FakeData
+
+
+def load_fake_data(request: LoadRequest) -> LoadedData:
+    opts = request.options
+    shape = (int(opts["channels"]), request.input_size, request.input_size)
+    n_train, n_test, n_classes = int(opts["size"]), int(opts["test_size"]), int(opts["num_classes"])
+    fake = torchvision.datasets.FakeData
+    # FakeData seeds each image with index + random_offset: offsetting the test set keeps it distinct.
+    return LoadedData(
+        train=fake(size=n_train, image_size=shape, num_classes=n_classes, random_offset=0),
+        test=fake(size=n_test, image_size=shape, num_classes=n_classes, random_offset=n_train),
+        n_classes=n_classes,
+        channels=shape[0],
+        image_size=request.input_size,
+    )
+
+
+# ---------------------------------------------------------------------- MNIST and Fashion-MNIST
+
+
+def _mnist_reader(cls):
+    def load(request: LoadRequest) -> LoadedData:
+        root = request.data_dir
+        raw = root / cls.__name__ / "raw"
+        expected = [raw / Path(name).stem for name, _ in cls.resources]  # the unpacked idx files
+        processed = root / cls.__name__ / "processed"
+        legacy = [processed / cls.training_file, processed / cls.test_file]
+        if not all(p.exists() for p in legacy):
+            _require(cls.__name__, expected, request, lambda: cls(str(root), train=True, download=True))
+        train, test = cls(str(root), train=True), cls(str(root), train=False)
+        return LoadedData(
+            train=NpyDataset(train.data.numpy(), train.targets.numpy()),
+            test=NpyDataset(test.data.numpy(), test.targets.numpy()),
+            n_classes=len(cls.classes),
+            channels=1,
+        )
+
+    return load
+
+
+# ---------------------------------------------------------------------- CIFAR-10 and CIFAR-100
+
+
+def read_cifar_batches(folder: Path, names: Sequence[str]) -> Tuple[np.ndarray, np.ndarray]:
+    """Images [N, 32, 32, 3] uint8 and labels of CIFAR python-pickle batch files.
+
+    Read here instead of through torchvision's classes, whose md5 check rejects any file that is not
+    the original download (e.g. a subset written for a test)."""
+    images: List[np.ndarray] = []
+    labels: List[int] = []
+    for name in names:
+        with open(folder / name, "rb") as f:
+            entry = pickle.load(f, encoding="latin1")  # the format of the official archives
+        images.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+        labels.extend(entry["fine_labels"] if "fine_labels" in entry else entry["labels"])
+    return np.concatenate(images).transpose(0, 2, 3, 1), np.asarray(labels, dtype=np.int64)
+
+
+def _cifar_reader(cls, n_classes: int):
+    def load(request: LoadRequest) -> LoadedData:
+        root = request.data_dir
+        folder = root / cls.base_folder
+        train_names = [name for name, _ in cls.train_list]
+        test_names = [name for name, _ in cls.test_list]
+        expected = [folder / name for name in train_names + test_names]
+        _require(cls.__name__, expected, request, lambda: cls(str(root), train=True, download=True))
+        return LoadedData(
+            train=NpyDataset(*read_cifar_batches(folder, train_names)),
+            test=NpyDataset(*read_cifar_batches(folder, test_names)),
+            n_classes=n_classes,
+            channels=3,
+        )
+
+    return load
+
+
+# ---------------------------------------------------------------------- SVHN
+
+
+def read_svhn_mat(path: Path) -> Tuple[np.ndarray, np.ndarray]:
+    """Images [N, 32, 32, 3] uint8 and labels (digit 0 is stored as 10) of an SVHN ``*_32x32.mat`` file."""
+    from scipy.io import loadmat
+
+    mat = loadmat(str(path))
+    images = np.ascontiguousarray(np.transpose(mat["X"], (3, 0, 1, 2))).astype(np.uint8)
+    labels = mat["y"].astype(np.int64).reshape(-1)
+    labels[labels == 10] = 0
+    return images, labels
+
+
+def load_svhn(request: LoadRequest) -> LoadedData:
+    root = request.data_dir
+    svhn = torchvision.datasets.SVHN
+    paths = {split: root / svhn.split_list[split][1] for split in ("train", "test")}
+
+    def download():
+        for split in paths:
+            svhn(str(root), split=split, download=True)
+
+    _require("SVHN", list(paths.values()), request, download)
+    return LoadedData(
+        train=NpyDataset(*read_svhn_mat(paths["train"])),
+        test=NpyDataset(*read_svhn_mat(paths["test"])),
+        n_classes=10,
+        channels=3,
+    )
+
+
+# ---------------------------------------------------------------------- folder data sets
+
+
+def folder_samples(folder: Path, class_to_idx: dict) -> List[Tuple[str, int]]:
+    """``(path, label)`` of the images in ``folder/<class>/...`` with a given class numbering."""
+    return make_dataset(str(folder), class_to_idx, extensions=IMG_EXTENSIONS, allow_empty=True)
+
+
+def load_tiny_imagenet(request: LoadRequest) -> LoadedData:
+    root = request.data_dir / "tiny-imagenet-200"
+    annotations = root / "val" / "val_annotations.txt"
+    _require("TinyImageNet", [root / "train", root / "val"], request)
+    train = ImageFolder(str(root / "train"))  # train/<wnid>/images/*.JPEG: ImageFolder walks subfolders
+    if annotations.exists():  # the official layout: val/images/*.JPEG listed with their wnid
+        samples = []
+        for line in annotations.read_text().splitlines():
+            parts = line.split("\t")
+            if len(parts) >= 2:
+                samples.append((str(root / "val" / "images" / parts[0]), train.class_to_idx[parts[1]]))
+    else:  # val sorted into class folders
+        samples = folder_samples(root / "val", train.class_to_idx)
+    return LoadedData(
+        train=train,
+        test=FileListDataset(samples),
+        n_classes=len(train.classes),
+        channels=3,
+        class_to_idx=train.class_to_idx,
+    )
+
+
+def load_imagenet(request: LoadRequest) -> LoadedData:
+    root = request.data_dir / "ImageNet"
+    _require("ImageNet", [root / "train", root / "val"], request)
+    train = ImageFolder(str(root / "train"))
+    return LoadedData(
+        train=train,
+        test=FileListDataset(folder_samples(root / "val", train.class_to_idx)),
+        n_classes=len(train.classes),
+        channels=3,
+        class_to_idx=train.class_to_idx,
+    )
+
+
+# ---------------------------------------------------------------------- registration
+
+register_dataset(DatasetSpec("Digits", load_digits_data, mean=(0.3053,), std=(0.3759,), image_size=8))
+register_dataset(
+    DatasetSpec(
+        "FakeData",
+        load_fake_data,
+        mean=(0.5, 0.5, 0.5),
+        std=(0.29, 0.29, 0.29),
+        image_size=None,  # generated at input_size
+        options={"size": 1000, "test_size": 200, "num_classes": 10, "channels": 3},
+    )
+)
+register_dataset(
+    DatasetSpec(
+        "MNIST", _mnist_reader(torchvision.datasets.MNIST), mean=(0.1307,), std=(0.3081,), image_size=28,
+        corrupted_folder="mnist_c",
+    )
+)
+register_dataset(
+    DatasetSpec(
+        "FashionMNIST", _mnist_reader(torchvision.datasets.FashionMNIST), mean=(0.2860,), std=(0.3530,),
+        image_size=28,
+    )
+)
+register_dataset(
+    DatasetSpec(
+        "CIFAR10", _cifar_reader(torchvision.datasets.CIFAR10, 10), mean=(0.4914, 0.4822, 0.4465),
+        std=(0.2470, 0.2435, 0.2616), image_size=32, corrupted_folder="CIFAR-10-C",
+    )
+)
+register_dataset(
+    DatasetSpec(
+        "CIFAR100", _cifar_reader(torchvision.datasets.CIFAR100, 100), mean=(0.5071, 0.4865, 0.4409),
+        std=(0.2673, 0.2564, 0.2762), image_size=32, corrupted_folder="CIFAR-100-C",
+    )
+)
+register_dataset(
+    DatasetSpec("SVHN", load_svhn, mean=(0.4377, 0.4438, 0.4728), std=(0.1980, 0.2010, 0.1970), image_size=32)
+)
+register_dataset(
+    DatasetSpec(
+        "TinyImageNet", load_tiny_imagenet, mean=(0.4802, 0.4481, 0.3975), std=(0.2302, 0.2265, 0.2262),
+        image_size=64, corrupted_folder="Tiny-ImageNet-C",
+    )
+)
+register_dataset(
+    DatasetSpec(
+        "ImageNet", load_imagenet, mean=IMAGENET_MEAN, std=IMAGENET_STD, image_size=None,
+        corrupted_folder="ImageNet-C",
+    )
+)

@@ -1,0 +1,125 @@
+"""Per-split image transforms: colour mode, resizing, augmentation (train only), normalisation."""
+
+from __future__ import annotations
+
+from typing import List, Optional, Sequence, Tuple
+
+from PIL import Image
+from torchvision import transforms
+from torchvision.transforms import functional as TF
+
+from nntransfer.configs.dataset.image import ImageDatasetConfig
+
+# ITU-R 601 luma weights: what PIL's convert("L") (and torchvision's Grayscale) use.
+LUMA = (0.299, 0.587, 0.114)
+
+
+class ConvertMode:
+    """Convert a PIL image to "L" (1 channel) or "RGB" (3 channels); ``gray_rgb`` makes 3 equal channels."""
+
+    def __init__(self, channels: int, gray_rgb: bool = False):
+        self.channels = channels
+        self.gray_rgb = gray_rgb
+
+    def __call__(self, image: Image.Image) -> Image.Image:
+        if self.channels == 1:
+            return image.convert("L")
+        if self.gray_rgb:
+            return image.convert("L").convert("RGB")
+        return image.convert("RGB")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(channels={self.channels}, gray_rgb={self.gray_rgb})"
+
+
+class FixedRotation:
+    """Rotate every image by the same angle (degrees, counter-clockwise); corners are filled with 0."""
+
+    def __init__(self, angle: float):
+        self.angle = float(angle)
+
+    def __call__(self, image: Image.Image) -> Image.Image:
+        return TF.rotate(image, self.angle)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(angle={self.angle})"
+
+
+def output_channels(config: ImageDatasetConfig, raw_channels: int) -> int:
+    """Channels of the tensors the loaders yield."""
+    if config.convert_to_rgb:
+        return 3
+    if config.apply_grayscale:
+        return 1
+    return raw_channels
+
+
+def normalization_stats(
+    config: ImageDatasetConfig, default_mean: Sequence[float], default_std: Sequence[float], channels: int
+) -> Tuple[Tuple[float, ...], Tuple[float, ...]]:
+    """Per-channel mean and std for ``channels`` output channels.
+
+    Given values must have one entry per output channel. Defaults are converted when the colour mode
+    changes: gray from RGB takes the luma-weighted mean and std (an approximation), RGB from gray repeats.
+    """
+    if config.mean is not None or config.std is not None:
+        if config.mean is None or config.std is None:
+            raise ValueError("ImageDatasetConfig: give both mean and std, or neither (for the data set's defaults)")
+        for name, values in (("mean", config.mean), ("std", config.std)):
+            if len(values) != channels:
+                raise ValueError(
+                    f"ImageDatasetConfig.{name} has {len(values)} values but the images have {channels} channels"
+                )
+        return tuple(float(v) for v in config.mean), tuple(float(v) for v in config.std)
+
+    def convert(values: Sequence[float]) -> Tuple[float, ...]:
+        values = tuple(float(v) for v in values)
+        gray_from_rgb = len(values) == 3 and (config.apply_grayscale or channels == 1)
+        if gray_from_rgb:
+            values = (sum(w * v for w, v in zip(LUMA, values)),)
+        if len(values) == 1 and channels == 3:
+            values = values * 3
+        return values
+
+    return convert(default_mean), convert(default_std)
+
+
+def build_transform(
+    config: ImageDatasetConfig,
+    native_size: Optional[int],
+    channels: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    train: bool,
+    rotate: Optional[float] = None,
+) -> transforms.Compose:
+    """The transform of one split: PIL image -> float tensor [channels, input_size, input_size].
+
+    Args:
+        native_size: side length of the raw images; None if they vary (resize, then centre crop).
+        channels: output channels (``output_channels``).
+        train: add the configured augmentation.
+        rotate: rotate every image by this angle first (the rotated test set).
+    """
+    size = config.input_size
+    steps: List = [ConvertMode(channels, gray_rgb=config.apply_grayscale and channels == 3)]
+    if rotate is not None:
+        steps.append(FixedRotation(rotate))
+    if native_size is None:  # ImageNet-style photos of varying size
+        if train and config.augment_crop:
+            steps.append(transforms.RandomResizedCrop(size))
+        else:
+            steps += [transforms.Resize(max(size, round(size * 256 / 224))), transforms.CenterCrop(size)]
+    else:
+        if native_size != size:
+            steps.append(transforms.Resize((size, size)))
+        if train and config.augment_crop:
+            steps.append(transforms.RandomCrop(size, padding=config.crop_padding))
+    if train and config.augment_flip:
+        steps.append(transforms.RandomHorizontalFlip())
+    if train and config.augment_rotation:
+        steps.append(transforms.RandomRotation(config.rotation_degrees))
+    steps.append(transforms.ToTensor())
+    if config.apply_normalization:
+        steps.append(transforms.Normalize(list(mean), list(std)))
+    return transforms.Compose(steps)
