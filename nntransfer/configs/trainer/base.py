@@ -11,7 +11,8 @@ class TrainerConfig(BaseConfig):
             (the tables pass it to the dataset function). The first step of a chain cannot set it.
         main_loop_modules: names of the main-loop modules (see ``nntransfer.trainer.main_loop_modules``)
             the trainer dispatches to, in order; mixins append theirs in ``conditional_assignment``.
-        keep_checkpoints: keep the checkpoint rows after training finished.
+            The output unwrapper always runs last, whether listed or not.
+        keep_checkpoints: keep the checkpoints (table rows or local files) after training finished.
         force_cpu: train on the CPU even when a GPU is available.
     """
 
@@ -24,3 +25,8 @@ class TrainerConfig(BaseConfig):
         self.keep_checkpoints = False
         self.force_cpu = False
         super().__init__(**kwargs)
+
+    def add_main_loop_module(self, name: str) -> None:
+        """Append ``name`` to ``main_loop_modules`` unless it is there already (idempotent)."""
+        if name not in self.main_loop_modules:
+            self.main_loop_modules = list(self.main_loop_modules) + [name]

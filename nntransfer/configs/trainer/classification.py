@@ -1,11 +1,161 @@
-"""`ClassificationTrainerConfig`: the image classification trainer (owned by the trainer issue)."""
+"""`ClassificationTrainerConfig`: every setting of the image classification trainer."""
 
 from nntransfer.configs.trainer.base import TrainerConfig
 
+SCHEDULERS = ("multistep", "plateau", "cosine")
+CYCLERS = ("round_robin", "main_task")
+OBJECTIVES = ("accuracy", "loss")
+AMP_DTYPES = ("float16", "bfloat16")
+NOISE_KINDS = ("noise_std", "noise_snr")
+
 
 class ClassificationTrainerConfig(TrainerConfig):
+    """Settings of ``nntransfer.trainer.classification_trainer``.
+
+    Optimisation:
+        optimizer: name of a ``torch.optim`` class, e.g. ``"Adam"``, ``"SGD"``.
+        optimizer_options: keyword arguments of that class except the learning rate, e.g.
+            ``{"weight_decay": 5e-4, "momentum": 0.9}``.
+        lr: initial learning rate.
+        loss_functions: task key -> name of a ``torch.nn`` loss, e.g. ``{"img_classification": "CrossEntropyLoss"}``.
+        loss_options: keyword arguments for every loss, e.g. ``{"label_smoothing": 0.1}``.
+        scheduler: ``None``, ``"multistep"`` (``scheduler_options`` needs ``milestones``, optional ``gamma``),
+            ``"plateau"`` (reduce-on-plateau on the validation objective; ``factor``, ``patience``,
+            ``threshold``, ``min_lr``) or ``"cosine"`` (cosine annealing over ``max_iter`` epochs).
+            Schedulers count epochs after the warm-up.
+        scheduler_options: keyword arguments of the scheduler.
+        lr_warmup: epochs of linear learning-rate warm-up (per optimizer step, from lr/steps to lr); 0 = none.
+        accumulate_grad_batches: sum gradients over this many batches before each optimizer step.
+        amp: automatic mixed precision (float16 + gradient scaling on CUDA, bfloat16 autocast on the CPU).
+        amp_dtype: ``None`` (the default for the device), ``"float16"`` or ``"bfloat16"``.
+
+    Duration and early stopping (on the validation objective):
+        max_iter: maximum number of epochs.
+        objective: validation objective that decides early stopping and the score: ``"accuracy"`` or ``"loss"``.
+        maximize: whether the objective is maximised (accuracy) or minimised (loss).
+        early_stopping: stop when the objective did not improve for ``patience`` validations.
+        interval: validate every ``interval`` epochs (and after the last epoch).
+        patience: validations without improvement before the learning rate decays or training stops.
+        tolerance: an improvement must exceed this (objective units) to count.
+        lr_decay_steps: how often the learning rate is decayed (model restored to the best state each time)
+            before training stops; 0 = stop at the first plateau.
+        lr_decay: factor of each such decay.
+        restore_best: load the best validated state when training ends.
+
+    Tasks:
+        train_cycler: ``"round_robin"`` (every task in turn until the longest loader is exhausted) or
+            ``"main_task"`` (``train_cycler_options = {"main_task": key, "ratio": r}``: r batches of every
+            other task per batch of the main task; an epoch is one pass over the main task).
+        train_cycler_options: options of the cycler.
+
+    Model manipulation (names are the selectors of ``nntransfer.models.utils``: "all", "core", "readout",
+    or dotted parameter/module prefixes):
+        freeze: parts whose parameters are not trained.
+        reset: parts re-initialised before training (e.g. ``["readout"]`` for a new task).
+        freeze_bn: keep batch-norm statistics fixed during training (batch norm in eval mode).
+
+    Evaluation:
+        eval_with_bn_train: the final evaluation also runs with batch norm in training mode (state restored after).
+        mc_dropout_samples: > 0: the final evaluation also averages this many forward passes with dropout on.
+        noise_test: noise levels for the final evaluation on the validation set,
+            ``{"noise_std": [0.1, 0.2], "noise_snr": [4.0]}`` (std in pixel units, SNR as power ratio).
+        input_mean, input_std: per-channel normalisation the data set applied (pixel = input * std + mean),
+            so that noise is added in pixel units and clipped to ``pixel_range``. Empty: read the ``mean``/``std``
+            attributes of the training DataLoader when it has them, else inputs are taken as pixels.
+        pixel_range: valid (min, max) of a pixel before normalisation.
+        compute_transfer_data: return ``output["transfer_data"] = {"logits": [N, classes]}`` over the
+            training set (rows in dataset order) for the next transfer step.
+
+    Running:
+        device: ``"auto"`` (CUDA when available unless ``force_cpu``), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
+        checkpoint_dir: folder for checkpoints when no table callback is given ("" = none). A job restarted
+            with the same folder and uid resumes from its last checkpoint.
+        chkpt_options: ``save_every_n`` (epochs), ``keep_best_n``, ``keep_last_n``, ``keep_selection`` (epochs).
+        show_progress: a progress bar over epochs; show_epoch_progress: one over the batches of each epoch.
+    """
+
     fn = "nntransfer.trainer.classification_trainer"
 
     def __init__(self, **kwargs):
-        self.max_iter = 10
+        # optimisation
+        self.optimizer = "Adam"
+        self.optimizer_options = {"DEFAULT EMPTY": True}
+        self.lr = 0.001
+        self.loss_functions = {"img_classification": "CrossEntropyLoss"}
+        self.loss_options = {"DEFAULT EMPTY": True}
+        self.scheduler = None
+        self.scheduler_options = {"DEFAULT EMPTY": True}
+        self.lr_warmup = 0
+        self.accumulate_grad_batches = 1
+        self.amp = False
+        self.amp_dtype = None
+        # duration and early stopping
+        self.max_iter = 100
+        self.objective = "accuracy"
+        self.maximize = True
+        self.early_stopping = True
+        self.interval = 1
+        self.patience = 10
+        self.tolerance = 1e-4
+        self.lr_decay_steps = 0
+        self.lr_decay = 0.1
+        self.restore_best = True
+        # tasks
+        self.train_cycler = "round_robin"
+        self.train_cycler_options = {"DEFAULT EMPTY": True}
+        # model manipulation
+        self.freeze = []
+        self.reset = []
+        self.freeze_bn = False
+        # evaluation
+        self.eval_with_bn_train = False
+        self.mc_dropout_samples = 0
+        self.noise_test = {"DEFAULT EMPTY": True}
+        self.input_mean = []
+        self.input_std = []
+        self.pixel_range = (0.0, 1.0)
+        self.compute_transfer_data = False
+        # running
+        self.device = "auto"
+        self.checkpoint_dir = ""
+        self.chkpt_options = {"save_every_n": 1, "keep_best_n": 1, "keep_last_n": 1, "keep_selection": ()}
+        self.show_progress = True
+        self.show_epoch_progress = False
         super().__init__(**kwargs)
+
+    def conditional_assignment(self) -> None:
+        super().conditional_assignment()
+        self._validate()
+
+    def _validate(self) -> None:
+        name = type(self).__name__
+        if "lr" in self.optimizer_options:
+            raise ValueError(f"{name}: set the learning rate with lr=..., not optimizer_options['lr']")
+        if self.scheduler is not None and self.scheduler not in SCHEDULERS:
+            raise ValueError(f"{name}.scheduler must be None or one of {SCHEDULERS}, got {self.scheduler!r}")
+        if self.scheduler == "multistep" and "milestones" not in self.scheduler_options:
+            raise ValueError(f"{name}: scheduler 'multistep' needs scheduler_options={{'milestones': [epochs...]}}")
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"{name}.objective must be one of {OBJECTIVES}, got {self.objective!r}")
+        if self.objective == "loss" and self.maximize:
+            raise ValueError(f"{name}: the objective 'loss' is minimised; set maximize=False")
+        if self.train_cycler not in CYCLERS:
+            raise ValueError(f"{name}.train_cycler must be one of {CYCLERS}, got {self.train_cycler!r}")
+        if self.amp_dtype is not None and self.amp_dtype not in AMP_DTYPES:
+            raise ValueError(f"{name}.amp_dtype must be None or one of {AMP_DTYPES}, got {self.amp_dtype!r}")
+        for field in ("max_iter", "interval", "accumulate_grad_batches"):
+            if getattr(self, field) < 1:
+                raise ValueError(f"{name}.{field} must be at least 1, got {getattr(self, field)!r}")
+        for field in ("patience", "lr_warmup", "lr_decay_steps", "mc_dropout_samples"):
+            if getattr(self, field) < 0:
+                raise ValueError(f"{name}.{field} must not be negative, got {getattr(self, field)!r}")
+        unknown = set(self.noise_test) - set(NOISE_KINDS)
+        if unknown:
+            raise ValueError(f"{name}.noise_test keys must be among {NOISE_KINDS}, got {sorted(unknown)}")
+        if len(self.input_mean) != len(self.input_std):
+            raise ValueError(f"{name}: input_mean and input_std need one value per channel each (or both empty)")
+        unknown = set(self.chkpt_options) - {"save_every_n", "keep_best_n", "keep_last_n", "keep_selection"}
+        if unknown:
+            raise ValueError(
+                f"{name}.chkpt_options knows save_every_n, keep_best_n, keep_last_n, keep_selection; got {sorted(unknown)}"
+            )

@@ -1,0 +1,166 @@
+"""The image classification trainer and ``classification_trainer``, the function the Trainer table calls."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+
+from nntransfer.configs.trainer.classification import ClassificationTrainerConfig
+from nntransfer.trainer.main_loop_modules import apply_noise, unwrap_output
+from nntransfer.trainer.main_loop_modules import get as get_module
+from nntransfer.trainer.trainer import Trainer
+
+logger = logging.getLogger(__name__)
+
+_CONFIG_CLASSES: Dict[Tuple[type, ...], type] = {}
+
+
+def trainer_config_from_dict(config: Union[Mapping[str, Any], ClassificationTrainerConfig]) -> ClassificationTrainerConfig:
+    """The typed config of a table row: ``ClassificationTrainerConfig`` with the mixins of the listed
+    main-loop modules (their ``config_mixin``), so every field is checked like in the original class."""
+    if isinstance(config, ClassificationTrainerConfig):
+        return config
+    mixins = []
+    for name in config.get("main_loop_modules", []):
+        mixin = get_module(name).config_mixin
+        if mixin is not None and mixin not in mixins:
+            mixins.append(mixin)
+    key = tuple(mixins)
+    if key not in _CONFIG_CLASSES:
+        name = "".join(m.__name__.replace("Mixin", "") for m in mixins) + "ClassificationTrainerConfig"
+        _CONFIG_CLASSES[key] = type(name, key + (ClassificationTrainerConfig,), {"__module__": __name__})
+    return _CONFIG_CLASSES[key].from_dict(dict(config))
+
+
+def _is_dropout(module: nn.Module) -> bool:
+    return isinstance(module, nn.modules.dropout._DropoutNd)
+
+
+class ImgClassificationTrainer(Trainer):
+    """Classification of images: losses by task (``loss_functions``), accuracy in percent, final
+    evaluation on every test split (nested ones such as ``c_test[corruption][severity]`` too), under the
+    noise levels of ``noise_test`` on the validation set, with batch norm in training mode and with MC
+    dropout where configured; optionally the logits of the training set for the next transfer step."""
+
+    statistics = ("loss", "accuracy")
+
+    def __init__(self, model, dataloaders, seed, config, uid=None, cb=None) -> None:
+        super().__init__(model, dataloaders, seed, config, uid=uid, cb=cb)
+        self.pixel_mean, self.pixel_std = self._pixel_statistics()
+        self.mc_samples = 0
+
+    def _pixel_statistics(self):
+        """Per-channel normalisation (config first, else the train loader's ``mean``/``std``), or None."""
+        if self.config.input_mean:
+            return list(self.config.input_mean), list(self.config.input_std)
+        loader = self.train_loaders[self.task_keys[0]]
+        mean, std = getattr(loader, "mean", None), getattr(loader, "std", None)
+        if mean is not None and std is not None:
+            return list(np.atleast_1d(np.asarray(mean, dtype=float))), list(np.atleast_1d(np.asarray(std, dtype=float)))
+        return None, None
+
+    # ------------------------------------------------------------------ batches
+
+    def forward(self, model: nn.Module, inputs: torch.Tensor) -> Any:
+        if not self.mc_samples:
+            return model(inputs)
+        # MC dropout: log of the mean predicted probability over the samples
+        probs = sum(F.softmax(unwrap_output(model(inputs)).float(), dim=1) for _ in range(self.mc_samples))
+        return torch.log(probs / self.mc_samples + 1e-12)
+
+    def task_loss(self, outputs: torch.Tensor, targets: torch.Tensor, task_key: str) -> torch.Tensor:
+        if self.mc_samples:
+            return F.nll_loss(outputs, targets)
+        return super().task_loss(outputs, targets, task_key)
+
+    def batch_statistics(self, outputs: torch.Tensor, targets: torch.Tensor, task_loss: torch.Tensor) -> torch.Tensor:
+        labels = targets.argmax(1) if targets.dim() > 1 else targets
+        correct = (outputs.argmax(1) == labels).sum()
+        return torch.stack([task_loss.detach().float() * targets.shape[0], correct.float() * 100])
+
+    def set_eval_mode(self) -> None:
+        super().set_eval_mode()
+        if self.eval_variant == "mc_dropout":
+            for module in self.model.modules():
+                if _is_dropout(module):
+                    module.train()
+
+    def evaluation_variants(self):
+        return super().evaluation_variants() + (["mc_dropout"] if self.config.mc_dropout_samples else [])
+
+    def evaluate(self, loaders, split, variant="plain", input_transform=None):
+        self.mc_samples = self.config.mc_dropout_samples if variant == "mc_dropout" else 0
+        try:
+            return super().evaluate(loaders, split, variant, input_transform)
+        finally:
+            self.mc_samples = 0
+
+    # ------------------------------------------------------------------ final evaluation
+
+    def noise_transform(self, kind: str, level: float) -> Callable[[torch.Tensor], torch.Tensor]:
+        """Test noise of one level, from a generator seeded anew for every level (the same noise every time)."""
+        generator = torch.Generator(device=self.device).manual_seed(self.seed)
+        return functools.partial(apply_noise, **{kind: float(level)}, mean=self.pixel_mean, data_std=self.pixel_std,
+                                 pixel_range=tuple(self.config.pixel_range), generator=generator)
+
+    def final_evaluation(self) -> Tuple[float, Dict[str, Any]]:
+        """The base class's evaluation of every split, plus the validation set under ``noise_test``."""
+        config = self.config
+        if config.mc_dropout_samples and not any(_is_dropout(m) for m in self.model.modules()):
+            logger.warning("mc_dropout_samples is set, but the model has no dropout layer")
+        score, results = super().final_evaluation()
+        if config.noise_test:
+            results["validation_noise"] = {
+                kind: {
+                    level: self.evaluate(self.validation_loaders, "validation",
+                                         input_transform=self.noise_transform(kind.replace("noise_", ""), level))
+                    for level in levels
+                }
+                for kind, levels in config.noise_test.items()
+            }
+        return score, results
+
+    # ------------------------------------------------------------------ transfer data
+
+    def compute_transfer_data(self) -> Dict[str, np.ndarray]:
+        """Logits of the trained model for every training example, in dataset order (main task)."""
+        loader = self.train_loaders[self.task_keys[0]]
+        ordered = DataLoader(loader.dataset, batch_size=loader.batch_size or 128, shuffle=False,
+                             collate_fn=loader.collate_fn, num_workers=0)
+        self.model.eval()
+        logits = []
+        with torch.no_grad(), self.autocast():
+            for batch in ordered:
+                inputs = self.split_batch(batch)[0]
+                logits.append(unwrap_output(self.model(inputs)).float().cpu())
+        return {"logits": torch.cat(logits).numpy()}
+
+    def extra_output(self) -> Dict[str, Any]:
+        return {"transfer_data": self.compute_transfer_data()} if self.config.compute_transfer_data else {}
+
+
+def classification_trainer(
+    model: nn.Module,
+    dataloaders: Mapping[str, Any],
+    seed: int,
+    uid: Optional[Mapping[str, Any]] = None,
+    cb: Optional[Callable[..., None]] = None,
+    **config: Any,
+) -> Tuple[float, Dict[str, Any], Dict[str, torch.Tensor]]:
+    """nnfabrik's trainer function: trains ``model`` on ``dataloaders`` with the settings of
+    ``ClassificationTrainerConfig(...).to_dict()`` (mixin fields included); ``cb`` is the checkpoint
+    callback of the tables (None: ``checkpoint_dir`` or no checkpoints).
+
+    Returns ``(score, output, model_state)``: the final validation objective; ``{"tracker":
+    AdvancedTracker state, "final": results of the final evaluation, "best_epoch", "epochs",
+    ["transfer_data"]}``; the model's state dict on the CPU.
+    """
+    typed = trainer_config_from_dict(config)
+    return ImgClassificationTrainer(model, dataloaders, seed, typed, uid=uid, cb=cb).train()

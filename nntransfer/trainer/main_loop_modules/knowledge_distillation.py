@@ -1,0 +1,84 @@
+"""`KnowledgeDistillation`: match the softened predictions of a teacher."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Dict
+
+import torch
+import torch.nn.functional as F
+
+from nntransfer.configs.trainer.mixins import KnowledgeDistillationMixin
+from nntransfer.trainer.main_loop_modules.base import MainLoopModule
+from nntransfer.trainer.main_loop_modules.output_unwrapper import unwrap_output
+from nntransfer.trainer.main_loop_modules.registry import register
+
+
+def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """``T^2 * KL(softmax(teacher / T) || softmax(student / T))``, averaged over the batch."""
+    t = temperature
+    log_student = F.log_softmax(student_logits.float() / t, dim=1)
+    teacher = F.softmax(teacher_logits.float() / t, dim=1)
+    return F.kl_div(log_student, teacher, reduction="batchmean") * (t * t)
+
+
+@register
+class KnowledgeDistillation(MainLoopModule):
+    """In training adds ``kd_weight * distillation_loss`` to the loss. The teacher is a frozen copy of the
+    model as the trainer received it (``kd_teacher="initial"``: the previous transfer step's weights, copied
+    before any reset) or the logits the previous step handed over as batch extras ``"logits"``
+    (``kd_teacher="transfer_data"``). Logged as ``("Training", task, "distillation")``."""
+
+    config_mixin = KnowledgeDistillationMixin
+
+    def __init__(self, trainer: Any) -> None:
+        super().__init__(trainer)
+        self.teacher = None
+        if self.config.kd_teacher == "initial":
+            self.teacher = copy.deepcopy(trainer.model).eval()
+            for p in self.teacher.parameters():
+                p.requires_grad_(False)
+        self.sums: Dict[str, torch.Tensor] = {}
+        trainer.tracker.add_objectives({"Training": {task: {"distillation": 0.0} for task in trainer.train_loaders}})
+
+    def pre_epoch(self, model, mode, **options):
+        """Reset the epoch's sums."""
+        super().pre_epoch(model, mode, **options)
+        self.sums = {}
+
+    def pre_forward(self, model, inputs, task_key, shared_memory):
+        """Compute (or fetch) the teacher's logits for this batch."""
+        if not self.train_mode:
+            return model, inputs
+        if self.teacher is not None:
+            with torch.no_grad():
+                shared_memory["teacher_logits"] = unwrap_output(self.teacher(inputs))
+        else:
+            extras = shared_memory.get("extras") or {}
+            if "logits" not in extras:
+                raise ValueError(
+                    "KnowledgeDistillation with kd_teacher='transfer_data' needs batch extras 'logits': "
+                    "run the previous step with compute_transfer_data=True and this one with data_transfer=True"
+                )
+            shared_memory["teacher_logits"] = extras["logits"]
+        return model, inputs
+
+    def post_forward(self, outputs, loss, targets, **shared_memory):
+        """Add the distillation loss."""
+        teacher = shared_memory.get("teacher_logits")
+        if teacher is None:
+            return outputs, loss, targets
+        student = unwrap_output(outputs)
+        if student.shape[0] != teacher.shape[0] and student.shape[0] % teacher.shape[0] == 0:
+            # an earlier module (e.g. representation matching) stacked copies of the batch
+            teacher = teacher.repeat(student.shape[0] // teacher.shape[0], 1)
+        kd = self.config.kd_weight * distillation_loss(student, teacher, self.config.kd_temperature)
+        task = shared_memory["task_key"]
+        value = kd.detach() * targets.shape[0]
+        self.sums[task] = self.sums[task] + value if task in self.sums else value
+        return outputs, loss + kd, targets
+
+    def post_epoch(self, model):
+        """Log the epoch's distillation loss."""
+        for task, value in self.sums.items():
+            self.trainer.tracker.log_objective(value.item(), ("Training", task, "distillation"))

@@ -1,0 +1,479 @@
+"""`Trainer`: the generic epoch loop with main-loop modules, early stopping, checkpoints and resume.
+
+The base class trains any supervised model whose batches are ``(inputs, targets[, extras])`` with the
+configured loss functions and tracks the loss; a subclass adds what its task needs (statistics such
+as accuracy, evaluation variants, outputs for the next transfer step). The events of the
+loop and the hooks of the main-loop modules are drawn in ``nntransfer.trainer.main_loop_modules.base``.
+
+One run (``Trainer.train``)::
+
+    seed everything; build tracker, modules, (reset, freeze), optimizer, scheduler, early stopping
+    resume from the last checkpoint if there is one (model, optimizer, scheduler, tracker,
+        early-stopping counters, modules, RNG state)
+    for epoch in (resumed epoch + 1) .. max_iter:
+        run_epoch("Training")                       # + warm-up, accumulation, AMP
+        if epoch % interval == 0 or epoch == max_iter:
+            score = run_epoch("Validation")
+            early stopping: improved | wait | decay (restore best, lr *= lr_decay) | stop
+        step the scheduler; save a checkpoint
+    restore the best state; final evaluation -> (score, output, model_state)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from neuralpredictors.training.tracking import AdvancedTracker
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from nntransfer.configs.trainer.classification import ClassificationTrainerConfig
+from nntransfer.trainer import controls
+from nntransfer.trainer.checkpointing import LocalCheckpoints, get_rng_state, loader_generators, set_rng_state
+from nntransfer.trainer.cycler import TaskCycler, sequential
+from nntransfer.trainer.early_stopping import EarlyStopping, copy_state
+from nntransfer.trainer.main_loop_modules import ModuleChain
+from nntransfer.trainer.main_loop_modules import get as get_module
+
+logger = logging.getLogger(__name__)
+
+UNWRAPPER = "OutputUnwrapper"
+Batch = Tuple[torch.Tensor, torch.Tensor, Optional[Dict[str, torch.Tensor]]]
+
+
+def set_random_seed(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+
+
+def resolve_device(device: str, force_cpu: bool = False) -> torch.device:
+    """``"auto"``: CUDA when available (and not ``force_cpu``), else the CPU."""
+    if force_cpu:
+        return torch.device("cpu")
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for, but CUDA is not available; use device='auto' or 'cpu'")
+    return resolved
+
+
+def is_loader(node: Any) -> bool:
+    """A DataLoader or another sized iterable of batches (not a dict of them)."""
+    return isinstance(node, DataLoader) or (
+        hasattr(node, "__iter__") and hasattr(node, "__len__") and not isinstance(node, (Mapping, str, list, tuple))
+    )
+
+
+def module_names(names: Sequence[str]) -> List[str]:
+    """The configured main-loop modules with the output unwrapper moved (or added) to the end."""
+    return [n for n in names if n != UNWRAPPER] + [UNWRAPPER]
+
+
+class Trainer:
+    """Generic trainer: the loop above. ``dataloaders`` is ``{"train": {task: loader}, "validation":
+    {task: loader}, <test splits>...}``; ``cb`` is a checkpoint callback (nnfabrik's protocol, see
+    ``checkpointing``); without one, ``config.checkpoint_dir`` selects a local folder (or none)."""
+
+    #: names of the per-task sums ``batch_statistics`` returns (besides the normalisation)
+    statistics: Tuple[str, ...] = ("loss",)
+
+    def __init__(
+        self,
+        model: nn.Module,
+        dataloaders: Mapping[str, Any],
+        seed: int,
+        config: ClassificationTrainerConfig,
+        uid: Optional[Mapping[str, Any]] = None,
+        cb: Optional[Callable[..., None]] = None,
+    ) -> None:
+        self.config, self.seed, self.uid = config, seed, uid
+        set_random_seed(seed)
+        self.device = resolve_device(config.device, config.force_cpu)
+        for split in ("train", "validation"):
+            if not dataloaders.get(split):
+                raise ValueError(f"dataloaders has no {split!r} split (it has {sorted(dataloaders)})")
+        self.dataloaders = dataloaders
+        self.train_loaders: Dict[str, Any] = dict(dataloaders["train"])
+        self.validation_loaders: Dict[str, Any] = dict(dataloaders["validation"])
+        self.task_keys = list(self.train_loaders)
+        self.model = model.to(self.device)
+        missing = sorted((set(self.train_loaders) | set(self.validation_loaders)) - set(config.loss_functions))
+        if missing:
+            raise ValueError(f"loss_functions has no entry for the tasks {missing}; add e.g. {{{missing[0]!r}: 'CrossEntropyLoss'}}")
+        self.criterion = {task: controls.build_loss(name, config.loss_options).to(self.device)
+                          for task, name in config.loss_functions.items()}
+        self.tracker = self.build_tracker()
+        # modules first: a teacher copies the model before any reset
+        self.modules = ModuleChain([get_module(name)(self) for name in module_names(config.main_loop_modules)])
+        self.prepare_model()
+        params = [p for p in self.model.parameters() if p.requires_grad] + self.modules.parameters()
+        if not params:
+            raise ValueError("nothing to train: every parameter is frozen (check the trainer config's freeze)")
+        self.optimizer = controls.build_optimizer(config.optimizer, params, config.lr, config.optimizer_options)
+        self.scheduler = controls.build_scheduler(
+            config.scheduler, self.optimizer, config.max_iter - config.lr_warmup, config.maximize, config.scheduler_options
+        )
+        self.cycler = TaskCycler(self.train_loaders, config.train_cycler, **config.train_cycler_options)
+        self.n_train_batches = len(self.cycler)
+        self.warmup_steps = config.lr_warmup * controls.steps_per_epoch(self.n_train_batches, config.accumulate_grad_batches)
+        self.amp_dtype = self._amp_dtype()
+        use_scaler = self.amp_dtype == torch.float16 and self.device.type == "cuda"
+        self.grad_scaler = torch.amp.GradScaler("cuda") if use_scaler else None
+        self.early_stopping = EarlyStopping(
+            config.maximize, config.patience, config.tolerance, config.lr_decay_steps, enabled=config.early_stopping
+        )
+        self.checkpoints = cb
+        if cb is None and config.checkpoint_dir:
+            self.checkpoints = LocalCheckpoints(config.checkpoint_dir)
+        self.generators = loader_generators(self.train_loaders)
+        self.epoch = 0
+        self.global_step = 0
+        self.target_lrs = [group["lr"] for group in self.optimizer.param_groups]
+        self.last_score = float("nan")
+        self._end_epoch = False
+        self._zero = torch.zeros((), device=self.device)
+        self.eval_variant = "plain"
+        self.validation_is_empty = False
+
+    # ------------------------------------------------------------------ set-up
+
+    def build_tracker(self) -> AdvancedTracker:
+        """Per mode and task: the sums of ``statistics`` and their normalisation; the lr; the patience."""
+        per_task = {name: 0.0 for name in self.statistics} | {"normalization": 0.0}
+        objectives = {
+            "lr": 0.0,
+            "Training": {task: dict(per_task) for task in self.train_loaders},
+            "Validation": {**{task: dict(per_task) for task in self.validation_loaders}, "patience": 0.0},
+        }
+        main_task = next(iter(self.validation_loaders))
+        return AdvancedTracker(main_objective=(main_task, self.config.objective), **objectives)
+
+    def prepare_model(self) -> None:
+        """Reset and freeze the configured parts (selectors of ``nntransfer.models.utils``)."""
+        if self.config.reset or self.config.freeze:
+            from nntransfer.models.utils import freeze_params, reset_params  # imported lazily: optional step
+
+            if self.config.reset:
+                logger.info("reset parameters: %s", reset_params(self.model, self.config.reset))
+            if self.config.freeze:
+                logger.info("froze parameters: %s", freeze_params(self.model, self.config.freeze))
+
+    def set_train_mode(self) -> None:
+        self.model.train()
+        if self.config.freeze_bn:
+            from nntransfer.models.utils import set_bn_to_eval
+
+            set_bn_to_eval(self.model)
+
+    def _amp_dtype(self) -> Optional[torch.dtype]:
+        if not self.config.amp:
+            return None
+        if self.config.amp_dtype is not None:
+            return getattr(torch, self.config.amp_dtype)
+        return torch.float16 if self.device.type == "cuda" else torch.bfloat16
+
+    def autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+
+    def request_end_of_epoch(self) -> None:
+        """Called by a main-loop module: finish the current batch, then end the epoch."""
+        self._end_epoch = True
+
+    # ------------------------------------------------------------------ what a subclass may change
+
+    def split_batch(self, batch: Any) -> Batch:
+        """``(inputs, targets, extras or None)`` on the device; batches are ``(inputs, targets[, extras])``."""
+        non_blocking = self.device.type == "cuda"
+        inputs = batch[0].to(self.device, non_blocking=non_blocking)
+        targets = batch[1].to(self.device, non_blocking=non_blocking)
+        extras = None
+        if len(batch) > 2 and batch[2] is not None:
+            extras = {k: v.to(self.device, non_blocking=non_blocking) for k, v in batch[2].items()}
+        return inputs, targets, extras
+
+    def forward(self, model: nn.Module, inputs: torch.Tensor) -> Any:
+        return model(inputs)
+
+    def task_loss(self, outputs: torch.Tensor, targets: torch.Tensor, task_key: str) -> torch.Tensor:
+        """The task's loss function (``loss_functions``) on the outputs the modules returned."""
+        return self.criterion[task_key](outputs, targets)
+
+    def batch_statistics(self, outputs: torch.Tensor, targets: torch.Tensor, task_loss: torch.Tensor) -> torch.Tensor:
+        """Sums over the batch, one per name in ``statistics``, as one tensor (no device sync)."""
+        return (task_loss.detach().float() * targets.shape[0]).reshape(1)
+
+    def set_eval_mode(self) -> None:
+        """Evaluation mode; the variant "bn_train" keeps batch norm in training mode."""
+        self.model.eval()
+        if self.eval_variant == "bn_train":
+            for module in self.model.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.train()
+
+    def evaluation_variants(self) -> List[str]:
+        """How every split is evaluated at the end: "plain", and "bn_train" when configured."""
+        return ["plain"] + (["bn_train"] if self.config.eval_with_bn_train else [])
+
+    def extra_output(self) -> Dict[str, Any]:
+        """Entries added to ``output`` besides tracker and final results."""
+        return {}
+
+    # ------------------------------------------------------------------ one epoch
+
+    def run_epoch(
+        self,
+        mode: str,
+        loaders: Mapping[str, Any],
+        train: bool = False,
+        input_transform: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+        **options: Any,
+    ) -> Dict[str, Dict[str, float]]:
+        """One pass over ``loaders`` (the train cycler when ``train``); returns per task the sums of
+        ``statistics`` and ``"normalization"`` (the number of examples). ``input_transform`` changes the
+        inputs before the modules see them (e.g. test noise); ``options`` reach ``pre_epoch``."""
+        model, modules = self.model, self.modules
+        if train:
+            self.set_train_mode()
+            batches, n_batches = self.cycler, self.n_train_batches
+            self.optimizer.zero_grad(set_to_none=True)
+        else:
+            self.set_eval_mode()
+            batches, n_batches = sequential(loaders), sum(len(loader) for loader in loaders.values())
+        modules.pre_epoch(model, mode, epoch=self.epoch, **options)
+        self._end_epoch = False
+        sums: Dict[str, torch.Tensor] = {}
+        counts: Dict[str, int] = {}
+        progress = tqdm(batches, total=n_batches, desc=f"{mode} {self.epoch}", leave=False,
+                        disable=not self.config.show_epoch_progress)
+        with torch.set_grad_enabled(train):
+            for index, (task_key, batch) in enumerate(progress):
+                inputs, targets, extras = self.split_batch(batch)
+                if input_transform is not None:
+                    inputs = input_transform(inputs)
+                shared_memory = {"mode": mode, "task_key": task_key, "extras": extras}
+                batch_model, inputs = modules.pre_forward(model, inputs, task_key, shared_memory)
+                with self.autocast():
+                    outputs = self.forward(batch_model, inputs)
+                    outputs, loss, targets = modules.post_forward(outputs, self._zero, targets, shared_memory)
+                    task_loss = self.task_loss(outputs, targets, task_key)
+                    loss = loss + task_loss
+                # sums stay on the device: one synchronisation per epoch, not per batch
+                stats = self.batch_statistics(outputs, targets, task_loss)
+                if task_key in sums:
+                    sums[task_key] += stats
+                    counts[task_key] += targets.shape[0]
+                else:
+                    sums[task_key], counts[task_key] = stats, targets.shape[0]
+                if train:
+                    self.backward_and_step(loss, index, n_batches)
+                if self._end_epoch:
+                    break
+        modules.post_epoch(model)
+        return {task: {**dict(zip(self.statistics, values.tolist())), "normalization": float(counts[task])}
+                for task, values in sums.items()}
+
+    def backward_and_step(self, loss: torch.Tensor, index: int, n_batches: int) -> None:
+        """Backward pass; an optimizer step every ``accumulate_grad_batches`` batches (and at the end)."""
+        accumulate = self.config.accumulate_grad_batches
+        if accumulate > 1:
+            loss = loss / accumulate
+        if self.grad_scaler is not None:
+            self.grad_scaler.scale(loss).backward()
+        else:
+            loss.backward()
+        self.modules.post_backward(self.model)
+        if (index + 1) % accumulate and index + 1 < n_batches and not self._end_epoch:
+            return
+        if self.global_step <= self.warmup_steps and self.warmup_steps:
+            factor = controls.warmup_factor(self.global_step, self.warmup_steps)
+            for group, target in zip(self.optimizer.param_groups, self.target_lrs):
+                group["lr"] = target * factor
+        if self.grad_scaler is not None:
+            self.grad_scaler.step(self.optimizer)
+            self.grad_scaler.update()
+        else:
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.global_step += 1
+        self.modules.post_optimizer(self.model)
+
+    # ------------------------------------------------------------------ evaluation
+
+    def evaluate(
+        self,
+        loaders: Mapping[str, Any],
+        split: str,
+        variant: str = "plain",
+        input_transform: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+    ) -> Dict[str, Dict[str, float]]:
+        """Normalised statistics per task on ``loaders`` in mode "Test" (``variant``: "plain", "bn_train",
+        or one a subclass adds); the model's state and modes are restored afterwards."""
+        saved = copy_state(self.model) if variant == "bn_train" else None
+        self.eval_variant = variant
+        try:
+            results = self.run_epoch("Test", loaders, input_transform=input_transform, split=split, variant=variant)
+        finally:
+            self.eval_variant = "plain"
+            if saved is not None:
+                self.model.load_state_dict(saved)
+            self.model.eval()
+        return self.normalized(results)
+
+    def evaluate_tree(self, node: Any, split: str, variant: str = "plain") -> Dict[Any, Any]:
+        """Evaluate a split: ``{task: loader}``, a bare loader (the main task), or a nesting of them
+        (e.g. ``c_test[corruption][severity]``)."""
+        known = set(self.task_keys) | set(self.validation_loaders) | set(self.config.loss_functions)
+        if isinstance(node, Mapping) and node and all(k in known and is_loader(v) for k, v in node.items()):
+            return self.evaluate(node, split, variant)
+        if is_loader(node):
+            return self.evaluate({self.task_keys[0]: node}, split, variant)
+        if isinstance(node, Mapping):
+            return {key: self.evaluate_tree(child, f"{split}/{key}", variant) for key, child in node.items()}
+        raise ValueError(f"dataloaders[{split!r}] is neither a DataLoader nor a dict of them: {type(node).__name__}")
+
+    def final_evaluation(self) -> Tuple[float, Dict[str, Any]]:
+        """Every split except "train" under every evaluation variant; the score is the validation objective."""
+        results: Dict[str, Any] = {}
+        for split, node in self.dataloaders.items():
+            if split == "train":
+                continue
+            for variant in self.evaluation_variants():
+                results[split if variant == "plain" else f"{split}_{variant}"] = self.evaluate_tree(node, split, variant)
+        score = self.score_of(results["validation"])
+        logger.info("final validation %s: %.6g", self.config.objective, score)
+        return score, results
+
+    # ------------------------------------------------------------------ the run
+
+    def log_epoch(self, mode: str, results: Mapping[str, Mapping[str, float]]) -> None:
+        for task, values in results.items():
+            for name, value in values.items():
+                self.tracker.log_objective(value, (mode, task, name))
+
+    def normalized(self, results: Mapping[str, Mapping[str, float]]) -> Dict[str, Dict[str, float]]:
+        """Sums divided by the number of examples."""
+        out = {}
+        for task, values in results.items():
+            n = max(values["normalization"], 1.0)
+            out[task] = {name: value / n for name, value in values.items() if name != "normalization"}
+        return out
+
+    def score_of(self, results: Mapping[str, Mapping[str, float]]) -> float:
+        """The objective averaged over the tasks of a (normalised) result."""
+        values = [task_results[self.config.objective] for task_results in results.values()]
+        if not values:  # an empty validation set (valid_size=0): nothing to select by
+            return float("nan")
+        return float(sum(values) / len(values))
+
+    def validate(self) -> float:
+        results = self.run_epoch("Validation", self.validation_loaders)
+        self.validation_is_empty = not results
+        self.log_epoch("Validation", results)
+        return self.score_of(self.normalized(results))
+
+    def decay_lr(self) -> None:
+        """Restore the best state and decay the learning rate (early stopping ran out of patience)."""
+        self.model.load_state_dict(self.early_stopping.best_state)
+        self.target_lrs = [lr * self.config.lr_decay for lr in self.target_lrs]
+        for group in self.optimizer.param_groups:
+            group["lr"] *= self.config.lr_decay
+        logger.info("epoch %d: no improvement, restored epoch %d and decayed the lr to %s",
+                    self.epoch, self.early_stopping.best_epoch, [g["lr"] for g in self.optimizer.param_groups])
+
+    def train_epochs(self) -> None:
+        """The epoch loop (from the resumed epoch on)."""
+        config = self.config
+        epochs = range(self.epoch + 1, config.max_iter + 1)
+        for epoch in tqdm(epochs, desc="epochs", disable=not config.show_progress or self.early_stopping.stopped):
+            if self.early_stopping.stopped:
+                break
+            self.epoch = epoch
+            self.tracker.start_epoch()
+            self.tracker.log_objective(self.optimizer.param_groups[0]["lr"], ("lr",))
+            self.log_epoch("Training", self.run_epoch("Training", self.train_loaders, train=True))
+            action = None
+            if epoch % config.interval == 0 or epoch == config.max_iter:
+                self.last_score = self.validate()
+                if self.validation_is_empty:
+                    action = "not validated (empty validation set)"
+                else:
+                    action = self.early_stopping.step(self.last_score, epoch, self.model)
+                self.tracker.log_objective(self.early_stopping.counter, ("Validation", "patience"))
+                if action == "decay":
+                    self.decay_lr()
+                if controls.is_plateau(self.scheduler) and epoch > config.lr_warmup:
+                    self.scheduler.step(self.last_score)
+            if self.scheduler is not None and not controls.is_plateau(self.scheduler) and epoch > config.lr_warmup:
+                self.scheduler.step()
+            logger.info("epoch %d: validation %s %.6g (%s)", epoch, config.objective, self.last_score, action or "not validated")
+            self.save_checkpoint()
+            if action == "stop":
+                logger.info("early stopping after epoch %d (best: epoch %d)", epoch, self.early_stopping.best_epoch)
+                break
+
+    def train(self) -> Tuple[float, Dict[str, Any], Dict[str, torch.Tensor]]:
+        """Train, evaluate; returns ``(score, output, model_state)``."""
+        self.resume()
+        self.train_epochs()
+        if self.config.restore_best and self.early_stopping.best_state is not None:
+            self.model.load_state_dict(self.early_stopping.best_state)
+        score, final = self.final_evaluation()
+        output = {"tracker": self.tracker.state_dict(), "final": final, "best_epoch": self.early_stopping.best_epoch,
+                  "epochs": self.epoch}
+        output.update(self.extra_output())
+        if isinstance(self.checkpoints, LocalCheckpoints) and not self.config.keep_checkpoints:
+            self.checkpoints.clear(self.uid)
+        model_state = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
+        return score, output, model_state
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def state_dict(self) -> Dict[str, Any]:
+        """The loop's own counters (checkpointed beside model, optimizer, ...)."""
+        return {"epoch": self.epoch, "global_step": self.global_step, "target_lrs": list(self.target_lrs),
+                "last_score": self.last_score}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.epoch, self.global_step = state["epoch"], state["global_step"]
+        self.target_lrs, self.last_score = list(state["target_lrs"]), state["last_score"]
+
+    def _checkpoint_objects(self) -> Dict[str, Any]:
+        return {"optimizer": self.optimizer, "scheduler": self.scheduler, "tracker": self.tracker,
+                "early_stopping": self.early_stopping, "modules": self.modules, "trainer": self,
+                "grad_scaler": self.grad_scaler}
+
+    def save_checkpoint(self) -> None:
+        if self.checkpoints is None:
+            return
+        state = {name: obj.state_dict() if obj is not None else None for name, obj in self._checkpoint_objects().items()}
+        state.update(self.config.chkpt_options)
+        state.update(action="save", score=self.last_score, maximize_score=self.config.maximize,
+                     rng=get_rng_state(self.generators))
+        self.checkpoints(uid=self.uid, epoch=self.epoch, model=self.model, state=state)
+
+    def resume(self) -> bool:
+        """Load the last checkpoint, if any; returns whether training resumes."""
+        if self.checkpoints is None:
+            return False
+        state = {"action": "last", "maximize_score": self.config.maximize, "net": self.model,
+                 **self._checkpoint_objects()}
+        self.checkpoints(uid=self.uid, epoch=self.epoch, model=self.model, state=state)
+        if "epoch" not in state:
+            return False
+        # the RNG state last, so that nothing after it draws numbers the uninterrupted run did not draw
+        set_rng_state(state["rng"], self.generators)
+        logger.info("resumed from the checkpoint of epoch %d", self.epoch)
+        return True

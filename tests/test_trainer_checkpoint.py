@@ -1,0 +1,228 @@
+"""Checkpoints and resume: a job killed mid-training and restarted ends exactly like an uninterrupted one,
+with a local checkpoint folder and with a table callback (an in-memory one that follows nnfabrik's
+``TrainedModelChkptBase.call_back`` protocol)."""
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from test_trainer import TASK, TinyNet, config, digits, digits_loaders, train
+from torch.utils.data import DataLoader
+
+from nntransfer.configs.trainer.classification import ClassificationTrainerConfig
+from nntransfer.configs.trainer.mixins import NoiseAugmentationMixin
+from nntransfer.trainer import ImgClassificationTrainer, LocalCheckpoints
+from nntransfer.trainer.checkpointing import get_rng_state, set_rng_state
+
+UID = {"model_hash": "m", "dataset_hash": "d", "trainer_hash": "t", "seed": 1}
+
+
+class Killed(Exception):
+    pass
+
+
+class KillingLoader:
+    """Wraps a DataLoader; raises ``Killed`` when the ``kill_at``-th batch (counted over epochs) is due,
+    like a job killed in the middle of an epoch."""
+
+    def __init__(self, loader, kill_at=None):
+        self.loader, self.kill_at, self.served = loader, kill_at, 0
+
+    def __getattr__(self, name):
+        return getattr(self.loader, name)
+
+    def __len__(self):
+        return len(self.loader)
+
+    def __iter__(self):
+        for batch in self.loader:
+            if self.kill_at is not None and self.served == self.kill_at:
+                raise Killed()
+            self.served += 1
+            yield batch
+
+
+class MemoryCheckpoints:
+    """The checkpoint table's ``call_back`` (nnfabrik/templates/checkpoint.py) with a dict as table: same
+    keys popped, same filtering, ``torch.save``/``torch.load`` of the state, ``"net"`` = model state dict."""
+
+    def __init__(self):
+        self.rows = {}  # (uid key, epoch) -> {"score", "state" (bytes)}
+
+    def __call__(self, uid=None, epoch=None, model=None, state=None):
+        maximize_score = state.pop("maximize_score", True)
+        action = state.pop("action", "save")
+        if action == "save":
+            self.save_epoch(epoch, maximize_score, model, state, uid)
+        else:
+            self.restore_epoch(action, uid, maximize_score, state)
+
+    def _key(self, uid):
+        return tuple(sorted(uid.items()))
+
+    def _mine(self, uid):
+        return {e: row for (k, e), row in self.rows.items() if k == self._key(uid)}
+
+    def restore_epoch(self, action, uid, maximize_score, state):
+        checkpoints = self._mine(uid)
+        if not checkpoints:
+            return
+        if action == "last":
+            epoch = sorted(checkpoints)[-1]
+        else:
+            epoch = sorted(checkpoints, key=lambda e: checkpoints[e]["score"], reverse=maximize_score)[0]
+        state["epoch"], state["score"] = epoch, checkpoints[epoch]["score"]
+        loaded_state = torch.load(io.BytesIO(checkpoints[epoch]["state"]))
+        for key, state_entry in loaded_state.items():
+            if key in state and hasattr(state[key], "load_state_dict"):
+                state[key].load_state_dict(state_entry)
+            else:
+                state[key] = state_entry
+
+    def save_epoch(self, epoch, maximize_score, model, state, uid):
+        if epoch % state.pop("save_every_n", 1) != 0:
+            return
+        score = state.pop("score", 0.0)
+        keep_best_n = state.pop("keep_best_n", 1)
+        keep_last_n = state.pop("keep_last_n", 1)
+        keep_selection = state.pop("keep_selection", ())
+        state["net"] = model.state_dict()
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        self.rows[(self._key(uid), epoch)] = {"score": score, "state": buffer.getvalue()}
+        checkpoints = self._mine(uid)
+        keep = set(sorted(checkpoints, key=lambda e: checkpoints[e]["score"], reverse=maximize_score)[:keep_best_n])
+        keep |= set(sorted(checkpoints, reverse=True)[:keep_last_n])
+        keep |= {e for e in checkpoints if e in keep_selection}
+        for e in set(checkpoints) - keep:
+            del self.rows[(self._key(uid), e)]
+
+
+def loaders_for(kill_at=None, own_generator=False):
+    generator = torch.Generator().manual_seed(7) if own_generator else None
+    loaders = digits_loaders(generator=generator)
+    loaders["train"][TASK] = KillingLoader(loaders["train"][TASK], kill_at)
+    return loaders
+
+
+class NoisyConfig(NoiseAugmentationMixin, ClassificationTrainerConfig):
+    pass
+
+
+def resumable_config(**kwargs):
+    # noise (global RNG) and dropout (global RNG) make the RNG state matter; lr decay makes the counters matter
+    # this run: best at epoch 3, no gain at 4 -> restore epoch 3 and decay, no gain at 5 -> stop
+    defaults = dict(max_iter=8, lr=0.1, show_progress=False, noise_std={0.2: 0.5}, patience=1, lr_decay_steps=1,
+                    tolerance=1.0, scheduler="multistep", scheduler_options={"milestones": [3]}, lr_warmup=1)
+    defaults.update(kwargs)
+    return NoisyConfig(**defaults)
+
+
+def assert_same_run(a, b):
+    (score_a, out_a, state_a), (score_b, out_b, state_b) = a, b
+    assert score_a == score_b
+    assert out_a["final"] == out_b["final"]
+    assert out_a["tracker"]["log"] == out_b["tracker"]["log"]
+    assert (out_a["epochs"], out_a["best_epoch"]) == (out_b["epochs"], out_b["best_epoch"])
+    assert all(torch.equal(state_a[k], state_b[k]) for k in state_a)
+
+
+@pytest.mark.parametrize("own_generator", [False, True])
+def test_killed_job_resumes_from_the_local_folder_and_ends_identically(tmp_path, own_generator):
+    cfg = resumable_config(checkpoint_dir=str(tmp_path))
+    uninterrupted = train(cfg, loaders=loaders_for(own_generator=own_generator), uid={**UID, "run": "a"})
+    assert not any(tmp_path.rglob("*.pt"))  # cleared after success (keep_checkpoints=False)
+
+    last = uninterrupted[1]["epochs"]
+    assert uninterrupted[1]["best_epoch"] < last < cfg.max_iter  # early-stopping state matters after the kill
+    with pytest.raises(Killed):  # killed in the middle of the last epoch (4 batches per epoch)
+        train(cfg, loaders=loaders_for(kill_at=4 * (last - 1) + 2, own_generator=own_generator), uid=UID)
+    store = LocalCheckpoints(tmp_path)
+    assert max(store.checkpoints(UID)) == last - 1
+    resumed = train(cfg, loaders=loaders_for(own_generator=own_generator), uid=UID)
+    assert_same_run(uninterrupted, resumed)
+
+
+def test_killed_job_resumes_through_the_table_callback():
+    cfg = resumable_config()
+    cb = MemoryCheckpoints()
+    uninterrupted = train(cfg, loaders=loaders_for(), uid={**UID, "run": "a"}, cb=cb)
+    with pytest.raises(Killed):
+        train(cfg, loaders=loaders_for(kill_at=10), uid=UID, cb=cb)  # in epoch 3
+    assert max(e for (k, e) in cb.rows if dict(k) == UID) == 2
+    last = uninterrupted[1]["epochs"]
+    with pytest.raises(Killed):  # killed again, now in the last epoch, after the lr decay
+        train(cfg, loaders=loaders_for(kill_at=4 * (last - 3) + 2), uid=UID, cb=cb)
+    assert max(e for (k, e) in cb.rows if dict(k) == UID) == last - 1
+    resumed = train(cfg, loaders=loaders_for(), uid=UID, cb=cb)
+    assert_same_run(uninterrupted, resumed)
+
+
+def test_resume_restores_every_piece_of_state(tmp_path):
+    cfg = resumable_config(checkpoint_dir=str(tmp_path), keep_checkpoints=True, max_iter=3)
+    score, output, _ = train(cfg, loaders=loaders_for(), uid=UID)
+    assert sorted(LocalCheckpoints(tmp_path).checkpoints(UID)) == [3]  # kept; keep_last_n = keep_best_n = 1
+    from nntransfer.trainer import trainer_config_from_dict
+
+    trainer = ImgClassificationTrainer(TinyNet(seed=5), loaders_for(), 1, trainer_config_from_dict(cfg.to_dict()), uid=UID)
+    assert trainer.resume()
+    assert trainer.epoch == 3 and trainer.global_step == 12
+    assert trainer.tracker.log == output["tracker"]["log"]
+    assert trainer.early_stopping.best_epoch == output["best_epoch"]
+    assert trainer.scheduler.last_epoch == 2  # stepped after epochs 2 and 3 (epoch 1 was warm-up)
+    assert trainer.optimizer.state_dict()["state"]  # Adam moments are back
+    fresh = ImgClassificationTrainer(TinyNet(seed=5), loaders_for(), 1, trainer_config_from_dict(cfg.to_dict()),
+                                     uid={**UID, "seed": 2})
+    assert not fresh.resume()
+
+
+def test_local_checkpoints_keep_best_last_and_selected_epochs(tmp_path):
+    store = LocalCheckpoints(tmp_path)
+    model = TinyNet()
+    scores = {1: 50.0, 2: 90.0, 3: 60.0, 4: 70.0, 5: 40.0, 6: 30.0}
+    options = {"save_every_n": 1, "keep_best_n": 1, "keep_last_n": 2, "keep_selection": (3,)}
+    for epoch, score in scores.items():
+        store(uid=UID, epoch=epoch, model=model, state={"action": "save", "score": score, "maximize_score": True, **options})
+    assert sorted(store.checkpoints(UID)) == [2, 3, 5, 6]
+    state = {"action": "best", "maximize_score": True, "net": TinyNet(seed=3)}
+    store(uid=UID, model=model, state=state)
+    assert state["epoch"] == 2 and state["score"] == 90.0
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in state["net"].state_dict().items())
+    state = {"action": "last", "maximize_score": True}
+    store(uid=UID, model=model, state=state)
+    assert state["epoch"] == 6
+    store(uid=UID, epoch=7, model=model, state={"action": "save", "score": 1.0, "save_every_n": 2})
+    assert 7 not in store.checkpoints(UID)
+    with pytest.raises(ValueError, match="unknown checkpoint action"):
+        store(uid=UID, model=model, state={"action": "load"})
+
+
+def test_save_every_n_epochs_with_the_trainer(tmp_path):
+    cfg = config(max_iter=4, checkpoint_dir=str(tmp_path), keep_checkpoints=True, early_stopping=False,
+                 chkpt_options={"save_every_n": 2, "keep_best_n": 0, "keep_last_n": 5, "keep_selection": ()})
+    train(cfg, uid=UID)
+    assert sorted(LocalCheckpoints(tmp_path).checkpoints(UID)) == [2, 4]
+
+
+def test_rng_state_round_trip_covers_python_numpy_torch_and_generators():
+    import random
+
+    generator = torch.Generator().manual_seed(3)
+    state = get_rng_state({"g": generator})
+    first = (random.random(), np.random.rand(), torch.rand(1).item(), torch.rand(1, generator=generator).item())
+    set_rng_state(state, {"g": generator})
+    assert (random.random(), np.random.rand(), torch.rand(1).item(), torch.rand(1, generator=generator).item()) == first
+
+
+def test_loader_with_dataset_generator_shuffles_identically_after_resume(tmp_path):
+    # the dataset loader of this package shuffles with its own seeded generator: covered by the RNG state
+    loader = DataLoader(digits(0, 256), batch_size=64, shuffle=True, generator=torch.Generator().manual_seed(1))
+    from nntransfer.trainer.checkpointing import loader_generators
+
+    generators = loader_generators({TASK: loader})
+    assert len(generators) == 1
+    state = get_rng_state(generators)
+    order = [y.tolist() for _, y in loader]
+    set_rng_state(state, generators)
+    assert [y.tolist() for _, y in loader] == order
