@@ -144,3 +144,21 @@ def test_concrete_configs_round_trip(config_cls, prefix, tmp_path):
     assert config_cls.from_dict(config.to_dict()).get_key() == config.get_key()
     config.save(tmp_path / "c.json")
     assert BaseConfig.load(tmp_path / "c.json").get_key() == config.get_key()
+
+
+def test_subclass_defaults_survive_library_defaults():
+    from nntransfer.configs import NoiseAugmentationMixin
+
+    class ShortTraining(NoiseAugmentationMixin, ClassificationTrainerConfig):
+        def __init__(self, **kwargs):
+            self.max_iter = 5  # the recipe's default, set before the library's
+            self.noise_std = {0.1: 1.0}
+            super().__init__(**kwargs)
+
+    config = ShortTraining()
+    assert config.max_iter == 5 and config.noise_std == {0.1: 1.0}
+    assert config.main_loop_modules.count("NoiseAugmentation") == 1
+    config.update(lr=0.01)  # conditional assignment runs again without appending twice
+    assert config.main_loop_modules.count("NoiseAugmentation") == 1
+    assert ShortTraining(max_iter=7).max_iter == 7
+    assert ShortTraining.from_dict(config.to_dict()).get_key() == config.get_key()

@@ -6,6 +6,7 @@ from nntransfer.configs.experiment import Experiment
 from nntransfer.configs.model import ClassificationModelConfig, ModelConfig
 from nntransfer.configs.trainer import (
     ClassificationTrainerConfig,
+    KnowledgeDistillationMixin,
     NoiseAugmentationMixin,
     RepresentationMatchingMixin,
     RepresentationMonitorMixin,
@@ -22,6 +23,7 @@ __all__ = [
     "ClassificationModelConfig",
     "TrainerConfig",
     "ClassificationTrainerConfig",
+    "KnowledgeDistillationMixin",
     "NoiseAugmentationMixin",
     "RepresentationMatchingMixin",
     "RepresentationMonitorMixin",

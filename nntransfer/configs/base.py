@@ -80,6 +80,12 @@ class BaseConfig:
 
     # ------------------------------------------------------------------ fields and values
 
+    def set_defaults(self, **defaults: Any) -> None:
+        """Set field defaults unless already set. Library classes use this, so that a subclass which
+        assigns its own defaults before calling ``super().__init__`` keeps them."""
+        for name, value in defaults.items():
+            self.__dict__.setdefault(name, value)
+
     def field_names(self):
         """Names of all fields (the keys of ``to_dict()``), ``fn`` included."""
         names = [k for k in self.__dict__ if not k.startswith("_") and k not in _NOT_FIELDS]

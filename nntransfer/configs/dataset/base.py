@@ -25,6 +25,5 @@ class DatasetConfig(BaseConfig):
     def __init__(self, **kwargs):
         # setdefault: a subclass that sets a different default before calling this keeps it.
         defaults = dict(batch_size=128, valid_size=0.1, shuffle=True, num_workers=0, pin_memory=False, data_dir="./data")
-        for name, value in defaults.items():
-            self.__dict__.setdefault(name, value)
+        self.set_defaults(**defaults)
         super().__init__(**kwargs)

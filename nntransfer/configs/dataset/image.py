@@ -88,8 +88,7 @@ class ImageDatasetConfig(DatasetConfig):
             stacked_severities=5,
         )
         # setdefault: a subclass (e.g. a CIFAR config of a recipe) that sets its own defaults first keeps them.
-        for name, value in defaults.items():
-            self.__dict__.setdefault(name, value)
+        self.set_defaults(**defaults)
         super().__init__(**kwargs)
 
     def conditional_assignment(self) -> None:

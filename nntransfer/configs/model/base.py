@@ -15,5 +15,7 @@ class ModelConfig(BaseConfig):
     table = "Model"
 
     def __init__(self, **kwargs):
-        self.transfer = False
+        self.set_defaults(
+            transfer=False,
+        )
         super().__init__(**kwargs)

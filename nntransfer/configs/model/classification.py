@@ -45,23 +45,25 @@ class ClassificationModelConfig(ModelConfig):
     WEIGHT_INITS = ("default", "kaiming_normal", "xavier_uniform")
 
     def __init__(self, **kwargs):
-        self.type = "lenet5"
-        self.core_type = "conv"
-        self.input_size = None
-        self.input_channels = None
-        self.dropout = 0.0
-        self.batch_norm = None
-        self.mlp_hidden_sizes = [512, 256]
-        self.stem_kernel = 3
-        self.stem_stride = 1
-        self.stem_padding = 1
-        self.stem_pool = False
-        self.zero_init_residual = False
-        self.readout_type = "dense"
-        self.readout_hidden_size = 512
-        self.readout_bias = True
-        self.weight_init = "default"
-        self.get_intermediate_rep = {"DEFAULT EMPTY": True}
+        self.set_defaults(
+            type="lenet5",
+            core_type="conv",
+            input_size=None,
+            input_channels=None,
+            dropout=0.0,
+            batch_norm=None,
+            mlp_hidden_sizes=[512, 256],
+            stem_kernel=3,
+            stem_stride=1,
+            stem_padding=1,
+            stem_pool=False,
+            zero_init_residual=False,
+            readout_type="dense",
+            readout_hidden_size=512,
+            readout_bias=True,
+            weight_init="default",
+            get_intermediate_rep={"DEFAULT EMPTY": True},
+        )
         super().__init__(**kwargs)
 
     def conditional_assignment(self) -> None:

@@ -1,6 +1,7 @@
 from nntransfer.configs.trainer.base import TrainerConfig
 from nntransfer.configs.trainer.classification import ClassificationTrainerConfig
 from nntransfer.configs.trainer.mixins import (
+    KnowledgeDistillationMixin,
     NoiseAugmentationMixin,
     RepresentationMatchingMixin,
     RepresentationMonitorMixin,
@@ -9,6 +10,7 @@ from nntransfer.configs.trainer.mixins import (
 __all__ = [
     "TrainerConfig",
     "ClassificationTrainerConfig",
+    "KnowledgeDistillationMixin",
     "NoiseAugmentationMixin",
     "RepresentationMatchingMixin",
     "RepresentationMonitorMixin",

@@ -20,10 +20,12 @@ class TrainerConfig(BaseConfig):
     table = "Trainer"
 
     def __init__(self, **kwargs):
-        self.data_transfer = False
-        self.main_loop_modules = []
-        self.keep_checkpoints = False
-        self.force_cpu = False
+        self.set_defaults(
+            data_transfer=False,
+            main_loop_modules=[],
+            keep_checkpoints=False,
+            force_cpu=False,
+        )
         super().__init__(**kwargs)
 
     def add_main_loop_module(self, name: str) -> None:

@@ -77,50 +77,52 @@ class ClassificationTrainerConfig(TrainerConfig):
     fn = "nntransfer.trainer.classification_trainer"
 
     def __init__(self, **kwargs):
-        # optimisation
-        self.optimizer = "Adam"
-        self.optimizer_options = {"DEFAULT EMPTY": True}
-        self.lr = 0.001
-        self.loss_functions = {"img_classification": "CrossEntropyLoss"}
-        self.loss_options = {"DEFAULT EMPTY": True}
-        self.scheduler = None
-        self.scheduler_options = {"DEFAULT EMPTY": True}
-        self.lr_warmup = 0
-        self.accumulate_grad_batches = 1
-        self.amp = False
-        self.amp_dtype = None
-        # duration and early stopping
-        self.max_iter = 100
-        self.objective = "accuracy"
-        self.maximize = True
-        self.early_stopping = True
-        self.interval = 1
-        self.patience = 10
-        self.tolerance = 1e-4
-        self.lr_decay_steps = 0
-        self.lr_decay = 0.1
-        self.restore_best = True
-        # tasks
-        self.train_cycler = "round_robin"
-        self.train_cycler_options = {"DEFAULT EMPTY": True}
-        # model manipulation
-        self.freeze = []
-        self.reset = []
-        self.freeze_bn = False
-        # evaluation
-        self.eval_with_bn_train = False
-        self.mc_dropout_samples = 0
-        self.noise_test = {"DEFAULT EMPTY": True}
-        self.input_mean = []
-        self.input_std = []
-        self.pixel_range = (0.0, 1.0)
-        self.compute_transfer_data = False
-        # running
-        self.device = "auto"
-        self.checkpoint_dir = ""
-        self.chkpt_options = {"save_every_n": 1, "keep_best_n": 1, "keep_last_n": 1, "keep_selection": ()}
-        self.show_progress = True
-        self.show_epoch_progress = False
+        self.set_defaults(
+            # optimisation
+            optimizer="Adam",
+            optimizer_options={"DEFAULT EMPTY": True},
+            lr=0.001,
+            loss_functions={"img_classification": "CrossEntropyLoss"},
+            loss_options={"DEFAULT EMPTY": True},
+            scheduler=None,
+            scheduler_options={"DEFAULT EMPTY": True},
+            lr_warmup=0,
+            accumulate_grad_batches=1,
+            amp=False,
+            amp_dtype=None,
+            # duration and early stopping
+            max_iter=100,
+            objective="accuracy",
+            maximize=True,
+            early_stopping=True,
+            interval=1,
+            patience=10,
+            tolerance=1e-4,
+            lr_decay_steps=0,
+            lr_decay=0.1,
+            restore_best=True,
+            # tasks
+            train_cycler="round_robin",
+            train_cycler_options={"DEFAULT EMPTY": True},
+            # model manipulation
+            freeze=[],
+            reset=[],
+            freeze_bn=False,
+            # evaluation
+            eval_with_bn_train=False,
+            mc_dropout_samples=0,
+            noise_test={"DEFAULT EMPTY": True},
+            input_mean=[],
+            input_std=[],
+            pixel_range=(0.0, 1.0),
+            compute_transfer_data=False,
+            # running
+            device="auto",
+            checkpoint_dir="",
+            chkpt_options={"save_every_n": 1, "keep_best_n": 1, "keep_last_n": 1, "keep_selection": ()},
+            show_progress=True,
+            show_epoch_progress=False,
+        )
         super().__init__(**kwargs)
 
     def conditional_assignment(self) -> None:

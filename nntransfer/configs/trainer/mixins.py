@@ -50,9 +50,11 @@ class NoiseAugmentationMixin:
     """
 
     def __init__(self, **kwargs):
-        self.noise_std = {"DEFAULT EMPTY": True}
-        self.noise_snr = {"DEFAULT EMPTY": True}
-        self.noise_in_evaluation = True
+        self.set_defaults(
+            noise_std={"DEFAULT EMPTY": True},
+            noise_snr={"DEFAULT EMPTY": True},
+            noise_in_evaluation=True,
+        )
         super().__init__(**kwargs)
 
     def conditional_assignment(self) -> None:
@@ -78,13 +80,15 @@ class RepresentationMatchingMixin:
     """
 
     def __init__(self, **kwargs):
-        self.rep_matching_layers = []
-        self.rep_matching_criterion = "cosine"
-        self.rep_matching_lambda = 1.0
-        self.rep_matching_weights = {"DEFAULT EMPTY": True}
-        self.rep_matching_learned_weights = False
-        self.rep_matching_noise_std = {"DEFAULT EMPTY": True}
-        self.rep_matching_noise_snr = {"DEFAULT EMPTY": True}
+        self.set_defaults(
+            rep_matching_layers=[],
+            rep_matching_criterion="cosine",
+            rep_matching_lambda=1.0,
+            rep_matching_weights={"DEFAULT EMPTY": True},
+            rep_matching_learned_weights=False,
+            rep_matching_noise_std={"DEFAULT EMPTY": True},
+            rep_matching_noise_snr={"DEFAULT EMPTY": True},
+        )
         super().__init__(**kwargs)
 
     def conditional_assignment(self) -> None:
@@ -113,8 +117,10 @@ class RepresentationMonitorMixin:
     """
 
     def __init__(self, **kwargs):
-        self.rep_monitor_layers = []
-        self.rep_monitor_in_training = False
+        self.set_defaults(
+            rep_monitor_layers=[],
+            rep_monitor_in_training=False,
+        )
         super().__init__(**kwargs)
 
     def conditional_assignment(self) -> None:
@@ -135,9 +141,11 @@ class KnowledgeDistillationMixin:
     """
 
     def __init__(self, **kwargs):
-        self.kd_teacher = "initial"
-        self.kd_temperature = 4.0
-        self.kd_weight = 1.0
+        self.set_defaults(
+            kd_teacher="initial",
+            kd_temperature=4.0,
+            kd_weight=1.0,
+        )
         super().__init__(**kwargs)
 
     def conditional_assignment(self) -> None:
