@@ -350,3 +350,14 @@ def test_register_a_custom_data_set():
         register_dataset(DatasetSpec("TinyCustom", reader, mean=(0.5,), std=(0.3,), image_size=6))
     loaders = build(dataset_cls="TinyCustom", input_size=6, batch_size=4)
     assert next(iter(loaders["test"][TASK_KEY]))[0].shape == (4, 3, 6, 6)
+
+
+def test_loaders_expose_their_normalisation():
+    from nntransfer.configs import ImageDatasetConfig
+    from nntransfer.dataset import img_dataset_loader
+
+    loaders = img_dataset_loader(1, **ImageDatasetConfig(mean=(0.5,), std=(0.25,)).to_dict())
+    train = loaders["train"]["img_classification"]
+    assert (train.mean, train.std) == ((0.5,), (0.25,))
+    plain = img_dataset_loader(1, **ImageDatasetConfig(apply_normalization=False).to_dict())
+    assert plain["test"]["img_classification"].mean is None

@@ -115,6 +115,8 @@ def build_dataloaders(
         )
         loader.n_classes = n_classes
         loader.input_shape = (channels, config.input_size, config.input_size)
+        # the normalisation, so that the trainer can add noise in pixel units (None: not normalised)
+        loader.mean, loader.std = (tuple(mean), tuple(std)) if config.apply_normalization else (None, None)
         return loader
 
     def filtered_view(base: Dataset, image_transform) -> SplitView:
