@@ -90,3 +90,20 @@ def test_unreachable_database_is_one_line(tmp_path):
     assert result.returncode == EXIT_BAD_INPUT
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "cannot reach the database" in lines[0], result.stderr
+
+
+def test_local_run_resumes_a_crashed_step_from_its_checkpoints(tmp_path, monkeypatch, capsys):
+    recipe = write_toy_recipe(tmp_path, unique("crash"), chains=1, epochs=4)
+    log = tmp_path / "log.jsonl"
+    monkeypatch.setenv("TOY_LOG", str(log))
+    monkeypatch.setenv("TOY_CRASH_AT_EPOCH", "3")
+    workdir = tmp_path / "work"
+    with pytest.raises(RuntimeError, match="crashed at epoch 3"):
+        main(["run", str(recipe), "--workdir", str(workdir), "--quiet"])
+    assert not (workdir / "steps").exists() or not any((workdir / "steps").iterdir())  # nothing half-stored
+    monkeypatch.delenv("TOY_CRASH_AT_EPOCH")
+    assert main(["run", str(recipe), "--workdir", str(workdir), "--quiet"]) == 0
+    runs = read_log(log)
+    assert [r["first_epoch"] for r in runs] == [1, 3, 1]  # step 0 crashed, resumed at epoch 3; step 1 fresh
+    assert "1.5000" in capsys.readouterr().out  # same result as an uninterrupted run
+    assert not any((workdir / "checkpoints").iterdir())  # cleared once the steps finished

@@ -71,6 +71,8 @@ def toy_trainer(model, dataloaders, seed, uid=None, cb=None, **config):
             entry = {"step": int((uid or {}).get("transfer_step", -1)), "pid": os.getpid(), "increment": cfg.increment, "first_epoch": first_epoch}
             log.write(json.dumps(entry) + "\n")
     for epoch in range(first_epoch, cfg.epochs + 1):
+        if int(os.environ.get("TOY_CRASH_AT_EPOCH", 0)) == epoch:  # simulate a job killed mid-training
+            raise RuntimeError(f"toy trainer crashed at epoch {epoch}")
         time.sleep(cfg.sleep)
         with torch.no_grad():
             model.weight.add_(cfg.increment / cfg.epochs)

@@ -30,6 +30,7 @@ from nntransfer.configs.base import Description, make_hash
 from nntransfer.configs.transfer_experiment import TransferExperiment
 from nntransfer.provenance import RecipeSource
 from nntransfer.recipes.loading import Recipe
+from nntransfer.trainer.checkpointing import LocalCheckpoints
 
 logger = logging.getLogger(__name__)
 
@@ -136,12 +137,16 @@ class LocalBackend:
                     )
         logger.info("training %s (seed %s) step %d: %s", description.name, description.seed, level, step.comment)
         started = time.time()
+        # checkpoints outside the step folder: a run killed mid-step resumes from them next time
+        checkpoints = LocalCheckpoints(self.workdir / "checkpoints")
         result = train_step(
             step.dataset.fn, step.dataset.to_dict(), step.model.fn, step.model.to_dict(),
             step.trainer.fn, step.trainer.to_dict(), seed=step.seed,
-            state_dict=state_dict, transfer_data=transfer_data, uid=dict(key),
+            state_dict=state_dict, transfer_data=transfer_data, uid=dict(key), cb=checkpoints,
         )  # fmt: skip
         self._store(chain, level, description, key, result, started)
+        if not getattr(step.trainer, "keep_checkpoints", False):
+            checkpoints.clear(dict(key))
 
     def _store(self, chain, level, description, key, result, started) -> None:
         """Write the step's files to a temporary folder, then rename: a step is there whole or not at all."""
