@@ -94,3 +94,44 @@ def test_killed_worker_is_recovered_from_checkpoints(db_prefix, tmp_path):
     assert step0[1]["first_epoch"] >= 3  # resumed after the saved epoch instead of starting over
     assert "1.5000" in out and "3.5000" in out  # same result as an uninterrupted run
     assert conn.query(f"SELECT COUNT(*) FROM `{schema}`.`~jobs`").fetchone()[0] == 0
+
+
+def _scores(text):
+    """{(name, seed, step): score} from a status table."""
+    scores = {}
+    for line in text.splitlines()[1:]:
+        parts = line.split("  ")
+        parts = [p.strip() for p in parts if p.strip()]
+        if len(parts) >= 5 and parts[3] == "done":
+            scores[(parts[0], parts[1], parts[2])] = parts[4]
+    return scores
+
+
+def test_digits_recipe_gives_the_same_scores_locally_with_run_and_with_workers(db_prefix, tmp_path):
+    recipe = "nntransfer.recipes.digits_transfer"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    local = subprocess.run(
+        [sys.executable, "-m", "nntransfer", "run", recipe, "--workdir", str(tmp_path / "work"), "--quiet"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert local.returncode == 0, local.stderr[-2000:]
+    expected = _scores(local.stdout)
+    assert len(expected) == 4
+
+    run = subprocess.run(
+        [sys.executable, "-m", "nntransfer", "run", recipe, "--backend", "datajoint", "--schema", f"{db_prefix}_digits_run", "--quiet"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert _scores(run.stdout) == expected
+
+    schema = f"{db_prefix}_digits_workers"
+    workers = [
+        subprocess.Popen([sys.executable, "-m", "nntransfer", "worker", recipe, "--schema", schema, "--poll", "0.3", "--quiet"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        for _ in range(3)
+    ]  # fmt: skip
+    for worker in workers:
+        out, err = worker.communicate(timeout=300)
+        assert worker.returncode == 0, err[-2000:]
+        assert _scores(out) == expected

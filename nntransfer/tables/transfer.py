@@ -83,7 +83,7 @@ class TransferredTrainedModel(ProvenanceMixin, TransferredTrainedModelChkptBase)
 
     def make(self, key):
         primary = {k: key[k] for k in self.heading.primary_key}
-        seed = (self.seed_table & key).fetch1("seed")
+        seed = int((self.seed_table & key).fetch1("seed"))
         dataset_fn, dataset_config = (self.dataset_table & key).fn_config
         model_fn, model_config = (self.model_table & key).fn_config
         trainer_fn, trainer_config = (self.trainer_table & key).fn_config

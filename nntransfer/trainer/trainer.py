@@ -97,6 +97,7 @@ class Trainer:
         uid: Optional[Mapping[str, Any]] = None,
         cb: Optional[Callable[..., None]] = None,
     ) -> None:
+        seed = int(seed)  # tables hand over numpy integers, which random.seed rejects
         self.config, self.seed, self.uid = config, seed, uid
         set_random_seed(seed)
         self.device = resolve_device(config.device, config.force_cpu)
