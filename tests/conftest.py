@@ -6,10 +6,20 @@ import os
 import uuid
 
 import pytest
+import torch
 
 from nntransfer import database
 
 IN_CI = bool(os.environ.get("CI") or os.environ.get("NNTRANSFER_CI"))
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tests run on one thread: the machines have two cores, and results must not depend on it."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def _drop_schemas(conn, prefix):
@@ -41,6 +51,6 @@ def db_prefix(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tables(db_prefix):
     """The nntransfer table modules, declared in this session's schema."""
-    from nntransfer.tables import nnfabrik, transfer, trained_model
+    from nntransfer.tables import nnfabrik, trained_model, transfer
 
     return {"nnfabrik": nnfabrik, "trained_model": trained_model, "transfer": transfer}

@@ -21,14 +21,6 @@ from nntransfer.dataset import (
 from nntransfer.dataset.sources import DIGITS_TRAIN_SIZE, digits_arrays
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def build(seed=0, transfer_data=None, **kwargs):
     return img_dataset_loader(seed, transfer_data=transfer_data, **ImageDatasetConfig(**kwargs).to_dict())
 

@@ -15,14 +15,6 @@ from nntransfer.dataset import TASK_KEY, NpyDataset, img_dataset_loader, load_co
 from nntransfer.dataset.sources import digits_arrays
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def build(data_dir, seed=0, **kwargs):
     kwargs.setdefault("batch_size", 4)
     return img_dataset_loader(seed, **ImageDatasetConfig(data_dir=str(data_dir), **kwargs).to_dict())

@@ -35,14 +35,6 @@ def size_for(model_type: str) -> int:
     return next((size for prefix, size in TEST_SIZE.items() if model_type.startswith(prefix)), 8)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @functools.lru_cache(maxsize=None)
 def _digits():
     digits = load_digits()

@@ -19,14 +19,6 @@ IMAGES = torch.tensor(_DIGITS.images / 16.0, dtype=torch.float32).unsqueeze(1)  
 LABELS = torch.tensor(_DIGITS.target, dtype=torch.int64)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def digits(start, stop, extras=None):
     tensors = (IMAGES[start:stop], LABELS[start:stop])
     return TensorDataset(*tensors)

@@ -2,8 +2,6 @@
 chain that hands the first step's logits to the second for distillation."""
 
 import numpy as np
-import pytest
-import torch
 
 from nntransfer.configs.dataset.image import ImageDatasetConfig
 from nntransfer.configs.model.classification import ClassificationModelConfig
@@ -14,14 +12,6 @@ from nntransfer.models import classification_model_builder
 from nntransfer.trainer import classification_trainer
 
 TASK = "img_classification"
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 class DistillMatchConfig(KnowledgeDistillationMixin, RepresentationMatchingMixin, ClassificationTrainerConfig):
