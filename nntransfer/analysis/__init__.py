@@ -1,0 +1,46 @@
+"""Results of recipes as pandas frames and matplotlib plots.
+
+In a notebook::
+
+    from nntransfer.analysis import load_results, plot_all
+    results = load_results("my_recipe", workdir="nntransfer_work")   # or schema="my_schema"
+    figures = plot_all(results, out="plots")
+
+From the shell: ``nntransfer report my_recipe --workdir nntransfer_work --out plots``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# Names resolve on first use: the ``nntransfer`` command imports this package for its ``report``
+# sub-command, and should not pay for pandas and matplotlib on every other command.
+_EXPORTS = {
+    "Results": "results",
+    "load_results": "results",
+    "collect_results": "results",
+    "open_backend": "results",
+    "tracker_frame": "results",
+    "final_frame": "results",
+    "select": "results",
+    "summarize": "results",
+    "plot_learning_curves": "plots",
+    "plot_transfer_steps": "plots",
+    "plot_final_accuracy": "plots",
+    "plot_robustness": "plots",
+    "plot_all": "plots",
+    "write_report": "report",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

@@ -37,8 +37,6 @@ logger = logging.getLogger(__name__)
 
 PathLike = Union[str, Path]
 MODE_STYLES = {"Validation": "-", "Training": "--"}
-#: splits whose final results are curves over a level (severity, noise), and the x label they get
-LEVEL_SPLITS = {"c_test": "corruption severity", "validation_noise": "noise level"}
 
 
 def _label(objective: str) -> str:
@@ -132,6 +130,7 @@ def plot_transfer_steps(
         ax.scatter(values["step"] + offset, values["value"], color=colors[name], s=10, alpha=0.5, zorder=3)
     steps = sorted(set(rows["step"]))
     ax.set_xticks(steps)
+    ax.set_xlim(min(steps) - 0.5, max(steps) + 0.5)
     ax.set_xlabel("transfer step")
     ax.set_ylabel(f"{split} {_label(objective)}")
     ax.set_title(f"{split} {objective} after each transfer step")
@@ -164,8 +163,8 @@ def plot_final_accuracy(
     x = np.arange(len(names))
     bars = ax.bar(x, np.nan_to_num(means), yerr=np.nan_to_num(stds), capsize=4, color=[colors[n] for n in names],
                   alpha=0.85, label=names)
-    ax.bar_label(bars, labels=[f"{m:.1f}" if np.isfinite(m) else "not finished" for m in means], padding=2,
-                 fontsize="small")
+    ax.bar_label(bars, labels=[f"{m:.1f}" if np.isfinite(m) else "not finished" for m in means],
+                 label_type="center", fontsize="small")
     for i, name in enumerate(names):
         seeds = rows[rows["name"] == name]["value"]
         ax.scatter(np.full(len(seeds), x[i]), seeds, color="black", s=12, zorder=3)
@@ -196,7 +195,7 @@ def plot_robustness(
         raise ValueError(f"split {split!r} has no results per severity or noise level")
     rows = _last_steps(rows) if step is None else rows[rows["step"] == step]
     groups = list(dict.fromkeys(rows["group"]))
-    panels = ([("mean over " + ("corruptions" if split == "c_test" else "kinds"), None)] if len(groups) > 1 else [])
+    panels = [("mean over " + ("corruptions" if split == "c_test" else "kinds"), None)] if len(groups) > 1 else []
     panels += [(group, group) for group in groups]
     columns = min(len(panels), 4)
     lines = -(-len(panels) // columns)
@@ -210,8 +209,12 @@ def plot_robustness(
             by_level = per_seed.groupby("level")["value"]
             mean, std = by_level.mean(), by_level.std(ddof=1).fillna(0.0)
             ax.errorbar(mean.index, mean.values, yerr=std.values, color=colors[name], marker="o", capsize=3, label=name)
-        ax.set_title(title)
-        ax.set_xlabel(LEVEL_SPLITS.get(split, "level"))
+        ax.set_title(f"{split}: {title}")
+        if split == "c_test":
+            ax.set_xlabel("severity")
+            ax.xaxis.get_major_locator().set_params(integer=True)
+        else:
+            ax.set_xlabel((group or "level").replace("_", " "))
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
     for ax in list(axes.flat)[len(panels):]:

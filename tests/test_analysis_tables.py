@@ -1,0 +1,70 @@
+"""Analysis from the tables: a digits transfer chain populated through the DataJoint backend is read back
+into the same frames as from a work folder (integer severities and float noise levels survive the blobs)."""
+
+import logging
+
+import pytest
+import torch
+
+from nntransfer import database
+from nntransfer.analysis import load_results, plot_all
+from nntransfer.configs import (
+    ClassificationModelConfig,
+    ClassificationTrainerConfig,
+    Description,
+    Experiment,
+    ImageDatasetConfig,
+    TransferExperiment,
+)
+from nntransfer.recipes.loading import Recipe
+
+pytestmark = pytest.mark.database
+TASK = "img_classification"
+
+
+def chain(seed):
+    def step(classes, **options):
+        dataset = ImageDatasetConfig(dataset_cls="Digits", filter_classes=classes, batch_size=128, examples_per_class=60)
+        trainer = ClassificationTrainerConfig(max_iter=1, show_progress=False, noise_test={"noise_std": [0.0, 0.25]}, **options)
+        return Experiment(dataset, ClassificationModelConfig(type="lenet300-100"), trainer, seed=seed,
+                          comment=f"{classes[0]}-{classes[1] - 1}")
+
+    return TransferExperiment([step((0, 5)), step((5, 10), reset=["readout"])])
+
+
+def test_results_from_the_tables(tables, tmp_path, caplog):
+    from nntransfer.recipes.runner import DataJointBackend
+
+    torch.set_num_threads(1)
+    done, waiting = Description("db_pretrained", 1), Description("db_pretrained", 2)
+    recipe = Recipe("db_recipe", None, {done: chain(1), waiting: chain(2)})
+    DataJointBackend(database.schema_name(), progress=False).run(Recipe("db_recipe", None, {done: recipe.transfer_experiments[done]}))
+
+    with caplog.at_level(logging.WARNING, logger="nntransfer.analysis"):
+        results = load_results(recipe, schema=database.schema_name())
+    assert results.where == f"schema {database.schema_name()}"
+    assert "1 of 2 chains are incomplete: db_pretrained seed 2 (step 0 waiting, step 1 waiting)" in caplog.text
+    assert list(results.status["state"]) == ["done", "done", "waiting", "waiting"]
+
+    table = tables["transfer"].TransferredTrainedModel
+    for level in range(2):
+        row = (table & recipe.transfer_experiments[done].get_restrictions(level)).fetch1()
+        final = results.final[(results.final["step"] == level) & (results.final["objective"] == "accuracy")]
+        assert final[final["split"] == "test"]["value"].item() == row["output"]["final"]["test"][TASK]["accuracy"]
+        noise = final[final["split"] == "validation_noise"].set_index("level")["value"]
+        assert noise.to_dict() == {
+            level_: values[TASK]["accuracy"] for level_, values in row["output"]["final"]["validation_noise"]["noise_std"].items()
+        }
+        assert set(noise.index) == {0.0, 0.25}
+        assert results.status.loc[level, "score"] == pytest.approx(row["score"])
+        validation = results.curves[(results.curves["step"] == level) & (results.curves["mode"] == "Validation")
+                                    & (results.curves["objective"] == "accuracy")]
+        assert validation["epoch"].tolist() == [1] and validation["value"].item() == pytest.approx(row["score"])
+    assert set(results.final["seed"]) == {1} and results.final["chain_complete"].all()
+
+    figures = plot_all(results, out=tmp_path, close=True)
+    assert set(figures) == {"learning_curves", "transfer_steps", "final_accuracy", "robustness_validation_noise"}
+    assert all((tmp_path / f"{name}.png").stat().st_size > 1000 for name in figures)
+
+    with pytest.raises(ValueError, match="already loaded from schema"):
+        load_results(recipe, schema=database.schema_name() + "_other")
