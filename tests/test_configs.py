@@ -162,3 +162,17 @@ def test_subclass_defaults_survive_library_defaults():
     assert config.main_loop_modules.count("NoiseAugmentation") == 1
     assert ShortTraining(max_iter=7).max_iter == 7
     assert ShortTraining.from_dict(config.to_dict()).get_key() == config.get_key()
+
+
+@pytest.mark.parametrize(
+    "config_cls, expected",
+    [
+        (ImageDatasetConfig, "e6e00557ee350fa5561219d6defc2e75"),
+        (ClassificationModelConfig, "d20d37403d8677697de00269f2d38df9"),
+        (ClassificationTrainerConfig, "64ffb00d980e99d00c694cfa50e06299"),
+    ],
+)
+def test_golden_default_config_hashes(config_cls, expected):
+    # Changing a default or adding a field renames every stored experiment that uses these configs.
+    # Update these values only together with a note in the changelog of the release.
+    assert config_cls().get_key()[f"{config_cls.config_name}_hash"] == expected

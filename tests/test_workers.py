@@ -135,3 +135,26 @@ def test_digits_recipe_gives_the_same_scores_locally_with_run_and_with_workers(d
         out, err = worker.communicate(timeout=300)
         assert worker.returncode == 0, err[-2000:]
         assert _scores(out) == expected
+
+
+def test_failed_job_is_reported_and_the_worker_exits_non_zero(db_prefix, tmp_path):
+    folder = tmp_path / "failing_recipe"
+    folder.mkdir()
+    (folder / "__init__.py").write_text(
+        "from nntransfer.configs import Description, Experiment, TransferExperiment\n"
+        "from toy_steps import ToyDatasetConfig, ToyModelConfig, ToyTrainerConfig\n"
+        "steps = [Experiment(ToyDatasetConfig(), ToyModelConfig(), ToyTrainerConfig(fail=True), seed=3, comment='bad'),\n"
+        "         Experiment(ToyDatasetConfig(), ToyModelConfig(), ToyTrainerConfig(), seed=3, comment='after')]\n"
+        "transfer_experiments = {Description('failing', 3): TransferExperiment(steps)}\n"
+    )
+    schema = f"{db_prefix}_failing"
+    env = worker_env(tmp_path / "log.jsonl")
+    worker = start_worker(folder, schema, env)
+    out, err = worker.communicate(timeout=120)
+    assert worker.returncode == 1, err[-2000:]
+    assert "failed" in out and "toy trainer asked to fail" in out and "blocked" in out
+    status = subprocess.run(
+        [sys.executable, "-m", "nntransfer", "status", str(folder), "--schema", schema],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert status.returncode == 0 and "failed" in status.stdout and "blocked" in status.stdout
