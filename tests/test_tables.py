@@ -1,5 +1,7 @@
 """The tables against the real server: a three-step chain, weights and data along it, bookkeeping."""
 
+import logging
+
 import pytest
 from toy_steps import ToyDatasetConfig, ToyModelConfig, ToyTrainerConfig
 
@@ -106,3 +108,35 @@ def test_trained_model_populates_with_checkpoints_and_provenance(tables):
     assert (table.Provenance & key).fetch1("nnfabrik_version") == "0.2.1"
     # nnfabrik's checkpoint template deletes with delete(verbose=False): our fix lets it run
     assert len(table.checkpoint_table & key) == 0
+
+
+def test_real_trainer_resumes_from_table_checkpoints(tables, caplog):
+    """The real trainer checkpoints through the table's callback; a job restarted after its row was lost
+    resumes from the last checkpoint (no epoch trained again) and ends with the same result."""
+    from nntransfer.configs import ClassificationModelConfig, ClassificationTrainerConfig, ImageDatasetConfig
+
+    table = tables["transfer"].TransferredTrainedModel
+    chain = TransferExperiment(
+        [
+            Experiment(
+                ImageDatasetConfig(train_subset=0.3),
+                ClassificationModelConfig(type="lenet300-100"),
+                ClassificationTrainerConfig(max_iter=3, show_progress=False, keep_checkpoints=True),
+                seed=41,
+            )
+        ]
+    )
+    table.add_transfer_experiment(chain)
+    restriction = chain.get_restrictions(0)
+    table.populate(restriction, reserve_jobs=True)
+    first = (table & restriction).fetch1()
+    epochs = sorted((table.checkpoint_table & restriction).fetch("epoch").tolist())
+    assert epochs and epochs[-1] == 3  # kept after training (keep_checkpoints=True)
+
+    (table & restriction).delete(safemode=False)  # as if the job had died before storing its row
+    caplog.set_level(logging.INFO, logger="nntransfer.trainer")
+    table.populate(restriction, reserve_jobs=True)
+    assert "resumed from the checkpoint of epoch 3" in caplog.text
+    again = (table & restriction).fetch1()
+    assert again["score"] == first["score"]
+    assert again["output"]["best_epoch"] == first["output"]["best_epoch"]
