@@ -23,7 +23,6 @@ from __future__ import annotations
 import logging
 import math
 import numbers
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
@@ -263,13 +262,6 @@ def open_backend(workdir: Optional[Union[str, Path]] = None, schema: Optional[st
     if workdir is not None and schema is not None:
         raise ValueError("give either a work folder (--workdir) or a database schema (--schema), not both")
     if schema is not None:
-        # the tables bind to a schema when first imported; a second one needs a new process
-        loaded = sys.modules.get("nntransfer.tables.nnfabrik")
-        if loaded is not None and loaded.schema.database != schema:
-            raise ValueError(
-                f"the tables were already loaded from schema {loaded.schema.database!r} in this process; "
-                f"read schema {schema!r} in a new Python process"
-            )
         return DataJointBackend(schema, progress=False)
     folder = Path(workdir if workdir is not None else "./nntransfer_work")
     if not folder.is_dir():

@@ -190,8 +190,17 @@ class DataJointBackend:
     name = "datajoint"
 
     def __init__(self, schema: Optional[str] = None, progress: bool = True):
+        import sys
+
         from nntransfer import database
 
+        # the tables bind to their schema when first imported; another schema needs a new process
+        loaded = sys.modules.get("nntransfer.tables.nnfabrik")
+        if schema and loaded is not None and loaded.SCHEMA_NAME != schema:
+            raise ValueError(
+                f"the tables of this process are bound to schema {loaded.SCHEMA_NAME!r}; "
+                f"use schema {schema!r} in a new Python process"
+            )
         if schema:
             database.set_schema_name(schema)
         database.configure()
