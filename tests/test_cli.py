@@ -107,3 +107,18 @@ def test_local_run_resumes_a_crashed_step_from_its_checkpoints(tmp_path, monkeyp
     assert [r["first_epoch"] for r in runs] == [1, 3, 1]  # step 0 crashed, resumed at epoch 3; step 1 fresh
     assert "1.5000" in capsys.readouterr().out  # same result as an uninterrupted run
     assert not any((workdir / "checkpoints").iterdir())  # cleared once the steps finished
+
+
+def test_results_record_versions_and_the_recipe_commit(tmp_path, capsys):
+    import git
+
+    repo_dir = tmp_path / unique("repo")
+    recipe = write_toy_recipe(repo_dir, unique("versioned"), chains=1)
+    repo = git.Repo.init(repo_dir)
+    repo.index.add([str(p.relative_to(repo_dir)) for p in recipe.iterdir()])
+    commit = repo.index.commit("recipe", author=git.Actor("t", "t@x"), committer=git.Actor("t", "t@x")).hexsha
+    workdir = tmp_path / "work"
+    assert main(["run", str(recipe), "--workdir", str(workdir), "--quiet"]) == 0
+    results = [json.loads((s / "result.json").read_text()) for s in (workdir / "steps").iterdir()]
+    assert results and all(r["recipe_commit"] == commit for r in results)
+    assert all(r["torch_version"] and r["nnfabrik_version"] == "0.2.1" and r["nntransfer_version"] for r in results)
