@@ -37,7 +37,7 @@ def read_log(path):
 
 
 def test_three_concurrent_workers_run_every_job_once(db_prefix, tmp_path):
-    recipe = write_toy_recipe(tmp_path, "concurrent_recipe", chains=3, sleep=0.2, epochs=2)
+    recipe = write_toy_recipe(tmp_path, "concurrent_recipe", chains=3, sleep=0.4, epochs=2)
     log = tmp_path / "log.jsonl"
     schema = f"{db_prefix}_workers"
     env = worker_env(log)
