@@ -140,3 +140,18 @@ def test_real_trainer_resumes_from_table_checkpoints(tables, caplog):
     again = (table & restriction).fetch1()
     assert again["score"] == first["score"]
     assert again["output"]["best_epoch"] == first["output"]["best_epoch"]
+
+
+def test_chain_with_a_bad_last_step_writes_nothing(tables):
+    nnf = tables["nnfabrik"]
+    table = tables["transfer"].TransferredTrainedModel
+    chain = TransferExperiment(
+        [
+            Experiment(ToyDatasetConfig(size=77), ToyModelConfig(init=7.0), ToyTrainerConfig(increment=7.0), seed=77),
+            Experiment(ToyDatasetConfig(size=78), ToyModelConfig(), ToyTrainerConfig(fn="toy_steps.nope"), seed=77),
+        ]
+    )
+    before = [len(t()) for t in (nnf.Dataset, nnf.Model, nnf.Trainer, nnf.Seed, nnf.TrainedModelTransferRecipe)]
+    with pytest.raises(ValueError, match="toy_steps.nope"):
+        table.add_transfer_experiment(chain)
+    assert [len(t()) for t in (nnf.Dataset, nnf.Model, nnf.Trainer, nnf.Seed, nnf.TrainedModelTransferRecipe)] == before

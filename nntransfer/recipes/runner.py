@@ -293,6 +293,9 @@ class DataJointBackend:
                         blocked = True
                     elif job is not None and job["status"] == "reserved":
                         entry.state = RUNNING
+                    elif job is not None and job["status"] == "ignore":  # set by hand: never populated
+                        entry.state, entry.error = FAILED, "job marked 'ignore' in the jobs table"
+                        blocked = True
                 rows.append(entry)
         return rows
 

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from nnfabrik.templates.transfer.checkpoint import TransferredTrainedModelChkptBase
 
-from nntransfer.builder import train_step
+from nntransfer.builder import resolve_config_fn, train_step
 from nntransfer.configs.base import make_hash
 from nntransfer.tables import nnfabrik
 from nntransfer.tables.checkpoints import TransferredCheckpoint
@@ -140,7 +140,11 @@ class TransferredTrainedModel(ProvenanceMixin, TransferredTrainedModelChkptBase)
 
     @staticmethod
     def add_transfer_experiment(transfer_experiment) -> None:
-        """Insert a chain's configs, seeds and one recipe entry per step after the first."""
+        """Insert a chain's configs, seeds and one recipe entry per step after the first. Every function
+        is resolved before anything is written."""
+        for step in transfer_experiment:
+            for config in step.configs.values():
+                resolve_config_fn(config)
         for step in transfer_experiment:
             step.add_to_table()
         for level in range(1, len(transfer_experiment)):
