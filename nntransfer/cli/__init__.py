@@ -1,0 +1,1 @@
+"""The ``nntransfer`` command (``main.main``)."""
