@@ -1,7 +1,10 @@
 """DataJoint bookkeeping per populated job (reserve, build, store result and weights) for a trivial trainer:
 nntransfer's TransferredTrainedModel vs nnfabrik's own TrainedModel, side by side in one run.
 
-    python bench/bookkeeping.py [--jobs 60] [--repeats 3]
+    python bench/bookkeeping.py [--jobs 60] [--repeats 3] [--per-call]
+
+``--per-call`` populates each job with its own ``populate`` call (as a worker walking many chains does),
+so the key-source query is paid per job too.
 
 Goal: at most 40 ms per job. Prints ms/job for both and their ratio. Uses (and drops) a scratch schema.
 """
@@ -21,6 +24,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=60)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--per-call", action="store_true", help="one populate call per job")
     args = parser.parse_args()
 
     schema_name = f"nnt_bench_{uuid.uuid4().hex[:6]}"
@@ -59,7 +63,11 @@ def main():
                 ("nnfabrik TrainedModel", NnfabrikTrainedModel, keys),
             ):
                 start = time.perf_counter()
-                table.populate(restriction, reserve_jobs=True)
+                if args.per_call:
+                    for one in restriction:
+                        table.populate(one, reserve_jobs=True)
+                else:
+                    table.populate(restriction, reserve_jobs=True)
                 elapsed = time.perf_counter() - start
                 assert len(table & restriction) == args.jobs
                 results[label].append(1000 * elapsed / args.jobs)
