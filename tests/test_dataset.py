@@ -290,6 +290,19 @@ def test_transfer_data_reaches_the_train_loader_aligned_with_the_examples():
     assert len(next(iter(loaders["validation"][TASK_KEY]))) == 2  # only the train loader carries extras
 
 
+def test_transfer_data_from_read_only_arrays_loads_without_warnings(recwarn):
+    # DataJoint hands blobs back as read-only arrays; torch warns when it wraps those without a copy.
+    n = len(build(train_subset=0.02)["train"][TASK_KEY].dataset)
+    soft = np.frombuffer(np.arange(n * 2, dtype=np.float32).tobytes(), dtype=np.float32).reshape(n, 2)
+    assert not soft.flags.writeable
+    loaders = build(train_subset=0.02, transfer_data={"soft": soft})
+    rows = torch.cat([extras["soft"] for _, _, extras in loaders["train"][TASK_KEY]])
+    assert sorted(rows[:, 0].tolist()) == soft[:, 0].tolist()
+    assert not [w for w in recwarn if "not writable" in str(w.message)]
+    with pytest.raises(ValueError, match=r"transfer_data\['meta'\] must be a numeric array, got dtype object"):
+        build(train_subset=0.02, transfer_data={"meta": np.array([{"a": 1}] * n, dtype=object)})
+
+
 def test_transfer_data_with_the_wrong_number_of_rows_is_an_error():
     with pytest.raises(ValueError, match=r"transfer_data\['soft'\] has 3 rows but the training set has 1350") as excinfo:
         build(transfer_data={"soft": np.zeros((3, 10))})

@@ -218,6 +218,15 @@ def test_tiny_imagenet_folders_with_validation_annotations(tmp_path):
     np.testing.assert_array_equal(as_uint8(inputs), val_images)
 
 
+def test_tiny_imagenet_annotation_of_an_unknown_class_is_one_clear_error(tmp_path):
+    write_tiny_imagenet(tmp_path)
+    annotations = tmp_path / "tiny-imagenet-200" / "val" / "val_annotations.txt"
+    annotations.write_text(annotations.read_text() + "img_0.png\tn99999999\t0\t0\t63\t63\n")
+    with pytest.raises(ValueError, match=r"val_annotations.txt.*'n99999999'.*no folder in .*train") as excinfo:
+        build(tmp_path, dataset_cls="TinyImageNet", input_size=16)
+    assert "\n" not in str(excinfo.value)
+
+
 def test_imagenet_folders_number_validation_classes_like_training(tmp_path):
     x, _ = digits(9, 24, channels=3)
     for c, wnid in enumerate(WNIDS):
@@ -275,6 +284,26 @@ def test_corrupted_selection_filter_and_transforms(tmp_path):
     assert inputs.shape[1:] == (3, 8, 8)
     assert targets.tolist() == [y for y in labels if y < 3]
     assert loaders["c_test"]["fog"][5].n_classes == 3
+
+
+def test_corrupted_images_of_another_size_are_resized_to_input_size(tmp_path):
+    # e.g. a -C folder written at another resolution than the clean data set: the loader must still
+    # give the input_shape it announces, like every other split.
+    folder = tmp_path / "c16"
+    folder.mkdir()
+    x, y = digits(6, 16)
+    np.save(folder / "fog.npy", x)
+    np.save(folder / "labels.npy", y)
+    loaders = build(
+        tmp_path, add_corrupted_test=True, corrupted_data_dir=str(folder), stacked_severities=1,
+        apply_normalization=False,
+    )
+    loader = loaders["c_test"]["fog"][1]
+    inputs, targets = all_batches(loader)
+    assert loader.input_shape == (1, 8, 8) and inputs.shape == (6, 1, 8, 8)
+    assert targets.tolist() == y.tolist()
+    shrunk = np.stack([np.asarray(Image.fromarray(image).resize((8, 8), Image.BILINEAR)) for image in x])
+    np.testing.assert_array_equal(as_uint8(inputs)[..., 0], shrunk)
 
 
 def test_mnist_c_style_folders(tmp_path):

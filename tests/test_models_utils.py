@@ -2,6 +2,7 @@
 
 import copy
 
+import numpy as np
 import pytest
 import torch
 from sklearn.datasets import load_digits
@@ -204,3 +205,37 @@ def test_ensemble_buffers_travel_with_the_state_dict():
     reset_params(target, "all", seed=3)
     restore_from_ensemble_buffers(target)
     assert all(torch.equal(p, q) for p, q in zip(target.parameters(), source.parameters()))
+
+
+def test_ensemble_buffers_from_another_architecture_restore_what_could_not_be_loaded():
+    # A 10-class model's ensemble copies go into a 5-class model with an extra hidden layer: the readout
+    # copies do not fit and the new layer has none. Restoring must keep those at the model's own values
+    # (not zeros, and no error), and give the transferred values everywhere else.
+    source = build_model(ClassificationModelConfig(type="mlp", mlp_hidden_sizes=[6]), (1, 4, 4), 10, seed=0)
+    copy_to_ensemble_buffers(source)
+    target = build_model(ClassificationModelConfig(type="mlp", mlp_hidden_sizes=[6, 3]), (1, 4, 4), 5, seed=1)
+    own = snapshot(target)
+    report = load_state_dict_leniently(target, source.state_dict())
+    assert "readout.fc.weight_ensemble0" in report["mismatched"]
+    assert "core.fc2.weight_ensemble0" in report["missing"]  # reported, not silently created
+    with torch.no_grad():
+        for p in target.parameters():
+            p.add_(1.0)
+    restore_from_ensemble_buffers(target)
+    state = target.state_dict()
+    assert torch.equal(state["core.fc1.weight"], source.state_dict()["core.fc1.weight"])
+    for name in ("readout.fc.weight", "readout.fc.bias", "core.fc2.weight", "core.fc2.bias"):
+        assert torch.equal(state[name], own[name]), name
+
+
+def test_lenient_loading_accepts_numpy_values_and_scalars():
+    # What a database blob gives back: arrays, and numpy scalars for 0-d tensors (num_batches_tracked).
+    source = lenet(seed=0)
+    source.train()
+    source(torch.randn(4, 1, 16, 16))
+    blob = {k: (v.numpy()[()] if v.ndim == 0 else v.numpy()) for k, v in source.state_dict().items()}
+    assert isinstance(blob["core.bn1.num_batches_tracked"], np.integer)
+    target = lenet(seed=1)
+    report = load_state_dict_leniently(target, blob)
+    assert report["mismatched"] == [] and report["missing"] == [] and report["unexpected"] == []
+    assert all(torch.equal(v, source.state_dict()[k]) for k, v in target.state_dict().items())

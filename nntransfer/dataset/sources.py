@@ -211,6 +211,11 @@ def load_tiny_imagenet(request: LoadRequest) -> LoadedData:
         for line in annotations.read_text().splitlines():
             parts = line.split("\t")
             if len(parts) >= 2:
+                if parts[1] not in train.class_to_idx:
+                    raise ValueError(
+                        f"{annotations} lists {parts[0]} as class {parts[1]!r}, which has no folder in "
+                        f"{root / 'train'}; the train and val folders must come from the same Tiny ImageNet"
+                    )
                 samples.append((str(root / "val" / "images" / parts[0]), train.class_to_idx[parts[1]]))
     else:  # val sorted into class folders
         samples = folder_samples(root / "val", train.class_to_idx)

@@ -106,9 +106,12 @@ def table_rows(transfer_data: Optional[Mapping[str, Any]], n_rows: int) -> Dict[
                 f"transfer_data[{name!r}] has {got} but the training set has {n_rows} examples; it must come "
                 f"from a step with the same dataset config and seed"
             )
+        if array.dtype.kind not in "biuf":
+            raise ValueError(f"transfer_data[{name!r}] must be a numeric array, got dtype {array.dtype}")
         if array.dtype == np.float64:
             array = array.astype(np.float32)
-        rows[name] = torch.from_numpy(np.ascontiguousarray(array))
+        # A copy: arrays from database blobs are read-only, which torch.from_numpy warns about.
+        rows[name] = torch.from_numpy(np.array(array, copy=True, order="C"))
     return rows
 
 

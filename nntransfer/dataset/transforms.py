@@ -111,8 +111,9 @@ def build_transform(
         else:
             steps += [transforms.Resize(max(size, round(size * 256 / 224))), transforms.CenterCrop(size)]
     else:
-        if native_size != size:
-            steps.append(transforms.Resize((size, size)))
+        # Always resize: corrupted sets or custom readers may hold images of another size than the data
+        # set's native one (PIL returns an unchanged copy when the size already fits).
+        steps.append(transforms.Resize((size, size)))
         if train and config.augment_crop:
             steps.append(transforms.RandomCrop(size, padding=config.crop_padding))
     if train and config.augment_flip:

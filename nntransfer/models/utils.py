@@ -201,13 +201,21 @@ def ensemble_members(model: nn.Module) -> List[int]:
 
 
 def _add_missing_ensemble_buffers(model: nn.Module, keys: Iterable[str]) -> None:
+    """Give the model a buffer for every ensemble member the state dict holds copies of, for *every*
+    parameter, holding the parameter's current value. Loading then overwrites the copies that fit; the
+    others (a new readout, a new layer) restore to the model's own values instead of zeros or an error."""
     parameters = dict(model.named_parameters())
     existing = dict(model.named_buffers())
+    members = set()
     for key in keys:
         match = _ENSEMBLE_KEY.match(key)
-        if match and match["param"] in parameters and key not in existing:
-            module, leaf = _owner(model, match["param"])
-            module.register_buffer(f"{leaf}_ensemble{match['member']}", torch.zeros_like(parameters[match["param"]]))
+        if match and match["param"] in parameters:
+            members.add(match["member"])
+    for member in sorted(members):
+        for name, param in parameters.items():
+            if f"{name}_ensemble{member}" not in existing:
+                module, leaf = _owner(model, name)
+                module.register_buffer(f"{leaf}_ensemble{member}", param.detach().clone())
 
 
 def _shape_list(names: List[str], limit: int = 8) -> str:
@@ -227,7 +235,8 @@ def load_state_dict_leniently(model: nn.Module, state_dict: Mapping[str, object]
     own = model.state_dict()
     usable, mismatched, unexpected, details = {}, [], [], []
     for key, value in state_dict.items():
-        value = torch.as_tensor(value) if isinstance(value, np.ndarray) else value
+        # database blobs hand back numpy arrays, and numpy scalars for 0-d tensors (num_batches_tracked)
+        value = torch.as_tensor(value) if isinstance(value, (np.ndarray, np.generic)) else value
         if key not in own:
             unexpected.append(key)
         elif not isinstance(value, torch.Tensor) or tuple(value.shape) != tuple(own[key].shape):
