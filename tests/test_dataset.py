@@ -366,3 +366,17 @@ def test_loaders_expose_their_normalisation():
     assert (train.mean, train.std) == ((0.5,), (0.25,))
     plain = img_dataset_loader(1, **ImageDatasetConfig(apply_normalization=False).to_dict())
     assert plain["test"]["img_classification"].mean is None
+
+
+def test_train_loader_offers_its_examples_without_augmentation():
+    from nntransfer.configs import ImageDatasetConfig
+    from nntransfer.dataset import img_dataset_loader
+
+    config = ImageDatasetConfig(augment_rotation=True, rotation_degrees=45.0, augment_crop=True, crop_padding=2)
+    train = img_dataset_loader(1, **config.to_dict())["train"]["img_classification"]
+    plain = train.unaugmented_dataset
+    assert len(plain) == len(train.dataset)
+    first = [plain[i][0] for i in range(3)]
+    again = [plain[i][0] for i in range(3)]
+    assert all(torch.equal(a, b) for a, b in zip(first, again))  # no random transform
+    assert [plain[i][1] for i in range(5)] == [train.dataset[i][1] for i in range(5)]  # same rows, same labels

@@ -129,6 +129,9 @@ def build_dataloaders(
         "validation": {TASK_KEY: make_loader(SplitView(data.train, valid_idx, transform(), labels))},
         "test": {TASK_KEY: make_loader(test)},
     }
+    # The training examples in the same order without augmentation: what a trainer evaluates to hand
+    # data (e.g. soft labels) to the next transfer step, row i for training example i.
+    loaders["train"][TASK_KEY].unaugmented_dataset = SplitView(data.train, train_idx, transform(), labels)
     if config.add_rotated_test:
         rotated = SplitView(data.test, test.indices, transform(rotate=config.rotated_test_angle), labels)
         loaders["test_rotated"] = {TASK_KEY: make_loader(rotated)}
