@@ -270,3 +270,18 @@ def test_mixins_compose_append_once_and_check_their_fields():
         MatchingConfig(rep_matching_noise_std={0.1: 1.0})
     with pytest.raises(ValueError, match="data_transfer=True"):
         DistillConfig(kd_teacher="transfer_data")
+
+
+@register
+class InPlacePenalty(MainLoopModule):
+    """Adds a small weight penalty to the loss in place (``loss += ...``), as a user module may."""
+
+    def post_forward(self, outputs, loss, targets, **shared_memory):
+        loss += 1e-3 * sum(p.pow(2).sum() for p in self.trainer.model.readout.parameters())
+        return outputs, loss, targets
+
+
+def test_a_module_may_add_to_the_loss_in_place():
+    # every batch starts from its own zero: an in-place sum does not leak into the next batch
+    score, _, _ = train(config(max_iter=2, main_loop_modules=["InPlacePenalty"]))
+    assert score > 50

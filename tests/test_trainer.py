@@ -157,9 +157,17 @@ register(LrRecorder)
 
 def test_linear_warmup_then_target_lr():
     LrRecorder.lrs = []
-    train(config(max_iter=2, lr=0.04, lr_warmup=1, main_loop_modules=["LrRecorder"], optimizer="SGD"))
+    _, output, _ = train(config(max_iter=2, lr=0.04, lr_warmup=1, main_loop_modules=["LrRecorder"], optimizer="SGD"))
     # 256 examples / 64 = 4 steps per epoch: warm-up over the first 4 steps
     assert LrRecorder.lrs == pytest.approx([0.01, 0.02, 0.03, 0.04, 0.04, 0.04, 0.04, 0.04])
+    assert output["tracker"]["log"]["lr"][1:] == pytest.approx([0.01, 0.04])  # the lr each epoch starts with
+
+
+def test_warmup_then_multistep_and_cosine_schedules_start_from_the_target_lr():
+    cfg = config(max_iter=3, lr=0.04, lr_warmup=1, optimizer="SGD", early_stopping=False, scheduler="multistep",
+                 scheduler_options={"milestones": [1], "gamma": 0.5})
+    _, output, _ = train(cfg)
+    assert output["tracker"]["log"]["lr"][1:] == pytest.approx([0.01, 0.04, 0.02])
 
 
 def test_multistep_scheduler_counts_epochs():
@@ -210,6 +218,11 @@ def test_final_evaluation_of_every_split_noise_bn_train_and_mc_dropout():
     assert noise["noise_std"][0.0][TASK] == pytest.approx(final["validation"][TASK])  # std 0 = clean
     assert noise["noise_std"][0.5][TASK]["accuracy"] < final["validation"][TASK]["accuracy"]
     assert set(noise["noise_snr"]) == {2.0}
+    from datajoint import blob
+
+    restored = blob.unpack(blob.pack(output))  # int (severity) and float (noise level) keys survive a longblob
+    assert restored["final"]["c_test"]["gaussian_noise"][2] == final["c_test"]["gaussian_noise"][2]
+    assert restored["final"]["validation_noise"]["noise_std"][0.5] == noise["noise_std"][0.5]
 
 
 def test_bn_train_evaluation_restores_the_model_and_the_noise_is_the_same_each_time():
@@ -341,8 +354,110 @@ def test_the_generic_trainer_fits_a_regression_with_the_loss_only():
     assert set(output["final"]["validation"]["ink"]) == {"loss"}
 
 
-def test_an_empty_validation_set_trains_without_selecting():
+class ScoreRecorder:
+    """A checkpoint callback that only records the score of every saved epoch (a table stores it as a
+    non-null float: DataJoint turns NaN into NULL, which the insert rejects)."""
+
+    def __init__(self):
+        self.scores = {}
+
+    def __call__(self, uid=None, epoch=None, model=None, state=None):
+        if state.get("action") == "save":
+            self.scores[epoch] = state["score"]
+
+
+def empty_validation_loaders():
     loaders = digits_loaders()
-    loaders["validation"][TASK] = DataLoader(digits(0, 0), batch_size=64)
-    score, output, _ = train(config(max_iter=4, patience=1), loaders=loaders)  # no early stop on no data
-    assert np.isnan(score) and output["epochs"] == 4 and output["best_epoch"] == 0
+    loaders["validation"][TASK] = DataLoader(digits(0, 0), batch_size=64)  # valid_size=0
+    return loaders
+
+
+def test_an_empty_validation_set_selects_and_scores_on_the_training_objective():
+    cb = ScoreRecorder()
+    # lr 0 and no BN/dropout: the training accuracy is the same every epoch, so early stopping stops
+    score, output, _ = train(config(max_iter=6, patience=1, lr=0.0), model=TinyNet(bn=False, dropout=0.0),
+                             loaders=empty_validation_loaders(), cb=cb)
+    assert np.isfinite(score) and score == output["final"]["train"][TASK]["accuracy"]
+    assert output["best_epoch"] == 1 and output["epochs"] == 2
+    assert all(np.isfinite(s) for s in cb.scores.values())
+    assert output["final"]["validation"] == {}
+
+
+def test_an_empty_validation_set_does_not_starve_the_plateau_scheduler():
+    # before: the plateau scheduler got NaN every epoch and cut the lr every epoch
+    cfg = config(max_iter=3, lr=0.05, optimizer="SGD", scheduler="plateau", early_stopping=False,
+                 scheduler_options={"patience": 0, "factor": 0.5})
+    _, output, _ = train(cfg, loaders=empty_validation_loaders())
+    assert output["tracker"]["log"]["lr"][1:] == pytest.approx([0.05, 0.05, 0.05])  # training accuracy improves
+
+
+def test_gradient_accumulation_with_a_partial_last_group_equals_larger_batches():
+    # 96 examples in batches of 32, accumulated by 2: groups of 2 and 1 batches = batches of 64 and 32
+    def run(batch_size, accumulate):
+        loaders = digits_loaders(n_train=96, batch_size=batch_size)
+        loaders["train"][TASK] = DataLoader(digits(0, 96), batch_size=batch_size, shuffle=False)
+        cfg = config(max_iter=1, optimizer="SGD", lr=0.1, accumulate_grad_batches=accumulate)
+        return train(cfg, model=TinyNet(bn=False, dropout=0.0), loaders=loaders)[2]
+
+    big, accumulated = run(64, 1), run(32, 2)
+    assert all(torch.allclose(big[k], accumulated[k], atol=1e-6) for k in big)
+
+
+def test_checkpoints_of_epochs_without_validation_have_a_finite_never_best_score():
+    cb = ScoreRecorder()
+    train(config(max_iter=3, interval=2, early_stopping=False), cb=cb)
+    assert sorted(cb.scores) == [1, 2, 3]
+    assert all(np.isfinite(s) for s in cb.scores.values())
+    assert cb.scores[1] < min(cb.scores[2], cb.scores[3])  # maximised: the unvalidated epoch is never the best
+    cb = ScoreRecorder()
+    train(config(max_iter=2, interval=2, objective="loss", maximize=False, early_stopping=False), cb=cb)
+    assert np.isfinite(cb.scores[1]) and cb.scores[1] > cb.scores[2]  # minimised: worst is large
+
+
+def test_the_generic_trainer_rejects_an_objective_it_does_not_compute():
+    from nntransfer.trainer import Trainer
+
+    with pytest.raises(ValueError, match="objective 'accuracy'.*'loss'"):
+        Trainer(TinyNet(), digits_loaders(), 1, config(max_iter=1))  # the base class tracks only the loss
+
+
+def test_an_empty_training_loader_is_an_error_at_the_start():
+    loaders = digits_loaders()
+    loaders["train"]["second"] = DataLoader(digits(0, 0), batch_size=8)
+    with pytest.raises(ValueError, match="'second'.*no batches"):
+        train(config(max_iter=1, loss_functions={TASK: "CrossEntropyLoss", "second": "CrossEntropyLoss"}), loaders=loaders)
+
+
+class StartRecorder(MainLoopModule):
+    """The model state and lr at the start of every training epoch."""
+
+    starts = []
+
+    def pre_epoch(self, model, mode, **options):
+        super().pre_epoch(model, mode, **options)
+        if mode == "Training":
+            StartRecorder.starts.append(({k: v.clone() for k, v in model.state_dict().items()},
+                                         self.trainer.optimizer.param_groups[0]["lr"]))
+
+
+register(StartRecorder)
+
+
+def test_every_lr_decay_restores_the_best_model():
+    StartRecorder.starts = []
+    # tolerance 100: only the first validation improves; then decay, decay, stop
+    cfg = config(max_iter=10, lr=0.1, optimizer="SGD", patience=1, tolerance=100.0, lr_decay_steps=2,
+                 lr_decay=0.5, main_loop_modules=["StartRecorder"])
+    _, output, state = train(cfg, model=TinyNet(dropout=0.0))
+    assert output["best_epoch"] == 1 and output["epochs"] == 4
+    after_epoch_1 = StartRecorder.starts[1][0]
+    for start, lr in StartRecorder.starts[2:]:
+        assert all(torch.equal(start[k], v) for k, v in after_epoch_1.items())  # restored each time
+    assert [lr for _, lr in StartRecorder.starts] == pytest.approx([0.1, 0.1, 0.05, 0.025])
+    assert all(torch.equal(state[k], v) for k, v in after_epoch_1.items())  # restore_best at the end
+
+
+def test_the_model_ends_in_eval_mode_after_mc_dropout_and_bn_train_evaluation():
+    model = TinyNet()
+    train(config(max_iter=1, eval_with_bn_train=True, mc_dropout_samples=2), model=model)
+    assert not any(m.training for m in model.modules())

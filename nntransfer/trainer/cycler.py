@@ -26,6 +26,9 @@ class TaskCycler:
         if not loaders:
             raise ValueError("no training loaders: dataloaders['train'] is empty")
         self.loaders = dict(loaders)
+        empty = [key for key, loader in self.loaders.items() if len(loader) == 0]
+        if empty:
+            raise ValueError(f"the training loaders {empty} have no batches; give every task training examples")
         self.kind = kind
         if kind == "main_task":
             if main_task not in self.loaders:

@@ -158,7 +158,8 @@ def classification_trainer(
     ``ClassificationTrainerConfig(...).to_dict()`` (mixin fields included); ``cb`` is the checkpoint
     callback of the tables (None: ``checkpoint_dir`` or no checkpoints).
 
-    Returns ``(score, output, model_state)``: the final validation objective; ``{"tracker":
+    Returns ``(score, output, model_state)``: the final validation objective (with an empty validation
+    set: that of the training set, evaluated as ``output["final"]["train"]``); ``{"tracker":
     AdvancedTracker state, "final": results of the final evaluation, "best_epoch", "epochs",
     ["transfer_data"]}``; the model's state dict on the CPU.
     """

@@ -13,16 +13,18 @@ One run (``Trainer.train``)::
     for epoch in (resumed epoch + 1) .. max_iter:
         run_epoch("Training")                       # + warm-up, accumulation, AMP
         if epoch % interval == 0 or epoch == max_iter:
-            score = run_epoch("Validation")
+            score = run_epoch("Validation")         # empty validation set: the epoch's training objective
             early stopping: improved | wait | decay (restore best, lr *= lr_decay) | stop
-        step the scheduler; save a checkpoint
+        step the scheduler; save a checkpoint (an epoch without validation: the worst finite score)
     restore the best state; final evaluation -> (score, output, model_state)
+        (score: the validation objective; with an empty validation set that of the training set)
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import random
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -44,6 +46,8 @@ from nntransfer.trainer.main_loop_modules import get as get_module
 logger = logging.getLogger(__name__)
 
 UNWRAPPER = "OutputUnwrapper"
+#: checkpoint score of an epoch without one (negated when maximising); fits a single-precision column
+UNSCORED = 1e30
 Batch = Tuple[torch.Tensor, torch.Tensor, Optional[Dict[str, torch.Tensor]]]
 
 
@@ -108,6 +112,11 @@ class Trainer:
         self.train_loaders: Dict[str, Any] = dict(dataloaders["train"])
         self.validation_loaders: Dict[str, Any] = dict(dataloaders["validation"])
         self.task_keys = list(self.train_loaders)
+        if config.objective not in self.statistics:
+            raise ValueError(
+                f"objective {config.objective!r} is not computed by {type(self).__name__} (it tracks {list(self.statistics)}); "
+                f"set objective to one of them (and maximize accordingly)"
+            )
         self.model = model.to(self.device)
         missing = sorted((set(self.train_loaders) | set(self.validation_loaders)) - set(config.loss_functions))
         if missing:
@@ -141,11 +150,17 @@ class Trainer:
         self.epoch = 0
         self.global_step = 0
         self.target_lrs = [group["lr"] for group in self.optimizer.param_groups]
+        if self.warmup_steps:  # start at the first warm-up step's lr (what the tracker logs for epoch 1)
+            for group, target in zip(self.optimizer.param_groups, self.target_lrs):
+                group["lr"] = target * controls.warmup_factor(0, self.warmup_steps)
         self.last_score = float("nan")
         self._end_epoch = False
-        self._zero = torch.zeros((), device=self.device)
         self.eval_variant = "plain"
-        self.validation_is_empty = False
+        # valid_size=0: select and score on the training objective instead (NaN would break the tables)
+        self.validation_is_empty = all(len(loader) == 0 for loader in self.validation_loaders.values())
+        if self.validation_is_empty:
+            logger.warning("the validation set is empty: early stopping, the plateau scheduler and the score use "
+                           "the training %s instead", config.objective)
 
     # ------------------------------------------------------------------ set-up
 
@@ -268,7 +283,9 @@ class Trainer:
                 batch_model, inputs = modules.pre_forward(model, inputs, task_key, shared_memory)
                 with self.autocast():
                     outputs = self.forward(batch_model, inputs)
-                    outputs, loss, targets = modules.post_forward(outputs, self._zero, targets, shared_memory)
+                    # a fresh zero per batch: a module may add its terms in place (loss += ...)
+                    zero = torch.zeros((), device=self.device)
+                    outputs, loss, targets = modules.post_forward(outputs, zero, targets, shared_memory)
                     task_loss = self.task_loss(outputs, targets, task_key)
                     loss = loss + task_loss
                 # sums stay on the device: one synchronisation per epoch, not per batch
@@ -290,7 +307,9 @@ class Trainer:
         """Backward pass; an optimizer step every ``accumulate_grad_batches`` batches (and at the end)."""
         accumulate = self.config.accumulate_grad_batches
         if accumulate > 1:
-            loss = loss / accumulate
+            # the mean over the group's batches, also for a shorter last group (like one larger batch)
+            group_start = index - index % accumulate
+            loss = loss / min(accumulate, n_batches - group_start)
         if self.grad_scaler is not None:
             self.grad_scaler.scale(loss).backward()
         else:
@@ -353,8 +372,12 @@ class Trainer:
                 continue
             for variant in self.evaluation_variants():
                 results[split if variant == "plain" else f"{split}_{variant}"] = self.evaluate_tree(node, split, variant)
-        score = self.score_of(results["validation"])
-        logger.info("final validation %s: %.6g", self.config.objective, score)
+        scored = "validation"
+        if self.validation_is_empty:
+            scored = "train"
+            results["train"] = self.evaluate(self.train_loaders, "train")
+        score = self.score_of(results[scored])
+        logger.info("final %s %s: %.6g", scored, self.config.objective, score)
         return score, results
 
     # ------------------------------------------------------------------ the run
@@ -381,7 +404,6 @@ class Trainer:
 
     def validate(self) -> float:
         results = self.run_epoch("Validation", self.validation_loaders)
-        self.validation_is_empty = not results
         self.log_epoch("Validation", results)
         return self.score_of(self.normalized(results))
 
@@ -404,14 +426,15 @@ class Trainer:
             self.epoch = epoch
             self.tracker.start_epoch()
             self.tracker.log_objective(self.optimizer.param_groups[0]["lr"], ("lr",))
-            self.log_epoch("Training", self.run_epoch("Training", self.train_loaders, train=True))
+            training = self.run_epoch("Training", self.train_loaders, train=True)
+            self.log_epoch("Training", training)
             action = None
             if epoch % config.interval == 0 or epoch == config.max_iter:
-                self.last_score = self.validate()
                 if self.validation_is_empty:
-                    action = "not validated (empty validation set)"
+                    self.last_score = self.score_of(self.normalized(training))
                 else:
-                    action = self.early_stopping.step(self.last_score, epoch, self.model)
+                    self.last_score = self.validate()
+                action = self.early_stopping.step(self.last_score, epoch, self.model)
                 self.tracker.log_objective(self.early_stopping.counter, ("Validation", "patience"))
                 if action == "decay":
                     self.decay_lr()
@@ -420,7 +443,7 @@ class Trainer:
             if self.scheduler is not None and not controls.is_plateau(self.scheduler) and epoch > config.lr_warmup:
                 self.scheduler.step()
             logger.info("epoch %d: validation %s %.6g (%s)", epoch, config.objective, self.last_score, action or "not validated")
-            self.save_checkpoint()
+            self.save_checkpoint(self.last_score if action is not None else None)
             if action == "stop":
                 logger.info("early stopping after epoch %d (best: epoch %d)", epoch, self.early_stopping.best_epoch)
                 break
@@ -456,12 +479,18 @@ class Trainer:
                 "early_stopping": self.early_stopping, "modules": self.modules, "trainer": self,
                 "grad_scaler": self.grad_scaler}
 
-    def save_checkpoint(self) -> None:
+    def save_checkpoint(self, score: Optional[float] = None) -> None:
+        """Checkpoint the run after an epoch; ``score``: the epoch's validation score (None: not validated).
+
+        The tables store the score in a non-null float column, so an epoch without a (finite) score gets
+        the worst finite score: never kept or restored as the "best" checkpoint."""
         if self.checkpoints is None:
             return
+        if score is None or not math.isfinite(score):
+            score = -UNSCORED if self.config.maximize else UNSCORED
         state = {name: obj.state_dict() if obj is not None else None for name, obj in self._checkpoint_objects().items()}
         state.update(self.config.chkpt_options)
-        state.update(action="save", score=self.last_score, maximize_score=self.config.maximize,
+        state.update(action="save", score=float(score), maximize_score=self.config.maximize,
                      rng=get_rng_state(self.generators))
         self.checkpoints(uid=self.uid, epoch=self.epoch, model=self.model, state=state)
 

@@ -25,13 +25,15 @@ class ClassificationTrainerConfig(TrainerConfig):
             Schedulers count epochs after the warm-up.
         scheduler_options: keyword arguments of the scheduler.
         lr_warmup: epochs of linear learning-rate warm-up (per optimizer step, from lr/steps to lr); 0 = none.
-        accumulate_grad_batches: sum gradients over this many batches before each optimizer step.
+        accumulate_grad_batches: average gradients over this many batches before each optimizer step (a
+            shorter last group of the epoch is averaged over its own batches, like one larger batch).
         amp: automatic mixed precision (float16 + gradient scaling on CUDA, bfloat16 autocast on the CPU).
         amp_dtype: ``None`` (the default for the device), ``"float16"`` or ``"bfloat16"``.
 
     Duration and early stopping (on the validation objective):
         max_iter: maximum number of epochs.
         objective: validation objective that decides early stopping and the score: ``"accuracy"`` or ``"loss"``.
+            With an empty validation set (``valid_size=0``) the training objective takes its place.
         maximize: whether the objective is maximised (accuracy) or minimised (loss).
         early_stopping: stop when the objective did not improve for ``patience`` validations.
         interval: validate every ``interval`` epochs (and after the last epoch).
