@@ -38,3 +38,19 @@ def test_lenet5_on_digits_then_a_distilled_transfer_step():
     log = output2["tracker"]["log"]["Training"][TASK]
     assert log["distillation"][1] > 0 and log["rep_matching"][1] > 0
     assert np.isfinite(score2)
+
+
+def test_transfer_data_are_logits_of_the_unaugmented_training_examples():
+    import torch
+
+    dataset = ImageDatasetConfig(dataset_cls="Digits", input_size=16, train_subset=0.2, augment_rotation=True, rotation_degrees=60.0)
+    loaders = img_dataset_loader(2, **dataset.to_dict())
+    model = classification_model_builder(loaders, 2, **ClassificationModelConfig(type="lenet5").to_dict())
+    trainer = ClassificationTrainerConfig(max_iter=1, show_progress=False, compute_transfer_data=True)
+    _, output, state = classification_trainer(model, loaders, 2, **trainer.to_dict())
+    plain = loaders["train"][TASK].unaugmented_dataset
+    model.load_state_dict(state)
+    model.eval()
+    with torch.no_grad():
+        expected = model(torch.stack([plain[i][0] for i in range(len(plain))])).numpy()
+    np.testing.assert_allclose(output["transfer_data"]["logits"], expected, rtol=1e-4, atol=1e-4)

@@ -148,7 +148,7 @@ class LocalCheckpoints:
         else:
             scores = self._scores(uid)
             epoch = sorted(scores, key=lambda e: scores[e], reverse=maximize)[0]
-        stored = torch.load(files[epoch], weights_only=True)
+        stored = torch.load(files[epoch], map_location="cpu", weights_only=True)  # resumable without the GPU
         state["epoch"], state["score"] = stored["epoch"], stored["score"]
         for key, entry in stored["state"].items():
             if key in state and hasattr(state[key], "load_state_dict"):

@@ -130,9 +130,11 @@ class ImgClassificationTrainer(Trainer):
     # ------------------------------------------------------------------ transfer data
 
     def compute_transfer_data(self) -> Dict[str, np.ndarray]:
-        """Logits of the trained model for every training example, in dataset order (main task)."""
+        """Logits of the trained model for every training example, in dataset order (main task), on
+        the examples without augmentation when the loader offers them (``unaugmented_dataset``)."""
         loader = self.train_loaders[self.task_keys[0]]
-        ordered = DataLoader(loader.dataset, batch_size=loader.batch_size or 128, shuffle=False,
+        dataset = getattr(loader, "unaugmented_dataset", None) or loader.dataset
+        ordered = DataLoader(dataset, batch_size=loader.batch_size or 128, shuffle=False,
                              collate_fn=loader.collate_fn, num_workers=0)
         self.model.eval()
         logits = []
