@@ -30,7 +30,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import pandas as pd
 
-from nntransfer.recipes.loading import Recipe, load_recipe
+from nntransfer.recipes.loading import Recipe, as_recipe
 from nntransfer.recipes.runner import DONE, DataJointBackend, LocalBackend
 
 logger = logging.getLogger(__name__)
@@ -277,15 +277,13 @@ def load_results(
     workdir: Optional[Union[str, Path]] = None,
     schema: Optional[str] = None,
 ) -> Results:
-    """Load the results of ``recipe`` (a folder, ``.py`` file, module name or :class:`Recipe`) from the
+    """Load the results of ``recipe`` (a folder, ``.py`` file, module name, :class:`Recipe`, or the
+    experiments themselves as :func:`nntransfer.run` takes them) from the
     local work folder ``workdir`` (default ``./nntransfer_work``) or from the tables of ``schema``.
 
     ``experiment`` picks one module of a recipe folder (like ``nntransfer run --experiment``).
     """
-    if not isinstance(recipe, Recipe):
-        recipe = load_recipe(str(recipe), experiment)
-    elif experiment is not None:
-        raise ValueError("experiment picks a module of a recipe folder; pass the folder, not a loaded Recipe")
+    recipe = as_recipe(recipe, experiment)
     backend = open_backend(workdir, schema)
     where = f"schema {schema}" if schema is not None else f"work folder {backend.workdir}"
     return collect_results(recipe, backend, where)

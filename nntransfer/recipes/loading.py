@@ -13,8 +13,8 @@ import pkgutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
-from typing import Dict, List, Optional
+from types import ModuleType, SimpleNamespace
+from typing import Any, Dict, List, Optional
 
 from nntransfer.configs.base import Description, closest_name
 from nntransfer.configs.experiment import Experiment
@@ -76,6 +76,33 @@ def _collect(module: ModuleType, label: str) -> Dict[Description, TransferExperi
         name = experiment.comment or f"{label}.experiments[{index}]"
         found.setdefault(Description(name, experiment.seed), TransferExperiment([experiment]))
     return found
+
+
+def as_recipe(experiments: Any, experiment: Optional[str] = None, name: str = "experiments") -> Recipe:
+    """A :class:`Recipe` from whatever a notebook holds: a ``Recipe``; a recipe folder, ``.py`` file or
+    module name; a dict ``{Description(name, seed): TransferExperiment}``; a ``TransferExperiment`` or an
+    ``Experiment``; or a list of those."""
+    if isinstance(experiments, (str, Path)):
+        return load_recipe(str(experiments), experiment)
+    if experiment is not None:
+        raise RecipeError("experiment picks a module of a recipe folder; pass the folder, not a loaded Recipe")
+    if isinstance(experiments, Recipe):
+        return experiments
+    if isinstance(experiments, dict):
+        return Recipe(name, None, _collect(SimpleNamespace(transfer_experiments=experiments), name))
+    items = experiments if isinstance(experiments, (list, tuple)) else [experiments]
+    chains: Dict[Description, TransferExperiment] = {}
+    for index, item in enumerate(items):
+        if isinstance(item, Experiment):
+            item = TransferExperiment([item])
+        if not isinstance(item, TransferExperiment):
+            raise RecipeError(f"cannot run a {type(item).__name__}; give Experiments, TransferExperiments or a recipe")
+        label = item[-1].comment or f"{name}[{index}]"
+        description = Description(label, item[0].seed)
+        if description in chains:
+            description = Description(f"{label} [{index}]", item[0].seed)
+        chains[description] = item
+    return Recipe(name, None, chains)
 
 
 def _submodules(package: ModuleType) -> List[str]:

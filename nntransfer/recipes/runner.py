@@ -19,7 +19,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -29,7 +29,7 @@ from nntransfer.builder import resolve_config_fn, train_step
 from nntransfer.configs.base import Description, make_hash
 from nntransfer.configs.transfer_experiment import TransferExperiment
 from nntransfer.provenance import RecipeSource
-from nntransfer.recipes.loading import Recipe
+from nntransfer.recipes.loading import Recipe, as_recipe
 from nntransfer.trainer.checkpointing import LocalCheckpoints
 
 logger = logging.getLogger(__name__)
@@ -298,6 +298,27 @@ class DataJointBackend:
                         blocked = True
                 rows.append(entry)
         return rows
+
+
+def run_experiments(
+    experiments: Any,
+    backend: str = "local",
+    workdir: Optional[str] = None,
+    schema: Optional[str] = None,
+    order: str = "original",
+    progress: bool = True,
+) -> List[StepStatus]:
+    """Run experiments from a notebook: a recipe (folder, file, module), a dict
+    ``{Description(name, seed): TransferExperiment}``, a ``TransferExperiment``, an ``Experiment`` or a list
+    of those; with the local backend (work folder ``workdir``) or the tables (``schema``). Returns the
+    status of every step (score included), as ``nntransfer run`` prints it."""
+    recipe = as_recipe(experiments)
+    validate_recipe(recipe)
+    if recipe.path:
+        RecipeSource.path = recipe.path
+    runner = make_backend(backend, workdir=workdir, schema=schema, progress=progress)
+    runner.run(recipe, order=order)
+    return runner.status(recipe)
 
 
 def make_backend(backend: str = "local", workdir: Optional[str] = None, schema: Optional[str] = None, progress: bool = True):
