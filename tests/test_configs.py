@@ -169,7 +169,7 @@ def test_subclass_defaults_survive_library_defaults():
     [
         (ImageDatasetConfig, "e6e00557ee350fa5561219d6defc2e75"),
         (ClassificationModelConfig, "d20d37403d8677697de00269f2d38df9"),
-        (ClassificationTrainerConfig, "64ffb00d980e99d00c694cfa50e06299"),
+        (ClassificationTrainerConfig, "84698a1b096d3b5fd1dc14b31445306a"),
     ],
 )
 def test_golden_default_config_hashes(config_cls, expected):

@@ -461,3 +461,23 @@ def test_the_model_ends_in_eval_mode_after_mc_dropout_and_bn_train_evaluation():
     model = TinyNet()
     train(config(max_iter=1, eval_with_bn_train=True, mc_dropout_samples=2), model=model)
     assert not any(m.training for m in model.modules())
+
+
+def test_gradient_clipping_bounds_every_step():
+    # one batch per epoch, one SGD step with lr=1: the parameter change is the (clipped) gradient
+    loaders = digits_loaders(n_train=64, batch_size=64)
+    start = TinyNet(bn=False, dropout=0.0)
+    initial = {k: v.clone() for k, v in start.state_dict().items()}
+
+    def step_norm(**options):
+        model = TinyNet(bn=False, dropout=0.0)
+        model.load_state_dict(initial)
+        cfg = config(max_iter=1, optimizer="SGD", lr=1.0, early_stopping=False, restore_best=False, **options)
+        state = train(cfg, model=model, loaders=loaders)[2]
+        return torch.sqrt(sum(((state[k] - initial[k]) ** 2).sum() for k in initial)).item()
+
+    unclipped = step_norm()
+    assert unclipped > 0.05
+    assert step_norm(grad_clip_norm=0.05) == pytest.approx(0.05, rel=1e-3)
+    with pytest.raises(ValueError, match="grad_clip_norm"):
+        config(grad_clip_norm=-1.0)

@@ -321,6 +321,11 @@ class Trainer:
             factor = controls.warmup_factor(self.global_step, self.warmup_steps)
             for group, target in zip(self.optimizer.param_groups, self.target_lrs):
                 group["lr"] = target * factor
+        if self.config.grad_clip_norm:
+            if self.grad_scaler is not None:
+                self.grad_scaler.unscale_(self.optimizer)  # clip the true gradients, not the scaled ones
+            parameters = [p for group in self.optimizer.param_groups for p in group["params"]]
+            torch.nn.utils.clip_grad_norm_(parameters, self.config.grad_clip_norm)
         if self.grad_scaler is not None:
             self.grad_scaler.step(self.optimizer)
             self.grad_scaler.update()

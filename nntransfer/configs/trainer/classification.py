@@ -27,6 +27,8 @@ class ClassificationTrainerConfig(TrainerConfig):
         lr_warmup: epochs of linear learning-rate warm-up (per optimizer step, from lr/steps to lr); 0 = none.
         accumulate_grad_batches: average gradients over this many batches before each optimizer step (a
             shorter last group of the epoch is averaged over its own batches, like one larger batch).
+        grad_clip_norm: clip the gradients to this total norm before each optimizer step (None: no clipping;
+            under float16 AMP the gradients are unscaled first).
         amp: automatic mixed precision (float16 + gradient scaling on CUDA, bfloat16 autocast on the CPU).
         amp_dtype: ``None`` (the default for the device), ``"float16"`` or ``"bfloat16"``.
 
@@ -90,6 +92,7 @@ class ClassificationTrainerConfig(TrainerConfig):
             scheduler_options={"DEFAULT EMPTY": True},
             lr_warmup=0,
             accumulate_grad_batches=1,
+            grad_clip_norm=None,
             amp=False,
             amp_dtype=None,
             # duration and early stopping
@@ -135,6 +138,8 @@ class ClassificationTrainerConfig(TrainerConfig):
         name = type(self).__name__
         if "lr" in self.optimizer_options:
             raise ValueError(f"{name}: set the learning rate with lr=..., not optimizer_options['lr']")
+        if self.grad_clip_norm is not None and not (isinstance(self.grad_clip_norm, (int, float)) and self.grad_clip_norm > 0):
+            raise ValueError(f"{name}.grad_clip_norm must be None or a positive number, got {self.grad_clip_norm!r}")
         if self.scheduler is not None and self.scheduler not in SCHEDULERS:
             raise ValueError(f"{name}.scheduler must be None or one of {SCHEDULERS}, got {self.scheduler!r}")
         if self.scheduler == "multistep" and "milestones" not in self.scheduler_options:
