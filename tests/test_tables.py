@@ -155,3 +155,27 @@ def test_chain_with_a_bad_last_step_writes_nothing(tables):
     with pytest.raises(ValueError, match="toy_steps.nope"):
         table.add_transfer_experiment(chain)
     assert [len(t()) for t in (nnf.Dataset, nnf.Model, nnf.Trainer, nnf.Seed, nnf.TrainedModelTransferRecipe)] == before
+
+
+def test_checkpoint_restore_picks_last_or_best_epoch(tables):
+    import torch
+
+    table = tables["trained_model"].TrainedModel
+    experiment = Experiment(ToyDatasetConfig(size=5), ToyModelConfig(init=5.0), ToyTrainerConfig(increment=5.0), seed=51)
+    uid = experiment.add_to_table()
+    model = torch.nn.Linear(1, 1, bias=False)
+    for epoch, score in ((1, 1.0), (2, 3.0), (3, 2.0)):
+        with torch.no_grad():
+            model.weight.fill_(float(epoch))
+        state = {"action": "save", "score": score, "keep_best_n": 3, "keep_last_n": 3, "tag": epoch}
+        table().call_back(uid=uid, epoch=epoch, model=model, state=state)
+
+    def restore(action, maximize):
+        target = torch.nn.Linear(1, 1, bias=False)
+        state = {"action": action, "maximize_score": maximize, "net": target}
+        table().call_back(uid=uid, epoch=0, model=target, state=state)
+        return state["epoch"], state["tag"], target.weight.item()
+
+    assert restore("last", True) == (3, 3, 3.0)
+    assert restore("best", True) == (2, 2, 2.0)
+    assert restore("best", False) == (1, 1, 1.0)

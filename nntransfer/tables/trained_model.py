@@ -12,14 +12,14 @@ import copy
 from nnfabrik.templates.checkpoint import TrainedModelChkptBase
 
 from nntransfer.tables import nnfabrik
-from nntransfer.tables.checkpoints import Checkpoint
+from nntransfer.tables.checkpoints import Checkpoint, CheckpointRestoreMixin
 from nntransfer.tables.provenance import ProvenanceMixin
 
 __all__ = ["TrainedModel", "Checkpoint"]
 
 
 @nnfabrik.schema
-class TrainedModel(ProvenanceMixin, TrainedModelChkptBase):
+class TrainedModel(CheckpointRestoreMixin, ProvenanceMixin, TrainedModelChkptBase):
     table_comment = "Trained models (nntransfer)"
     nnfabrik = nnfabrik
     checkpoint_table = Checkpoint

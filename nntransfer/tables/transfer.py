@@ -30,7 +30,7 @@ from nnfabrik.templates.transfer.checkpoint import TransferredTrainedModelChkptB
 from nntransfer.builder import resolve_config_fn, train_step
 from nntransfer.configs.base import make_hash
 from nntransfer.tables import nnfabrik
-from nntransfer.tables.checkpoints import TransferredCheckpoint
+from nntransfer.tables.checkpoints import CheckpointRestoreMixin, TransferredCheckpoint
 from nntransfer.tables.nnfabrik import TrainedModelTransferRecipe
 from nntransfer.tables.provenance import ProvenanceMixin
 
@@ -39,7 +39,7 @@ logger = logging.getLogger(__name__)
 
 
 @nnfabrik.schema
-class TransferredTrainedModel(ProvenanceMixin, TransferredTrainedModelChkptBase):
+class TransferredTrainedModel(CheckpointRestoreMixin, ProvenanceMixin, TransferredTrainedModelChkptBase):
     table_comment = "Transferred trained models (nntransfer)"
     nnfabrik = nnfabrik
     checkpoint_table = TransferredCheckpoint
