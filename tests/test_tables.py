@@ -179,3 +179,12 @@ def test_checkpoint_restore_picks_last_or_best_epoch(tables):
     assert restore("last", True) == (3, 3, 3.0)
     assert restore("best", True) == (2, 2, 2.0)
     assert restore("best", False) == (1, 1, 1.0)
+
+
+def test_diverged_training_is_a_clear_job_error(tables):
+    table = tables["transfer"].TransferredTrainedModel
+    chain = TransferExperiment([Experiment(ToyDatasetConfig(size=61), ToyModelConfig(), ToyTrainerConfig(increment=float("nan")), seed=61)])
+    table.add_transfer_experiment(chain)
+    with pytest.raises(ValueError, match="training diverged"):
+        table.populate(chain.get_restrictions(0))
+    assert len(table & chain.get_restrictions(0)) == 0

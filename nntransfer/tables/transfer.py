@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import os
 import tempfile
 from typing import Any, Dict, Optional
@@ -107,6 +108,8 @@ class TransferredTrainedModel(CheckpointRestoreMixin, ProvenanceMixin, Transferr
             cb=checkpoint_callback,
         )  # fmt: skip
 
+        if not math.isfinite(result.score):  # DataJoint would store NULL and fail with an obscure error
+            raise ValueError(f"the trainer returned a score of {result.score}: training diverged; lower the learning rate")
         comments = [
             (self.trainer_table & key).fetch1("trainer_comment"),
             (self.model_table & key).fetch1("model_comment"),
