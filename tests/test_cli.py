@@ -98,14 +98,16 @@ def test_local_run_resumes_a_crashed_step_from_its_checkpoints(tmp_path, monkeyp
     monkeypatch.setenv("TOY_LOG", str(log))
     monkeypatch.setenv("TOY_CRASH_AT_EPOCH", "3")
     workdir = tmp_path / "work"
-    with pytest.raises(RuntimeError, match="crashed at epoch 3"):
-        main(["run", str(recipe), "--workdir", str(workdir), "--quiet"])
+    assert main(["run", str(recipe), "--workdir", str(workdir), "--quiet"]) == 1  # a failed step
+    out = capsys.readouterr().out
+    assert "failed" in out and "toy trainer crashed at epoch 3" in out and "blocked" in out
     assert not (workdir / "steps").exists() or not any((workdir / "steps").iterdir())  # nothing half-stored
     monkeypatch.delenv("TOY_CRASH_AT_EPOCH")
     assert main(["run", str(recipe), "--workdir", str(workdir), "--quiet"]) == 0
     runs = read_log(log)
     assert [r["first_epoch"] for r in runs] == [1, 3, 1]  # step 0 crashed, resumed at epoch 3; step 1 fresh
-    assert "1.5000" in capsys.readouterr().out  # same result as an uninterrupted run
+    out = capsys.readouterr().out
+    assert "1.5000" in out and "failed" not in out  # same result as an uninterrupted run; failure cleared
     assert not any((workdir / "checkpoints").iterdir())  # cleared once the steps finished
 
 
@@ -122,3 +124,44 @@ def test_results_record_versions_and_the_recipe_commit(tmp_path, capsys):
     results = [json.loads((s / "result.json").read_text()) for s in (workdir / "steps").iterdir()]
     assert results and all(r["recipe_commit"] == commit for r in results)
     assert all(r["torch_version"] and r["nnfabrik_version"] == "0.2.1" and r["nntransfer_version"] for r in results)
+
+
+def test_a_failing_chain_does_not_stop_the_others(tmp_path, monkeypatch, capsys):
+    folder = tmp_path / unique("mixed")
+    folder.mkdir()
+    (folder / "__init__.py").write_text(
+        "from nntransfer.configs import Description, Experiment, TransferExperiment\n"
+        "from toy_steps import ToyDatasetConfig, ToyModelConfig, ToyTrainerConfig\n"
+        "def chain(fail):\n"
+        "    return TransferExperiment([Experiment(ToyDatasetConfig(), ToyModelConfig(), ToyTrainerConfig(fail=fail), seed=1),\n"
+        "                               Experiment(ToyDatasetConfig(), ToyModelConfig(), ToyTrainerConfig(increment=2.0), seed=1)])\n"
+        "transfer_experiments = {Description('bad', 1): chain(True), Description('good', 1): chain(False)}\n"
+    )
+    workdir = tmp_path / "w"
+    assert main(["run", str(folder), "--workdir", str(workdir), "--quiet"]) == 1
+    capsys.readouterr()
+    assert main(["status", str(folder), "--workdir", str(workdir)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    states = {(line.split()[0], line.split()[2]): line.split()[3] for line in lines[1:] if not line.startswith(" ")}
+    assert states == {("bad", "0"): "failed", ("bad", "1"): "blocked", ("good", "0"): "done", ("good", "1"): "done"}
+    assert any("toy trainer asked to fail" in line for line in lines)
+
+
+def test_reading_commands_do_not_create_what_is_missing(tmp_path, capsys):
+    recipe = write_toy_recipe(tmp_path, unique("readonly"))
+    assert main(["status", str(recipe), "--workdir", str(tmp_path / "nowhere")]) == EXIT_BAD_INPUT
+    assert "does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_datajoint_backend_needs_a_schema(tmp_path, capsys):
+    import datajoint as dj
+
+    recipe = write_toy_recipe(tmp_path, unique("noschema"))
+    saved = dj.config.get("custom")
+    dj.config["custom"] = {}  # no schema configured in DataJoint's own config either
+    try:
+        assert main(["run", str(recipe), "--backend", "datajoint", "--quiet"]) == EXIT_BAD_INPUT
+    finally:
+        dj.config["custom"] = saved
+    assert "needs --schema" in capsys.readouterr().err

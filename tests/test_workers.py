@@ -158,3 +158,24 @@ def test_failed_job_is_reported_and_the_worker_exits_non_zero(db_prefix, tmp_pat
         capture_output=True, text=True, env=env, timeout=120,
     )  # fmt: skip
     assert status.returncode == 0 and "failed" in status.stdout and "blocked" in status.stdout
+    runs = len(read_log(tmp_path / "log.jsonl"))
+    again = start_worker(folder, schema, env)  # without --retry-failed the failed job stays failed
+    assert again.wait(timeout=120) == 1 and len(read_log(tmp_path / "log.jsonl")) == runs
+    retry = subprocess.Popen(
+        [sys.executable, "-m", "nntransfer", "worker", str(folder), "--schema", schema, "--quiet", "--retry-failed"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    assert retry.wait(timeout=120) == 1  # it ran again (and failed again)
+    assert len(read_log(tmp_path / "log.jsonl")) == runs + 1
+
+
+def test_status_of_a_schema_that_does_not_exist_creates_nothing(db_prefix, tmp_path):
+    recipe = write_toy_recipe(tmp_path, "status_recipe", chains=1)
+    schema = f"{db_prefix}_typo"
+    result = subprocess.run(
+        [sys.executable, "-m", "nntransfer", "status", str(recipe), "--schema", schema],
+        capture_output=True, text=True, env=worker_env(tmp_path / "log.jsonl"), timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2 and "does not exist" in result.stderr
+    exists = dj.conn().query("SELECT 1 FROM information_schema.schemata WHERE schema_name=%s", args=(schema,)).fetchone()
+    assert exists is None

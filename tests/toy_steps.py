@@ -59,6 +59,9 @@ def toy_model(dataloaders, seed, state_dict=None, **config):
 def toy_trainer(model, dataloaders, seed, uid=None, cb=None, **config):
     cfg = ToyTrainerConfig.from_dict(config)
     if cfg.fail:
+        if os.environ.get("TOY_LOG"):
+            with open(os.environ["TOY_LOG"], "a") as log:
+                log.write(json.dumps({"step": int((uid or {}).get("transfer_step", -1)), "failed": True}) + "\n")
         raise RuntimeError("toy trainer asked to fail")
     start = float(model.weight.item())
     first_epoch = 1

@@ -262,7 +262,7 @@ def open_backend(workdir: Optional[Union[str, Path]] = None, schema: Optional[st
     if workdir is not None and schema is not None:
         raise ValueError("give either a work folder (--workdir) or a database schema (--schema), not both")
     if schema is not None:
-        return DataJointBackend(schema, progress=False)
+        return DataJointBackend(schema, progress=False, create=False)
     folder = Path(workdir if workdir is not None else "./nntransfer_work")
     if not folder.is_dir():
         raise FileNotFoundError(

@@ -4,8 +4,9 @@
     nntransfer worker RECIPE [--experiment NAME] --schema NAME [--order ...] [--poll SECONDS]
     nntransfer status RECIPE [--experiment NAME] (--schema NAME | --workdir DIR)
 
-Bad input (unknown recipe or experiment, a function that does not resolve, an unreachable database)
-prints one line and exits with status 2; failed training jobs exit with status 1.
+Bad input (unknown recipe or experiment, a function that does not resolve, an unreachable database, a
+schema or work folder that does not exist for ``status``) prints one line and exits with status 2;
+failed training jobs exit with status 1 (``status`` shows their errors; ``--retry-failed`` runs them again).
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ def _recipe_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--experiment", help="run only this module of the recipe folder")
     parser.add_argument("--order", choices=("original", "random"), default="original", help="order of the jobs")
     parser.add_argument("--quiet", action="store_true", help="no progress bars, warnings only")
+    parser.add_argument(
+        "--retry-failed", action="store_true",
+        help="run failed jobs again (datajoint backend; the local backend always retries failed steps)",
+    )  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,6 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _configured_schema() -> Optional[str]:
+    """The schema named in DataJoint's own configuration (``dj_local_conf.json``), if any."""
+    import datajoint as dj
+
+    return (dj.config.get("custom") or {}).get("nnfabrik.my_schema_name")
+
+
 def _setup_logging(quiet: bool) -> None:
     logging.basicConfig(
         level=logging.WARNING if quiet else logging.INFO,
@@ -78,15 +90,19 @@ def _run(args) -> int:
     from nntransfer.recipes.loading import load_recipe
     from nntransfer.recipes.runner import FAILED, make_backend, status_table, validate_recipe
 
+    backend_name = getattr(args, "backend", "datajoint")
+    if backend_name == "datajoint" and not (args.schema or _configured_schema()):
+        raise ValueError("the datajoint backend needs --schema NAME: the database schema of the tables")
     recipe = load_recipe(args.recipe, args.experiment)
     validate_recipe(recipe)
     RecipeSource.path = recipe.path
     progress = not args.quiet
+    backend = make_backend(backend_name, workdir=getattr(args, "workdir", None), schema=args.schema, progress=progress)
+    if args.retry_failed and backend_name == "datajoint":
+        backend.clear_errors(recipe)
     if args.command == "run":
-        backend = make_backend(args.backend, workdir=args.workdir, schema=args.schema, progress=progress)
         backend.run(recipe, order=args.order)
     else:
-        backend = make_backend("datajoint", schema=args.schema, progress=progress)
         backend.work(recipe, order=args.order, poll_seconds=args.poll)
     rows = backend.status(recipe)
     print(status_table(rows))
@@ -99,9 +115,9 @@ def _status(args) -> int:
 
     recipe = load_recipe(args.recipe, args.experiment)
     if args.schema:
-        backend = make_backend("datajoint", schema=args.schema, progress=False)
+        backend = make_backend("datajoint", schema=args.schema, progress=False, create=False)
     else:
-        backend = make_backend("local", workdir=args.workdir or "./nntransfer_work", progress=False)
+        backend = make_backend("local", workdir=args.workdir or "./nntransfer_work", progress=False, create=False)
     print(status_table(backend.status(recipe)))
     return 0
 

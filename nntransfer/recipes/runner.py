@@ -17,6 +17,7 @@ import pickle
 import random
 import shutil
 import time
+import traceback
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Tuple
@@ -35,7 +36,7 @@ from nntransfer.trainer.checkpointing import LocalCheckpoints
 logger = logging.getLogger(__name__)
 
 ORDERS = ("original", "random")
-DONE, RUNNING, FAILED, WAITING = "done", "running", "failed", "waiting"
+DONE, RUNNING, FAILED, WAITING, BLOCKED = "done", "running", "failed", "waiting", "blocked"
 
 
 @dataclass
@@ -110,15 +111,33 @@ class LocalBackend:
         with np.load(path, allow_pickle=False) as archive:
             return {name: archive[name] for name in archive.files}
 
+    def failure_file(self, chain: TransferExperiment, level: int) -> Path:
+        return self.workdir / "failed" / f"{step_hash(chain, level)}.txt"
+
     def run(self, recipe: Recipe, order: str = "original") -> None:
+        """Train every step not done yet. A step that raises is recorded in ``<workdir>/failed/`` (with its
+        traceback) and its chain stops there; the other chains go on. Running again retries it."""
         chains = ordered_chains(recipe, order)
         total = sum(len(chain) for _, chain in chains)
         with tqdm(total=total, desc="steps", disable=not self.progress, unit="step") as bar:
             for description, chain in chains:
                 for level in range(len(chain)):
-                    if not self.is_done(chain, level):
-                        self.run_step(description, chain, level)
+                    if not self.is_done(chain, level) and not self._run_recorded(description, chain, level):
+                        bar.update(len(chain) - level)
+                        break
                     bar.update(1)
+
+    def _run_recorded(self, description: Description, chain: TransferExperiment, level: int) -> bool:
+        failure = self.failure_file(chain, level)
+        try:
+            self.run_step(description, chain, level)
+        except Exception as err:  # recorded like a failed job of the tables; KeyboardInterrupt stops the run
+            failure.parent.mkdir(parents=True, exist_ok=True)
+            failure.write_text(f"{type(err).__name__}: {err}\n\n{traceback.format_exc()}")
+            logger.error("%s (seed %s) step %d failed: %s: %s", description.name, description.seed, level, type(err).__name__, err)
+            return False
+        failure.unlink(missing_ok=True)
+        return True
 
     def run_step(self, description: Description, chain: TransferExperiment, level: int) -> None:
         step = chain[level]
@@ -177,10 +196,18 @@ class LocalBackend:
     def status(self, recipe: Recipe) -> List[StepStatus]:
         rows = []
         for description, chain in recipe.transfer_experiments.items():
+            blocked = False
             for level in range(len(chain)):
-                done = self.is_done(chain, level)
-                score = json.loads((self.step_dir(chain, level) / "result.json").read_text())["score"] if done else None
-                rows.append(StepStatus(description.name, description.seed, level, chain[level].comment, DONE if done else WAITING, score))
+                entry = StepStatus(description.name, description.seed, level, chain[level].comment, WAITING)
+                failure = self.failure_file(chain, level)
+                if self.is_done(chain, level):
+                    entry.state = DONE
+                    entry.score = json.loads((self.step_dir(chain, level) / "result.json").read_text())["score"]
+                elif blocked:
+                    entry.state = BLOCKED
+                elif failure.exists():
+                    entry.state, entry.error, blocked = FAILED, failure.read_text().splitlines()[0], True
+                rows.append(entry)
         return rows
 
 
@@ -189,7 +216,9 @@ class DataJointBackend:
 
     name = "datajoint"
 
-    def __init__(self, schema: Optional[str] = None, progress: bool = True):
+    def __init__(self, schema: Optional[str] = None, progress: bool = True, create: bool = True):
+        """``create=False`` (for reading: status, reports) refuses a schema that does not exist instead
+        of creating an empty one."""
         import sys
 
         from nntransfer import database
@@ -204,7 +233,12 @@ class DataJointBackend:
         if schema:
             database.set_schema_name(schema)
         database.configure()
-        database.connect()
+        connection = database.connect()
+        name = database.schema_name()
+        if not create and not connection.query(
+            "SELECT 1 FROM information_schema.schemata WHERE schema_name=%s", args=(name,)
+        ).fetchone():
+            raise ValueError(f"schema {name!r} does not exist on the database server; check --schema")
         from nntransfer.tables import nnfabrik, transfer
 
         self.nnfabrik = nnfabrik
@@ -253,11 +287,24 @@ class DataJointBackend:
             self.clear_stale_reservations()
             self.populate_once(recipe, order)
             states = [row.state for row in self.status(recipe)]
-            if all(state in (DONE, FAILED) or state == "blocked" for state in states):
+            if all(state in (DONE, FAILED, BLOCKED) for state in states):
                 return
             if timeout is not None and time.time() - started > timeout:
                 raise TimeoutError(f"steps still unfinished after {timeout:.0f}s")
             time.sleep(poll_seconds)
+
+    def clear_errors(self, recipe: Recipe) -> int:
+        """Delete the error entries of this recipe's jobs so that they run again; returns how many."""
+        from datajoint.hash import key_hash
+
+        jobs = self.nnfabrik.schema.jobs
+        hashes = [key_hash(chain.step_key(level)) for chain in recipe.transfer_experiments.values() for level in range(len(chain))]
+        failed = jobs & {"table_name": self.table.table_name, "status": "error"} & [{"key_hash": h} for h in hashes]
+        count = len(failed)
+        if count:
+            failed.delete_quick()
+            logger.info("cleared %d failed job(s); they run again", count)
+        return count
 
     def clear_stale_reservations(self) -> int:
         """Delete reservations whose database connection is gone (a killed worker); returns how many."""
@@ -285,7 +332,7 @@ class DataJointBackend:
                 if done:
                     entry.state, entry.score = DONE, float(done.fetch("score")[0])
                 elif blocked:
-                    entry.state = "blocked"
+                    entry.state = BLOCKED
                 else:
                     job = job_rows.get(key_hash(key))
                     if job is not None and job["status"] == "error":
@@ -321,11 +368,22 @@ def run_experiments(
     return runner.status(recipe)
 
 
-def make_backend(backend: str = "local", workdir: Optional[str] = None, schema: Optional[str] = None, progress: bool = True):
+def make_backend(
+    backend: str = "local",
+    workdir: Optional[str] = None,
+    schema: Optional[str] = None,
+    progress: bool = True,
+    create: bool = True,
+):
+    """The backend by name. ``create=False`` is for reading results: a missing work folder or schema is
+    then an error instead of an empty place to write to."""
     if backend == "local":
-        return LocalBackend(workdir or "./nntransfer_work", progress=progress)
+        folder = workdir or "./nntransfer_work"
+        if not create and not Path(folder).is_dir():
+            raise FileNotFoundError(f"work folder {folder} does not exist; pass the --workdir the recipe ran with")
+        return LocalBackend(folder, progress=progress)
     if backend == "datajoint":
-        return DataJointBackend(schema, progress=progress)
+        return DataJointBackend(schema, progress=progress, create=create)
     raise ValueError(f"unknown backend {backend!r}; use 'local' or 'datajoint'")
 
 
