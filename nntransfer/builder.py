@@ -35,14 +35,20 @@ _RESOLVERS = {"dataset": resolve_data, "model": resolve_model, "trainer": resolv
 
 
 def resolve_config_fn(config) -> Callable:
-    """The callable a config's ``fn`` names; ``ValueError`` with one line if it does not resolve."""
+    """The callable a config's ``fn`` names, after checking the names the config refers to
+    (``config.check_names()``); ``ValueError`` with one line if either fails."""
     try:
-        return _RESOLVERS[config.config_name](config.fn)
+        fn = _RESOLVERS[config.config_name](config.fn)
     except Exception as err:  # ImportError, NameError, AttributeError, TypeError
         raise ValueError(
             f"{type(config).__name__}.fn = {config.fn!r} does not name a function ({type(err).__name__}: {err}); "
             "use a dotted path like 'my_package.module.function'"
         ) from None
+    try:
+        config.check_names()
+    except ValueError as err:
+        raise ValueError(f"{type(config).__name__}: {err}") from None
+    return fn
 
 
 def _accepts(fn: Callable, name: str) -> bool:

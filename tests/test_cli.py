@@ -165,3 +165,26 @@ def test_datajoint_backend_needs_a_schema(tmp_path, capsys):
     finally:
         dj.config["custom"] = saved
     assert "needs --schema" in capsys.readouterr().err
+
+
+def test_a_name_that_is_not_registered_in_a_later_step_is_caught_before_training(tmp_path, capsys, monkeypatch):
+    folder = tmp_path / unique("badtype")
+    folder.mkdir()
+    (folder / "__init__.py").write_text(
+        "from nntransfer.configs import *\n"
+        "data = ImageDatasetConfig(train_subset=0.2)\n"
+        "trainer = ClassificationTrainerConfig(max_iter=1, show_progress=False)\n"
+        "steps = [Experiment(data, ClassificationModelConfig(type='mlp'), trainer, seed=1),\n"
+        "         Experiment(data, ClassificationModelConfig(type='lenet300'), trainer, seed=1)]\n"
+        "transfer_experiments = {Description('typo', 1): TransferExperiment(steps)}\n"
+    )
+    assert main(["run", str(folder), "--workdir", str(tmp_path / "w"), "--quiet"]) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert "unknown model type 'lenet300'; did you mean 'lenet300-100'?" in err and err.count("\n") == 1
+    assert not (tmp_path / "w").exists()  # step 0 was not trained
+
+
+def test_a_recipe_path_from_the_wrong_folder_suggests_the_module(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "nntransfer/recipes/digits_transfer", "--quiet"]) == EXIT_BAD_INPUT
+    assert "nntransfer run nntransfer.recipes.digits_transfer" in capsys.readouterr().err

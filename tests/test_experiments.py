@@ -52,7 +52,7 @@ def test_transfer_experiment_comments_chain():
 
 
 def test_transfer_experiment_round_trip():
-    chain = TransferExperiment([make_experiment(comment="A"), make_experiment(comment="B", data_transfer=True)])
+    chain = TransferExperiment([make_experiment(comment="A", compute_transfer_data=True), make_experiment(comment="B", data_transfer=True)])
     again = TransferExperiment.from_dict(chain.to_dict())
     assert again.comments == chain.comments
     assert [s.get_key() for s in again] == [s.get_key() for s in chain]
@@ -76,8 +76,13 @@ def test_first_step_cannot_receive_data():
         TransferExperiment([make_experiment(data_transfer=True)])
 
 
+def test_receiving_step_needs_a_producing_step():
+    with pytest.raises(ValueError, match="set compute_transfer_data=True in step 0's trainer"):
+        TransferExperiment([make_experiment(), make_experiment(data_transfer=True)])
+
+
 def test_get_restrictions_chain_collapsed_history():
-    steps = [make_experiment(comment="A"), make_experiment(comment="B", data_transfer=True), make_experiment(comment="C")]
+    steps = [make_experiment(comment="A", compute_transfer_data=True), make_experiment(comment="B", data_transfer=True), make_experiment(comment="C")]
     chain = TransferExperiment(steps)
     r0 = chain.get_restrictions(0)
     assert r0 == dict(steps[0].get_key(), collapsed_history="")

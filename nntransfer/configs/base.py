@@ -140,6 +140,11 @@ class BaseConfig:
         self.conditional_assignment()
         return self
 
+    def check_names(self) -> None:
+        """Raise ``ValueError`` if a name this config refers to (a data set, model type, main-loop module,
+        ...) is not registered. Runs before anything is written (``nntransfer run``, ``add_to_table``), not
+        at construction, so that a recipe may register its own names after building its configs."""
+
     def conditional_assignment(self) -> None:
         """Derive values from others (e.g. a mixin appends its main-loop module). Must be idempotent:
         it runs after construction and after every ``update``."""

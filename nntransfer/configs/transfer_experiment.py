@@ -39,6 +39,13 @@ class TransferExperiment:
             self.configs.append(self._updated(step, changes, i))
         if getattr(self.configs[0].trainer, "data_transfer", False):
             raise ValueError("the first step's trainer sets data_transfer, but there is no previous step to receive data from")
+        for i in range(1, len(self.configs)):
+            previous = self.configs[i - 1].trainer
+            if getattr(self.configs[i].trainer, "data_transfer", False) and getattr(previous, "compute_transfer_data", True) is False:
+                raise ValueError(
+                    f"step {i}'s trainer sets data_transfer, but step {i - 1}'s trainer does not produce data; "
+                    f"set compute_transfer_data=True in step {i - 1}'s trainer"
+                )
         self._own_comments = [step.comment for step in self.configs]
         for i, step in enumerate(self.configs):
             step.comment = STEP_COMMENT_SEPARATOR.join(c for c in self._own_comments[: i + 1] if c)

@@ -86,8 +86,9 @@ def get_dataset(name: str) -> DatasetSpec:
     spec = _DATASETS.get(str(name).lower())
     if spec is None:
         names = available_datasets()
-        close = difflib.get_close_matches(str(name), names, n=1, cutoff=0.5)
-        hint = f"did you mean {close[0]!r}? " if close else ""
+        lowered = {n.lower(): n for n in names}  # names match case-insensitively, so do the hints
+        close = difflib.get_close_matches(str(name).lower(), list(lowered), n=1, cutoff=0.5)
+        hint = f"did you mean {lowered[close[0]]!r}? " if close else ""
         raise ValueError(f"unknown dataset_cls {name!r}; {hint}available: {', '.join(names)}")
     return spec
 

@@ -42,9 +42,11 @@ def get(name: str) -> ModelBuilder:
     try:
         return _BUILDERS[name]
     except KeyError:
-        raise ValueError(
-            f"unknown model type {name!r}; registered types: {', '.join(registered_types())}"
-        ) from None
+        from nntransfer.configs.base import closest_name
+
+        hint = closest_name(str(name), registered_types())
+        hint = f"did you mean {hint!r}? " if hint else ""
+        raise ValueError(f"unknown model type {name!r}; {hint}registered types: {', '.join(registered_types())}") from None
 
 
 def registered_types() -> List[str]:

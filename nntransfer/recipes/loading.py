@@ -105,6 +105,18 @@ def as_recipe(experiments: Any, experiment: Optional[str] = None, name: str = "e
     return Recipe(name, None, chains)
 
 
+def _module_hint(recipe: str) -> str:
+    """For a folder path that is not there (e.g. run from another directory): the module of that name."""
+    dotted = recipe.strip("/").removesuffix(".py").replace("/", ".")
+    if dotted == recipe:
+        return ""
+    try:
+        found = importlib.util.find_spec(dotted) is not None
+    except (ImportError, ValueError):
+        found = False
+    return f"; the module {dotted!r} exists: nntransfer run {dotted}" if found else ""
+
+
 def _submodules(package: ModuleType) -> List[str]:
     return [info.name for info in pkgutil.iter_modules(package.__path__) if not info.name.startswith("_")]
 
@@ -130,6 +142,7 @@ def load_recipe(recipe: str, experiment: Optional[str] = None) -> Recipe:
                 if err.name and recipe.startswith(err.name):
                     raise RecipeError(
                         f"recipe {recipe!r} not found: give a recipe folder, a .py file or an importable module"
+                        + _module_hint(recipe)
                     ) from None
                 raise
             location = getattr(package, "__file__", None)

@@ -135,8 +135,9 @@ class TransferredTrainedModel(CheckpointRestoreMixin, ProvenanceMixin, Transferr
             torch.save(result.model_state, state_path)
             self.ModelStorage.insert1(dict(primary, model_state=state_path))
 
-        if not trainer_config.get("keep_checkpoints"):
-            (self.checkpoint_table & primary).delete(safemode=False)
+        checkpoints = self.checkpoint_table & primary
+        if not trainer_config.get("keep_checkpoints") and checkpoints:
+            checkpoints.delete(safemode=False)
         logger.info("trained transfer step %s (score %.4f)", key["transfer_step"], result.score)
 
     # ------------------------------------------------------------------ filling recipe entries

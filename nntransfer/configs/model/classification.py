@@ -66,6 +66,12 @@ class ClassificationModelConfig(ModelConfig):
         )
         super().__init__(**kwargs)
 
+    def check_names(self) -> None:
+        super().check_names()
+        from nntransfer.models import get
+
+        get(self.type)
+
     def conditional_assignment(self) -> None:
         # Nothing is derived; catch bad choices when the config is written, not hours later on a worker.
         for name, allowed in (

@@ -28,6 +28,13 @@ class TrainerConfig(BaseConfig):
         )
         super().__init__(**kwargs)
 
+    def check_names(self) -> None:
+        super().check_names()
+        from nntransfer.trainer.main_loop_modules import get
+
+        for name in self.main_loop_modules:
+            get(name)
+
     def add_main_loop_module(self, name: str) -> None:
         """Append ``name`` to ``main_loop_modules`` unless it is there already (idempotent)."""
         if name not in self.main_loop_modules:

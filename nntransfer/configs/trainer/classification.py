@@ -1,5 +1,6 @@
 """`ClassificationTrainerConfig`: every setting of the image classification trainer."""
 
+from nntransfer.configs.base import closest_name
 from nntransfer.configs.trainer.base import TrainerConfig
 
 SCHEDULERS = ("multistep", "plateau", "cosine")
@@ -129,6 +130,21 @@ class ClassificationTrainerConfig(TrainerConfig):
             show_epoch_progress=False,
         )
         super().__init__(**kwargs)
+
+    def check_names(self) -> None:
+        super().check_names()
+        import torch
+
+        from nntransfer.trainer.controls import loss_names, optimizer_names
+
+        optimizer = getattr(torch.optim, self.optimizer, None)
+        if not (isinstance(optimizer, type) and issubclass(optimizer, torch.optim.Optimizer)):
+            hint = closest_name(self.optimizer, optimizer_names())
+            raise ValueError(f"unknown optimizer {self.optimizer!r}" + (f"; did you mean {hint!r}?" if hint else " (a class of torch.optim)"))
+        for loss in self.loss_functions.values():
+            if loss not in loss_names():
+                hint = closest_name(loss, loss_names())
+                raise ValueError(f"unknown loss function {loss!r}" + (f"; did you mean {hint!r}?" if hint else " (a class of torch.nn)"))
 
     def conditional_assignment(self) -> None:
         super().conditional_assignment()

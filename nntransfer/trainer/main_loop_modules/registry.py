@@ -48,4 +48,7 @@ def get(name: str) -> Type[MainLoopModule]:
         return register(cls, name=name)
     hint = closest_name(name, _REGISTRY)
     hint = f"; did you mean {hint!r}?" if hint else ""
-    raise ValueError(f"unknown main-loop module {name!r}{hint} (registered: {', '.join(available())})")
+    raise ValueError(
+        f"unknown main-loop module {name!r}{hint} (registered: {', '.join(available())}); register your own "
+        "with @register in a module the recipe imports, or give its dotted path 'package.module.Class'"
+    )
