@@ -10,6 +10,7 @@ Goal: at most 40 ms per job. Prints ms/job for both and their ratio. Uses (and d
 """
 
 import argparse
+import shutil
 import sys
 import time
 import uuid
@@ -78,6 +79,7 @@ def main():
         print(f"ratio nntransfer / nnfabrik: {ours / theirs:.2f}x; goal: nntransfer <= 40 ms/job -> {'met' if ours <= 40 else 'NOT met'}")
     finally:
         nnfabrik.schema.drop(force=True)
+        shutil.rmtree(Path(database.default_store_location()) / schema_name, ignore_errors=True)
 
 
 if __name__ == "__main__":
