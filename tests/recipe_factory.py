@@ -36,3 +36,11 @@ def write_toy_recipe(root: Path, name: str = "toyrecipe", chains: int = 2, sleep
     (folder / "chains.py").write_text(textwrap.dedent(TOY_MODULE.format(sleep=sleep, epochs=epochs, chains=chains)))
     (folder / "empty.py").write_text("x = 1\n")
     return folder
+
+
+def write_recipe(root: Path, name: str, code: str) -> Path:
+    """A recipe package ``<root>/<name>`` whose ``__init__`` is ``code``."""
+    folder = Path(root) / name
+    folder.mkdir(parents=True)
+    (folder / "__init__.py").write_text(code)
+    return folder

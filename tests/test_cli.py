@@ -7,7 +7,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from recipe_factory import write_toy_recipe
+from recipe_factory import write_recipe, write_toy_recipe
 
 from nntransfer.cli.main import EXIT_BAD_INPUT, main
 
@@ -66,13 +66,13 @@ def test_bad_recipe_input_is_one_line(tmp_path, capsys, argv_tail, message):
 
 
 def test_unresolvable_function_is_one_line_and_writes_nothing(tmp_path, capsys):
-    folder = tmp_path / unique("broken")
-    folder.mkdir()
-    (folder / "__init__.py").write_text(
+    folder = write_recipe(
+        tmp_path,
+        unique("broken"),
         "from nntransfer.configs import Description, Experiment, TransferExperiment\n"
         "from toy_steps import ToyDatasetConfig, ToyModelConfig, ToyTrainerConfig\n"
         "transfer_experiments = {Description('x', 1): TransferExperiment([Experiment(ToyDatasetConfig(), ToyModelConfig(),"
-        " ToyTrainerConfig(fn='toy_steps.missing_trainer'), seed=1)])}\n"
+        " ToyTrainerConfig(fn='toy_steps.missing_trainer'), seed=1)])}\n",
     )
     assert main(["run", str(folder), "--workdir", str(tmp_path / "w"), "--quiet"]) == EXIT_BAD_INPUT
     err = capsys.readouterr().err
@@ -127,15 +127,15 @@ def test_results_record_versions_and_the_recipe_commit(tmp_path, capsys):
 
 
 def test_a_failing_chain_does_not_stop_the_others(tmp_path, monkeypatch, capsys):
-    folder = tmp_path / unique("mixed")
-    folder.mkdir()
-    (folder / "__init__.py").write_text(
+    folder = write_recipe(
+        tmp_path,
+        unique("mixed"),
         "from nntransfer.configs import Description, Experiment, TransferExperiment\n"
         "from toy_steps import ToyDatasetConfig, ToyModelConfig, ToyTrainerConfig\n"
         "def chain(fail):\n"
         "    return TransferExperiment([Experiment(ToyDatasetConfig(), ToyModelConfig(), ToyTrainerConfig(fail=fail), seed=1),\n"
         "                               Experiment(ToyDatasetConfig(), ToyModelConfig(), ToyTrainerConfig(increment=2.0), seed=1)])\n"
-        "transfer_experiments = {Description('bad', 1): chain(True), Description('good', 1): chain(False)}\n"
+        "transfer_experiments = {Description('bad', 1): chain(True), Description('good', 1): chain(False)}\n",
     )
     workdir = tmp_path / "w"
     assert main(["run", str(folder), "--workdir", str(workdir), "--quiet"]) == 1
@@ -168,15 +168,15 @@ def test_datajoint_backend_needs_a_schema(tmp_path, capsys):
 
 
 def test_a_name_that_is_not_registered_in_a_later_step_is_caught_before_training(tmp_path, capsys, monkeypatch):
-    folder = tmp_path / unique("badtype")
-    folder.mkdir()
-    (folder / "__init__.py").write_text(
+    folder = write_recipe(
+        tmp_path,
+        unique("badtype"),
         "from nntransfer.configs import *\n"
         "data = ImageDatasetConfig(train_subset=0.2)\n"
         "trainer = ClassificationTrainerConfig(max_iter=1, show_progress=False)\n"
         "steps = [Experiment(data, ClassificationModelConfig(type='mlp'), trainer, seed=1),\n"
         "         Experiment(data, ClassificationModelConfig(type='lenet300'), trainer, seed=1)]\n"
-        "transfer_experiments = {Description('typo', 1): TransferExperiment(steps)}\n"
+        "transfer_experiments = {Description('typo', 1): TransferExperiment(steps)}\n",
     )
     assert main(["run", str(folder), "--workdir", str(tmp_path / "w"), "--quiet"]) == EXIT_BAD_INPUT
     err = capsys.readouterr().err

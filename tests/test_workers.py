@@ -11,7 +11,7 @@ from pathlib import Path
 
 import datajoint as dj
 import pytest
-from recipe_factory import write_toy_recipe
+from recipe_factory import write_recipe, write_toy_recipe
 
 from nntransfer.recipes.loading import load_recipe
 from nntransfer.recipes.runner import LocalBackend
@@ -138,14 +138,14 @@ def test_digits_recipe_gives_the_same_scores_locally_with_run_and_with_workers(d
 
 
 def test_failed_job_is_reported_and_the_worker_exits_non_zero(db_prefix, tmp_path):
-    folder = tmp_path / "failing_recipe"
-    folder.mkdir()
-    (folder / "__init__.py").write_text(
+    folder = write_recipe(
+        tmp_path,
+        "failing_recipe",
         "from nntransfer.configs import Description, Experiment, TransferExperiment\n"
         "from toy_steps import ToyDatasetConfig, ToyModelConfig, ToyTrainerConfig\n"
         "steps = [Experiment(ToyDatasetConfig(), ToyModelConfig(), ToyTrainerConfig(fail=True), seed=3, comment='bad'),\n"
         "         Experiment(ToyDatasetConfig(), ToyModelConfig(), ToyTrainerConfig(), seed=3, comment='after')]\n"
-        "transfer_experiments = {Description('failing', 3): TransferExperiment(steps)}\n"
+        "transfer_experiments = {Description('failing', 3): TransferExperiment(steps)}\n",
     )
     schema = f"{db_prefix}_failing"
     env = worker_env(tmp_path / "log.jsonl")

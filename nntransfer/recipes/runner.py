@@ -18,7 +18,7 @@ import random
 import shutil
 import time
 import traceback
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
@@ -398,7 +398,3 @@ def status_table(rows: List[StepStatus]) -> str:
         if row.error:
             out.append(f"    error: {row.error.splitlines()[0] if row.error else ''}")
     return "\n".join(out)
-
-
-def rows_as_dicts(rows: List[StepStatus]) -> List[Dict]:
-    return [asdict(row) for row in rows]

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import getpass
 import logging
-from typing import TYPE_CHECKING, Any, Dict
+from typing import TYPE_CHECKING, Any, Dict, Optional
 
 import datajoint as dj
 
@@ -102,7 +102,7 @@ def current_fabrikant() -> str:
     return dj_user[:32]
 
 
-def add_config_to_table(config: "BaseConfig", skip_duplicates: bool = True) -> Dict[str, str]:
+def add_config_to_table(config: "BaseConfig", skip_duplicates: bool = True, fabrikant: Optional[str] = None) -> Dict[str, str]:
     """Insert one config into its table (Dataset, Model or Trainer); returns its key.
 
     Unlike nnfabrik's ``add_entry`` (check, then insert) this is a single ``INSERT IGNORE``, so workers
@@ -116,7 +116,7 @@ def add_config_to_table(config: "BaseConfig", skip_duplicates: bool = True) -> D
         **{
             f"{name}_config": config.to_dict(),
             f"{name}_comment": config.comment[:256],
-            f"{name}_fabrikant": current_fabrikant(),
+            f"{name}_fabrikant": fabrikant or current_fabrikant(),
         },
     )
     if not skip_duplicates and (table & key):
@@ -129,7 +129,8 @@ def add_experiment_to_tables(experiment: "Experiment") -> Dict[str, Any]:
     """Insert an experiment's three configs and its seed; returns ``experiment.get_key()``."""
     for config in experiment.configs.values():  # resolve everything before writing anything
         resolve_config_fn(config)
+    fabrikant = current_fabrikant()
     for config in experiment.configs.values():
-        add_config_to_table(config)
+        add_config_to_table(config, fabrikant=fabrikant)
     Seed().insert1({"seed": experiment.seed}, skip_duplicates=True)
     return experiment.get_key()

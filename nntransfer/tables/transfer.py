@@ -76,9 +76,6 @@ class TransferredTrainedModel(CheckpointRestoreMixin, ProvenanceMixin, Transferr
             with np.load(path, allow_pickle=False) as archive:
                 return {name: archive[name] for name in archive.files}
 
-    def previous_step(self, key: Dict[str, Any]):
-        """Restriction to the row the step ``key`` continues from (empty at step 0)."""
-        return self.get_prev_key(key)
 
     # ------------------------------------------------------------------ training
 
@@ -89,7 +86,7 @@ class TransferredTrainedModel(CheckpointRestoreMixin, ProvenanceMixin, Transferr
         model_fn, model_config = (self.model_table & key).fn_config
         trainer_fn, trainer_config = (self.trainer_table & key).fn_config
 
-        previous = self.previous_step(primary)
+        previous = self.get_prev_key(primary)  # nnfabrik's: empty at step 0
         state_dict = self.fetch_state_dict(previous.proj()) if previous else None
         transfer_data = self.fetch_transfer_data(previous.proj()) if (previous and key["data_transfer"]) else None
         if key["data_transfer"] and transfer_data is None:
