@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from nntransfer import database  # noqa: E402
+from nntransfer.tables import database  # noqa: E402
 
 
 def main():
@@ -29,20 +29,18 @@ def main():
     args = parser.parse_args()
 
     schema_name = f"nnt_bench_{uuid.uuid4().hex[:6]}"
-    database.set_schema_name(schema_name)
-    database.configure()
-    database.connect()
     import logging
 
     logging.getLogger("datajoint").setLevel(logging.WARNING)
-    from nnfabrik.templates.trained_model import TrainedModelBase
     from trivial_steps import TrivialDatasetConfig, TrivialModelConfig, TrivialTrainerConfig
 
     from nntransfer.configs import Experiment, TransferExperiment
-    from nntransfer.tables import nnfabrik
-    from nntransfer.tables.transfer import TransferredTrainedModel
+    from nntransfer.tables import activate
 
+    nnfabrik = activate(schema_name)  # the tables of the scratch schema
+    TransferredTrainedModel = nnfabrik.TransferredTrainedModel
     nnfabrik_module = nnfabrik
+    from nnfabrik.templates.trained_model import TrainedModelBase  # importable once the tables are active
 
     @nnfabrik.schema
     class NnfabrikTrainedModel(TrainedModelBase):

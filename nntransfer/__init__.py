@@ -1,22 +1,21 @@
 """nntransfer: reproducible transfer-learning experiments on PyTorch, DataJoint and nnfabrik.
 
-Importing the package opens no database connection; only ``nntransfer.tables`` does.
+Importing the package loads nothing heavy: configs are plain data, torch comes with the pipeline and
+DataJoint only with the tables (``nntransfer.tables``), which connect when activated.
 """
 
 import logging
 
-from nntransfer.database import apply_nnfabrik_fixes
+__version__ = "0.2.0"
 
-__version__ = "0.1.0"
-
-apply_nnfabrik_fixes()
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 
-def run(experiments, backend="local", workdir=None, schema=None, order="original", progress=True):
+def run(experiments, backend="local", workdir=None, schema=None, order="original", progress=True, runtime=None):
     """Train ``experiments`` (a recipe, ``{Description: TransferExperiment}``, a ``TransferExperiment``,
-    an ``Experiment`` or a list of those) locally or in the tables; see
-    :func:`nntransfer.recipes.runner.run_experiments`."""
-    from nntransfer.recipes.runner import run_experiments
+    an ``Experiment`` or a list of those) locally or in the tables; returns every step's status. See
+    :func:`nntransfer.pipeline.runner.run_experiments`."""
+    # Loaded on call: importing nntransfer (e.g. for its configs) must not load torch.
+    from nntransfer.pipeline.runner import run_experiments
 
-    return run_experiments(experiments, backend=backend, workdir=workdir, schema=schema, order=order, progress=progress)
+    return run_experiments(experiments, backend=backend, workdir=workdir, schema=schema, order=order, progress=progress, runtime=runtime)

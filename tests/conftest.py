@@ -1,6 +1,7 @@
 """Shared fixtures. Database tests use the real server (127.0.0.1:3306 unless DJ_HOST says otherwise)
-under a per-session schema prefix that is dropped afterwards. Under CI (``CI`` or ``NNTRANSFER_CI`` set)
-an unreachable server fails the tests instead of skipping them."""
+under a per-session schema prefix that is dropped afterwards, nnfabrik's core schema included: it is
+``<prefix>_core`` here and in every subprocess (``NNFABRIK_SCHEMA_NAME``). Under CI (``CI`` or
+``NNTRANSFER_CI`` set) an unreachable server fails the tests instead of skipping them."""
 
 import os
 import uuid
@@ -8,9 +9,11 @@ import uuid
 import pytest
 import torch
 
-from nntransfer import database
-
 IN_CI = bool(os.environ.get("CI") or os.environ.get("NNTRANSFER_CI"))
+# One prefix per session; processes the tests start inherit it (a spawned child imports this file again).
+PREFIX = os.environ.setdefault("NNTRANSFER_TEST_PREFIX", f"nnt_test_{uuid.uuid4().hex[:8]}")
+# Set before anything imports nnfabrik.main (which declares the core schema) and inherited by subprocesses.
+os.environ["NNFABRIK_SCHEMA_NAME"] = f"{PREFIX}_core"
 
 
 @pytest.fixture(autouse=True)
@@ -22,10 +25,14 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+def schemas_with_prefix(conn, prefix):
+    query = "SELECT schema_name FROM information_schema.schemata WHERE schema_name LIKE %s"
+    return [name for (name,) in conn.query(query, args=(prefix.replace("_", r"\_") + "%",)).fetchall()]
+
+
 def _drop_schemas(conn, prefix):
-    rows = conn.query("SELECT schema_name FROM information_schema.schemata WHERE schema_name LIKE %s", args=(prefix + "%",)).fetchall()
     conn.query("SET FOREIGN_KEY_CHECKS=0")
-    for (name,) in rows:
+    for name in schemas_with_prefix(conn, prefix):
         conn.query(f"DROP DATABASE IF EXISTS `{name}`")
     conn.query("SET FOREIGN_KEY_CHECKS=1")
 
@@ -33,24 +40,26 @@ def _drop_schemas(conn, prefix):
 @pytest.fixture(scope="session")
 def db_prefix(tmp_path_factory):
     """Configure DataJoint for the real server; yields this session's schema prefix, drops its schemas after."""
+    from nntransfer.errors import DatabaseError
+    from nntransfer.tables import database
+
     store = tmp_path_factory.mktemp("dj_store")
+    os.environ["NNTRANSFER_STORE"] = str(store)
     database.configure(store_location=str(store))
     try:
         conn = database.connect()
-    except database.DatabaseError as err:
+    except DatabaseError as err:
         if IN_CI:
             pytest.fail(f"database tests may not be skipped under CI: {err}")
         pytest.skip(str(err))
-    prefix = f"nnt_test_{uuid.uuid4().hex[:8]}"
-    database.set_schema_name(f"{prefix}_main")
-    os.environ["NNTRANSFER_STORE"] = str(store)
-    yield prefix
-    _drop_schemas(conn, prefix)
+    database.set_schema_name(f"{PREFIX}_main")
+    yield PREFIX
+    _drop_schemas(conn, PREFIX)
 
 
 @pytest.fixture(scope="session")
 def tables(db_prefix):
-    """The nntransfer table modules, declared in this session's schema."""
-    from nntransfer.tables import nnfabrik, trained_model, transfer
+    """The tables, activated in this session's main schema."""
+    from nntransfer.tables import activate
 
-    return {"nnfabrik": nnfabrik, "trained_model": trained_model, "transfer": transfer}
+    return activate(f"{db_prefix}_main")

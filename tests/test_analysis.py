@@ -29,8 +29,8 @@ from nntransfer.analysis import (  # noqa: E402
 )
 from nntransfer.cli.main import main  # noqa: E402
 from nntransfer.configs import Description  # noqa: E402
+from nntransfer.pipeline.local import LocalStore  # noqa: E402
 from nntransfer.recipes.loading import Recipe, load_recipe  # noqa: E402
-from nntransfer.recipes.runner import LocalBackend  # noqa: E402
 
 TASK = "img_classification"
 NAMES = ["pretrained", "scratch"]
@@ -89,7 +89,7 @@ def run(tmp_path_factory):
     (folder / "chains.py").write_text(textwrap.dedent(RECIPE.format(corrupted=str(root / "digits_c"))))
     recipe = load_recipe(str(folder))
     workdir = root / "work"
-    LocalBackend(str(workdir), progress=False).run(recipe)
+    LocalStore(workdir).run(recipe, progress=False)
     return folder, recipe, workdir
 
 
@@ -108,9 +108,9 @@ def results(run):
 def outputs(run):
     """Every step's stored output, by (name, seed, step)."""
     _, recipe, workdir = run
-    backend = LocalBackend(str(workdir), progress=False)
+    store = LocalStore(workdir)
     return {
-        (d.name, d.seed, level): backend.load_result(chain, level)["output"]
+        (d.name, d.seed, level): store.load(chain.step_key(level)).output
         for d, chain in recipe.transfer_experiments.items()
         for level in range(len(chain))
     }
@@ -244,7 +244,7 @@ def test_incomplete_chain_is_reported_not_dropped(run, caplog, tmp_path):
     module = __import__(f"{folder.name}.chains", fromlist=["pretrained"])
     extra[Description("pretrained", 3)] = chain = module.pretrained(3)
     bigger = Recipe(recipe.name, recipe.path, extra)
-    LocalBackend(str(workdir), progress=False).run_step(Description("pretrained", 3), chain, 0)  # step 1 never runs
+    LocalStore(workdir).train(Description("pretrained", 3), chain, 0)  # step 1 never runs
 
     with caplog.at_level(logging.WARNING, logger="nntransfer.analysis"):
         partial = load_results(bigger, workdir=str(workdir))

@@ -6,7 +6,6 @@ import logging
 import pytest
 import torch
 
-from nntransfer import database
 from nntransfer.analysis import load_results, plot_all
 from nntransfer.configs import (
     ClassificationModelConfig,
@@ -17,6 +16,8 @@ from nntransfer.configs import (
     TransferExperiment,
 )
 from nntransfer.recipes.loading import Recipe
+from nntransfer.tables import activate
+from nntransfer.tables.store import DataJointStore
 
 pytestmark = pytest.mark.database
 TASK = "img_classification"
@@ -32,21 +33,19 @@ def chain(seed):
     return TransferExperiment([step((0, 5)), step((5, 10), reset=["readout"])])
 
 
-def test_results_from_the_tables(tables, tmp_path, caplog):
-    from nntransfer.recipes.runner import DataJointBackend
-
+def test_results_from_the_tables(tables, db_prefix, tmp_path, caplog):
     torch.set_num_threads(1)
     done, waiting = Description("db_pretrained", 1), Description("db_pretrained", 2)
     recipe = Recipe("db_recipe", None, {done: chain(1), waiting: chain(2)})
-    DataJointBackend(database.schema_name(), progress=False).run(Recipe("db_recipe", None, {done: recipe.transfer_experiments[done]}))
+    DataJointStore(tables=tables).run(Recipe("db_recipe", None, {done: recipe.transfer_experiments[done]}), progress=False)
 
     with caplog.at_level(logging.WARNING, logger="nntransfer.analysis"):
-        results = load_results(recipe, schema=database.schema_name())
-    assert results.where == f"schema {database.schema_name()}"
+        results = load_results(recipe, schema=tables.schema_name)
+    assert results.where == f"schema {tables.schema_name}"
     assert "1 of 2 chains are incomplete: db_pretrained seed 2 (step 0 waiting, step 1 waiting)" in caplog.text
     assert list(results.status["state"]) == ["done", "done", "waiting", "waiting"]
 
-    table = tables["transfer"].TransferredTrainedModel
+    table = tables.TransferredTrainedModel
     for level in range(2):
         row = (table & recipe.transfer_experiments[done].get_restrictions(level)).fetch1()
         final = results.final[(results.final["step"] == level) & (results.final["objective"] == "accuracy")]
@@ -66,5 +65,12 @@ def test_results_from_the_tables(tables, tmp_path, caplog):
     assert set(figures) == {"learning_curves", "transfer_steps", "final_accuracy", "robustness_validation_noise"}
     assert all((tmp_path / f"{name}.png").stat().st_size > 1000 for name in figures)
 
-    with pytest.raises(ValueError, match="bound to schema .* new Python process"):
-        load_results(recipe, schema=database.schema_name() + "_other")
+    # another schema in the same process: its own tables (here: nothing finished yet); a missing one is an error
+    try:
+        activate(f"{db_prefix}_analysis_other")
+        with pytest.raises(ValueError, match="none of the 4 steps .* is finished in schema .*_analysis_other"):
+            load_results(recipe, schema=f"{db_prefix}_analysis_other")
+        with pytest.raises(ValueError, match="does not exist on the database server"):
+            load_results(recipe, schema=f"{db_prefix}_analysis_missing")
+    finally:
+        activate(tables.schema_name)

@@ -1,6 +1,8 @@
 """Dataset loaders on the real scikit-learn digits and torchvision's FakeData: splits, filters,
 transforms, sampling, transfer data, errors."""
 
+import copy
+import pickle
 import time
 
 import numpy as np
@@ -10,10 +12,14 @@ import torch
 from nntransfer.configs import ImageDatasetConfig
 from nntransfer.dataset import (
     TASK_KEY,
+    DataInfo,
+    DataLoaders,
     DatasetSpec,
     LoadedData,
     NpyDataset,
     available_datasets,
+    check_dataset_config,
+    data_info,
     get_dataset,
     img_dataset_loader,
     register_dataset,
@@ -21,8 +27,13 @@ from nntransfer.dataset import (
 from nntransfer.dataset.sources import DIGITS_TRAIN_SIZE, digits_arrays
 
 
+def values(config):
+    """What the run layer passes a dataset function: the fields plus the runtime options."""
+    return {**config.to_dict(), **config.runtime_options()}
+
+
 def build(seed=0, transfer_data=None, **kwargs):
-    return img_dataset_loader(seed, transfer_data=transfer_data, **ImageDatasetConfig(**kwargs).to_dict())
+    return img_dataset_loader(seed, transfer_data=transfer_data, **values(ImageDatasetConfig(**kwargs)))
 
 
 def split_indices(loaders, split):
@@ -94,7 +105,7 @@ def test_every_loader_yields_batches_of_the_configured_shape_and_type():
         inputs, targets = next(iter(loader))
         assert inputs.shape == (32, 1, 8, 8) and inputs.dtype == torch.float32, split
         assert targets.shape == (32,) and targets.dtype == torch.int64, split
-        assert loader.n_classes == 10 and loader.input_shape == (1, 8, 8)
+    assert loaders.info == DataInfo(n_classes=10, input_shape=(1, 8, 8), mean=(0.3053,), std=(0.3759,))
     n_train, n_valid = len(loaders["train"][TASK_KEY].dataset), len(loaders["validation"][TASK_KEY].dataset)
     assert (n_train, n_valid) == (1350, 150)  # floor(0.1 * 1500) held out
     assert len(loaders["test"][TASK_KEY].dataset) == 1797 - DIGITS_TRAIN_SIZE
@@ -183,7 +194,7 @@ def test_class_filter_keeps_exactly_the_range_in_every_split(relabel):
     for split in ("train", "validation", "test"):
         _, targets = all_batches(loaders[split][TASK_KEY])
         assert set(targets.tolist()) == expected_classes, split
-        assert loaders[split][TASK_KEY].n_classes == (3 if relabel else 10)
+    assert loaders.info.n_classes == (3 if relabel else 10)
     n_train_valid = sum(len(loaders[s][TASK_KEY].dataset) for s in ("train", "validation"))
     assert n_train_valid == int(np.isin(labels[:DIGITS_TRAIN_SIZE], [2, 3, 4]).sum())
     _, test_targets = all_batches(loaders["test"][TASK_KEY])
@@ -235,7 +246,7 @@ def test_resize_and_rgb_conversion_give_the_configured_shape():
     for split in ("train", "validation", "test"):
         loader = loaders[split][TASK_KEY]
         inputs, _ = next(iter(loader))
-        assert inputs.shape[1:] == (3, 16, 16) and loader.input_shape == (3, 16, 16)
+        assert inputs.shape[1:] == (3, 16, 16) and loaders.info.input_shape == (3, 16, 16)
         assert torch.equal(inputs[:, 0], inputs[:, 1]) and torch.equal(inputs[:, 1], inputs[:, 2])
 
 
@@ -268,7 +279,7 @@ def test_rotated_test_set_is_the_test_set_rotated():
     plain, targets = all_batches(loaders["test"][TASK_KEY])
     assert torch.equal(rotated_targets, targets)
     assert torch.equal(rotated, torch.rot90(plain, 1, dims=(2, 3)))
-    assert loaders["test_rotated"][TASK_KEY].input_shape == (1, 8, 8)
+    assert rotated.shape[1:] == loaders.info.input_shape == (1, 8, 8)
 
 
 # ---------------------------------------------------------------------- transfer data
@@ -313,7 +324,7 @@ def test_transfer_data_with_the_wrong_number_of_rows_is_an_error():
 
 
 def test_unknown_data_set_name_lists_what_exists():
-    with pytest.raises(ValueError, match=r"unknown dataset_cls 'MNSIT'; did you mean 'MNIST'\? available: .*Digits") as excinfo:
+    with pytest.raises(ValueError, match=r"unknown data set 'MNSIT'; did you mean 'MNIST'\? \(available: .*Digits") as excinfo:
         build(dataset_cls="MNSIT")
     one_line_error(excinfo)
     assert {"Digits", "FakeData", "MNIST", "FashionMNIST", "CIFAR10", "CIFAR100", "SVHN", "TinyImageNet", "ImageNet"} <= set(
@@ -332,7 +343,7 @@ def test_fake_data_loaders():
         inputs, targets = next(iter(loaders[split][TASK_KEY]))
         assert inputs.shape == (8, 3, 12, 12) and inputs.dtype == torch.float32
         assert targets.dtype == torch.int64 and targets.max() < 4
-        assert loaders[split][TASK_KEY].n_classes == 4
+    assert loaders.info.n_classes == 4
     gray = build(dataset_cls="FakeData", input_size=8, apply_grayscale=True, dataset_kwargs={"size": 20, "test_size": 4})
     assert next(iter(gray["test"][TASK_KEY]))[0].shape == (4, 1, 8, 8)
 
@@ -357,23 +368,44 @@ def test_register_a_custom_data_set():
     assert next(iter(loaders["test"][TASK_KEY]))[0].shape == (4, 3, 6, 6)
 
 
-def test_loaders_expose_their_normalisation():
-    from nntransfer.configs import ImageDatasetConfig
-    from nntransfer.dataset import img_dataset_loader
-
+def test_loaders_come_with_their_data_info():
     loaders = img_dataset_loader(1, **ImageDatasetConfig(mean=(0.5,), std=(0.25,)).to_dict())
-    train = loaders["train"]["img_classification"]
-    assert (train.mean, train.std) == ((0.5,), (0.25,))
+    assert isinstance(loaders, DataLoaders) and isinstance(loaders, dict)
+    assert loaders.info == DataInfo(n_classes=10, input_shape=(1, 8, 8), mean=(0.5,), std=(0.25,), task_keys=(TASK_KEY,))
+    assert loaders.info.mean is not None and data_info(loaders) is loaders.info
     plain = img_dataset_loader(1, **ImageDatasetConfig(apply_normalization=False).to_dict())
-    assert plain["test"]["img_classification"].mean is None
+    assert plain.info.mean is None and plain.info.std is None
+    assert data_info(dict(plain)) is None  # a plain dict carries no info
+
+
+def test_data_info_round_trips_and_survives_pickling():
+    info = DataInfo(n_classes=3, input_shape=[1, 8, 8], mean=[0.5], std=[0.25])
+    assert info.input_shape == (1, 8, 8) and info.mean == (0.5,)  # lists (e.g. from JSON) become tuples
+    assert DataInfo.from_dict(info.to_dict()) == info
+    assert info.to_dict() == {"n_classes": 3, "input_shape": (1, 8, 8), "mean": (0.5,), "std": (0.25,),
+                              "task_keys": (TASK_KEY,)}
+    with pytest.raises(ValueError, match="no field"):
+        DataInfo.from_dict({**info.to_dict(), "classes": 3})
+    with pytest.raises(ValueError, match="set together"):
+        DataInfo(n_classes=3, input_shape=(1, 8, 8), mean=(0.5,))
+    loaders = DataLoaders({"train": {TASK_KEY: [1, 2]}}, info)
+    for copied in (pickle.loads(pickle.dumps(loaders)), copy.deepcopy(loaders)):
+        assert copied == loaders and copied.info == info
+
+
+def test_checker_rejects_an_unknown_data_set_in_one_line():
+    check_dataset_config(ImageDatasetConfig(dataset_cls="FakeData").to_dict())
+    assert img_dataset_loader.check_config is check_dataset_config
+    with pytest.raises(ValueError, match=r"^dataset_cls: unknown data set 'CIFAR01'; did you mean 'CIFAR10'\? \(available: .*MNIST") as excinfo:
+        check_dataset_config({"dataset_cls": "CIFAR01"})
+    one_line_error(excinfo)
+    with pytest.raises(ValueError, match=r"FakeData does not accept dataset_kwargs \['sizes'\]; .*did you mean 'size'\?"):
+        check_dataset_config({"dataset_cls": "FakeData", "dataset_kwargs": {"sizes": 3}})
 
 
 def test_train_loader_offers_its_examples_without_augmentation():
-    from nntransfer.configs import ImageDatasetConfig
-    from nntransfer.dataset import img_dataset_loader
-
     config = ImageDatasetConfig(augment_rotation=True, rotation_degrees=45.0, augment_crop=True, crop_padding=2)
-    train = img_dataset_loader(1, **config.to_dict())["train"]["img_classification"]
+    train = img_dataset_loader(1, **config.to_dict())["train"][TASK_KEY]
     plain = train.unaugmented_dataset
     assert len(plain) == len(train.dataset)
     first = [plain[i][0] for i in range(3)]

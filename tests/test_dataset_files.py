@@ -17,7 +17,9 @@ from nntransfer.dataset.sources import digits_arrays
 
 def build(data_dir, seed=0, **kwargs):
     kwargs.setdefault("batch_size", 4)
-    return img_dataset_loader(seed, **ImageDatasetConfig(data_dir=str(data_dir), **kwargs).to_dict())
+    config = ImageDatasetConfig(data_dir=str(data_dir), **kwargs)
+    # the run layer passes the fields and the runtime options (data_dir is one)
+    return img_dataset_loader(seed, **config.to_dict(), **config.runtime_options())
 
 
 def all_batches(loader):
@@ -181,14 +183,14 @@ def test_cifar_from_the_python_pickle_layout(tmp_path, hundred):
     np.testing.assert_array_equal(targets.numpy(), y_test)
     train_inputs, _ = all_batches(build(tmp_path, dataset_cls=name, input_size=32, apply_normalization=False, valid_size=0.0, shuffle=False)["train"][TASK_KEY])
     np.testing.assert_array_equal(as_uint8(train_inputs), x_train)
-    assert loaders["train"][TASK_KEY].n_classes == (100 if hundred else 10)
+    assert loaders.info.n_classes == (100 if hundred else 10)
 
 
 def test_cifar_grayscale_and_default_normalisation(tmp_path):
     write_cifar(tmp_path)
     loaders = build(tmp_path, dataset_cls="CIFAR10", input_size=8, apply_grayscale=True, valid_size=0.0)
     inputs, _ = all_batches(loaders["train"][TASK_KEY])
-    assert inputs.shape == (40, 1, 8, 8) and loaders["train"][TASK_KEY].input_shape == (1, 8, 8)
+    assert inputs.shape == (40, 1, 8, 8) and loaders.info.input_shape == (1, 8, 8)
     raw, _ = all_batches(build(tmp_path, dataset_cls="CIFAR10", input_size=8, apply_grayscale=True, valid_size=0.0, apply_normalization=False)["train"][TASK_KEY])
     gray_mean = 0.299 * 0.4914 + 0.587 * 0.4822 + 0.114 * 0.4465
     gray_std = 0.299 * 0.2470 + 0.587 * 0.2435 + 0.114 * 0.2616
@@ -207,7 +209,7 @@ def test_svhn_from_the_mat_layout_maps_label_10_to_0(tmp_path):
 def test_tiny_imagenet_folders_with_validation_annotations(tmp_path):
     val_images, val_labels = write_tiny_imagenet(tmp_path)
     loaders = build(tmp_path, dataset_cls="TinyImageNet", input_size=16, augment_crop=True, augment_flip=True, valid_size=0.25)
-    assert len(loaders["train"][TASK_KEY].dataset) == 9 and loaders["train"][TASK_KEY].n_classes == 3
+    assert len(loaders["train"][TASK_KEY].dataset) == 9 and loaders.info.n_classes == 3
     for split in ("train", "validation", "test"):
         inputs, targets = next(iter(loaders[split][TASK_KEY]))
         assert inputs.shape[1:] == (3, 16, 16) and inputs.dtype == torch.float32 and targets.dtype == torch.int64
@@ -235,7 +237,7 @@ def test_imagenet_folders_number_validation_classes_like_training(tmp_path):
     loaders = build(tmp_path, dataset_cls="ImageNet", input_size=16)
     inputs, targets = all_batches(loaders["test"][TASK_KEY])
     assert inputs.shape == (2, 3, 16, 16) and targets.tolist() == [2, 2]
-    assert loaders["test"][TASK_KEY].n_classes == 3
+    assert loaders.info.n_classes == 3
     transforms = [type(t).__name__ for t in loaders["test"][TASK_KEY].dataset.transform.transforms]
     assert "CenterCrop" in transforms
 
@@ -267,7 +269,7 @@ def test_cifar10_c_style_files_give_one_loader_per_corruption_and_severity(tmp_p
             assert inputs.shape == (6, 3, 32, 32) and inputs.dtype == torch.float32
             assert targets.dtype == torch.int64 and targets.tolist() == labels.tolist()
             np.testing.assert_array_equal(as_uint8(inputs), written[corruption][(severity - 1) * 6 : severity * 6])
-            assert loader.n_classes == 10 and loader.input_shape == (3, 32, 32)
+            assert inputs.shape[1:] == loaders.info.input_shape and loaders.info.n_classes == 10
 
 
 def test_corrupted_selection_filter_and_transforms(tmp_path):
@@ -283,7 +285,7 @@ def test_corrupted_selection_filter_and_transforms(tmp_path):
     inputs, targets = all_batches(loaders["c_test"]["fog"][5])
     assert inputs.shape[1:] == (3, 8, 8)
     assert targets.tolist() == [y for y in labels if y < 3]
-    assert loaders["c_test"]["fog"][5].n_classes == 3
+    assert loaders.info.n_classes == 3
 
 
 def test_corrupted_images_of_another_size_are_resized_to_input_size(tmp_path):
@@ -300,7 +302,7 @@ def test_corrupted_images_of_another_size_are_resized_to_input_size(tmp_path):
     )
     loader = loaders["c_test"]["fog"][1]
     inputs, targets = all_batches(loader)
-    assert loader.input_shape == (1, 8, 8) and inputs.shape == (6, 1, 8, 8)
+    assert loaders.info.input_shape == (1, 8, 8) and inputs.shape == (6, 1, 8, 8)
     assert targets.tolist() == y.tolist()
     shrunk = np.stack([np.asarray(Image.fromarray(image).resize((8, 8), Image.BILINEAR)) for image in x])
     np.testing.assert_array_equal(as_uint8(inputs)[..., 0], shrunk)

@@ -1,10 +1,11 @@
 """Model builders on real data: sklearn's 8x8 digits, upsampled where an architecture needs more pixels.
 
-The loaders are plain DataLoaders with the ``n_classes``/``input_shape`` attributes the dataset
-function promises, so these tests do not depend on ``nntransfer.dataset``."""
+The loaders are plain DataLoaders in a ``DataLoaders`` dict with the ``DataInfo`` the dataset function
+returns (or a plain dict, whose shapes the builder infers), so these tests do not build a data set."""
 
 import copy
 import functools
+import importlib
 import logging
 
 import pytest
@@ -15,18 +16,21 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from nntransfer.configs import ClassificationModelConfig
+from nntransfer.dataset.info import DataInfo, DataLoaders
+from nntransfer.defaults import TASK_KEY
 from nntransfer.models import (
     CoreReadoutModel,
     IntermediateLayerWrapper,
     LocallyConnected2d,
     build_model,
+    check_model_config,
     classification_model_builder,
     data_shapes,
     registered_types,
 )
 from nntransfer.models.utils import load_state_dict_leniently
 
-TASK = "img_classification"
+TASK = TASK_KEY
 # Smallest test image size per type family (LeNet-5 needs 12+, VGG's five poolings need 32).
 TEST_SIZE = {"lenet5": 16, "vgg": 32}
 
@@ -42,8 +46,9 @@ def _digits():
     return images, torch.tensor(digits.target, dtype=torch.int64)
 
 
-def digit_loaders(size=8, n_classes=10, channels=1, n=8, batch_size=2, attributes=True):
-    """{"train"/"validation"/"test": {TASK: DataLoader}} over the first ``n`` digits below ``n_classes``."""
+def digit_loaders(size=8, n_classes=10, channels=1, n=8, batch_size=2, info=True):
+    """{"train"/"validation"/"test": {TASK: DataLoader}} over the first ``n`` digits below ``n_classes``;
+    a ``DataLoaders`` with its ``DataInfo`` unless ``info`` is False (then a plain dict)."""
     images, targets = _digits()
     keep = targets < n_classes
     x, y = images[keep][:n], targets[keep][:n]
@@ -52,11 +57,9 @@ def digit_loaders(size=8, n_classes=10, channels=1, n=8, batch_size=2, attribute
     x = x.repeat(1, channels, 1, 1)
     loaders = {}
     for split in ("train", "validation", "test"):
-        loader = DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=False)
-        if attributes:
-            loader.n_classes = n_classes
-            loader.input_shape = (channels, size, size)
-        loaders[split] = {TASK: loader}
+        loaders[split] = {TASK: DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=False)}
+    if info:
+        return DataLoaders(loaders, DataInfo(n_classes=n_classes, input_shape=(channels, size, size)))
     return loaders
 
 
@@ -82,12 +85,12 @@ def check_trains(model, loaders, n_classes):
 
 @pytest.mark.parametrize("model_type", registered_types())
 def test_every_type_builds_through_its_fn_and_trains(model_type):
-    from nnfabrik.builder import get_model  # after nntransfer, which patches nnfabrik for Python 3.11
-
     config = ClassificationModelConfig(type=model_type)
     loaders = digit_loaders(size=size_for(model_type), n_classes=10)
-    # The path the tables take: nnfabrik resolves config.fn and calls it with the stored dict.
-    model = get_model(config.fn, config.to_dict(), dataloaders=loaders, seed=0)
+    # The path the tables take: nnfabrik's get_model resolves config.fn and calls it with the stored dict.
+    module_name, _, function_name = config.fn.rpartition(".")
+    model_fn = getattr(importlib.import_module(module_name), function_name)
+    model = model_fn(dataloaders=loaders, seed=0, **config.to_dict())
     assert isinstance(model, CoreReadoutModel)
     assert isinstance(model.core, nn.Module) and isinstance(model.readout, nn.Module)
     assert model.model_type == model_type and model.n_classes == 10
@@ -176,9 +179,19 @@ def test_input_shape_and_classes_come_from_the_data():
     assert model.readout.fc.out_features == 5 and model.core.fc1.in_features == 64
 
 
-def test_loaders_without_attributes_are_peeked():
-    loaders = digit_loaders(size=16, n_classes=7, channels=3, attributes=False)
+def test_data_info_gives_the_shapes_without_reading_a_batch():
+    loaders = digit_loaders(size=8, n_classes=10)
+    # the data info wins over what the batches would suggest (e.g. classes absent from a small sample)
+    loaders = DataLoaders(loaders, DataInfo(n_classes=12, input_shape=(1, 8, 8)))
+    model = classification_model_builder(loaders, seed=0, type="mlp")
+    assert model.n_classes == 12 and model.readout.fc.out_features == 12
+
+
+def test_loaders_without_data_info_are_peeked():
+    loaders = digit_loaders(size=16, n_classes=7, channels=3, info=False)
     assert data_shapes(loaders["train"][TASK]) == ((3, 16, 16), 7)
+    model = classification_model_builder(loaders, seed=0, type="mlp")
+    assert model.n_classes == 7 and model.input_shape == (3, 16, 16)
 
 
 def test_input_overrides():
@@ -360,7 +373,7 @@ def test_bad_layer_path_names_the_closest():
         (dict(type="lenet5", readout_type="conv"), r"'lenet5' has no readout_type 'conv'"),
         (dict(type="mlp", mlp_hidden_sizes=[0]), r"positive integers"),
         (dict(type="mlp", core_typ="conv"), r"no field 'core_typ'; did you mean 'core_type'"),
-        (dict(type="mlp", weight_init="he"), r"weight_init must be one of"),
+        (dict(type="mlp", weight_init="he"), r"weight_init: unknown weight_init 'he' \(available: default, kaiming_normal, xavier_uniform\)"),
         (dict(type="mlp", dropout=1.5), r"dropout must be in"),
         (dict(type="mlp", input_size="big"), r"input_size must be None, an int or \[height, width\]"),
     ],
@@ -373,3 +386,33 @@ def test_bad_options(options, message):
 def test_dataloaders_without_train_split():
     with pytest.raises(ValueError, match="'train' entry"):
         classification_model_builder({"test": {}}, seed=0, type="mlp")
+
+
+# ---------------------------------------------------------------------------------------- the checker
+
+
+def test_checker_accepts_every_default_and_is_attached_to_the_builder():
+    assert classification_model_builder.check_config is check_model_config
+    for model_type in registered_types():
+        check_model_config(ClassificationModelConfig(type=model_type).to_dict())
+    check_model_config({})  # absent fields are not checked
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"type": "resnet81"}, r"^type: unknown model type 'resnet81'; did you mean 'resnet18'\? \(available: .*vgg19\)"),
+        ({"type": "lenet5", "core_type": "locally_conected"},
+         r"^core_type: model type 'lenet5' has no core_type 'locally_conected'; did you mean 'locally_connected'\? "
+         r"\(available: conv, locally_connected, fully_connected\)"),
+        ({"type": "resnet18", "core_type": "fully_connected"},
+         r"^core_type: model type 'resnet18' has no core_type 'fully_connected' \(available: conv\); "
+         r"core_type 'fully_connected' exists for lenet5$"),
+        ({"type": "vgg11", "readout_type": "dens"}, r"^readout_type: .* did you mean 'dense'\? \(available: dense, conv\)"),
+        ({"type": "mlp", "weight_init": "kaiming"}, r"^weight_init: unknown weight_init 'kaiming'; did you mean 'kaiming_normal'\?"),
+    ],
+)
+def test_checker_names_the_field_the_value_the_closest_and_what_exists(values, message):
+    with pytest.raises(ValueError, match=message) as excinfo:
+        check_model_config(values)
+    assert "\n" not in str(excinfo.value)

@@ -30,8 +30,13 @@ def test_concepts_and_analysis_examples_train_and_plot(tmp_path, monkeypatch):
 
 
 def test_main_loop_module_example_trains():
-    from nntransfer.builder import train_step
-    from nntransfer.configs import ClassificationModelConfig, ClassificationTrainerConfig, ImageDatasetConfig
+    from nntransfer.configs import (
+        ClassificationModelConfig,
+        ClassificationTrainerConfig,
+        Experiment,
+        ImageDatasetConfig,
+    )
+    from nntransfer.pipeline.step import StepSpec, run_step
     from nntransfer.trainer.main_loop_modules import available
 
     namespace = {}
@@ -39,9 +44,6 @@ def test_main_loop_module_example_trains():
     exec(example, namespace)
     assert "L2Penalty" in available()
     trainer = ClassificationTrainerConfig(max_iter=1, show_progress=False, main_loop_modules=["L2Penalty"])
-    result = train_step(
-        ImageDatasetConfig.fn, ImageDatasetConfig(train_subset=0.2).to_dict(),
-        ClassificationModelConfig.fn, ClassificationModelConfig(type="lenet300-100").to_dict(),
-        trainer.fn, trainer.to_dict(), seed=1,
-    )  # fmt: skip
+    experiment = Experiment(ImageDatasetConfig(train_subset=0.2), ClassificationModelConfig(type="lenet300-100"), trainer, seed=1)
+    result = run_step(StepSpec.from_experiment(experiment))
     assert 0 <= result.score <= 100

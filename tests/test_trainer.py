@@ -9,11 +9,12 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from nntransfer.configs.trainer.classification import ClassificationTrainerConfig
 from nntransfer.configs.trainer.mixins import NoiseAugmentationMixin
+from nntransfer.defaults import TASK_KEY
 from nntransfer.trainer import ImgClassificationTrainer, classification_trainer, trainer_config_from_dict
 from nntransfer.trainer.cycler import TaskCycler
 from nntransfer.trainer.main_loop_modules import MainLoopModule, register
 
-TASK = "img_classification"
+TASK = TASK_KEY
 _DIGITS = load_digits()
 IMAGES = torch.tensor(_DIGITS.images / 16.0, dtype=torch.float32).unsqueeze(1)  # pixels in [0, 1]
 LABELS = torch.tensor(_DIGITS.target, dtype=torch.int64)
@@ -75,9 +76,14 @@ def config(**kwargs):
     return ClassificationTrainerConfig(**defaults)
 
 
+def values(cfg):
+    """What the run layer passes a trainer function: the fields plus the runtime options."""
+    return {**cfg.to_dict(), **cfg.runtime_options()}
+
+
 def train(cfg=None, model=None, loaders=None, seed=1, **kwargs):
     cfg = cfg or config()
-    return classification_trainer(model or TinyNet(), loaders or digits_loaders(), seed, **cfg.to_dict(), **kwargs)
+    return classification_trainer(model or TinyNet(), loaders or digits_loaders(), seed, **values(cfg), **kwargs)
 
 
 def test_trains_learns_and_returns_storable_output():
@@ -319,7 +325,6 @@ def test_mixin_config_rebuilds_from_a_table_row():
 
 
 def test_freeze_and_reset_use_the_model_utilities():
-    pytest.importorskip("nntransfer.models.utils")
     model = TinyNet()
     core_before = {k: v.clone() for k, v in model.core.state_dict().items()}
     readout_before = {k: v.clone() for k, v in model.readout.state_dict().items()}
@@ -481,3 +486,38 @@ def test_gradient_clipping_bounds_every_step():
     assert step_norm(grad_clip_norm=0.05) == pytest.approx(0.05, rel=1e-3)
     with pytest.raises(ValueError, match="grad_clip_norm"):
         config(grad_clip_norm=-1.0)
+
+
+# ---------------------------------------------------------------------- the checker
+
+
+def test_checker_accepts_the_defaults_and_is_attached_to_the_trainer():
+    from nntransfer.trainer import check_trainer_config
+
+    assert classification_trainer.check_config is check_trainer_config
+    check_trainer_config(values(ClassificationTrainerConfig()))
+    class NoisyConfig(NoiseAugmentationMixin, ClassificationTrainerConfig):
+        pass
+
+    check_trainer_config(values(NoisyConfig(noise_std={0.1: 0.5}, scheduler="plateau", train_cycler="main_task")))
+    check_trainer_config({"scheduler": None})  # no scheduler; absent fields are not checked
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("optimizer", "Adm", r"^optimizer: unknown optimizer 'Adm'; did you mean 'Adam'\? \(available: .*SGD"),
+        ("loss_functions", {TASK: "CrossEntropy"},
+         r"^loss_functions\['img_classification'\]: unknown loss function 'CrossEntropy'; did you mean 'CrossEntropyLoss'\?"),
+        ("scheduler", "cosin", r"^scheduler: unknown scheduler 'cosin'; did you mean 'cosine'\? \(available: cosine, multistep, plateau\)"),
+        ("train_cycler", "round_robbin", r"^train_cycler: unknown train cycler 'round_robbin'; did you mean 'round_robin'\?"),
+        ("main_loop_modules", ["NoiseAugmentaton"],
+         r"^main_loop_modules: unknown main-loop module 'NoiseAugmentaton'; did you mean 'NoiseAugmentation'\? \(available: "),
+    ],
+)
+def test_checker_names_the_field_the_value_the_closest_and_what_exists(field, value, message):
+    from nntransfer.trainer import check_trainer_config
+
+    with pytest.raises(ValueError, match=message) as excinfo:
+        check_trainer_config({**values(ClassificationTrainerConfig()), field: value})
+    assert "\n" not in str(excinfo.value)

@@ -7,7 +7,7 @@ import io
 import numpy as np
 import pytest
 import torch
-from test_trainer import TASK, TinyNet, config, digits, digits_loaders, train
+from test_trainer import TASK, TinyNet, config, digits, digits_loaders, train, values
 from torch.utils.data import DataLoader
 
 from nntransfer.configs.trainer.classification import ClassificationTrainerConfig
@@ -165,14 +165,14 @@ def test_resume_restores_every_piece_of_state(tmp_path):
     assert sorted(LocalCheckpoints(tmp_path).checkpoints(UID)) == [3]  # kept; keep_last_n = keep_best_n = 1
     from nntransfer.trainer import trainer_config_from_dict
 
-    trainer = ImgClassificationTrainer(TinyNet(seed=5), loaders_for(), 1, trainer_config_from_dict(cfg.to_dict()), uid=UID)
+    trainer = ImgClassificationTrainer(TinyNet(seed=5), loaders_for(), 1, trainer_config_from_dict(values(cfg)), uid=UID)
     assert trainer.resume()
     assert trainer.epoch == 3 and trainer.global_step == 12
     assert trainer.tracker.log == output["tracker"]["log"]
     assert trainer.early_stopping.best_epoch == output["best_epoch"]
     assert trainer.scheduler.last_epoch == 2  # stepped after epochs 2 and 3 (epoch 1 was warm-up)
     assert trainer.optimizer.state_dict()["state"]  # Adam moments are back
-    fresh = ImgClassificationTrainer(TinyNet(seed=5), loaders_for(), 1, trainer_config_from_dict(cfg.to_dict()),
+    fresh = ImgClassificationTrainer(TinyNet(seed=5), loaders_for(), 1, trainer_config_from_dict(values(cfg)),
                                      uid={**UID, "seed": 2})
     assert not fresh.resume()
 

@@ -8,10 +8,11 @@ from nntransfer.configs.model.classification import ClassificationModelConfig
 from nntransfer.configs.trainer.classification import ClassificationTrainerConfig
 from nntransfer.configs.trainer.mixins import KnowledgeDistillationMixin, RepresentationMatchingMixin
 from nntransfer.dataset import img_dataset_loader
+from nntransfer.defaults import TASK_KEY
 from nntransfer.models import classification_model_builder
 from nntransfer.trainer import classification_trainer
 
-TASK = "img_classification"
+TASK = TASK_KEY
 
 
 class DistillMatchConfig(KnowledgeDistillationMixin, RepresentationMatchingMixin, ClassificationTrainerConfig):
@@ -23,7 +24,7 @@ def test_lenet5_on_digits_then_a_distilled_transfer_step():
     loaders = img_dataset_loader(1, **dataset.to_dict())
     model = classification_model_builder(loaders, 1, **ClassificationModelConfig(type="lenet5").to_dict())
     trainer = ClassificationTrainerConfig(max_iter=2, lr=0.003, show_progress=False, compute_transfer_data=True)
-    score, output, state = classification_trainer(model, loaders, 1, **trainer.to_dict())
+    score, output, state = classification_trainer(model, loaders, 1, **trainer.to_dict(), **trainer.runtime_options())
     assert score > 20  # chance: 10 %
     n_train = len(loaders["train"][TASK].dataset)
     assert output["transfer_data"]["logits"].shape == (n_train, 10)
@@ -34,7 +35,7 @@ def test_lenet5_on_digits_then_a_distilled_transfer_step():
     model2 = classification_model_builder(loaders2, 1, state_dict=state, **model_config.to_dict())
     step2 = DistillMatchConfig(max_iter=1, show_progress=False, data_transfer=True, kd_teacher="transfer_data",
                                rep_matching_layers=["core"], rep_matching_noise_std={0.2: 1.0}, reset=["readout"])
-    score2, output2, _ = classification_trainer(model2, loaders2, 1, **step2.to_dict())
+    score2, output2, _ = classification_trainer(model2, loaders2, 1, **step2.to_dict(), **step2.runtime_options())
     log = output2["tracker"]["log"]["Training"][TASK]
     assert log["distillation"][1] > 0 and log["rep_matching"][1] > 0
     assert np.isfinite(score2)
@@ -47,7 +48,7 @@ def test_transfer_data_are_logits_of_the_unaugmented_training_examples():
     loaders = img_dataset_loader(2, **dataset.to_dict())
     model = classification_model_builder(loaders, 2, **ClassificationModelConfig(type="lenet5").to_dict())
     trainer = ClassificationTrainerConfig(max_iter=1, show_progress=False, compute_transfer_data=True)
-    _, output, state = classification_trainer(model, loaders, 2, **trainer.to_dict())
+    _, output, state = classification_trainer(model, loaders, 2, **trainer.to_dict(), **trainer.runtime_options())
     plain = loaders["train"][TASK].unaugmented_dataset
     model.load_state_dict(state)
     model.eval()

@@ -1,9 +1,11 @@
 """What the docker image runs, without docker: several ``nntransfer worker`` processes against the real
-server. Every job runs exactly once, results match the local backend, and a killed worker's job is
-recovered (its reservation cleared, its checkpoints reused)."""
+server. Every job runs exactly once, results match the local backend, a killed worker's job is recovered
+(its reservation cleared, its checkpoints reused), and a stopped one (SIGTERM, what ``docker stop`` sends)
+leaves its job resumable. The workers inherit this session's schema prefix (conftest)."""
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -13,8 +15,9 @@ import datajoint as dj
 import pytest
 from recipe_factory import write_recipe, write_toy_recipe
 
+from nntransfer.pipeline.local import LocalStore
+from nntransfer.pipeline.store import step_status
 from nntransfer.recipes.loading import load_recipe
-from nntransfer.recipes.runner import LocalBackend
 
 pytestmark = [pytest.mark.database, pytest.mark.slow]
 TESTS = Path(__file__).parent
@@ -56,12 +59,27 @@ def test_three_concurrent_workers_run_every_job_once(db_prefix, tmp_path):
         capture_output=True, text=True, env=env, timeout=120,
     )  # fmt: skip
     assert status.returncode == 0, status.stderr
-    local = LocalBackend(str(tmp_path / "local"), progress=False)
+    local = LocalStore(tmp_path / "local")
     loaded = load_recipe(str(recipe))
-    local.run(loaded)
-    for row in local.status(loaded):
+    local.run(loaded, progress=False)
+    for row in step_status(local, loaded):
         line = f"{row.name}  {row.seed}     {row.step}     done   {row.score:.4f}"
         assert line in status.stdout, (line, status.stdout)
+
+
+def wait_for_checkpoint(schema, epoch=2, seconds=120):
+    """Wait until a worker saved the checkpoint of ``epoch`` in ``schema``."""
+    conn = dj.conn()
+    deadline = time.time() + seconds
+    saved = 0
+    while time.time() < deadline and saved < epoch:
+        time.sleep(0.3)
+        try:
+            saved = conn.query(f"SELECT MAX(epoch) FROM `{schema}`.`transferred_checkpoint`").fetchone()[0] or 0
+        except Exception:  # the table does not exist yet
+            saved = 0
+    assert saved >= epoch, "the first worker never saved a checkpoint"
+    return conn
 
 
 def test_killed_worker_is_recovered_from_checkpoints(db_prefix, tmp_path):
@@ -70,16 +88,7 @@ def test_killed_worker_is_recovered_from_checkpoints(db_prefix, tmp_path):
     schema = f"{db_prefix}_killed"
     env = worker_env(log)
     first = start_worker(recipe, schema, env)
-    conn = dj.conn()
-    deadline = time.time() + 120
-    epoch = 0
-    while time.time() < deadline and epoch < 2:
-        time.sleep(0.3)
-        try:
-            epoch = conn.query(f"SELECT MAX(epoch) FROM `{schema}`.`transferred_checkpoint`").fetchone()[0] or 0
-        except Exception:  # the table does not exist yet
-            epoch = 0
-    assert epoch >= 2, "the first worker never saved a checkpoint"
+    conn = wait_for_checkpoint(schema)
     first.kill()
     first.wait(timeout=30)
     reserved = conn.query(f"SELECT COUNT(*) FROM `{schema}`.`~jobs` WHERE status='reserved'").fetchone()[0]
@@ -94,6 +103,27 @@ def test_killed_worker_is_recovered_from_checkpoints(db_prefix, tmp_path):
     assert step0[1]["first_epoch"] >= 3  # resumed after the saved epoch instead of starting over
     assert "1.5000" in out and "3.5000" in out  # same result as an uninterrupted run
     assert conn.query(f"SELECT COUNT(*) FROM `{schema}`.`~jobs`").fetchone()[0] == 0
+
+
+def test_stopped_worker_leaves_its_job_resumable(db_prefix, tmp_path):
+    """DataJoint turns SIGTERM into SystemExit and records the job as an error; the worker releases it."""
+    recipe = write_toy_recipe(tmp_path, "stopped_recipe", chains=1, sleep=0.5, epochs=5)
+    log = tmp_path / "log.jsonl"
+    schema = f"{db_prefix}_stopped"
+    env = worker_env(log)
+    first = start_worker(recipe, schema, env)
+    conn = wait_for_checkpoint(schema)
+    first.send_signal(signal.SIGTERM)
+    first.communicate(timeout=60)
+    assert first.returncode != 0
+    assert conn.query(f"SELECT COUNT(*) FROM `{schema}`.`~jobs`").fetchone()[0] == 0  # neither failed nor reserved
+
+    second = start_worker(recipe, schema, env)
+    out, err = second.communicate(timeout=240)
+    assert second.returncode == 0, err[-2000:]
+    step0 = [r for r in read_log(log) if r["step"] == 0]
+    assert len(step0) == 2 and step0[1]["first_epoch"] >= 3  # resumed from its checkpoints
+    assert "1.5000" in out and "3.5000" in out
 
 
 def _scores(text):

@@ -20,7 +20,7 @@ _EXPORTS = {
     "Results": "results",
     "load_results": "results",
     "collect_results": "results",
-    "open_backend": "results",
+    "open_results_store": "results",
     "tracker_frame": "results",
     "final_frame": "results",
     "select": "results",

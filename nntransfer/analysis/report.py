@@ -15,9 +15,9 @@ import logging
 from pathlib import Path
 from typing import Dict, Union
 
-logger = logging.getLogger(__name__)
+from nntransfer.defaults import DEFAULT_WORKDIR
 
-DEFAULT_WORKDIR = "./nntransfer_work"
+logger = logging.getLogger(__name__)
 
 
 def write_report(results, out: Union[str, Path], split: str = "test", objective: str = "accuracy") -> Dict[str, Path]:

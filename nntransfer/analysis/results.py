@@ -30,8 +30,10 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import pandas as pd
 
+from nntransfer.defaults import TASK_KEY
+from nntransfer.pipeline.runner import open_store
+from nntransfer.pipeline.store import DONE, Store, step_status
 from nntransfer.recipes.loading import Recipe, as_recipe
-from nntransfer.recipes.runner import DONE, DataJointBackend, LocalBackend
 
 logger = logging.getLogger(__name__)
 
@@ -42,9 +44,7 @@ FINAL_COLUMNS = STEP_COLUMNS + ["split", "variant", "group", "level", "task", "o
                                 "chain_steps", "chain_complete"]
 #: suffixes the trainer appends to a split evaluated another way (e.g. "test_bn_train")
 VARIANTS = ("bn_train", "mc_dropout")
-MAIN_TASK = "img_classification"
-
-Backend = Union[LocalBackend, DataJointBackend]
+MAIN_TASK = TASK_KEY
 
 
 # ---------------------------------------------------------------------------- one output -> rows
@@ -182,13 +182,6 @@ def _sorted(frame: pd.DataFrame, order: Mapping[str, int], extra: Sequence[str] 
     return frame.drop(columns="_order").reset_index(drop=True)
 
 
-def _load_output(backend: Backend, chain, level: int) -> Dict[str, Any]:
-    if isinstance(backend, LocalBackend):
-        return backend.load_result(chain, level)["output"]
-    outputs = (backend.table & chain.get_restrictions(level)).fetch("output")
-    return outputs[0]
-
-
 def _warn_incomplete(status: pd.DataFrame) -> None:
     missing = status[status["state"] != DONE]
     if missing.empty:
@@ -204,10 +197,10 @@ def _warn_incomplete(status: pd.DataFrame) -> None:
     )
 
 
-def collect_results(recipe: Recipe, backend: Backend, where: str = "") -> Results:
-    """Read every finished step of ``recipe`` from ``backend`` (a :class:`LocalBackend` or a
-    :class:`DataJointBackend`) into :class:`Results`. ValueError when no step is finished."""
-    status_rows = backend.status(recipe)
+def collect_results(recipe: Recipe, store: Store) -> Results:
+    """Read every finished step of ``recipe`` from ``store`` (any :class:`~nntransfer.pipeline.store.Store`)
+    into :class:`Results`. ValueError when no step is finished."""
+    status_rows = step_status(store, recipe)
     status = pd.DataFrame(
         [(r.name, r.seed, r.step, r.comment, r.state, r.score, r.error) for r in status_rows],
         columns=STATUS_COLUMNS[:7],
@@ -221,7 +214,7 @@ def collect_results(recipe: Recipe, backend: Backend, where: str = "") -> Result
     done = status[status["state"] == DONE]
     if done.empty:
         raise ValueError(
-            f"none of the {len(status)} steps of recipe {recipe.name} is finished in {where or backend.name}; "
+            f"none of the {len(status)} steps of recipe {recipe.name} is finished in {store.where}; "
             "run the recipe first (nntransfer run RECIPE) or point to where it ran (--workdir / --schema)"
         )
     _warn_incomplete(status)
@@ -233,7 +226,7 @@ def collect_results(recipe: Recipe, backend: Backend, where: str = "") -> Result
             info = steps.loc[(description.name, description.seed, level)]
             if info["state"] != DONE:
                 continue
-            output = _load_output(backend, chain, level)
+            output = store.load(chain.step_key(level)).output
             ids = dict(name=description.name, seed=description.seed, step=level, comment=chain[level].comment)
             if not isinstance(output, Mapping) or not ({"tracker", "final"} & set(output)):
                 logger.warning("%s seed %s step %d: the output has no 'tracker' or 'final' entry; nothing to analyse",
@@ -249,26 +242,21 @@ def collect_results(recipe: Recipe, backend: Backend, where: str = "") -> Result
     final_frame_ = pd.concat(finals, ignore_index=True) if finals else pd.DataFrame(columns=FINAL_COLUMNS)
     return Results(
         recipe=recipe.name,
-        where=where or backend.name,
+        where=store.where,
         status=status[STATUS_COLUMNS],
         curves=_sorted(curves_frame[CURVE_COLUMNS], order, ["mode", "task", "objective", "epoch"]),
         final=_sorted(final_frame_[FINAL_COLUMNS], order),
     )
 
 
-def open_backend(workdir: Optional[Union[str, Path]] = None, schema: Optional[str] = None) -> Backend:
-    """The backend that holds the results: the local work folder ``workdir`` (default
-    ``./nntransfer_work``) or the tables of ``schema``."""
+def open_results_store(workdir: Optional[Union[str, Path]] = None, schema: Optional[str] = None) -> Store:
+    """The store that holds the results: the local work folder ``workdir`` (default
+    ``./nntransfer_work``) or the tables of ``schema``; never creates either."""
     if workdir is not None and schema is not None:
         raise ValueError("give either a work folder (--workdir) or a database schema (--schema), not both")
     if schema is not None:
-        return DataJointBackend(schema, progress=False, create=False)
-    folder = Path(workdir if workdir is not None else "./nntransfer_work")
-    if not folder.is_dir():
-        raise FileNotFoundError(
-            f"work folder {folder} does not exist; pass the --workdir the recipe ran with (nntransfer run RECIPE --workdir DIR)"
-        )
-    return LocalBackend(str(folder), progress=False)
+        return open_store("datajoint", schema=schema, create=False)
+    return open_store("local", workdir=None if workdir is None else str(workdir), create=False)
 
 
 def load_results(
@@ -284,9 +272,7 @@ def load_results(
     ``experiment`` picks one module of a recipe folder (like ``nntransfer run --experiment``).
     """
     recipe = as_recipe(recipe, experiment)
-    backend = open_backend(workdir, schema)
-    where = f"schema {schema}" if schema is not None else f"work folder {backend.workdir}"
-    return collect_results(recipe, backend, where)
+    return collect_results(recipe, open_results_store(workdir, schema))
 
 
 # ---------------------------------------------------------------------------- aggregation

@@ -3,10 +3,16 @@
     nntransfer run RECIPE [--experiment NAME] [--backend local|datajoint] [--schema NAME] [--workdir DIR] [--order original|random]
     nntransfer worker RECIPE [--experiment NAME] --schema NAME [--order ...] [--poll SECONDS]
     nntransfer status RECIPE [--experiment NAME] (--schema NAME | --workdir DIR)
+    nntransfer report RECIPE [--experiment NAME] (--schema NAME | --workdir DIR) --out DIR
 
-Bad input (unknown recipe or experiment, a function that does not resolve, an unreachable database, a
-schema or work folder that does not exist for ``status``) prints one line and exits with status 2;
-failed training jobs exit with status 1 (``status`` shows their errors; ``--retry-failed`` runs them again).
+``run`` and ``worker`` also take the runtime options ``--device``, ``--data-dir`` and ``--num-workers``:
+they change where and how steps run, never which experiment they are (they are not hashed).
+
+Every sub-command is a handler ``(args) -> exit status`` set with ``set_defaults(handler=...)``; ``main``
+calls it. Bad input (unknown recipe or experiment, a function that does not resolve, an unreachable
+database, a schema or work folder that does not exist for ``status``) prints one line and exits with
+status 2; failed training jobs exit with status 1 (``status`` shows their errors; ``--retry-failed`` runs
+them again).
 """
 
 from __future__ import annotations
@@ -14,9 +20,14 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
-from nntransfer.database import DatabaseError
+from nntransfer.analysis.report import add_report_command
+from nntransfer.defaults import DEFAULT_WORKDIR
+from nntransfer.errors import DatabaseError
+from nntransfer.pipeline.runner import open_store, run_experiments
+from nntransfer.pipeline.store import FAILED, status_table, step_status
+from nntransfer.recipes.loading import load_recipe
 
 logger = logging.getLogger("nntransfer")
 
@@ -33,6 +44,10 @@ def _recipe_arguments(parser: argparse.ArgumentParser) -> None:
         "--retry-failed", action="store_true",
         help="run failed jobs again (datajoint backend; the local backend always retries failed steps)",
     )  # fmt: skip
+    runtime = parser.add_argument_group("runtime options (not hashed: the same experiment wherever it runs)")
+    runtime.add_argument("--device", help="'cpu', 'cuda', 'cuda:1' or 'auto' (default: each trainer config's)")
+    runtime.add_argument("--data-dir", help="folder the data sets are read from (default: each dataset config's)")
+    runtime.add_argument("--num-workers", type=int, help="DataLoader worker processes")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,36 +56,34 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="train every step of a recipe's transfer experiments")
     _recipe_arguments(run)
-    run.add_argument("--backend", choices=("local", "datajoint"), default="local")
+    run.add_argument("--backend", choices=("local", "datajoint"), default="local",
+                     help="local: train in this process, results in --workdir; datajoint: the tables of --schema")  # fmt: skip
     run.add_argument("--schema", help="DataJoint schema of the tables (datajoint backend)")
-    run.add_argument("--workdir", default="./nntransfer_work", help="work folder (local backend)")
+    run.add_argument("--workdir", default=DEFAULT_WORKDIR, help=f"work folder (local backend; default {DEFAULT_WORKDIR})")
+    run.set_defaults(handler=run_command)
 
     worker = commands.add_parser("worker", help="populate the tables until every step is done or failed")
     _recipe_arguments(worker)
     worker.add_argument("--schema", required=True, help="DataJoint schema shared by the workers")
     worker.add_argument("--poll", type=float, default=2.0, help="seconds between checks while others train")
+    worker.set_defaults(handler=run_command, backend="datajoint", workdir=None)
 
     status = commands.add_parser("status", help="done / running / failed / waiting per experiment and step")
-    status.add_argument("recipe")
-    status.add_argument("--experiment")
+    status.add_argument("recipe", help="recipe folder, .py file or dotted module name")
+    status.add_argument("--experiment", help="only this module of the recipe folder")
     where = status.add_mutually_exclusive_group()
     where.add_argument("--schema", help="read the tables of this schema")
-    where.add_argument("--workdir", default=None, help="read this local work folder (default ./nntransfer_work)")
+    where.add_argument("--workdir", default=None, help=f"read this local work folder (default {DEFAULT_WORKDIR})")
+    status.set_defaults(handler=status_command)
 
-    try:
-        from nntransfer.analysis.report import add_report_command
-    except ImportError:  # the analysis package is optional for the runner
-        add_report_command = None
-    if add_report_command is not None:
-        add_report_command(commands)
+    add_report_command(commands)
     return parser
 
 
-def _configured_schema() -> Optional[str]:
-    """The schema named in DataJoint's own configuration (``dj_local_conf.json``), if any."""
-    import datajoint as dj
-
-    return (dj.config.get("custom") or {}).get("nnfabrik.my_schema_name")
+def _runtime_overrides(args: argparse.Namespace) -> Dict[str, Dict[str, Any]]:
+    dataset = {k: v for k, v in (("data_dir", args.data_dir), ("num_workers", args.num_workers)) if v is not None}
+    trainer = {"device": args.device} if args.device else {}
+    return {"dataset": dataset, "trainer": trainer}
 
 
 def _setup_logging(quiet: bool) -> None:
@@ -79,46 +92,34 @@ def _setup_logging(quiet: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
-    datajoint_logger = logging.getLogger("datajoint")
+    datajoint_logger = logging.getLogger("datajoint")  # no import: DataJoint loads only for the tables
     datajoint_logger.propagate = False  # DataJoint has its own handler; avoid every line twice
     if quiet:
         datajoint_logger.setLevel(logging.WARNING)
 
 
-def _run(args) -> int:
-    from nntransfer.provenance import RecipeSource
-    from nntransfer.recipes.loading import load_recipe
-    from nntransfer.recipes.runner import FAILED, make_backend, status_table, validate_recipe
-
-    backend_name = getattr(args, "backend", "datajoint")
-    if backend_name == "datajoint" and not (args.schema or _configured_schema()):
+def run_command(args: argparse.Namespace) -> int:
+    """``run`` and ``worker``: train what is not done, print every step's status."""
+    if args.backend == "datajoint" and not args.schema:
         raise ValueError("the datajoint backend needs --schema NAME: the database schema of the tables")
     recipe = load_recipe(args.recipe, args.experiment)
-    validate_recipe(recipe)
-    RecipeSource.path = recipe.path
-    progress = not args.quiet
-    backend = make_backend(backend_name, workdir=getattr(args, "workdir", None), schema=args.schema, progress=progress)
-    if args.retry_failed and backend_name == "datajoint":
-        backend.clear_errors(recipe)
-    if args.command == "run":
-        backend.run(recipe, order=args.order)
-    else:
-        backend.work(recipe, order=args.order, poll_seconds=args.poll)
-    rows = backend.status(recipe)
+    rows = run_experiments(
+        recipe, backend=args.backend, workdir=args.workdir, schema=args.schema, order=args.order,
+        progress=not args.quiet, runtime=_runtime_overrides(args), worker=args.command == "worker",
+        retry_failed=args.retry_failed,
+    )  # fmt: skip
     print(status_table(rows))
     return EXIT_FAILED_JOBS if any(row.state == FAILED for row in rows) else 0
 
 
-def _status(args) -> int:
-    from nntransfer.recipes.loading import load_recipe
-    from nntransfer.recipes.runner import make_backend, status_table
-
+def status_command(args: argparse.Namespace) -> int:
+    """``status``: the state of every step, read from the work folder or the tables (never created)."""
     recipe = load_recipe(args.recipe, args.experiment)
     if args.schema:
-        backend = make_backend("datajoint", schema=args.schema, progress=False, create=False)
+        store = open_store("datajoint", schema=args.schema, create=False)
     else:
-        backend = make_backend("local", workdir=args.workdir or "./nntransfer_work", progress=False, create=False)
-    print(status_table(backend.status(recipe)))
+        store = open_store("local", workdir=args.workdir or DEFAULT_WORKDIR, create=False)
+    print(status_table(step_status(store, recipe)))
     return 0
 
 
@@ -126,10 +127,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(getattr(args, "quiet", False))
     try:
-        if args.command in ("run", "worker"):
-            return _run(args)
-        if args.command == "status":
-            return _status(args)
         return args.handler(args)
     except (ValueError, DatabaseError, FileNotFoundError) as err:
         logger.debug("bad input", exc_info=True)

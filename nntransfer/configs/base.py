@@ -11,25 +11,29 @@ keyword arguments win over defaults::
             self.noise_levels = {"DEFAULT EMPTY": True, 0.1: 0.5}   # {} unless the caller passes one
             super().__init__(**kwargs)
 
-Every public attribute except ``comment`` is a *field*: it is part of ``to_dict()`` and of the hash.
-A keyword that is not a field raises ``ValueError`` naming the closest field; reading an attribute
-that does not exist raises ``AttributeError``.
+Every public attribute except ``comment`` and the role's runtime options (device, data folder, ...;
+see ``nntransfer.configs.runtime``) is a *field*: it is part of ``to_dict()`` and of the hash. A keyword
+that is not a field raises ``ValueError`` naming the closest field; reading an attribute that does not
+exist raises ``AttributeError``.
+
+Configs are plain data: this package imports no other nntransfer package, nor torch, DataJoint or
+nnfabrik. Whether the names a config refers to (data set, model type, modules, ...) exist is checked by
+the run layer (``nntransfer.run.validation``) before anything is written.
 """
 
 from __future__ import annotations
 
 import copy
-import difflib
 import importlib
 import json
 from collections import namedtuple
 from pathlib import Path
-from typing import Any, ClassVar, Dict, Optional
+from typing import Any, ClassVar, Dict, Optional, Tuple
 
-from nntransfer.database import apply_nnfabrik_fixes
-
-apply_nnfabrik_fixes()
-from nnfabrik.utility.dj_helpers import make_hash  # noqa: E402  (needs the fixes above)
+from nntransfer.configs import codec
+from nntransfer.configs.codec import make_hash
+from nntransfer.configs.runtime import RUNTIME_FIELDS
+from nntransfer.registry import did_you_mean
 
 Description = namedtuple("Description", "name seed")
 Description.__doc__ = "Names one transfer experiment of a recipe: ``Description(name, seed)``."
@@ -37,17 +41,6 @@ Description.__doc__ = "Names one transfer experiment of a recipe: ``Description(
 DEFAULT_EMPTY = "DEFAULT EMPTY"
 _NOT_FIELDS = ("comment",)
 _NUMBER_TYPES = (int, float)
-
-
-def closest_name(name: str, candidates) -> Optional[str]:
-    """The candidate most similar to ``name`` (or None if nothing is close)."""
-    matches = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.5)
-    return matches[0] if matches else None
-
-
-def _did_you_mean(name: str, candidates) -> str:
-    match = closest_name(name, candidates)
-    return f"; did you mean {match!r}?" if match else ""
 
 
 class BaseConfig:
@@ -86,17 +79,27 @@ class BaseConfig:
         for name, value in defaults.items():
             self.__dict__.setdefault(name, value)
 
+    @classmethod
+    def runtime_field_names(cls) -> Tuple[str, ...]:
+        """Names of this role's runtime options: set like fields, never hashed."""
+        return RUNTIME_FIELDS.get(cls.config_name, ())
+
     def field_names(self):
         """Names of all fields (the keys of ``to_dict()``), ``fn`` included."""
-        names = [k for k in self.__dict__ if not k.startswith("_") and k not in _NOT_FIELDS]
+        skip = set(_NOT_FIELDS) | set(self.runtime_field_names())
+        names = [k for k in self.__dict__ if not k.startswith("_") and k not in skip]
         return ["fn"] + [n for n in names if n != "fn"]
 
+    def runtime_options(self) -> Dict[str, Any]:
+        """This config's runtime options (those it has) and their values; not part of the hash."""
+        return {n: copy.deepcopy(self.__dict__[n]) for n in self.runtime_field_names() if n in self.__dict__}
+
     def _apply(self, values: Dict[str, Any]) -> None:
-        known = set(self.field_names()) | set(_NOT_FIELDS)
+        known = set(self.field_names()) | set(_NOT_FIELDS) | set(self.runtime_options())
         for name, value in values.items():
             if name not in known:
                 raise ValueError(
-                    f"{type(self).__name__} has no field {name!r}{_did_you_mean(name, known)}"
+                    f"{type(self).__name__} has no field {name!r}{did_you_mean(name, known)}"
                 )
         for name, value in values.items():
             self._check_type(name, value)
@@ -131,7 +134,7 @@ class BaseConfig:
         if name.startswith("__") or name == "_registry":
             raise AttributeError(name)
         fields = [k for k in self.__dict__ if not k.startswith("_")]
-        raise AttributeError(f"{type(self).__name__} has no field {name!r}{_did_you_mean(name, fields)}")
+        raise AttributeError(f"{type(self).__name__} has no field {name!r}{did_you_mean(name, fields)}")
 
     def update(self, values: Optional[Dict[str, Any]] = None, **kwargs) -> "BaseConfig":
         """Change field values after creation (same checks as the constructor); returns self."""
@@ -139,11 +142,6 @@ class BaseConfig:
         self._apply(values)
         self.conditional_assignment()
         return self
-
-    def check_names(self) -> None:
-        """Raise ``ValueError`` if a name this config refers to (a data set, model type, main-loop module,
-        ...) is not registered. Runs before anything is written (``nntransfer run``, ``add_to_table``), not
-        at construction, so that a recipe may register its own names after building its configs."""
 
     def conditional_assignment(self) -> None:
         """Derive values from others (e.g. a mixin appends its main-loop module). Must be idempotent:
@@ -156,9 +154,12 @@ class BaseConfig:
         return {name: copy.deepcopy(getattr(self, name)) for name in self.field_names()}
 
     @classmethod
-    def from_dict(cls, values: Dict[str, Any], comment: Optional[str] = None) -> "BaseConfig":
-        """Inverse of ``to_dict``; extra keys raise ``ValueError`` like misspelt keywords."""
-        values = dict(values)
+    def from_dict(
+        cls, values: Dict[str, Any], comment: Optional[str] = None, runtime: Optional[Dict[str, Any]] = None
+    ) -> "BaseConfig":
+        """Inverse of ``to_dict`` (plus ``runtime_options()``); extra keys raise ``ValueError`` like
+        misspelt keywords."""
+        values = dict(values, **(runtime or {}))
         if comment is not None:
             values["comment"] = comment
         return cls(**values)
@@ -172,25 +173,39 @@ class BaseConfig:
 
     def add_to_table(self, skip_duplicates: bool = True) -> Dict[str, str]:
         """Insert this config into its nnfabrik table (connects to the database); returns the key."""
+        # The tables layer sits above configs and loads DataJoint; only this call needs it.
         from nntransfer.tables.nnfabrik import add_config_to_table
 
         return add_config_to_table(self, skip_duplicates=skip_duplicates)
 
     # ------------------------------------------------------------------ JSON
 
-    def to_json(self) -> str:
-        payload = {
-            "config_class": f"{type(self).__module__}.{type(self).__qualname__}",
+    def to_json_dict(self) -> Dict[str, Any]:
+        """The config as a JSON-ready dict: class, comment, fields and runtime options."""
+        return {
+            "config_class": class_path(type(self)),
             "comment": self.comment,
-            "fields": encode_json(self.to_dict()),
+            "fields": codec.encode(self.to_dict()),
+            "runtime": codec.encode(self.runtime_options()),
         }
-        return json.dumps(payload, indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json_dict(cls, payload: Dict[str, Any]) -> "BaseConfig":
+        """Inverse of :meth:`to_json_dict`; on ``BaseConfig`` the class is read from the payload (it must
+        be a config class; nothing else is imported or called)."""
+        target = resolve_config_class(payload.get("config_class")) if cls is BaseConfig else cls
+        return target.from_dict(
+            codec.decode(payload["fields"]),
+            comment=payload.get("comment", ""),
+            runtime=codec.decode(payload.get("runtime") or {}),
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_json_dict(), indent=2, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> "BaseConfig":
-        payload = json.loads(text)
-        target = resolve_config_class(payload.get("config_class")) if cls is BaseConfig else cls
-        return target.from_dict(decode_json(payload["fields"]), comment=payload.get("comment", ""))
+        return cls.from_json_dict(json.loads(text))
 
     def save(self, path) -> None:
         Path(path).write_text(self.to_json())
@@ -212,49 +227,25 @@ class BaseConfig:
         return f"{type(self).__name__}({fields})"
 
 
+def class_path(cls: type) -> str:
+    """``module.QualName`` of a class, as ``to_json`` writes it."""
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
 def resolve_config_class(path: Optional[str]) -> type:
-    """The config class for a dotted path (as written by ``to_json``)."""
+    """The config class for a dotted path (as written by ``to_json``). Only subclasses of ``BaseConfig``
+    are accepted, so a crafted file cannot name another callable."""
     if not path:
         raise ValueError("the JSON has no 'config_class'; load it with the config class, e.g. ImageDatasetConfig.load(path)")
     if path in BaseConfig._registry:
         return BaseConfig._registry[path]
     module_name, _, class_name = path.rpartition(".")
+    if module_name.split(".")[0] != "nntransfer":  # never import a module a file names
+        raise ValueError(f"unknown config class {path!r}; import the module that defines it first")
     try:
-        return getattr(importlib.import_module(module_name), class_name)
+        found = getattr(importlib.import_module(module_name), class_name)
     except (ImportError, AttributeError):
         raise ValueError(f"unknown config class {path!r}") from None
-
-
-# ---------------------------------------------------------------------- JSON with non-string keys
-# JSON objects only have string keys and no tuples. Dicts whose keys are all strings stay plain
-# objects; any other dict becomes {"__items__": [[key, value], ...]} and a tuple {"__tuple__": [...]}.
-
-
-def encode_json(value: Any) -> Any:
-    if isinstance(value, dict):
-        if all(isinstance(k, str) for k in value) and not any(k in ("__items__", "__tuple__") for k in value):
-            return {k: encode_json(v) for k, v in value.items()}
-        return {"__items__": [[encode_json(k), encode_json(v)] for k, v in value.items()]}
-    if isinstance(value, tuple):
-        return {"__tuple__": [encode_json(v) for v in value]}
-    if isinstance(value, list):
-        return [encode_json(v) for v in value]
-    if hasattr(value, "item") and callable(value.item):  # numpy scalars
-        return value.item()
-    return value
-
-
-def decode_json(value: Any) -> Any:
-    if isinstance(value, dict):
-        if set(value) == {"__items__"}:
-            return {_hashable(decode_json(k)): decode_json(v) for k, v in value["__items__"]}
-        if set(value) == {"__tuple__"}:
-            return tuple(decode_json(v) for v in value["__tuple__"])
-        return {k: decode_json(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [decode_json(v) for v in value]
-    return value
-
-
-def _hashable(key: Any) -> Any:
-    return tuple(key) if isinstance(key, list) else key
+    if not (isinstance(found, type) and issubclass(found, BaseConfig)):
+        raise ValueError(f"{path!r} is not a config class")
+    return found

@@ -4,19 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, Optional
 
-from nntransfer.configs.base import BaseConfig, resolve_config_class
-
-
-def _config_to_dict(config: BaseConfig) -> Dict[str, Any]:
-    return {
-        "config_class": f"{type(config).__module__}.{type(config).__qualname__}",
-        "comment": config.comment,
-        "fields": config.to_dict(),
-    }
-
-
-def _config_from_dict(entry: Dict[str, Any]) -> BaseConfig:
-    return resolve_config_class(entry["config_class"]).from_dict(entry["fields"], comment=entry.get("comment", ""))
+from nntransfer.configs.base import BaseConfig
 
 
 class Experiment:
@@ -61,12 +49,14 @@ class Experiment:
 
     def add_to_table(self) -> Dict[str, Any]:
         """Insert the three configs and the seed into the nnfabrik tables; returns the key."""
+        # The tables layer sits above configs and loads DataJoint; only this call needs it.
         from nntransfer.tables.nnfabrik import add_experiment_to_tables
 
         return add_experiment_to_tables(self)
 
     def to_dict(self) -> Dict[str, Any]:
-        out = {role: _config_to_dict(config) for role, config in self.configs.items()}
+        """JSON-ready: each config as ``BaseConfig.to_json_dict()``, plus seed and comment."""
+        out = {role: config.to_json_dict() for role, config in self.configs.items()}
         out["seed"] = self.seed
         out["comment"] = self.comment
         return out
@@ -74,9 +64,9 @@ class Experiment:
     @classmethod
     def from_dict(cls, values: Dict[str, Any]) -> "Experiment":
         return cls(
-            dataset=_config_from_dict(values["dataset"]),
-            model=_config_from_dict(values["model"]),
-            trainer=_config_from_dict(values["trainer"]),
+            dataset=BaseConfig.from_json_dict(values["dataset"]),
+            model=BaseConfig.from_json_dict(values["model"]),
+            trainer=BaseConfig.from_json_dict(values["trainer"]),
             seed=values["seed"],
             comment=values.get("comment"),
         )

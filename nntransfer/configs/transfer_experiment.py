@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 from typing import Any, Dict, Iterator, List, Optional, Sequence
 
-from nntransfer.configs.base import make_hash
+from nntransfer.configs.codec import make_hash
 from nntransfer.configs.experiment import Experiment
 
 STEP_COMMENT_SEPARATOR = " -> "
@@ -102,6 +102,7 @@ class TransferExperiment:
         return self.step_key(len(self.configs) - 1)
 
     def add_to_table(self) -> List[Dict[str, Any]]:
+        """Insert every step's configs and seed into the nnfabrik tables; returns their keys."""
         return [step.add_to_table() for step in self.configs]
 
     # ------------------------------------------------------------------ (de)serialisation

@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from nntransfer.configs.dataset.image import ImageDatasetConfig
 from nntransfer.dataset.corrupted import load_corrupted
+from nntransfer.dataset.info import DataInfo, DataLoaders
 from nntransfer.dataset.registry import LoadRequest, get_dataset
 from nntransfer.dataset.splits import (
     RepeatSampler,
@@ -26,10 +27,23 @@ from nntransfer.dataset.splits import (
     take_per_class,
 )
 from nntransfer.dataset.transforms import build_transform, normalization_stats, output_channels
+from nntransfer.defaults import TASK_KEY
 
 logger = logging.getLogger(__name__)
 
-TASK_KEY = "img_classification"
+
+def check_dataset_config(config: Mapping[str, Any]) -> None:
+    """Raise ``ValueError`` (one line) if ``config`` (``ImageDatasetConfig`` values) names a data set
+    that is not registered, or ``dataset_kwargs`` its reader does not accept. The run layer calls it
+    (as ``img_dataset_loader.check_config``) before anything is written or loaded."""
+    if "dataset_cls" not in config:
+        return
+    try:
+        spec = get_dataset(config["dataset_cls"])
+    except ValueError as err:
+        raise ValueError(f"dataset_cls: {err}") from None
+    # the reader's options are names too: a misspelt one would otherwise surface only on a worker
+    spec.resolve_options(config.get("dataset_kwargs") or {})
 
 
 def img_dataset_loader(
@@ -47,24 +61,28 @@ def img_dataset_loader(
             ``(inputs, targets, {name: rows})``.
         return_data_info: return only ``{TASK_KEY: {"n_classes": ..., "input_shape": ...}}`` (what
             nnfabrik's ``DataInfo`` tables ask for).
-        **config: ``ImageDatasetConfig.to_dict()``.
+        **config: ``ImageDatasetConfig.to_dict()`` (runtime options such as ``data_dir`` included).
 
     Returns:
-        ``{"train": {TASK_KEY: loader}, "validation": {...}, "test": {...}}`` plus ``"test_rotated"`` and
-        ``"c_test": {corruption: {severity: loader}}`` when configured. Batches are float32
-        ``[B, C, H, W]`` inputs and int64 ``[B]`` targets; every loader has ``n_classes`` and
-        ``input_shape`` attributes.
+        A ``DataLoaders`` dict ``{"train": {TASK_KEY: loader}, "validation": {...}, "test": {...}}`` plus
+        ``"test_rotated"`` and ``"c_test": {corruption: {severity: loader}}`` when configured; its
+        ``info`` (a ``DataInfo``) has the number of classes, the input shape and the normalisation.
+        Batches are float32 ``[B, C, H, W]`` inputs and int64 ``[B]`` targets.
     """
+    check_dataset_config(config)
     loaders = build_dataloaders(ImageDatasetConfig.from_dict(config), seed, transfer_data)
     if return_data_info:
-        train = loaders["train"][TASK_KEY]
-        return {TASK_KEY: {"n_classes": train.n_classes, "input_shape": train.input_shape}}
+        return {task: {"n_classes": loaders.info.n_classes, "input_shape": loaders.info.input_shape}
+                for task in loaders.info.task_keys}
     return loaders
+
+
+img_dataset_loader.check_config = check_dataset_config
 
 
 def build_dataloaders(
     config: ImageDatasetConfig, seed: int, transfer_data: Optional[Mapping[str, Any]] = None
-) -> Dict[str, Any]:
+) -> DataLoaders:
     """``img_dataset_loader`` for a config object."""
     spec = get_dataset(config.dataset_cls)
     data = spec.load(
@@ -94,6 +112,14 @@ def build_dataloaders(
     channels = output_channels(config, data.channels)
     mean, std = normalization_stats(config, spec.mean, spec.std, channels)
     native_size = data.image_size if data.image_size is not None else spec.image_size
+    info = DataInfo(
+        n_classes=n_classes,
+        input_shape=(channels, config.input_size, config.input_size),
+        # the normalisation, so that the trainer can add noise in pixel units (None: not normalised)
+        mean=tuple(mean) if config.apply_normalization else None,
+        std=tuple(std) if config.apply_normalization else None,
+        task_keys=(TASK_KEY,),
+    )
 
     def transform(train: bool = False, rotate: Optional[float] = None):
         return build_transform(config, native_size, channels, mean, std, train=train, rotate=rotate)
@@ -104,7 +130,7 @@ def build_dataloaders(
         sampler = None
         if train:
             sampler = RepeatSampler(len(dataset), config.data_repeats, config.shuffle, generator)
-        loader = DataLoader(
+        return DataLoader(
             dataset,
             batch_size=config.batch_size,
             sampler=sampler,
@@ -113,11 +139,6 @@ def build_dataloaders(
             pin_memory=config.pin_memory,
             generator=generator,  # also seeds the workers' random augmentation
         )
-        loader.n_classes = n_classes
-        loader.input_shape = (channels, config.input_size, config.input_size)
-        # the normalisation, so that the trainer can add noise in pixel units (None: not normalised)
-        loader.mean, loader.std = (tuple(mean), tuple(std)) if config.apply_normalization else (None, None)
-        return loader
 
     def filtered_view(base: Dataset, image_transform) -> SplitView:
         return SplitView(base, filter_by_class(dataset_targets(base), config.filter_classes), image_transform, labels)
@@ -157,6 +178,6 @@ def build_dataloaders(
     logger.info(
         "%s: %d train, %d validation, %d test examples, %d classes, inputs %s",
         spec.name, len(train_idx), len(valid_idx), len(loaders["test"][TASK_KEY].dataset), n_classes,
-        loaders["test"][TASK_KEY].input_shape,
+        info.input_shape,
     )
-    return loaders
+    return DataLoaders(loaders, info)

@@ -8,12 +8,13 @@ A data set is a ``DatasetSpec``: a reader that returns the raw train and test se
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from torch.utils.data import Dataset
+
+from nntransfer.registry import Registry, did_you_mean
 
 
 @dataclass(frozen=True)
@@ -65,34 +66,27 @@ class DatasetSpec:
         unknown = sorted(set(given) - set(self.options))
         if unknown:
             accepted = ", ".join(sorted(self.options)) or "none"
-            raise ValueError(f"{self.name} does not accept dataset_kwargs {unknown}; it accepts: {accepted}")
+            hint = did_you_mean(unknown[0], self.options)
+            raise ValueError(f"{self.name} does not accept dataset_kwargs {unknown}; it accepts: {accepted}{hint}")
         return {**self.options, **given}
 
 
-_DATASETS: Dict[str, DatasetSpec] = {}
+#: every data set by name; ``dataset_cls`` matches case-insensitively ("cifar10" finds "CIFAR10")
+DATASETS: Registry[DatasetSpec] = Registry(
+    "data set", case_sensitive=False, help="add your own with register_dataset(DatasetSpec(...))"
+)
 
 
 def register_dataset(spec: DatasetSpec, overwrite: bool = False) -> DatasetSpec:
     """Make ``spec`` available as ``dataset_cls=spec.name`` (names are matched case-insensitively)."""
-    key = spec.name.lower()
-    if key in _DATASETS and not overwrite:
-        raise ValueError(f"a data set named {spec.name!r} is already registered; pass overwrite=True to replace it")
-    _DATASETS[key] = spec
-    return spec
+    return DATASETS.register(spec.name, spec, overwrite=overwrite)
 
 
 def get_dataset(name: str) -> DatasetSpec:
     """The registered data set called ``name``; an unknown name lists what exists."""
-    spec = _DATASETS.get(str(name).lower())
-    if spec is None:
-        names = available_datasets()
-        lowered = {n.lower(): n for n in names}  # names match case-insensitively, so do the hints
-        close = difflib.get_close_matches(str(name).lower(), list(lowered), n=1, cutoff=0.5)
-        hint = f"did you mean {lowered[close[0]]!r}? " if close else ""
-        raise ValueError(f"unknown dataset_cls {name!r}; {hint}available: {', '.join(names)}")
-    return spec
+    return DATASETS.get(name)
 
 
 def available_datasets() -> List[str]:
     """Names of all registered data sets."""
-    return sorted(spec.name for spec in _DATASETS.values())
+    return DATASETS.available()

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from typing import Optional, Sequence, Tuple
+from typing import Callable, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
+
+from nntransfer.registry import Registry
 
 
 class CoreReadoutModel(nn.Module):
@@ -95,27 +97,47 @@ def _is_initialised(module: nn.Module) -> bool:
     return hasattr(module, "fan_in") and isinstance(getattr(module, "weight", None), nn.Parameter)
 
 
-@torch.no_grad()
-def initialise_weights(model: nn.Module, method: str) -> None:
-    """Re-draw every conv/linear/locally connected weight with ``method`` and zero their biases.
+#: ``weight_init`` name -> function that re-initialises a model in place
+WEIGHT_INITS: Registry[Callable[[nn.Module], None]] = Registry("weight_init")
 
-    ``default`` keeps PyTorch's initialisation. ``kaiming_normal`` draws N(0, 2/fan_in) (He et al., for
-    ReLU networks), ``xavier_uniform`` U(+-sqrt(6/(fan_in+fan_out))) (Glorot & Bengio)."""
-    if method == "default":
-        return
-    if method not in ("kaiming_normal", "xavier_uniform"):
-        raise ValueError(f"unknown weight_init {method!r}; choose 'default', 'kaiming_normal' or 'xavier_uniform'")
+
+@torch.no_grad()
+def _redraw(model: nn.Module, draw: Callable[[torch.Tensor, int, int], None]) -> None:
+    """``draw(weight, fan_in, fan_out)`` for every conv/linear/locally connected weight; zero biases."""
     for module in model.modules():
         if not _is_initialised(module):
             continue
         fan_in, fan_out = _fans(module)
-        if method == "kaiming_normal":
-            module.weight.normal_(0.0, math.sqrt(2.0 / fan_in))
-        else:
-            bound = math.sqrt(6.0 / (fan_in + fan_out))
-            module.weight.uniform_(-bound, bound)
+        draw(module.weight, fan_in, fan_out)
         if module.bias is not None:
             module.bias.zero_()
+
+
+@WEIGHT_INITS.register("default")
+def pytorch_default_init(model: nn.Module) -> None:
+    """Keep PyTorch's initialisation (each layer's own ``reset_parameters``)."""
+
+
+@WEIGHT_INITS.register("kaiming_normal")
+def kaiming_normal_init(model: nn.Module) -> None:
+    """N(0, 2/fan_in) (He et al., for ReLU networks); zero biases."""
+    _redraw(model, lambda weight, fan_in, fan_out: weight.normal_(0.0, math.sqrt(2.0 / fan_in)))
+
+
+@WEIGHT_INITS.register("xavier_uniform")
+def xavier_uniform_init(model: nn.Module) -> None:
+    """U(+-sqrt(6/(fan_in+fan_out))) (Glorot & Bengio); zero biases."""
+
+    def draw(weight: torch.Tensor, fan_in: int, fan_out: int) -> None:
+        bound = math.sqrt(6.0 / (fan_in + fan_out))
+        weight.uniform_(-bound, bound)
+
+    _redraw(model, draw)
+
+
+def initialise_weights(model: nn.Module, method: str) -> None:
+    """Re-initialise ``model`` with the ``weight_init`` called ``method`` (see ``WEIGHT_INITS``)."""
+    WEIGHT_INITS.get(method)(model)
 
 
 def use_batch_norm(config, default: bool) -> bool:
@@ -126,17 +148,3 @@ def use_batch_norm(config, default: bool) -> bool:
 def dropout_layer(config) -> Optional[nn.Module]:
     """``nn.Dropout`` with the config's probability, or None when it is 0."""
     return nn.Dropout(config.dropout) if config.dropout > 0 else None
-
-
-def require_options(config, core_types: Sequence[str] = ("conv",), readout_types: Sequence[str] = ("dense",)) -> None:
-    """Reject ``core_type``/``readout_type`` values the model type has no variant for."""
-    if config.core_type not in core_types:
-        raise ValueError(
-            f"model type {config.type!r} has no core_type {config.core_type!r}; it supports {list(core_types)}"
-            " (core_type 'locally_connected'/'fully_connected' exist for lenet5)"
-        )
-    if config.readout_type not in readout_types:
-        raise ValueError(
-            f"model type {config.type!r} has no readout_type {config.readout_type!r}; it supports {list(readout_types)}"
-            " (readout_type 'conv' exists for the VGGs)"
-        )

@@ -9,14 +9,35 @@ import torch
 from torch import nn
 
 from nntransfer.configs.model.classification import ClassificationModelConfig
-from nntransfer.models.base import initialise_weights
+from nntransfer.dataset.info import data_info
+from nntransfer.defaults import TASK_KEY
+from nntransfer.models.base import WEIGHT_INITS, initialise_weights
 from nntransfer.models.intermediate import IntermediateLayerWrapper
-from nntransfer.models.registry import get
+from nntransfer.models.registry import check_variant, get
 from nntransfer.models.utils import load_state_dict_leniently
 
 logger = logging.getLogger(__name__)
 
-TASK_KEY = "img_classification"
+
+def check_model_config(config: Mapping[str, Any]) -> None:
+    """Raise ``ValueError`` (one line) if ``config`` (``ClassificationModelConfig`` values) names a model
+    type that is not registered, a ``core_type``/``readout_type`` that type does not build, or an unknown
+    ``weight_init``. The run layer calls it (as ``classification_model_builder.check_config``) before
+    anything is written; fields that are absent are not checked."""
+    model_type = config.get("type")
+    if model_type is not None:
+        try:
+            get(model_type)
+        except ValueError as err:
+            raise ValueError(f"type: {err}") from None
+        for field in ("core_type", "readout_type"):
+            if field in config:
+                check_variant(model_type, field, config[field])
+    if "weight_init" in config:
+        try:
+            WEIGHT_INITS.get(config["weight_init"])
+        except ValueError as err:
+            raise ValueError(f"weight_init: {err}") from None
 
 
 def train_loader(dataloaders: Mapping[str, Any]):
@@ -34,29 +55,38 @@ def train_loader(dataloaders: Mapping[str, Any]):
 
 
 def data_shapes(loader) -> Tuple[Tuple[int, int, int], int]:
-    """``(input_shape, n_classes)`` of a loader: its ``input_shape``/``n_classes`` attributes, else the
-    shape of its first batch and the data set's ``classes`` or largest target."""
-    input_shape = getattr(loader, "input_shape", None)
-    if input_shape is None:
-        batch = next(iter(loader))
-        inputs = batch[0] if isinstance(batch, (tuple, list)) else batch
-        input_shape = tuple(inputs.shape[1:])
-    n_classes = getattr(loader, "n_classes", None)
-    if n_classes is None:
-        dataset = getattr(loader, "dataset", None)
-        targets = getattr(dataset, "targets", None)
-        if targets is None and isinstance(dataset, torch.utils.data.TensorDataset) and len(dataset.tensors) > 1:
-            targets = dataset.tensors[1]
-        if getattr(dataset, "classes", None) is not None:
-            n_classes = len(dataset.classes)
-        elif targets is not None and len(targets):
-            n_classes = int(torch.as_tensor(targets).max()) + 1
-        else:
-            raise ValueError("cannot tell the number of classes: set n_classes on the train DataLoader")
-    input_shape = tuple(int(n) for n in input_shape)
+    """``(input_shape, n_classes)`` inferred from a loader without ``DataInfo``: the shape of its first
+    batch, and the data set's ``classes`` or largest target."""
+    batch = next(iter(loader))
+    inputs = batch[0] if isinstance(batch, (tuple, list)) else batch
+    input_shape = tuple(int(n) for n in inputs.shape[1:])
+    dataset = getattr(loader, "dataset", None)
+    targets = getattr(dataset, "targets", None)
+    if targets is None and isinstance(dataset, torch.utils.data.TensorDataset) and len(dataset.tensors) > 1:
+        targets = dataset.tensors[1]
+    if getattr(dataset, "classes", None) is not None:
+        n_classes = len(dataset.classes)
+    elif targets is not None and len(targets):
+        n_classes = int(torch.as_tensor(targets).max()) + 1
+    else:
+        raise ValueError(
+            "cannot tell the number of classes: pass nntransfer.dataset.DataLoaders(loaders, DataInfo(...)) "
+            "or give the train data set a 'classes' or 'targets' attribute"
+        )
     if len(input_shape) != 3:
         raise ValueError(f"image models need inputs of shape (channels, height, width), got {input_shape}")
     return input_shape, int(n_classes)
+
+
+def input_shape_and_classes(dataloaders: Mapping[str, Any]) -> Tuple[Tuple[int, int, int], int]:
+    """``(input_shape, n_classes)`` of the data: from ``dataloaders.info`` when the dataset function
+    returned a ``DataLoaders``, else inferred from the train loader (``data_shapes``)."""
+    info = data_info(dataloaders)
+    if info is None:
+        return data_shapes(train_loader(dataloaders))
+    if len(info.input_shape) != 3:
+        raise ValueError(f"image models need inputs of shape (channels, height, width), got {info.input_shape}")
+    return info.input_shape, info.n_classes
 
 
 def _apply_overrides(config: ClassificationModelConfig, input_shape: Tuple[int, int, int]) -> Tuple[int, int, int]:
@@ -74,7 +104,9 @@ def _apply_overrides(config: ClassificationModelConfig, input_shape: Tuple[int, 
 
 def build_model(config: ClassificationModelConfig, input_shape: Tuple[int, int, int], n_classes: int, seed: Optional[int] = None) -> nn.Module:
     """The model ``config`` describes for ``input_shape`` and ``n_classes``; with ``seed`` its initial
-    weights depend only on the seed (the global random state is left as it was)."""
+    weights depend only on the seed (the global random state is left as it was). The names the config
+    uses are checked first (``check_model_config``)."""
+    check_model_config(config.to_dict())
     builder = get(config.type)
     if n_classes < 1:
         raise ValueError(f"n_classes must be positive, got {n_classes}")
@@ -92,8 +124,8 @@ def classification_model_builder(dataloaders: Mapping[str, Any], seed: Optional[
     """Build the model of ``ClassificationModelConfig(**config)`` for the data in ``dataloaders``.
 
     Args:
-        dataloaders: the dataset function's output; input shape and number of classes come from the
-            train loader (see ``data_shapes``), unless the config overrides the input shape.
+        dataloaders: the dataset function's output; input shape and number of classes come from its
+            ``info`` (or the train loader, see ``input_shape_and_classes``), unless the config overrides the input shape.
         seed: seeds the initial weights.
         state_dict: weights of a previous transfer step, loaded leniently (what does not fit is logged
             and skipped, see ``load_state_dict_leniently``).
@@ -103,7 +135,7 @@ def classification_model_builder(dataloaders: Mapping[str, Any], seed: Optional[
     ``get_intermediate_rep`` is set.
     """
     model_config = ClassificationModelConfig.from_dict(config)
-    input_shape, n_classes = data_shapes(train_loader(dataloaders))
+    input_shape, n_classes = input_shape_and_classes(dataloaders)
     input_shape = _apply_overrides(model_config, input_shape)
     model = build_model(model_config, input_shape, n_classes, seed)
     logger.info(
@@ -113,3 +145,6 @@ def classification_model_builder(dataloaders: Mapping[str, Any], seed: Optional[
     if state_dict is not None:
         load_state_dict_leniently(model, state_dict)
     return model
+
+
+classification_model_builder.check_config = check_model_config

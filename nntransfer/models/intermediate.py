@@ -9,24 +9,24 @@ without renaming. Other attributes (``n_classes``, ``input_shape``, methods) are
 
 from __future__ import annotations
 
-import difflib
 from typing import Any, Dict, List, Mapping, Tuple
 
 import torch
 from torch import nn
+
+from nntransfer.registry import did_you_mean
 
 # Layer path meaning "the input of the readout" rather than the output of that module.
 READOUT = "readout"
 
 
 def resolve_layer(model: nn.Module, path: str, name: str = "") -> nn.Module:
-    """The submodule at the dotted ``path``; ``ValueError`` naming the closest existing paths otherwise."""
+    """The submodule at the dotted ``path``; ``ValueError`` naming the closest existing path otherwise."""
     try:
         return model.get_submodule(path)
     except AttributeError:
         existing = [p for p, _ in model.named_modules() if p]
-        close = difflib.get_close_matches(path, existing, n=3, cutoff=0.5)
-        hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+        hint = did_you_mean(path, existing)
         label = f"get_intermediate_rep[{name!r}]: " if name else ""
         raise ValueError(
             f"{label}{type(model).__name__} has no layer {path!r}{hint} "

@@ -13,7 +13,7 @@ The readout is ``120 -> 84 -> n_classes`` with ReLUs. Inputs need at least 12x12
 
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Callable, Dict, Tuple
 
 from torch import nn
 
@@ -23,18 +23,21 @@ from nntransfer.models.base import (
     conv_output_size,
     dropout_layer,
     layers,
-    require_options,
     use_batch_norm,
 )
 from nntransfer.models.locally_connected import LocallyConnected2d
 from nntransfer.models.registry import register
 
 
-def _core_layer(core_type: str, in_channels: int, out_channels: int, in_size: Tuple[int, int], out_size: Tuple[int, int], kernel: int, padding: int) -> nn.Module:
-    if core_type == "conv":
-        return nn.Conv2d(in_channels, out_channels, kernel, padding=padding)
-    if core_type == "locally_connected":
-        return LocallyConnected2d(in_channels, out_channels, in_size, kernel, padding=padding)
+def _conv_layer(in_channels: int, out_channels: int, in_size: Tuple[int, int], out_size: Tuple[int, int], kernel: int, padding: int) -> nn.Module:
+    return nn.Conv2d(in_channels, out_channels, kernel, padding=padding)
+
+
+def _locally_connected_layer(in_channels: int, out_channels: int, in_size: Tuple[int, int], out_size: Tuple[int, int], kernel: int, padding: int) -> nn.Module:
+    return LocallyConnected2d(in_channels, out_channels, in_size, kernel, padding=padding)
+
+
+def _fully_connected_layer(in_channels: int, out_channels: int, in_size: Tuple[int, int], out_size: Tuple[int, int], kernel: int, padding: int) -> nn.Module:
     return layers(
         ("flatten", nn.Flatten()),
         ("linear", nn.Linear(in_channels * in_size[0] * in_size[1], out_channels * out_size[0] * out_size[1])),
@@ -42,10 +45,18 @@ def _core_layer(core_type: str, in_channels: int, out_channels: int, in_size: Tu
     )
 
 
-@register("lenet5")
+#: ``core_type`` -> the layer ``layer1``/``layer2`` of the core are made of (the allowed values, defined here)
+CORE_LAYERS: Dict[str, Callable[..., nn.Module]] = {
+    "conv": _conv_layer,
+    "locally_connected": _locally_connected_layer,
+    "fully_connected": _fully_connected_layer,
+}
+
+
+@register("lenet5", core_types=tuple(CORE_LAYERS))
 def build_lenet5(config, input_shape: Tuple[int, int, int], n_classes: int) -> CoreReadoutModel:
     """LeNet-5 for ``input_shape`` (``config.core_type`` picks the core's layers)."""
-    require_options(config, core_types=("conv", "locally_connected", "fully_connected"))
+    core_layer = CORE_LAYERS[config.core_type]
     channels, height, width = input_shape
     bn = use_batch_norm(config, default=False)
 
@@ -59,11 +70,11 @@ def build_lenet5(config, input_shape: Tuple[int, int, int], n_classes: int) -> C
     pooled2 = tuple(check_size(n // 2, "pool2", config.type, input_shape) for n in size2)
 
     core = layers(
-        ("layer1", _core_layer(config.core_type, channels, 6, size0, size1, 5, 2)),
+        ("layer1", core_layer(channels, 6, size0, size1, 5, 2)),
         ("bn1", nn.BatchNorm2d(6) if bn else None),
         ("relu1", nn.ReLU()),
         ("pool1", nn.MaxPool2d(2)),
-        ("layer2", _core_layer(config.core_type, 6, 16, pooled1, size2, 5, 0)),
+        ("layer2", core_layer(6, 16, pooled1, size2, 5, 0)),
         ("bn2", nn.BatchNorm2d(16) if bn else None),
         ("relu2", nn.ReLU()),
         ("pool2", nn.MaxPool2d(2)),

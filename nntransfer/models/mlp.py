@@ -11,13 +11,12 @@ from typing import Sequence, Tuple
 
 from torch import nn
 
-from nntransfer.models.base import CoreReadoutModel, dropout_layer, layers, require_options, use_batch_norm
+from nntransfer.models.base import CoreReadoutModel, dropout_layer, layers, use_batch_norm
 from nntransfer.models.registry import register
 
 
 def build_mlp_model(config, input_shape: Tuple[int, int, int], n_classes: int, hidden_sizes: Sequence[int]) -> CoreReadoutModel:
     """Flatten, ``hidden_sizes`` ReLU layers (core), one linear layer to ``n_classes`` (readout)."""
-    require_options(config)
     if any(not isinstance(n, int) or n < 1 for n in hidden_sizes):
         raise ValueError(f"hidden layer sizes must be positive integers, got {list(hidden_sizes)}")
     bn = use_batch_norm(config, default=False)

@@ -7,48 +7,90 @@ has the submodules ``core`` and ``readout`` (see ``nntransfer.models.base.CoreRe
     @register("my_net")
     def build_my_net(config, input_shape, n_classes):
         ...
+
+A type that builds more than one kind of core or readout declares them, so that a config asking for
+one it lacks is rejected before anything runs: ``register("lenet5", core_types=("conv", "fully_connected"))``.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from torch import nn
 
-if TYPE_CHECKING:
-    from nntransfer.configs.model.classification import ClassificationModelConfig
+from nntransfer.configs.model.classification import ClassificationModelConfig
+from nntransfer.registry import Registry, did_you_mean
 
-ModelBuilder = Callable[["ClassificationModelConfig", Tuple[int, int, int], int], nn.Module]
-
-_BUILDERS: Dict[str, ModelBuilder] = {}
+ModelBuilder = Callable[[ClassificationModelConfig, Tuple[int, int, int], int], nn.Module]
 
 
-def register(name: str, builder: Optional[ModelBuilder] = None):
-    """Register ``builder`` under ``name``; without ``builder`` this is a decorator.
+@dataclass(frozen=True)
+class ModelVariants:
+    """The ``core_type`` and ``readout_type`` values a model type builds (the config's defaults
+    ``"conv"``/``"dense"`` name a type's own layers)."""
 
-    Registering a name twice is an error (a silent replacement would change what old configs build)."""
+    core_types: Tuple[str, ...] = ("conv",)
+    readout_types: Tuple[str, ...] = ("dense",)
+
+
+MODELS: Registry[ModelBuilder] = Registry(
+    "model type", help="add your own with @nntransfer.models.register('name') on build(config, input_shape, n_classes)"
+)
+_VARIANTS: Dict[str, ModelVariants] = {}
+
+
+def register(
+    name: str,
+    builder: Optional[ModelBuilder] = None,
+    *,
+    core_types: Sequence[str] = ("conv",),
+    readout_types: Sequence[str] = ("dense",),
+):
+    """Register ``builder`` under ``name``; without ``builder`` this is a decorator. ``core_types`` and
+    ``readout_types``: the ``core_type``/``readout_type`` values it builds.
+
+    Registering another builder under a taken name is an error (a silent replacement would change what
+    stored configs build)."""
+    variants = ModelVariants(tuple(core_types), tuple(readout_types))
 
     def add(fn: ModelBuilder) -> ModelBuilder:
-        if name in _BUILDERS and _BUILDERS[name] is not fn:
-            raise ValueError(f"model type {name!r} is already registered")
-        _BUILDERS[name] = fn
+        MODELS.register(name, fn)
+        _VARIANTS[name] = variants
         return fn
 
     return add if builder is None else add(builder)
 
 
 def get(name: str) -> ModelBuilder:
-    """The builder registered as ``name``; ``ValueError`` listing the registered types otherwise."""
-    try:
-        return _BUILDERS[name]
-    except KeyError:
-        from nntransfer.configs.base import closest_name
-
-        hint = closest_name(str(name), registered_types())
-        hint = f"did you mean {hint!r}? " if hint else ""
-        raise ValueError(f"unknown model type {name!r}; {hint}registered types: {', '.join(registered_types())}") from None
+    """The builder registered as ``name``; ``ValueError`` naming the closest type and listing all."""
+    return MODELS.get(name)
 
 
 def registered_types() -> List[str]:
     """Names of all registered model types, sorted."""
-    return sorted(_BUILDERS)
+    return MODELS.available()
+
+
+def variants(name: str) -> ModelVariants:
+    """The ``core_type``/``readout_type`` values model type ``name`` builds."""
+    MODELS.get(name)  # an unknown type is the clearer error
+    return _VARIANTS.get(name, ModelVariants())
+
+
+def check_variant(model_type: str, field: str, value: str) -> None:
+    """Raise ``ValueError`` (one line) unless model type ``model_type`` builds ``field`` (``"core_type"``
+    or ``"readout_type"``) ``value``."""
+
+    def allowed_for(name: str) -> Tuple[str, ...]:
+        declared = variants(name)
+        return {"core_type": declared.core_types, "readout_type": declared.readout_types}[field]
+
+    allowed = allowed_for(model_type)
+    if value not in allowed:
+        elsewhere = [t for t in registered_types() if value in allowed_for(t)]
+        also = f"; {field} {value!r} exists for {', '.join(elsewhere)}" if elsewhere else ""
+        raise ValueError(
+            f"{field}: model type {model_type!r} has no {field} {value!r}{did_you_mean(value, allowed)} "
+            f"(available: {', '.join(allowed)}){also}"
+        )

@@ -19,7 +19,6 @@ from nntransfer.models.base import (
     dropout_layer,
     feature_shape,
     layers,
-    require_options,
     use_batch_norm,
 )
 from nntransfer.models.registry import register
@@ -97,7 +96,6 @@ _WIDTHS = (64, 128, 256, 512)
 
 def build_resnet(config, input_shape: Tuple[int, int, int], n_classes: int, depth: int) -> CoreReadoutModel:
     """ResNet-``depth`` (18, 34 or 50) for ``input_shape`` with the config's stem."""
-    require_options(config)
     block, counts = _DEPTHS[depth]
     bn = use_batch_norm(config, default=True)
     stem = layers(

@@ -10,11 +10,11 @@ compute the same function class.
 from __future__ import annotations
 
 from functools import partial
-from typing import Tuple
+from typing import Callable, Dict, Tuple
 
 from torch import nn
 
-from nntransfer.models.base import CoreReadoutModel, check_size, dropout_layer, layers, require_options, use_batch_norm
+from nntransfer.models.base import CoreReadoutModel, check_size, dropout_layer, layers, use_batch_norm
 from nntransfer.models.registry import register
 
 # Output channels of the convolutions of each of the five blocks.
@@ -26,9 +26,41 @@ _BLOCKS = {
 }
 
 
+def _dense_readout(config, in_channels: int, size: Tuple[int, int], n_classes: int) -> nn.Module:
+    hidden = config.readout_hidden_size
+    return layers(
+        ("flatten", nn.Flatten()),
+        ("fc1", nn.Linear(in_channels * size[0] * size[1], hidden)),
+        ("relu1", nn.ReLU()),
+        ("dropout1", dropout_layer(config)),
+        ("fc2", nn.Linear(hidden, hidden)),
+        ("relu2", nn.ReLU()),
+        ("dropout2", dropout_layer(config)),
+        ("fc3", nn.Linear(hidden, n_classes, bias=config.readout_bias)),
+    )
+
+
+def _conv_readout(config, in_channels: int, size: Tuple[int, int], n_classes: int) -> nn.Module:
+    hidden = config.readout_hidden_size
+    return layers(
+        ("conv1", nn.Conv2d(in_channels, hidden, size)),
+        ("relu1", nn.ReLU()),
+        ("dropout1", dropout_layer(config)),
+        ("conv2", nn.Conv2d(hidden, hidden, 1)),
+        ("relu2", nn.ReLU()),
+        ("dropout2", dropout_layer(config)),
+        ("conv3", nn.Conv2d(hidden, n_classes, 1, bias=config.readout_bias)),
+        ("flatten", nn.Flatten()),
+    )
+
+
+#: ``readout_type`` -> readout builder (the allowed values, defined here)
+READOUTS: Dict[str, Callable[..., nn.Module]] = {"dense": _dense_readout, "conv": _conv_readout}
+
+
 def build_vgg(config, input_shape: Tuple[int, int, int], n_classes: int, depth: int) -> CoreReadoutModel:
     """VGG-``depth`` (11, 13, 16 or 19); ``config.batch_norm`` and ``config.readout_type`` pick the variant."""
-    require_options(config, readout_types=("dense", "conv"))
+    build_readout = READOUTS[config.readout_type]
     bn = use_batch_norm(config, default=False)
     in_channels, height, width = input_shape
     blocks = []
@@ -47,31 +79,9 @@ def build_vgg(config, input_shape: Tuple[int, int, int], n_classes: int, depth: 
         width = check_size(width // 2, f"block{i}", config.type, input_shape)
     core = layers(*blocks)
 
-    hidden = config.readout_hidden_size
-    if config.readout_type == "dense":
-        readout = layers(
-            ("flatten", nn.Flatten()),
-            ("fc1", nn.Linear(in_channels * height * width, hidden)),
-            ("relu1", nn.ReLU()),
-            ("dropout1", dropout_layer(config)),
-            ("fc2", nn.Linear(hidden, hidden)),
-            ("relu2", nn.ReLU()),
-            ("dropout2", dropout_layer(config)),
-            ("fc3", nn.Linear(hidden, n_classes, bias=config.readout_bias)),
-        )
-    else:
-        readout = layers(
-            ("conv1", nn.Conv2d(in_channels, hidden, (height, width))),
-            ("relu1", nn.ReLU()),
-            ("dropout1", dropout_layer(config)),
-            ("conv2", nn.Conv2d(hidden, hidden, 1)),
-            ("relu2", nn.ReLU()),
-            ("dropout2", dropout_layer(config)),
-            ("conv3", nn.Conv2d(hidden, n_classes, 1, bias=config.readout_bias)),
-            ("flatten", nn.Flatten()),
-        )
+    readout = build_readout(config, in_channels, (height, width), n_classes)
     return CoreReadoutModel(core, readout, config.type, input_shape, n_classes)
 
 
 for _depth in _BLOCKS:
-    register(f"vgg{_depth}", partial(build_vgg, depth=_depth))
+    register(f"vgg{_depth}", partial(build_vgg, depth=_depth), readout_types=tuple(READOUTS))

@@ -16,9 +16,10 @@ from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any, Dict, List, Optional
 
-from nntransfer.configs.base import Description, closest_name
+from nntransfer.configs.base import Description
 from nntransfer.configs.experiment import Experiment
 from nntransfer.configs.transfer_experiment import TransferExperiment
+from nntransfer.registry import closest_name
 
 
 class RecipeError(ValueError):

@@ -1,7 +1,73 @@
-"""DataJoint tables (importing any of these modules connects to the database).
+"""DataJoint tables, bound to a schema on demand (as DataJoint Elements do with ``schema.activate``).
 
-* ``nnfabrik``: Fabrikant, Seed, Dataset, Model, Trainer and TrainedModelTransferRecipe in the schema
-  ``dj.config["custom"]["nnfabrik.my_schema_name"]``.
-* ``trained_model``: ``TrainedModel`` (one experiment per row) and its ``Checkpoint`` table.
-* ``transfer``: ``TransferredTrainedModel`` (one transfer step per row) and ``TransferredCheckpoint``.
+Importing this package, or any of its modules, opens no connection; importing the package itself does
+not even load DataJoint. :func:`activate` binds the tables to a schema::
+
+    from nntransfer import tables
+    lab = tables.activate("my_lab")             # connects, creates the schema if needed, declares the tables
+    lab.TransferredTrainedModel & chain.step_key(1)
+
+The returned :class:`~nntransfer.tables.activation.Tables` has the table classes: ``Fabrikant``, ``Seed``,
+``Dataset``, ``Model``, ``Trainer``, ``TrainedModelTransferRecipe``, ``TrainedModel``, ``Checkpoint``,
+``TransferredTrainedModel``, ``TransferredCheckpoint``, and ``schema``. Activating the same schema again
+returns the same classes; another schema gets classes of its own.
+
+The module paths recipes import keep working and activate the configured schema
+(``dj.config["custom"]["nnfabrik.my_schema_name"]``, default ``nntransfer``) when first read::
+
+    from nntransfer.tables.nnfabrik import Dataset, TrainedModelTransferRecipe, schema
+    from nntransfer.tables.trained_model import TrainedModel
+    from nntransfer.tables.transfer import TransferredTrainedModel
+
+Modules: ``database`` (configuration, connection, schema names), ``compat`` (the nnfabrik 0.2.1 fixes),
+``activation`` (declaring the tables), ``nnfabrik`` / ``trained_model`` / ``transfer`` / ``checkpoints`` /
+``provenance`` (what the tables do), ``store`` (:class:`~nntransfer.tables.store.DataJointStore`).
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Optional
+
+if TYPE_CHECKING:
+    from nntransfer.tables.activation import Tables
+
+__all__ = ["activate", "active", "TABLE_NAMES"]
+
+#: the table classes (and ``schema``) an activation provides
+TABLE_NAMES = (
+    "Fabrikant",
+    "Seed",
+    "Dataset",
+    "Model",
+    "Trainer",
+    "TrainedModelTransferRecipe",
+    "TrainedModel",
+    "Checkpoint",
+    "TransferredTrainedModel",
+    "TransferredCheckpoint",
+    "schema",
+)
+
+
+def activate(schema_name: Optional[str] = None, create: bool = True) -> "Tables":
+    """Bind the tables to ``schema_name`` (default: the configured schema) and return them.
+
+    Configures DataJoint (:func:`nntransfer.tables.database.configure`), connects (one-line
+    :class:`~nntransfer.errors.DatabaseError` if the server cannot be reached), checks the name (letters,
+    digits, underscores, at most 64 characters; a one-line ``ValueError`` before anything is created),
+    creates the schema and nnfabrik's core schema if missing (``CREATE DATABASE IF NOT EXISTS``: workers
+    started together do not collide) and declares the tables. ``create=False`` refuses a schema that
+    does not exist (``ValueError``) instead of creating it."""
+    # DataJoint and nnfabrik load here, not when this package is imported: binding on demand.
+    from nntransfer.tables import activation
+
+    return activation.activate(schema_name, create=create)
+
+
+def active() -> "Tables":
+    """The tables of the schema activated last in this process; the configured schema is activated
+    if none is."""
+    # DataJoint and nnfabrik load here, not when this package is imported: binding on demand.
+    from nntransfer.tables import activation
+
+    return activation.active()

@@ -1,37 +1,39 @@
-"""Checkpoint tables. They live on a second connection so that a checkpoint is stored at once, outside
-the transaction of the ``make`` that trains (a killed job keeps its checkpoints for the next worker)."""
+"""Checkpoint tables and restoring from them.
+
+The checkpoint tables are declared on a second connection (see :func:`nntransfer.tables.activate`), so a
+checkpoint is stored at once, outside the transaction of the ``make`` that trains: a killed job keeps its
+checkpoints for the next worker. Their definitions name nnfabrik's tables as ``nnfabrik.<Table>``.
+"""
 
 from __future__ import annotations
 
 import tempfile
 
-import datajoint as dj
 import torch
 
-from nntransfer import database
-from nntransfer.tables import nnfabrik
+from nntransfer.defaults import STORE_NAME
+from nntransfer.tables.compat import VerboseDeleteMixin
 
-_checkpoint_schema = dj.Schema(
-    nnfabrik.SCHEMA_NAME,
-    context={"nnfabrik": nnfabrik},
-    connection=database.clone_connection(dj.conn()),
-)
-
-_CHECKPOINT_BODY = """
+_CHECKPOINT_BODY = f"""
 epoch:                             int              # epoch of creation
 ---
 score:                             float            # current score at epoch
-state:                             attach@{store}   # model, optimizer, scheduler, tracker, ... at that epoch
+state:                             attach@{STORE_NAME}   # model, optimizer, scheduler, tracker, ... at that epoch
 ->[nullable] nnfabrik.Fabrikant
 trainedmodel_ts=CURRENT_TIMESTAMP: timestamp
 """
 
 
-@_checkpoint_schema
-class Checkpoint(database.VerboseDeleteMixin, dj.Manual):
+class CheckpointMixin(VerboseDeleteMixin):
     """Training state of a ``TrainedModel`` job per saved epoch.
 
-    Attributes: the job's trainer/dataset/model/seed key, ``epoch``; ``score``, ``state`` (attached file).
+    Attributes:
+        trainer/dataset/model/seed: the job's key (-> ``Trainer``, ``Dataset``, ``Model``, ``Seed``).
+        epoch (int): the epoch the checkpoint was saved after.
+        score (float): the trainer's score at that epoch.
+        state (attach): model, optimizer, scheduler, tracker, ... (a ``torch.save`` file).
+        fabrikant (nullable): -> ``Fabrikant``.
+        trainedmodel_ts (timestamp): when it was saved.
     """
 
     definition = (
@@ -41,16 +43,23 @@ class Checkpoint(database.VerboseDeleteMixin, dj.Manual):
     -> nnfabrik.Model
     -> nnfabrik.Seed
     """
-        + _CHECKPOINT_BODY.format(store=database.STORE_NAME)
+        + _CHECKPOINT_BODY
     )
 
 
-@_checkpoint_schema
-class TransferredCheckpoint(database.VerboseDeleteMixin, dj.Manual):
+class TransferredCheckpointMixin(VerboseDeleteMixin):
     """Training state of a ``TransferredTrainedModel`` job per saved epoch.
 
-    Attributes: the job's key (configs, seed, ``collapsed_history``, ``transfer_step``, ``data_transfer``),
-    ``epoch``; ``score``, ``state`` (attached file).
+    Attributes:
+        trainer/dataset/model/seed: the step's configs (-> ``Trainer``, ``Dataset``, ``Model``, ``Seed``).
+        collapsed_history (varchar(64)): hash of all previous steps.
+        transfer_step (int): position of the step in its chain.
+        data_transfer (bool): the step receives the previous step's data.
+        epoch (int): the epoch the checkpoint was saved after.
+        score (float): the trainer's score at that epoch.
+        state (attach): model, optimizer, scheduler, tracker, ... (a ``torch.save`` file).
+        fabrikant (nullable): -> ``Fabrikant``.
+        trainedmodel_ts (timestamp): when it was saved.
     """
 
     definition = (
@@ -63,7 +72,7 @@ class TransferredCheckpoint(database.VerboseDeleteMixin, dj.Manual):
     transfer_step:                     int
     data_transfer:                     bool
     """
-        + _CHECKPOINT_BODY.format(store=database.STORE_NAME)
+        + _CHECKPOINT_BODY
     )
 
 
@@ -84,7 +93,7 @@ class CheckpointRestoreMixin:
             chosen = max(rows, key=lambda row: row["epoch"])
         else:
             chosen = (max if maximize_score else min)(rows, key=lambda row: row["score"])
-        key = {k: v for k, v in chosen.items() if k not in ("score",)}
+        key = {k: v for k, v in chosen.items() if k != "score"}
         with tempfile.TemporaryDirectory() as temp_dir:
             path = (self.checkpoint_table & key).fetch1("state", download_path=temp_dir)
             loaded = torch.load(path, map_location="cpu", weights_only=True)

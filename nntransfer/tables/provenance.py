@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Any, Dict
+
 import datajoint as dj
 
 from nntransfer.provenance import RecipeSource
 
 
 class ProvenanceMixin:
-    """Adds ``<Table>.Provenance``: the versions of nntransfer, torch and nnfabrik and the recipe's git
-    commit for every stored result."""
+    """Adds ``<Table>.Provenance``: what produced each stored result.
+
+    Attributes of ``Provenance``:
+        master's primary key (-> master).
+        nntransfer_version, torch_version, nnfabrik_version (varchar(32)): package versions.
+        recipe_path (varchar(255)): file or folder of the recipe, when run from one.
+        recipe_commit (varchar(64)): git commit of the recipe's repository (``-dirty``: uncommitted changes).
+    """
 
     class Provenance(dj.Part):
         definition = """
@@ -23,6 +31,6 @@ class ProvenanceMixin:
         recipe_commit="":    varchar(64)    # git commit of the recipe's repository ("-dirty": uncommitted changes)
         """
 
-    def record_provenance(self, key) -> None:
+    def record_provenance(self, key: Dict[str, Any]) -> None:
         primary = {k: key[k] for k in self.heading.primary_key}
         self.Provenance.insert1(dict(primary, **RecipeSource.record()))

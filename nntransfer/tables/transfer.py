@@ -1,70 +1,81 @@
 """``TransferredTrainedModel``: trains the steps of :class:`~nntransfer.configs.TransferExperiment` chains.
 
-Attributes (nnfabrik's ``TransferredTrainedModelBase``): ``transfer_step``, the model/dataset/trainer keys,
-``seed``, ``collapsed_history`` (hash of the previous step's full key, ``""`` at step 0), ``data_transfer``
-(the step received the previous step's data); ``comment``, ``score``, ``output``, fabrikant, timestamp.
-Parts: ``ModelStorage`` (trained state dict), ``DataStorage`` (data the step hands to the next step),
-``CollapsedHistory`` (step key -> the ``collapsed_history`` of its successor), ``Provenance``.
+The class is declared by :func:`nntransfer.tables.activate`; ``from nntransfer.tables.transfer import
+TransferredTrainedModel`` activates the configured schema on first use (importing this module connects to
+nothing). :class:`TransferredTrainedModelMixin` holds what the table does.
 
 Which rows can be populated comes from nnfabrik's ``key_source``: step 0 for every config combination,
 step k for every ``TrainedModelTransferRecipe`` entry whose previous step is done. Restrict ``populate``
-with ``TransferExperiment.get_restrictions(k)`` to train exactly one chain's step.
-
-``make`` is ours rather than nnfabrik's because (1) the previous step's weights go to the model builder,
-which loads them leniently and reports what it skipped, and (2) a step's ``transfer_data`` is stored
-whenever its trainer produces it, and the next step receives it when its trainer sets ``data_transfer``.
+with ``TransferExperiment.step_key(k)`` (or ``get_restrictions(k)``) to train exactly one chain's step.
 """
 
 from __future__ import annotations
 
-import copy
-import logging
-import math
-import os
 import tempfile
 from typing import Any, Dict, Optional
 
 import numpy as np
-import torch
-from nnfabrik.templates.transfer.checkpoint import TransferredTrainedModelChkptBase
 
-from nntransfer.builder import resolve_config_fn, train_step
-from nntransfer.configs.base import make_hash
-from nntransfer.tables import nnfabrik
-from nntransfer.tables.checkpoints import CheckpointRestoreMixin, TransferredCheckpoint
-from nntransfer.tables.nnfabrik import TrainedModelTransferRecipe
-from nntransfer.tables.provenance import ProvenanceMixin
+from nntransfer.configs.transfer_experiment import TransferExperiment
+from nntransfer.pipeline.step import StepMeta, train_and_store
+from nntransfer.tables import active
+from nntransfer.tables.nnfabrik import add_transfer_experiments
+from nntransfer.tables.store import DataJointStore
+from nntransfer.tables.trained_model import TrainedModelMixin, plain_key
 
-__all__ = ["TransferredTrainedModel", "TransferredCheckpoint"]
-logger = logging.getLogger(__name__)
+#: names this module hands out from the active tables (PEP 562 ``__getattr__``)
+TABLE_NAMES = ("TransferredTrainedModel", "TransferredCheckpoint")
+__all__ = list(TABLE_NAMES) + ["TransferredTrainedModelMixin"]
 
 
-@nnfabrik.schema
-class TransferredTrainedModel(CheckpointRestoreMixin, ProvenanceMixin, TransferredTrainedModelChkptBase):
+def __getattr__(name: str) -> Any:
+    if name in TABLE_NAMES:
+        return getattr(active(), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+class TransferredTrainedModelMixin(TrainedModelMixin):
+    """One trained step of a transfer chain.
+
+    Attributes (nnfabrik's ``TransferredTrainedModelBase``):
+        transfer_step (int): position of the step in its chain (0 for the first).
+        model/dataset/trainer/seed: the step's configs (-> ``Model``, ``Dataset``, ``Trainer``, ``Seed``).
+        collapsed_history (varchar(64)): hash of the previous step's full key (``""`` at step 0).
+        data_transfer (bool): the step received the data the previous step handed on.
+        comment (varchar(768)): the trainer, model and dataset comments.
+        score (float): the trainer's score.
+        output (longblob): the trainer's output (tracker state and final evaluation).
+        fabrikant_name (nullable): who trained it (-> ``Fabrikant``, the schema's own row).
+        trainedmodel_ts (timestamp): when it was stored.
+
+    Parts: ``ModelStorage`` (trained state dict), ``DataStorage`` (data the step hands to the next step),
+    ``CollapsedHistory`` (step key -> the ``collapsed_history`` of its successor), ``Provenance``.
+    Checkpoints: ``checkpoint_table``.
+    """
+
     table_comment = "Transferred trained models (nntransfer)"
-    nnfabrik = nnfabrik
-    checkpoint_table = TransferredCheckpoint
-    transfer_recipe = [TrainedModelTransferRecipe]
 
-    class ModelStorage(TransferredTrainedModelChkptBase.ModelStorage):
-        pass
+    def make(self, key: Dict[str, Any]) -> None:
+        """Train the step ``key`` through :func:`~nntransfer.pipeline.step.train_and_store` (the one
+        place a step is trained) with the tables' store: the configs from the rows, the runtime options
+        the store's ``prepare`` remembered, the previous step from ``CollapsedHistory``."""
+        store = DataJointStore(tables=self.nnfabrik)
+        primary = plain_key(self, key)
+        name, runtime = store.prepared(primary)
+        spec = self.nnfabrik.step_spec(primary, runtime)
+        meta = StepMeta(name=name, seed=spec.seed, step=int(primary["transfer_step"]), comment=self.nnfabrik.comment(primary))
+        train_and_store(store, spec, primary, self.previous_key(primary), meta)
 
-    class DataStorage(TransferredTrainedModelChkptBase.DataStorage):
-        pass
+    def insert_result(self, primary, result, comment, fabrikant) -> None:
+        super().insert_result(primary, result, comment, fabrikant)
+        self.CollapsedHistory().add_entry(primary)
 
-    class CollapsedHistory(TransferredTrainedModelChkptBase.CollapsedHistory):
-        pass
-
-    # ------------------------------------------------------------------ reading results back
-
-    def fetch_state_dict(self, key: Dict[str, Any]) -> Optional[Dict[str, Any]]:
-        """The stored weights of the row ``key`` restricts to (None if it has none)."""
-        storage = self.ModelStorage & key
-        if not storage:
+    def previous_key(self, key: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+        """The full key of the step before ``key`` (nnfabrik's ``get_prev_key``), None at step 0."""
+        previous = self.get_prev_key(key)
+        if not previous:
             return None
-        with tempfile.TemporaryDirectory() as temp_dir:
-            path = storage.fetch1("model_state", download_path=temp_dir)
-            return torch.load(path, map_location="cpu", weights_only=False)
+        return plain_key(self, previous.fetch1())
 
     def fetch_transfer_data(self, key: Dict[str, Any]) -> Optional[Dict[str, np.ndarray]]:
         """The data the row ``key`` restricts to handed to its successor (None if it produced none)."""
@@ -76,84 +87,12 @@ class TransferredTrainedModel(CheckpointRestoreMixin, ProvenanceMixin, Transferr
             with np.load(path, allow_pickle=False) as archive:
                 return {name: archive[name] for name in archive.files}
 
-
-    # ------------------------------------------------------------------ training
-
-    def make(self, key):
-        primary = {k: key[k] for k in self.heading.primary_key}
-        seed = int((self.seed_table & key).fetch1("seed"))
-        dataset_fn, dataset_config = (self.dataset_table & key).fn_config
-        model_fn, model_config = (self.model_table & key).fn_config
-        trainer_fn, trainer_config = (self.trainer_table & key).fn_config
-
-        previous = self.get_prev_key(primary)  # nnfabrik's: empty at step 0
-        state_dict = self.fetch_state_dict(previous.proj()) if previous else None
-        transfer_data = self.fetch_transfer_data(previous.proj()) if (previous and key["data_transfer"]) else None
-        if key["data_transfer"] and transfer_data is None:
-            raise ValueError(
-                f"step {key['transfer_step']} sets data_transfer, but the previous step stored no transfer data; "
-                "set compute_transfer_data=True in the previous step's trainer"
-            )
-
-        def checkpoint_callback(**kwargs):
-            self.connection.ping()
-            self.call_back(**kwargs)
-
-        result = train_step(
-            dataset_fn, dataset_config, model_fn, model_config, trainer_fn, trainer_config,
-            seed=seed, state_dict=state_dict, transfer_data=transfer_data, uid=copy.deepcopy(primary),
-            cb=checkpoint_callback,
-        )  # fmt: skip
-
-        if not math.isfinite(result.score):  # DataJoint would store NULL and fail with an obscure error
-            raise ValueError(f"the trainer returned a score of {result.score}: training diverged; lower the learning rate")
-        comments = [
-            (self.trainer_table & key).fetch1("trainer_comment"),
-            (self.model_table & key).fetch1("model_comment"),
-            (self.dataset_table & key).fetch1("dataset_comment"),
-        ]
-        row = dict(
-            primary,
-            score=result.score,
-            output=result.output,
-            fabrikant_name=self.user_table.get_current_user(),
-            comment=self.comment_delimitter.join(comments)[:768],
-        )
-        self.insert1(row)
-        self.CollapsedHistory().add_entry(primary)
-        self.record_provenance(primary)
-        with tempfile.TemporaryDirectory() as temp_dir:
-            name = make_hash(primary)
-            if result.transfer_data:
-                data_path = os.path.join(temp_dir, name + "_transfer_data.npz")
-                np.savez(data_path, **{k: np.asarray(v) for k, v in result.transfer_data.items()})
-                self.DataStorage.insert1(dict(primary, transfer_data=data_path))
-            state_path = os.path.join(temp_dir, name + ".pth.tar")
-            torch.save(result.model_state, state_path)
-            self.ModelStorage.insert1(dict(primary, model_state=state_path))
-
-        checkpoints = self.checkpoint_table & primary
-        if not trainer_config.get("keep_checkpoints") and checkpoints:
-            checkpoints.delete(safemode=False)
-        logger.info("trained transfer step %s (score %.4f)", key["transfer_step"], result.score)
-
-    # ------------------------------------------------------------------ filling recipe entries
-
-    @staticmethod
-    def add_transfer_experiment(transfer_experiment) -> None:
-        """Insert a chain's configs, seeds and one recipe entry per step after the first. Every function
-        is resolved before anything is written."""
-        for step in transfer_experiment:
-            for config in step.configs.values():
-                resolve_config_fn(config)
-        for step in transfer_experiment:
-            step.add_to_table()
-        for level in range(1, len(transfer_experiment)):
-            TrainedModelTransferRecipe().add_entry(
-                transfer_from=transfer_experiment.get_restrictions(level - 1),
-                transfer_to=transfer_experiment[level].get_key(),
-                transfer_step=level,
-                data_transfer=transfer_experiment.step_key(level)["data_transfer"],
-            )
-
-
+    @classmethod
+    def add_transfer_experiment(cls, transfer_experiment: TransferExperiment) -> None:
+        """Insert a chain's configs, seeds and one recipe entry per step after the first. Every config is
+        checked before anything is written; all is written in one transaction (the caller's, if in one)."""
+        if cls.connection.in_transaction:
+            add_transfer_experiments(cls.nnfabrik, [transfer_experiment])
+        else:
+            with cls.connection.transaction:
+                add_transfer_experiments(cls.nnfabrik, [transfer_experiment])

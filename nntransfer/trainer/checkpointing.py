@@ -23,6 +23,8 @@ from typing import Any, Dict, Mapping, Optional
 import numpy as np
 import torch
 
+from nntransfer.configs.codec import make_hash  # nnfabrik's hash, without loading DataJoint
+
 logger = logging.getLogger(__name__)
 
 
@@ -83,8 +85,6 @@ class LocalCheckpoints:
     def run_folder(self, uid: Optional[Mapping[str, Any]]) -> Path:
         if uid is None:
             return self.folder / "default"
-        from nnfabrik.utility.dj_helpers import make_hash
-
         return self.folder / make_hash(dict(uid))
 
     def __call__(self, uid=None, epoch: Optional[int] = None, model=None, state: Optional[Dict[str, Any]] = None) -> None:

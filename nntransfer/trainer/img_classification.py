@@ -13,6 +13,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from nntransfer.configs.trainer.classification import ClassificationTrainerConfig
+from nntransfer.dataset.info import data_info
+from nntransfer.trainer.checks import check_trainer_config
 from nntransfer.trainer.main_loop_modules import apply_noise, unwrap_output
 from nntransfer.trainer.main_loop_modules import get as get_module
 from nntransfer.trainer.trainer import Trainer
@@ -56,14 +58,13 @@ class ImgClassificationTrainer(Trainer):
         self.pixel_mean, self.pixel_std = self._pixel_statistics()
         self.mc_samples = 0
 
-    def _pixel_statistics(self):
-        """Per-channel normalisation (config first, else the train loader's ``mean``/``std``), or None."""
+    def _pixel_statistics(self) -> Tuple[Optional[list], Optional[list]]:
+        """Per-channel normalisation (config first, else the data's ``DataInfo``), or ``(None, None)``."""
         if self.config.input_mean:
             return list(self.config.input_mean), list(self.config.input_std)
-        loader = self.train_loaders[self.task_keys[0]]
-        mean, std = getattr(loader, "mean", None), getattr(loader, "std", None)
-        if mean is not None and std is not None:
-            return list(np.atleast_1d(np.asarray(mean, dtype=float))), list(np.atleast_1d(np.asarray(std, dtype=float)))
+        info = data_info(self.dataloaders)
+        if info is not None and info.mean is not None:
+            return list(info.mean), list(info.std)
         return None, None
 
     # ------------------------------------------------------------------ batches
@@ -165,5 +166,9 @@ def classification_trainer(
     AdvancedTracker state, "final": results of the final evaluation, "best_epoch", "epochs",
     ["transfer_data"]}``; the model's state dict on the CPU.
     """
+    check_trainer_config(config)
     typed = trainer_config_from_dict(config)
     return ImgClassificationTrainer(model, dataloaders, seed, typed, uid=uid, cb=cb).train()
+
+
+classification_trainer.check_config = check_trainer_config

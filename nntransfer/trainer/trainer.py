@@ -36,6 +36,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from nntransfer.configs.trainer.classification import ClassificationTrainerConfig
+from nntransfer.models.utils import freeze_params, reset_params, set_bn_to_eval
 from nntransfer.trainer import controls
 from nntransfer.trainer.checkpointing import LocalCheckpoints, get_rng_state, loader_generators, set_rng_state
 from nntransfer.trainer.cycler import TaskCycler, sequential
@@ -177,19 +178,14 @@ class Trainer:
 
     def prepare_model(self) -> None:
         """Reset and freeze the configured parts (selectors of ``nntransfer.models.utils``)."""
-        if self.config.reset or self.config.freeze:
-            from nntransfer.models.utils import freeze_params, reset_params  # imported lazily: optional step
-
-            if self.config.reset:
-                logger.info("reset parameters: %s", reset_params(self.model, self.config.reset))
-            if self.config.freeze:
-                logger.info("froze parameters: %s", freeze_params(self.model, self.config.freeze))
+        if self.config.reset:
+            logger.info("reset parameters: %s", reset_params(self.model, self.config.reset))
+        if self.config.freeze:
+            logger.info("froze parameters: %s", freeze_params(self.model, self.config.freeze))
 
     def set_train_mode(self) -> None:
         self.model.train()
         if self.config.freeze_bn:
-            from nntransfer.models.utils import set_bn_to_eval
-
             set_bn_to_eval(self.model)
 
     def _amp_dtype(self) -> Optional[torch.dtype]:

@@ -10,8 +10,8 @@ class DatasetConfig(BaseConfig):
         batch_size: examples per batch for every split.
         valid_size: fraction of the training set held out for validation (seeded split).
         shuffle: shuffle the training set (and the train/validation split).
-        num_workers, pin_memory: passed to every ``DataLoader``.
-        data_dir: folder the data set is read from.
+        num_workers, pin_memory: passed to every ``DataLoader`` (runtime options: not hashed).
+        data_dir: folder the data set is read from (a runtime option: not hashed).
 
     Subclasses may set a different default for any of these before calling ``super().__init__``.
 

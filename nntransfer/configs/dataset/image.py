@@ -91,12 +91,6 @@ class ImageDatasetConfig(DatasetConfig):
         self.set_defaults(**defaults)
         super().__init__(**kwargs)
 
-    def check_names(self) -> None:
-        super().check_names()
-        from nntransfer.dataset import get_dataset
-
-        get_dataset(self.dataset_cls)
-
     def conditional_assignment(self) -> None:
         # No derived values; check the values whose mistakes would otherwise surface deep in a worker.
         self._check_values()

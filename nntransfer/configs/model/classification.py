@@ -40,10 +40,6 @@ class ClassificationModelConfig(ModelConfig):
 
     fn = "nntransfer.models.classification_model_builder"
 
-    CORE_TYPES = ("conv", "locally_connected", "fully_connected")
-    READOUT_TYPES = ("dense", "conv")
-    WEIGHT_INITS = ("default", "kaiming_normal", "xavier_uniform")
-
     def __init__(self, **kwargs):
         self.set_defaults(
             type="lenet5",
@@ -66,21 +62,10 @@ class ClassificationModelConfig(ModelConfig):
         )
         super().__init__(**kwargs)
 
-    def check_names(self) -> None:
-        super().check_names()
-        from nntransfer.models import get
-
-        get(self.type)
-
     def conditional_assignment(self) -> None:
-        # Nothing is derived; catch bad choices when the config is written, not hours later on a worker.
-        for name, allowed in (
-            ("core_type", self.CORE_TYPES),
-            ("readout_type", self.READOUT_TYPES),
-            ("weight_init", self.WEIGHT_INITS),
-        ):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{type(self).__name__}.{name} must be one of {list(allowed)}, got {getattr(self, name)!r}")
+        # Nothing is derived; catch bad values when the config is written, not hours later on a worker.
+        # Names (type, core_type, readout_type, weight_init) are checked where the models implement them,
+        # by the run layer before anything is written.
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"{type(self).__name__}.dropout must be in [0, 1), got {self.dropout!r}")
         for name, least in (("readout_hidden_size", 1), ("stem_kernel", 1), ("stem_stride", 1), ("stem_padding", 0)):

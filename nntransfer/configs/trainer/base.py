@@ -12,8 +12,9 @@ class TrainerConfig(BaseConfig):
         main_loop_modules: names of the main-loop modules (see ``nntransfer.trainer.main_loop_modules``)
             the trainer dispatches to, in order; mixins append theirs in ``conditional_assignment``.
             The output unwrapper always runs last, whether listed or not.
-        keep_checkpoints: keep the checkpoints (table rows or local files) after training finished.
-        force_cpu: train on the CPU even when a GPU is available.
+        keep_checkpoints: keep the checkpoints (table rows or local files) after training finished
+            (a runtime option: not hashed).
+        force_cpu: train on the CPU even when a GPU is available (a runtime option: not hashed).
     """
 
     config_name = "trainer"
@@ -27,13 +28,6 @@ class TrainerConfig(BaseConfig):
             force_cpu=False,
         )
         super().__init__(**kwargs)
-
-    def check_names(self) -> None:
-        super().check_names()
-        from nntransfer.trainer.main_loop_modules import get
-
-        for name in self.main_loop_modules:
-            get(name)
 
     def add_main_loop_module(self, name: str) -> None:
         """Append ``name`` to ``main_loop_modules`` unless it is there already (idempotent)."""

@@ -1,10 +1,8 @@
 """`ClassificationTrainerConfig`: every setting of the image classification trainer."""
 
-from nntransfer.configs.base import closest_name
 from nntransfer.configs.trainer.base import TrainerConfig
+from nntransfer.defaults import TASK_KEY
 
-SCHEDULERS = ("multistep", "plateau", "cosine")
-CYCLERS = ("round_robin", "main_task")
 OBJECTIVES = ("accuracy", "loss")
 AMP_DTYPES = ("float16", "bfloat16")
 NOISE_KINDS = ("noise_std", "noise_snr")
@@ -71,7 +69,7 @@ class ClassificationTrainerConfig(TrainerConfig):
         compute_transfer_data: return ``output["transfer_data"] = {"logits": [N, classes]}`` over the
             training set (rows in dataset order) for the next transfer step.
 
-    Running:
+    Running (runtime options: not hashed, see ``nntransfer.configs.runtime``):
         device: ``"auto"`` (CUDA when available unless ``force_cpu``), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
         checkpoint_dir: folder for checkpoints when no table callback is given ("" = none). A job restarted
             with the same folder and uid resumes from its last checkpoint.
@@ -87,7 +85,7 @@ class ClassificationTrainerConfig(TrainerConfig):
             optimizer="Adam",
             optimizer_options={"DEFAULT EMPTY": True},
             lr=0.001,
-            loss_functions={"img_classification": "CrossEntropyLoss"},
+            loss_functions={TASK_KEY: "CrossEntropyLoss"},
             loss_options={"DEFAULT EMPTY": True},
             scheduler=None,
             scheduler_options={"DEFAULT EMPTY": True},
@@ -131,21 +129,6 @@ class ClassificationTrainerConfig(TrainerConfig):
         )
         super().__init__(**kwargs)
 
-    def check_names(self) -> None:
-        super().check_names()
-        import torch
-
-        from nntransfer.trainer.controls import loss_names, optimizer_names
-
-        optimizer = getattr(torch.optim, self.optimizer, None)
-        if not (isinstance(optimizer, type) and issubclass(optimizer, torch.optim.Optimizer)):
-            hint = closest_name(self.optimizer, optimizer_names())
-            raise ValueError(f"unknown optimizer {self.optimizer!r}" + (f"; did you mean {hint!r}?" if hint else " (a class of torch.optim)"))
-        for loss in self.loss_functions.values():
-            if loss not in loss_names():
-                hint = closest_name(loss, loss_names())
-                raise ValueError(f"unknown loss function {loss!r}" + (f"; did you mean {hint!r}?" if hint else " (a class of torch.nn)"))
-
     def conditional_assignment(self) -> None:
         super().conditional_assignment()
         self._validate()
@@ -156,16 +139,12 @@ class ClassificationTrainerConfig(TrainerConfig):
             raise ValueError(f"{name}: set the learning rate with lr=..., not optimizer_options['lr']")
         if self.grad_clip_norm is not None and not (isinstance(self.grad_clip_norm, (int, float)) and self.grad_clip_norm > 0):
             raise ValueError(f"{name}.grad_clip_norm must be None or a positive number, got {self.grad_clip_norm!r}")
-        if self.scheduler is not None and self.scheduler not in SCHEDULERS:
-            raise ValueError(f"{name}.scheduler must be None or one of {SCHEDULERS}, got {self.scheduler!r}")
         if self.scheduler == "multistep" and "milestones" not in self.scheduler_options:
             raise ValueError(f"{name}: scheduler 'multistep' needs scheduler_options={{'milestones': [epochs...]}}")
         if self.objective not in OBJECTIVES:
             raise ValueError(f"{name}.objective must be one of {OBJECTIVES}, got {self.objective!r}")
         if self.objective == "loss" and self.maximize:
             raise ValueError(f"{name}: the objective 'loss' is minimised; set maximize=False")
-        if self.train_cycler not in CYCLERS:
-            raise ValueError(f"{name}.train_cycler must be one of {CYCLERS}, got {self.train_cycler!r}")
         if self.amp_dtype is not None and self.amp_dtype not in AMP_DTYPES:
             raise ValueError(f"{name}.amp_dtype must be None or one of {AMP_DTYPES}, got {self.amp_dtype!r}")
         for field in ("max_iter", "interval", "accumulate_grad_batches"):

@@ -9,7 +9,7 @@ from nntransfer.trainer.main_loop_modules.base import HOOKS, MainLoopModule, Mod
 from nntransfer.trainer.main_loop_modules.knowledge_distillation import KnowledgeDistillation, distillation_loss
 from nntransfer.trainer.main_loop_modules.noise_augmentation import NoiseAugmentation, apply_noise, sample_noise_levels
 from nntransfer.trainer.main_loop_modules.output_unwrapper import OutputUnwrapper, unwrap_output
-from nntransfer.trainer.main_loop_modules.registry import available, get, register
+from nntransfer.trainer.main_loop_modules.registry import MODULES, available, get, register
 from nntransfer.trainer.main_loop_modules.representation_matching import RepresentationMatching, representation_distance
 from nntransfer.trainer.main_loop_modules.representation_monitor import RepresentationMonitor
 
@@ -17,6 +17,7 @@ __all__ = [
     "HOOKS",
     "MainLoopModule",
     "ModuleChain",
+    "MODULES",
     "register",
     "get",
     "available",

@@ -1,0 +1,80 @@
+"""What the model builder and the trainer need to know about the data, returned with the loaders.
+
+``img_dataset_loader`` returns a ``DataLoaders``: the usual ``{"train": {task: DataLoader}, ...}`` dict
+(so ``dataloaders["train"][TASK_KEY]`` works as before) plus ``dataloaders.info``, a ``DataInfo`` with the
+number of classes, the input shape and the normalisation. A plain dict still works everywhere; readers
+then infer what they can from a batch (see ``nntransfer.models.builder.data_shapes``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Dict, Mapping, Optional, Tuple
+
+from nntransfer.defaults import TASK_KEY
+
+
+def _float_tuple(values: Optional[Any]) -> Optional[Tuple[float, ...]]:
+    return None if values is None else tuple(float(v) for v in values)
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """Facts about a data set that do not depend on the split.
+
+    Attributes:
+        n_classes: number of classes (after filtering/relabelling): the model's number of logits.
+        input_shape: ``(channels, height, width)`` of one input, as the loaders yield it.
+        mean, std: per-channel normalisation applied to the inputs (None: inputs are not normalised),
+            so that a trainer can add noise in pixel units.
+        task_keys: the task keys of the loaders (``dataloaders[split][task_key]``).
+    """
+
+    n_classes: int
+    input_shape: Tuple[int, ...]
+    mean: Optional[Tuple[float, ...]] = None
+    std: Optional[Tuple[float, ...]] = None
+    task_keys: Tuple[str, ...] = (TASK_KEY,)
+
+    def __post_init__(self) -> None:
+        # Normalise lists (e.g. read back from JSON) to tuples, so equal infos compare and hash equal.
+        object.__setattr__(self, "n_classes", int(self.n_classes))
+        object.__setattr__(self, "input_shape", tuple(int(n) for n in self.input_shape))
+        object.__setattr__(self, "mean", _float_tuple(self.mean))
+        object.__setattr__(self, "std", _float_tuple(self.std))
+        object.__setattr__(self, "task_keys", tuple(str(k) for k in self.task_keys))
+        if self.n_classes < 1:
+            raise ValueError(f"DataInfo.n_classes must be positive, got {self.n_classes}")
+        if (self.mean is None) != (self.std is None):
+            raise ValueError("DataInfo.mean and DataInfo.std are set together (or both None)")
+
+    def to_dict(self) -> Dict[str, Any]:
+        """Plain values (tuples), e.g. to store or log."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "DataInfo":
+        """Inverse of ``to_dict`` (lists are accepted for tuples); unknown keys are an error."""
+        unknown = sorted(set(values) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"DataInfo has no field(s) {unknown}; it has {list(cls.__dataclass_fields__)}")
+        return cls(**values)
+
+
+class DataLoaders(dict):
+    """``{split: {task_key: DataLoader}}`` (nested splits such as ``c_test`` too) with ``info``.
+
+    A plain ``dict`` subclass, so everything that indexes, iterates or pickles the loaders keeps working;
+    note that ``dict(dataloaders)`` or ``{**dataloaders}`` drops ``info``."""
+
+    def __init__(self, loaders: Mapping[str, Any], info: DataInfo) -> None:
+        super().__init__(loaders)
+        self.info = info
+
+    def __repr__(self) -> str:
+        return f"DataLoaders(splits={list(self)}, info={self.info!r})"
+
+
+def data_info(dataloaders: Any) -> Optional[DataInfo]:
+    """The ``DataInfo`` that came with ``dataloaders`` (None for a plain dict)."""
+    return dataloaders.info if isinstance(dataloaders, DataLoaders) else None

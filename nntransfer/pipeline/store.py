@@ -1,0 +1,198 @@
+"""The ``Store`` interface: where finished steps, their weights, handed-on data and failures are kept.
+
+A step is addressed by its full table key (``TransferExperiment.step_key(level)``: the three config keys,
+``seed``, ``transfer_step``, ``data_transfer``, ``collapsed_history``), so the same settings are the same
+step in every store. Two implementations: :class:`nntransfer.pipeline.local.LocalStore` (a work folder) and
+``nntransfer.tables.store.DataJointStore`` (the nnfabrik tables, shared by many workers). A new backend
+is one new subclass: it implements the abstract methods; running in-process comes with the base class.
+
+The status walk (:func:`step_status`) is written once here, over any store:
+
+    done     the step's result is stored
+    running  a worker holds the step (tables only)
+    failed   the last attempt raised; the chain stops here until it is retried
+    waiting  not started yet
+    blocked  an earlier step of its chain failed
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import random
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+from nntransfer.configs.base import Description
+from nntransfer.configs.transfer_experiment import TransferExperiment
+from nntransfer.pipeline.step import StepMeta, StepResult, StepSpec, train_and_store
+from nntransfer.recipes.loading import Recipe
+
+logger = logging.getLogger(__name__)
+
+DONE, RUNNING, FAILED, WAITING, BLOCKED = "done", "running", "failed", "waiting", "blocked"
+ORDERS = ("original", "random")
+Key = Dict[str, Any]
+Chain = Tuple[Description, TransferExperiment]
+
+
+@dataclass
+class StepState:
+    """What a store knows of one step: ``state`` (done / running / failed / waiting), score, error."""
+
+    state: str = WAITING
+    score: Optional[float] = None
+    error: str = ""
+
+
+@dataclass
+class StoredStep:
+    """A finished step read back: score, the trainer's output, and what the store recorded beside it
+    (name, seed, step, comment, seconds, finished, provenance)."""
+
+    score: float
+    output: Dict[str, Any]
+    info: Dict[str, Any]
+
+
+@dataclass
+class StepStatus:
+    """The state of one step of one transfer experiment of a recipe."""
+
+    name: str
+    seed: int
+    step: int
+    comment: str
+    state: str
+    score: Optional[float] = None
+    error: str = ""
+
+
+class Store(abc.ABC):
+    """Keeps steps. Subclasses implement the reading and writing; :meth:`run` trains in-process."""
+
+    #: short name of the backend (``local``, ``datajoint``)
+    name: str = ""
+    #: where the results live, for messages (``work folder ./w``, ``schema lab``)
+    where: str = ""
+
+    # ------------------------------------------------------------------ reading
+
+    @abc.abstractmethod
+    def states(self, keys: Sequence[Key]) -> List[StepState]:
+        """The state of each step (done / running / failed / waiting; never blocked)."""
+
+    @abc.abstractmethod
+    def load(self, key: Key) -> StoredStep:
+        """A finished step's score, output and record; ``ValueError`` naming what is missing or damaged."""
+
+    @abc.abstractmethod
+    def load_weights(self, key: Key) -> Dict[str, Any]:
+        """A finished step's trained weights (a state dict on the CPU)."""
+
+    @abc.abstractmethod
+    def load_transfer_data(self, key: Key) -> Optional[Dict[str, Any]]:
+        """The data a finished step handed on (name -> array), or None if it produced none."""
+
+    def is_done(self, key: Key) -> bool:
+        return self.states([key])[0].state == DONE
+
+    # ------------------------------------------------------------------ writing
+
+    @abc.abstractmethod
+    def save(self, key: Key, result: StepResult, meta: StepMeta) -> None:
+        """Store a finished step atomically: afterwards it is there whole, or not at all."""
+
+    @abc.abstractmethod
+    def record_failure(self, key: Key, error: BaseException, meta: StepMeta) -> None:
+        """Remember that the step raised ``error`` (its chain stops there until it is retried)."""
+
+    @abc.abstractmethod
+    def checkpoints(self, key: Key) -> Callable:
+        """The checkpoint callback (nnfabrik's protocol) the trainer saves and resumes the step with."""
+
+    @abc.abstractmethod
+    def clear_checkpoints(self, key: Key) -> None:
+        """Delete the step's checkpoints (called after its result is stored)."""
+
+    def clear_failures(self, recipe: Recipe) -> int:
+        """Forget the failures of ``recipe``'s steps so that they run again; returns how many."""
+        return 0
+
+    # ------------------------------------------------------------------ running
+
+    def prepare(self, recipe: Recipe) -> None:
+        """Make the store ready for ``recipe`` (e.g. fill config tables). Nothing to do by default."""
+
+    def run(self, recipe: Recipe, order: str = "original", runtime: Optional[Dict[str, Dict[str, Any]]] = None, progress: bool = True) -> None:
+        """Train every step not done yet, in this process. A step that raises is recorded as failed and
+        its chain stops there; the other chains go on. ``KeyboardInterrupt`` stops the run: what was
+        finished is kept, and the interrupted step resumes from its checkpoints next time."""
+        self.prepare(recipe)
+        for description, chain in ordered_chains(recipe, order):
+            for level in range(len(chain)):
+                if self.is_done(chain.step_key(level)):
+                    continue
+                try:
+                    self.train(description, chain, level, runtime)
+                except Exception as err:
+                    self.record_failure(chain.step_key(level), err, _meta(description, chain, level))
+                    logger.error("%s (seed %s) step %d failed: %s: %s", description.name, description.seed, level, type(err).__name__, err)
+                    break
+
+    def train(self, description: Description, chain: TransferExperiment, level: int, runtime: Optional[Dict[str, Dict[str, Any]]] = None) -> StepResult:
+        """Train step ``level`` of ``chain`` in this process and store it; the step before must be done."""
+        previous = chain.step_key(level - 1) if level else None
+        if previous is not None and not self.is_done(previous):
+            raise RuntimeError(f"{description.name} step {level - 1} is not done; run the steps in order")
+        spec = StepSpec.from_experiment(chain[level], runtime)
+        return train_and_store(self, spec, chain.step_key(level), previous, _meta(description, chain, level))
+
+    def work(self, recipe: Recipe, order: str = "original", runtime: Optional[Dict[str, Dict[str, Any]]] = None, progress: bool = True, poll_seconds: float = 2.0) -> None:
+        """What a worker does: here the same as :meth:`run` (stores shared by many workers override it)."""
+        self.run(recipe, order, runtime, progress)
+
+
+def _meta(description: Description, chain: TransferExperiment, level: int) -> StepMeta:
+    return StepMeta(description.name, description.seed, level, chain[level].comment, chain[level].to_dict())
+
+
+def ordered_chains(recipe: Recipe, order: str = "original", seed: Optional[int] = None) -> List[Chain]:
+    """The recipe's chains in ``order`` (``original``, or ``random`` so that workers spread out)."""
+    if order not in ORDERS:
+        raise ValueError(f"unknown order {order!r}; use one of {', '.join(ORDERS)}")
+    chains = list(recipe.transfer_experiments.items())
+    if order == "random":
+        random.Random(seed).shuffle(chains)
+    return chains
+
+
+def step_status(store: Store, recipe: Recipe) -> List[StepStatus]:
+    """The state of every step of ``recipe`` in ``store``, chain by chain (see module docstring)."""
+    steps = [(d, chain, level) for d, chain in recipe.transfer_experiments.items() for level in range(len(chain))]
+    states = store.states([chain.step_key(level) for _, chain, level in steps])
+    rows: List[StepStatus] = []
+    blocked_chain = None
+    for (description, chain, level), found in zip(steps, states):
+        if level == 0:
+            blocked_chain = None
+        row = StepStatus(description.name, description.seed, level, chain[level].comment, found.state, found.score, found.error)
+        if found.state != DONE and blocked_chain is chain:
+            row.state, row.error = BLOCKED, ""
+        elif found.state == FAILED:
+            blocked_chain = chain
+        rows.append(row)
+    return rows
+
+
+def status_table(rows: List[StepStatus]) -> str:
+    """A plain-text table of name, seed, step, state, score (and the first line of each error)."""
+    header = ("name", "seed", "step", "state", "score", "comment")
+    lines = [[r.name, str(r.seed), str(r.step), r.state, "" if r.score is None else f"{r.score:.4f}", r.comment] for r in rows]
+    widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h) for i, h in enumerate(header)]
+    out = ["  ".join(h.ljust(w) for h, w in zip(header, widths))]
+    for row, line in zip(rows, lines):
+        out.append("  ".join(v.ljust(w) for v, w in zip(line, widths)).rstrip())
+        if row.error:
+            out.append(f"    error: {row.error.splitlines()[0]}")
+    return "\n".join(out)
