@@ -188,3 +188,46 @@ def test_a_recipe_path_from_the_wrong_folder_suggests_the_module(tmp_path, capsy
     monkeypatch.chdir(tmp_path)
     assert main(["run", "nntransfer/recipes/digits_transfer", "--quiet"]) == EXIT_BAD_INPUT
     assert "nntransfer run nntransfer.recipes.digits_transfer" in capsys.readouterr().err
+
+
+BAD_RECIPES = {
+    "model_too_large": (
+        "from nntransfer.configs import *\n"
+        "experiments = [Experiment(ImageDatasetConfig(dataset_cls='Digits'), ClassificationModelConfig(type='lenet5'),\n"
+        "                          ClassificationTrainerConfig(max_iter=1), seed=1, comment='lenet on 8x8')]\n",
+        "experiment 'lenet on 8x8' (seed 1) step 0: cannot build its model: input shape (1, 8, 8) is too small",
+    ),
+    "missing_files": (
+        "from nntransfer.configs import *\n"
+        "experiments = [Experiment(ImageDatasetConfig(dataset_cls='MNIST', input_size=28, data_dir='{tmp}/nodata'),\n"
+        "                          ClassificationModelConfig(type='mlp'), ClassificationTrainerConfig(max_iter=1), seed=1, comment='m')]\n",
+        "cannot build its data: MNIST not found in data_dir=",
+    ),
+    "nan_lr": (
+        "from nntransfer.configs import *\n"
+        "trainer = ClassificationTrainerConfig(lr=float('nan'))\n",
+        "ClassificationTrainerConfig.lr must be a positive finite number, got nan ({tmp}/nan_lr.py, line 2)",
+    ),
+    "raises": (
+        "from nntransfer.configs import *\n\n\ndef broken():\n    return undefined_name\n\n\nexperiments = broken()\n",
+        "failed to load: NameError: name 'undefined_name' is not defined ({tmp}/raises.py, line 5)",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_RECIPES))
+def test_bad_input_in_a_recipe_is_one_line_before_anything_is_written(tmp_path, name):
+    """A model too large for its input, missing data files, a NaN learning rate, a recipe that raises:
+    one line naming the experiment (or the file and line), exit 2, no work folder."""
+    source, message = BAD_RECIPES[name]
+    recipe = tmp_path / f"{name}.py"
+    recipe.write_text(source.format(tmp=tmp_path))
+    workdir = tmp_path / "work"
+    done = subprocess.run(
+        [sys.executable, "-m", "nntransfer", "run", str(recipe), "--workdir", str(workdir), "--quiet"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == EXIT_BAD_INPUT, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and message.format(tmp=tmp_path) in lines[0], done.stderr
+    assert not workdir.exists()

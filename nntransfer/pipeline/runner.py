@@ -14,7 +14,7 @@ from nntransfer.configs import runtime as runtime_options
 from nntransfer.defaults import DEFAULT_WORKDIR
 from nntransfer.pipeline.local import LocalStore
 from nntransfer.pipeline.store import StepStatus, Store, step_status
-from nntransfer.pipeline.validation import validate_recipe
+from nntransfer.pipeline.validation import preflight, validate_recipe
 from nntransfer.provenance import RecipeSource
 from nntransfer.recipes.loading import as_recipe
 
@@ -71,10 +71,11 @@ def run_experiments(
     populating while other workers train steps this one waits for. Returns every step's status."""
     recipe = as_recipe(experiments)
     options = effective_runtime(runtime, progress)
-    validate_recipe(recipe)  # before anything is written
+    validate_recipe(recipe)  # names, then data and models (preflight): before anything is written
     if recipe.path:
         RecipeSource.path = recipe.path
     store = open_store(backend, workdir=workdir, schema=schema)
+    preflight(recipe, options, needs_training=lambda key: not store.is_done(key))
     if retry_failed:
         store.clear_failures(recipe)
     if worker:

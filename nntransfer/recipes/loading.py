@@ -11,15 +11,18 @@ import importlib
 import importlib.util
 import pkgutil
 import sys
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from nntransfer.configs.base import Description
 from nntransfer.configs.experiment import Experiment
 from nntransfer.configs.transfer_experiment import TransferExperiment
 from nntransfer.registry import closest_name
+
+_PACKAGE_ROOT = Path(__file__).resolve().parent.parent  # nntransfer's own files, skipped when naming a line
 
 
 class RecipeError(ValueError):
@@ -45,6 +48,17 @@ def _import_file(path: Path) -> ModuleType:
     sys.modules[module_name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def _import_named_module(recipe: str) -> ModuleType:
+    try:
+        return importlib.import_module(recipe)
+    except ModuleNotFoundError as err:
+        if err.name and recipe.startswith(err.name):
+            raise RecipeError(
+                f"recipe {recipe!r} not found: give a recipe folder, a .py file or an importable module" + _module_hint(recipe)
+            ) from None
+        raise
 
 
 def _import_package(folder: Path) -> ModuleType:
@@ -118,6 +132,32 @@ def _module_hint(recipe: str) -> str:
     return f"; the module {dotted!r} exists: nntransfer run {dotted}" if found else ""
 
 
+def _where_it_raised(err: BaseException) -> str:
+    """``file.py, line N`` of the deepest frame outside the import machinery and nntransfer itself
+    (the recipe's own line), else of the deepest frame."""
+    frames = [f for f in traceback.extract_tb(err.__traceback__) if not f.filename.startswith("<frozen")]
+    if isinstance(err, SyntaxError) and err.filename:
+        return f"{err.filename}, line {err.lineno}"
+    own = [f for f in frames if not Path(f.filename).resolve().is_relative_to(_PACKAGE_ROOT)]
+    frame = (own or frames or [None])[-1]
+    return f"{frame.filename}, line {frame.lineno}" if frame else "unknown place"
+
+
+def _import_recipe_module(load: Callable[[], ModuleType], label: str) -> ModuleType:
+    """Run ``load`` (which executes a recipe module); anything the module raises becomes one line that
+    names the exception, the file and the line."""
+    try:
+        return load()
+    except RecipeError:
+        raise
+    except Exception as err:  # the recipe's own code raised: NameError, ValueError from a config, ...
+        text = err.msg if isinstance(err, SyntaxError) else str(err)
+        message = text.splitlines()[0] if text else ""
+        raise RecipeError(
+            f"recipe {label} failed to load: {type(err).__name__}: {message} ({_where_it_raised(err)})"
+        ) from None
+
+
 def _submodules(package: ModuleType) -> List[str]:
     return [info.name for info in pkgutil.iter_modules(package.__path__) if not info.name.startswith("_")]
 
@@ -125,32 +165,19 @@ def _submodules(package: ModuleType) -> List[str]:
 def load_recipe(recipe: str, experiment: Optional[str] = None) -> Recipe:
     """Load ``recipe`` (folder, ``.py`` file or dotted module); ``experiment`` picks one module of a folder."""
     path = Path(recipe)
-    try:
-        if path.is_dir():
-            if not (path / "__init__.py").exists():
-                raise RecipeError(f"recipe folder {recipe} is not a package: add an __init__.py")
-            package = _import_package(path)
-            location = str(path.resolve())
-        elif path.suffix == ".py":
-            if not path.exists():
-                raise RecipeError(f"recipe file {recipe} does not exist")
-            package = _import_file(path)
-            location = str(path.resolve())
-        else:
-            try:
-                package = importlib.import_module(recipe)
-            except ModuleNotFoundError as err:
-                if err.name and recipe.startswith(err.name):
-                    raise RecipeError(
-                        f"recipe {recipe!r} not found: give a recipe folder, a .py file or an importable module"
-                        + _module_hint(recipe)
-                    ) from None
-                raise
-            location = getattr(package, "__file__", None)
-    except RecipeError:
-        raise
-    except SyntaxError as err:
-        raise RecipeError(f"recipe {recipe} has a syntax error: {err}") from None
+    if path.is_dir():
+        if not (path / "__init__.py").exists():
+            raise RecipeError(f"recipe folder {recipe} is not a package: add an __init__.py")
+        package = _import_recipe_module(lambda: _import_package(path), recipe)
+        location = str(path.resolve())
+    elif path.suffix == ".py":
+        if not path.exists():
+            raise RecipeError(f"recipe file {recipe} does not exist")
+        package = _import_recipe_module(lambda: _import_file(path), recipe)
+        location = str(path.resolve())
+    else:
+        package = _import_recipe_module(lambda: _import_named_module(recipe), recipe)
+        location = getattr(package, "__file__", None)
 
     label = getattr(package, "__name__", recipe)
     if experiment is not None:
@@ -161,14 +188,14 @@ def load_recipe(recipe: str, experiment: Optional[str] = None) -> Recipe:
             hint = closest_name(experiment, names)
             hint_text = f"; did you mean {hint!r}?" if hint else ""
             raise RecipeError(f"recipe {label} has no experiment {experiment!r} (available: {', '.join(names) or 'none'}){hint_text}")
-        module = importlib.import_module(f"{package.__name__}.{experiment}")
+        module = _import_recipe_module(lambda: importlib.import_module(f"{package.__name__}.{experiment}"), f"{label}.{experiment}")
         return Recipe(f"{label}.{experiment}", getattr(module, "__file__", location), _collect(module, module.__name__))
 
     if hasattr(package, "transfer_experiments") or hasattr(package, "experiments") or not hasattr(package, "__path__"):
         return Recipe(label, location, _collect(package, label))
     collected: Dict[Description, TransferExperiment] = {}
     for name in _submodules(package):
-        module = importlib.import_module(f"{package.__name__}.{name}")
+        module = _import_recipe_module(lambda: importlib.import_module(f"{package.__name__}.{name}"), f"{label}.{name}")
         if hasattr(module, "transfer_experiments") or hasattr(module, "experiments"):
             collected.update(_collect(module, module.__name__))
     if not collected:

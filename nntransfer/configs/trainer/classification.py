@@ -1,5 +1,7 @@
 """`ClassificationTrainerConfig`: every setting of the image classification trainer."""
 
+import math
+
 from nntransfer.configs.trainer.base import TrainerConfig
 from nntransfer.defaults import TASK_KEY
 
@@ -135,6 +137,8 @@ class ClassificationTrainerConfig(TrainerConfig):
 
     def _validate(self) -> None:
         name = type(self).__name__
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"{name}.lr must be a positive finite number, got {self.lr!r}")
         if "lr" in self.optimizer_options:
             raise ValueError(f"{name}: set the learning rate with lr=..., not optimizer_options['lr']")
         if self.grad_clip_norm is not None and not (isinstance(self.grad_clip_norm, (int, float)) and self.grad_clip_norm > 0):
