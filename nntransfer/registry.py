@@ -11,6 +11,7 @@ It imports nothing but the standard library, so every layer (configs included) m
 from __future__ import annotations
 
 import difflib
+import importlib
 from typing import Any, Callable, Dict, Generic, Iterable, List, Optional, TypeVar
 
 T = TypeVar("T")
@@ -26,6 +27,21 @@ def did_you_mean(name: str, candidates: Iterable[str]) -> str:
     """``"; did you mean 'x'?"`` for the closest candidate, or ``""``: the one hint formatter."""
     match = closest_name(name, candidates)
     return f"; did you mean {match!r}?" if match else ""
+
+
+def import_object(path: str, kind: str = "object") -> Any:
+    """The object a dotted path ``package.module.name`` names, importing the module: the one place a
+    name in a config (a function, a main-loop module class) becomes code. ``ValueError`` with one line."""
+    module_name, _, attr = str(path).rpartition(".")
+    try:
+        if not module_name:
+            raise ImportError("not a dotted path")
+        return getattr(importlib.import_module(module_name), attr)
+    except Exception as err:  # ImportError, AttributeError, anything the imported module raised
+        raise ValueError(
+            f"the {kind} {path!r} cannot be imported ({type(err).__name__}: {err}); "
+            "use a dotted path like 'my_package.module.name'"
+        ) from None
 
 
 class Registry(Generic[T]):

@@ -24,7 +24,6 @@ the run layer (``nntransfer.run.validation``) before anything is written.
 from __future__ import annotations
 
 import copy
-import importlib
 import json
 from collections import namedtuple
 from pathlib import Path
@@ -33,7 +32,7 @@ from typing import Any, ClassVar, Dict, Optional, Tuple
 from nntransfer.configs import codec
 from nntransfer.configs.codec import make_hash
 from nntransfer.configs.runtime import RUNTIME_FIELDS
-from nntransfer.registry import did_you_mean
+from nntransfer.registry import did_you_mean, import_object
 
 Description = namedtuple("Description", "name seed")
 Description.__doc__ = "Names one transfer experiment of a recipe: ``Description(name, seed)``."
@@ -239,12 +238,11 @@ def resolve_config_class(path: Optional[str]) -> type:
         raise ValueError("the JSON has no 'config_class'; load it with the config class, e.g. ImageDatasetConfig.load(path)")
     if path in BaseConfig._registry:
         return BaseConfig._registry[path]
-    module_name, _, class_name = path.rpartition(".")
-    if module_name.split(".")[0] != "nntransfer":  # never import a module a file names
+    if path.split(".")[0] != "nntransfer":  # never import a module a file names
         raise ValueError(f"unknown config class {path!r}; import the module that defines it first")
     try:
-        found = getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError):
+        found = import_object(path, "config class")
+    except ValueError:
         raise ValueError(f"unknown config class {path!r}") from None
     if not (isinstance(found, type) and issubclass(found, BaseConfig)):
         raise ValueError(f"{path!r} is not a config class")

@@ -15,7 +15,6 @@ after the result is safe.
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import logging
 import math
@@ -25,6 +24,7 @@ from typing import Any, Callable, Dict, Mapping, Optional
 
 from nntransfer.configs.experiment import Experiment
 from nntransfer.configs.runtime import RUNTIME_FIELDS
+from nntransfer.registry import import_object
 
 logger = logging.getLogger(__name__)
 
@@ -35,16 +35,7 @@ def resolve_function(path: str, role: str = "function") -> Callable:
     """The callable a dotted path names (``"package.module.function"``); ``ValueError`` with one line."""
     if callable(path):
         return path
-    module_name, _, attr = str(path).rpartition(".")
-    try:
-        if not module_name:
-            raise ImportError("not a dotted path")
-        found = getattr(importlib.import_module(module_name), attr)
-    except Exception as err:  # ImportError, AttributeError, errors raised while importing the module
-        raise ValueError(
-            f"the {role} function {path!r} cannot be imported ({type(err).__name__}: {err}); "
-            "use a dotted path like 'my_package.module.function'"
-        ) from None
+    found = import_object(path, f"{role} function")
     if not callable(found):
         raise ValueError(f"the {role} function {path!r} is a {type(found).__name__}, not a function")
     return found

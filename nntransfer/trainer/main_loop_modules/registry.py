@@ -4,10 +4,9 @@ imports the package first (as a worker running a table row must)."""
 
 from __future__ import annotations
 
-import importlib
 from typing import List, Optional, Type
 
-from nntransfer.registry import Registry
+from nntransfer.registry import Registry, import_object
 from nntransfer.trainer.main_loop_modules.base import MainLoopModule
 
 
@@ -21,11 +20,7 @@ def _import_dotted(name: str) -> Optional[Type[MainLoopModule]]:
     """The class a dotted path ``package.module.Class`` names (None for a plain name: unknown)."""
     if "." not in name:
         return None
-    module_name, _, attr = name.rpartition(".")
-    try:
-        found = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as err:
-        raise ValueError(f"cannot import main-loop module {name!r}: {err}") from None
+    found = import_object(name, "main-loop module")
     try:
         return _require_module_class(found)
     except ValueError as err:
