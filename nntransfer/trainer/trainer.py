@@ -145,7 +145,9 @@ class Trainer:
             config.maximize, config.patience, config.tolerance, config.lr_decay_steps, enabled=config.early_stopping
         )
         self.checkpoints = cb
-        if cb is None and config.checkpoint_dir:
+        # a store's callback is cleared by the store, after the result is saved; our own folder by us
+        self.owns_checkpoints = cb is None and bool(config.checkpoint_dir)
+        if self.owns_checkpoints:
             self.checkpoints = LocalCheckpoints(config.checkpoint_dir)
         self.generators = loader_generators(self.train_loaders)
         self.epoch = 0
@@ -459,7 +461,7 @@ class Trainer:
         output = {"tracker": self.tracker.state_dict(), "final": final, "best_epoch": self.early_stopping.best_epoch,
                   "epochs": self.epoch}
         output.update(self.extra_output())
-        if isinstance(self.checkpoints, LocalCheckpoints) and not self.config.keep_checkpoints:
+        if self.owns_checkpoints and not self.config.keep_checkpoints:
             self.checkpoints.clear(self.uid)
         model_state = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
         return score, output, model_state
