@@ -4,3 +4,17 @@ without loading DataJoint."""
 
 class DatabaseError(RuntimeError):
     """The database cannot be used: unreachable, wrong credentials, bad schema name, or not configured."""
+
+
+class StorageError(OSError):
+    """A result, checkpoint or failure record cannot be written: disk full, read-only or unwritable folder.
+
+    Not the step's fault, so it is never recorded as the step's failure: the run stops, what was stored
+    stays whole, and the step resumes from its checkpoints once there is room. The message is one line
+    naming the file or folder and what to do."""
+
+
+class DatabaseLost(DatabaseError):
+    """The database went away while a job ran (server stopped, connection killed). Finished steps are kept
+    and the interrupted one resumes from its checkpoints when the run or worker is started again; the
+    command line exits with status 1 (the job did not finish), not 2 (bad input)."""

@@ -226,3 +226,110 @@ def test_loader_with_dataset_generator_shuffles_identically_after_resume(tmp_pat
     order = [y.tolist() for _, y in loader]
     set_rng_state(state, generators)
     assert [y.tolist() for _, y in loader] == order
+
+
+# ---------------------------------------------------------------------- damaged checkpoints (issue 11, item 6)
+
+
+def saved_epochs(folder, epochs=(1, 2, 3), keep_last_n=3):
+    """A checkpoint folder with ``epochs`` saved (scores rising with the epoch); returns the store and model."""
+    store = LocalCheckpoints(folder)
+    model = TinyNet()
+    for epoch in epochs:
+        state = {"action": "save", "score": float(epoch), "maximize_score": True, "keep_last_n": keep_last_n,
+                 "keep_best_n": 1, "marker": epoch}
+        store(uid=UID, epoch=epoch, model=model, state=state)
+    return store, model
+
+
+def truncate(path):
+    path.write_bytes(path.read_bytes()[:100])
+
+
+DAMAGES = {
+    "truncated checkpoint": (lambda pt: truncate(pt), "epoch_000003.pt"),
+    "garbage checkpoint": (lambda pt: pt.write_bytes(b"\x00garbage" * 50), "epoch_000003.pt"),
+    "garbage score": (lambda pt: pt.with_suffix(".score").write_text("0.9\x00\x01not a number"), "epoch_000003.score"),
+    "nan score": (lambda pt: pt.with_suffix(".score").write_text("nan"), "epoch_000003.score"),
+    "checkpoint without score": (lambda pt: pt.with_suffix(".score").unlink(), "epoch_000003.score"),
+    "score without checkpoint": (lambda pt: pt.unlink(), None),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGES)
+def test_a_damaged_checkpoint_falls_back_to_an_earlier_one_with_a_warning(tmp_path, caplog, damage):
+    """Defect: one damaged checkpoint blocked its job forever (torch.load or float() raised on every try)."""
+    store, model = saved_epochs(tmp_path)
+    spoil, named = DAMAGES[damage]
+    spoil(store.checkpoints(UID)[3])
+    for action in ("last", "best"):  # best: epoch 3 had the best score
+        state = {"action": action, "maximize_score": True, "net": TinyNet(seed=4)}
+        store(uid=UID, model=model, state=state)
+        assert state["epoch"] == 2 and state["marker"] == 2
+    if named:  # the first restore names the damaged file (and deletes it: it can never be restored)
+        warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+        assert len(warnings) == 1 and named in warnings[0] and "skipping" in warnings[0], warnings
+    # choosing what to keep does not trip over it either, and drops what can never be restored
+    store(uid=UID, epoch=4, model=model, state={"action": "save", "score": 4.0, "keep_last_n": 3, "keep_best_n": 1})
+    assert sorted(p.name for p in store.run_folder(UID).iterdir()) == [
+        f"epoch_00000{e}.{kind}" for e in (1, 2, 4) for kind in ("pt", "score")]  # fmt: skip
+
+
+def test_no_usable_checkpoint_starts_the_job_over_with_a_warning(tmp_path, caplog):
+    store, model = saved_epochs(tmp_path, epochs=(1, 2), keep_last_n=2)
+    for path in store.checkpoints(UID).values():
+        truncate(path)
+    (store.run_folder(UID) / "epoch_xx.pt").write_bytes(b"not an epoch")  # a stray name is no checkpoint
+    (store.run_folder(UID) / ".epoch_000003.pt.abc.tmp").write_bytes(b"half")  # a kill while saving
+    state = {"action": "last", "maximize_score": True, "net": TinyNet(seed=4)}
+    store(uid=UID, model=model, state=state)
+    assert "epoch" not in state  # nothing restored: the trainer starts from epoch 1
+    assert "starts over" in caplog.text and "epoch_000001.pt" in caplog.text and "epoch_000002.pt" in caplog.text
+    assert not list(store.run_folder(UID).glob("*.tmp"))
+
+
+def test_a_killed_job_whose_last_checkpoint_is_damaged_still_ends_identically(tmp_path, caplog):
+    """The trainer resumes from the checkpoint before the damaged one and ends exactly like an
+    uninterrupted run."""
+    import logging
+
+    caplog.set_level(logging.INFO, logger="nntransfer")
+    options = {"save_every_n": 1, "keep_best_n": 1, "keep_last_n": 2, "keep_selection": ()}
+    cfg = resumable_config(checkpoint_dir=str(tmp_path), chkpt_options=options)
+    uninterrupted = train(cfg, loaders=loaders_for(), uid={**UID, "run": "a"})
+    last = uninterrupted[1]["epochs"]
+    with pytest.raises(Killed):
+        train(cfg, loaders=loaders_for(kill_at=4 * (last - 1) + 2), uid=UID)
+    store = LocalCheckpoints(tmp_path)
+    assert {last - 2, last - 1} <= set(store.checkpoints(UID))
+    truncate(store.checkpoints(UID)[last - 1])
+    resumed = train(cfg, loaders=loaders_for(), uid=UID)
+    assert f"epoch_{last - 1:06d}.pt: it cannot be read" in caplog.text
+    assert f"resumed from the checkpoint of epoch {last - 2}" in caplog.text
+    assert_same_run(uninterrupted, resumed)
+
+
+def test_a_full_disk_while_checkpointing_is_one_line_and_leaves_no_partial_file(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    from nntransfer.errors import StorageError
+
+    store, model = saved_epochs(tmp_path, epochs=(1,))
+    real_replace = os.replace
+
+    def full_disk(src, dst, *args, **kwargs):
+        if str(dst).endswith(".pt"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_replace(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", full_disk)
+    with pytest.raises(StorageError) as raised:
+        store(uid=UID, epoch=2, model=model, state={"action": "save", "score": 2.0})
+    message = str(raised.value)
+    assert "\n" not in message and "epoch_000002.pt" in message and "No space left on device" in message
+    monkeypatch.undo()
+    assert not list(store.run_folder(UID).glob("*.tmp"))
+    state = {"action": "last", "maximize_score": True, "net": TinyNet(seed=4)}
+    store(uid=UID, model=model, state=state)  # the score written before the failure is ignored
+    assert state["epoch"] == 1

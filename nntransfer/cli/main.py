@@ -11,8 +11,9 @@ they change where and how steps run, never which experiment they are (they are n
 Every sub-command is a handler ``(args) -> exit status`` set with ``set_defaults(handler=...)``; ``main``
 calls it. Bad input (unknown recipe or experiment, a function that does not resolve, an unreachable
 database, a schema or work folder that does not exist for ``status``) prints one line and exits with
-status 2; failed training jobs exit with status 1 (``status`` shows their errors; ``--retry-failed`` runs
-them again).
+status 2. Failed training jobs (``status`` shows their errors; ``--retry-failed`` runs them again), a
+database lost mid-job and a full disk exit with status 1. Ctrl-C (or SIGTERM) prints how to resume and
+exits with status 130.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any, Dict, List, Optional
 
 from nntransfer.analysis.report import add_report_command
 from nntransfer.defaults import DEFAULT_WORKDIR
-from nntransfer.errors import DatabaseError
+from nntransfer.errors import DatabaseError, DatabaseLost, StorageError
 from nntransfer.pipeline.runner import open_store, run_experiments
 from nntransfer.pipeline.store import FAILED, status_table, step_status
 from nntransfer.recipes.loading import load_recipe
@@ -33,6 +34,7 @@ logger = logging.getLogger("nntransfer")
 
 EXIT_FAILED_JOBS = 1
 EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130  # the shell's convention for Ctrl-C
 
 
 def _recipe_arguments(parser: argparse.ArgumentParser) -> None:
@@ -128,11 +130,22 @@ def main(argv: Optional[List[str]] = None) -> int:
     _setup_logging(getattr(args, "quiet", False))
     try:
         return args.handler(args)
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM during a run: finished steps are kept
+        print("nntransfer: interrupted; run the same command again to resume (finished steps are kept, "
+              "the interrupted one continues from its last checkpoint)", file=sys.stderr)  # fmt: skip
+        return EXIT_INTERRUPTED
+    except (DatabaseLost, StorageError) as err:  # the job did not finish; running again resumes it
+        logger.debug("interrupted", exc_info=True)
+        print(f"nntransfer: error: {_first_line(err)}", file=sys.stderr)
+        return EXIT_FAILED_JOBS
     except (ValueError, DatabaseError, FileNotFoundError) as err:
         logger.debug("bad input", exc_info=True)
-        message = str(err).splitlines()[0] if str(err) else type(err).__name__
-        print(f"nntransfer: error: {message}", file=sys.stderr)
+        print(f"nntransfer: error: {_first_line(err)}", file=sys.stderr)
         return EXIT_BAD_INPUT
+
+
+def _first_line(err: BaseException) -> str:
+    return str(err).splitlines()[0] if str(err) else type(err).__name__
 
 
 if __name__ == "__main__":

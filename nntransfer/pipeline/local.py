@@ -2,40 +2,73 @@
 
     <workdir>/steps/<hash of the step key>/   one folder per finished step, written whole or not at all:
         key.json          the step's key and experiment (configs), for people and tools
-        result.json       score, name, seed, step, comment, seconds, finished, provenance
+        result.json       score, name, seed, step, comment, seconds, finished, provenance, and ``files``:
+                          the size and sha256 of each file below
         output.json       the trainer's output (tracker log, final evaluation), through the one codec
         model_state.pt    the trained weights (read back with ``torch.load(weights_only=True)``)
         transfer_data.npz the data handed to the next step, if any (read without pickle)
     <workdir>/failed/<hash>.txt     the error of a step's last failed attempt
     <workdir>/checkpoints/<hash>/   checkpoints of steps being trained (a killed run resumes from them)
+    <workdir>/locks/<hash>.lock     locked (``flock``) by the run training the step; the lock goes when the
+                                    run ends or dies
 
-Nothing read back from the folder can execute code: JSON, NumPy without pickle, weights only.
+What the folder guarantees:
+
+* Nothing read back can execute code: JSON, NumPy without pickle, weights only.
+* A step folder appears whole: it is written to ``steps/.<hash>.<pid>.tmp`` and renamed into place; the
+  step's checkpoints are deleted only after that. A run killed at any point loses at most the epoch in
+  progress; the next run removes the temporary files of runs that are gone and resumes from the checkpoints.
+* What is read is verified. A step whose ``result.json`` cannot be read, or whose files are missing or
+  differ from what ``result.json`` records (the size always; the sha256 when the step is read or a run
+  decides whether to train it) is not done: a WARNING names the file, and the next run trains it again.
+  ``load`` and ``load_weights`` raise a one-line ``ValueError`` naming the file.
+* Runs on one folder share the work step by step: a step another live run holds is left to it (``status``
+  shows it as running), so every step is trained once. The locks work wherever ``flock`` does (local disks;
+  NFS with working locks).
+* A full disk or an unwritable folder is a one-line :class:`~nntransfer.errors.StorageError`; nothing is left
+  half-written and ``status`` keeps working.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import io
 import json
 import logging
 import os
 import shutil
+import socket
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 
 from nntransfer.configs import codec
 from nntransfer.configs.codec import make_hash
+from nntransfer.configs.transfer_experiment import TransferExperiment
 from nntransfer.defaults import DEFAULT_WORKDIR
-from nntransfer.pipeline.step import StepMeta, StepResult
-from nntransfer.pipeline.store import DONE, FAILED, WAITING, Key, StepState, Store, StoredStep
+from nntransfer.errors import StorageError
+from nntransfer.pipeline.step import StepMeta, StepResult, StepSpec
+from nntransfer.pipeline.store import DONE, FAILED, RUNNING, WAITING, Key, StepState, Store, StoredStep
 from nntransfer.provenance import RecipeSource
+from nntransfer.recipes.loading import Recipe
+
+try:
+    import fcntl
+except ImportError:  # not on POSIX: no locks, one run per work folder
+    fcntl = None
 
 # torch is imported where weights are read or written: ``status`` and ``report`` read JSON only and
 # must start fast.
 
 logger = logging.getLogger(__name__)
+
+#: files a step folder must have (``transfer_data.npz`` only when the step handed data on)
+REQUIRED_FILES = ("output.json", "model_state.pt")
+SUBFOLDERS = ("steps", "failed", "checkpoints", "locks")
 
 
 class LocalStore(Store):
@@ -46,6 +79,9 @@ class LocalStore(Store):
     def __init__(self, workdir: os.PathLike = DEFAULT_WORKDIR) -> None:
         self.workdir = Path(workdir)
         self.where = f"work folder {self.workdir}"
+        self._held: Dict[str, int] = {}  # step hash -> descriptor of the lock this store holds
+        self._digests: Dict[Tuple[str, int, int], str] = {}  # (path, size, mtime) -> sha256, hashed once
+        self._warned: Set[Tuple[str, str]] = set()
 
     # ------------------------------------------------------------------ paths
 
@@ -55,65 +91,164 @@ class LocalStore(Store):
     def failure_file(self, key: Key) -> Path:
         return self.workdir / "failed" / f"{make_hash(key)}.txt"
 
-    def _read_json(self, path: Path) -> Any:
+    def lock_file(self, key: Key) -> Path:
+        return self._lock_path(make_hash(key))
+
+    def _lock_path(self, digest: str) -> Path:
+        return self.workdir / "locks" / f"{digest}.lock"
+
+    # ------------------------------------------------------------------ verifying
+
+    def _verify(self, key: Key, names: Optional[Iterable[str]] = None, full: bool = True) -> Tuple[Optional[Dict[str, Any]], str]:
+        """``(record, "")`` if the step is stored and its files ``names`` (default: all) verify; ``(None, "")``
+        if there is no step folder; ``(None, what is wrong)`` if it is damaged. ``full``: compare checksums
+        too (else sizes only, for ``status``)."""
+        folder = self.step_dir(key)
+        if not folder.exists():
+            return None, ""
+        result = folder / "result.json"
         try:
-            return codec.loads(path.read_text())
-        except (OSError, ValueError) as err:
-            raise ValueError(f"cannot read {path} ({type(err).__name__}: {err}); delete its step folder to train it again") from None
+            info = json.loads(result.read_text())
+            float(info["score"])
+        except FileNotFoundError:
+            return None, f"{result} is missing"
+        except Exception as err:  # truncated, garbage, not an object, no score
+            return None, f"{result} cannot be read ({type(err).__name__}: {_first_line(err)})"
+        files = info.get("files")
+        if files is None:  # written before result.json recorded its files: check by loading them
+            return (info, "") if not (problem := self._legacy_problem(folder, names, full)) else (None, problem)
+        for name in REQUIRED_FILES if names is None else names:
+            if name not in files and name not in REQUIRED_FILES:
+                continue  # an optional file the step did not write
+            problem = self._file_problem(folder / name, files.get(name), full)
+            if problem:
+                return None, problem
+        if names is None and "transfer_data.npz" in files:
+            problem = self._file_problem(folder / "transfer_data.npz", files["transfer_data.npz"], full)
+            if problem:
+                return None, problem
+        return info, ""
+
+    def _file_problem(self, path: Path, expected: Any, full: bool) -> str:
+        if not (isinstance(expected, dict) and isinstance(expected.get("size"), int) and isinstance(expected.get("sha256"), str)):
+            return f"{path.parent / 'result.json'} records no size and checksum of {path.name}"
+        try:
+            found = path.stat()
+        except FileNotFoundError:
+            return f"{path} is missing"
+        except OSError as err:
+            return f"{path} cannot be read ({_reason(err)})"
+        if found.st_size != expected["size"]:
+            return f"{path} has {found.st_size} bytes, result.json records {expected['size']}"
+        if full:
+            seen = (str(path), found.st_size, found.st_mtime_ns)
+            if seen not in self._digests:
+                try:
+                    self._digests[seen] = _sha256_of(path)
+                except OSError as err:
+                    return f"{path} cannot be read ({_reason(err)})"
+            if self._digests[seen] != expected["sha256"]:
+                return f"{path} does not match the checksum result.json records"
+        return ""
+
+    def _legacy_problem(self, folder: Path, names: Optional[Iterable[str]], full: bool) -> str:
+        for name in REQUIRED_FILES if names is None else names:
+            path = folder / name
+            if name not in REQUIRED_FILES and not path.exists():
+                continue
+            if not path.is_file() or path.stat().st_size == 0:
+                return f"{path} is missing or empty"
+            if full:
+                try:
+                    _read_file(path)
+                except Exception as err:
+                    return f"{path} cannot be read ({type(err).__name__}: {_first_line(err)})"
+        return ""
+
+    def _warn_damaged(self, key: Key, problem: str) -> None:
+        if (make_hash(key), problem) not in self._warned:  # once per store: status and run ask repeatedly
+            self._warned.add((make_hash(key), problem))
+            logger.warning("damaged step: %s; it will be trained again", problem)
+
+    def _verified(self, key: Key, names: Iterable[str]) -> Dict[str, Any]:
+        """The record of a finished step whose files ``names`` verify; a one-line ``ValueError`` otherwise."""
+        info, problem = self._verify(key, names, full=True)
+        if info is None:
+            if problem:
+                raise ValueError(f"{problem}; run the recipe again to train the step again")
+            raise ValueError(f"the step is not stored in {self.where} (no {self.step_dir(key)}); run the recipe first")
+        return info
 
     # ------------------------------------------------------------------ reading
 
     def states(self, keys: Sequence[Key]) -> List[StepState]:
+        """Never raises on a damaged folder: a damaged step is waiting (with a WARNING naming the file)."""
         found = []
         for key in keys:
-            result = self.step_dir(key) / "result.json"
+            info, problem = self._verify(key, full=False)
+            if info is not None:
+                found.append(StepState(DONE, score=float(info["score"])))
+                continue
+            if problem:
+                self._warn_damaged(key, problem)
+            if self._locked_elsewhere(make_hash(key)):
+                found.append(StepState(RUNNING))
+                continue
             failure = self.failure_file(key)
-            if result.exists():
-                found.append(StepState(DONE, score=float(self._read_json(result)["score"])))
-            elif failure.exists():
+            try:
                 text = failure.read_text(errors="replace").strip()
-                found.append(StepState(FAILED, error=text.splitlines()[0] if text else "failed (no message recorded)"))
-            else:
+            except FileNotFoundError:
                 found.append(StepState(WAITING))
+                continue
+            except OSError as err:
+                text = f"failed (its record {failure} cannot be read: {_reason(err)})"
+            found.append(StepState(FAILED, error=text.splitlines()[0] if text else "failed (no message recorded)"))
         return found
 
+    def is_done(self, key: Key) -> bool:
+        """Stored, and every file matches its checksum (a damaged step is trained again)."""
+        info, problem = self._verify(key, full=True)
+        if problem:
+            self._warn_damaged(key, problem)
+        return info is not None
+
     def load(self, key: Key) -> StoredStep:
-        folder = self.step_dir(key)
-        info = self._read_json(folder / "result.json")
-        output = self._read_json(folder / "output.json")
+        info = self._verified(key, ["output.json"])
+        path = self.step_dir(key) / "output.json"
+        try:
+            output = _read_file(path)
+        except Exception as err:
+            raise ValueError(f"cannot read {path} ({type(err).__name__}: {_first_line(err)}); run the recipe again to train the step again") from None
+        info = {k: v for k, v in info.items() if k != "files"}
         return StoredStep(float(info["score"]), output, info)
 
     def load_weights(self, key: Key) -> Dict[str, Any]:
-        import torch
-
+        self._verified(key, ["model_state.pt"])
         path = self.step_dir(key) / "model_state.pt"
         try:
-            return torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # missing, truncated or not a weights file
-            raise ValueError(f"cannot read the weights {path} ({type(err).__name__}); delete its step folder to train it again") from None
+            return _read_file(path)
+        except Exception as err:  # not a weights-only file
+            raise ValueError(f"cannot read the weights {path} ({type(err).__name__}); run the recipe again to train the step again") from None
 
     def load_transfer_data(self, key: Key) -> Optional[Dict[str, np.ndarray]]:
+        info = self._verified(key, ["transfer_data.npz"])
         path = self.step_dir(key) / "transfer_data.npz"
-        if not path.exists():
+        if "transfer_data.npz" not in info.get("files", {}) and not path.exists():
             return None
-        with np.load(path, allow_pickle=False) as archive:
-            return {name: archive[name] for name in archive.files}
+        try:
+            return _read_file(path)
+        except Exception as err:
+            raise ValueError(f"cannot read {path} ({type(err).__name__}); run the recipe again to train the step again") from None
 
     # ------------------------------------------------------------------ writing
 
     def save(self, key: Key, result: StepResult, meta: StepMeta) -> None:
-        """Write the step's files to a temporary folder, then rename it into place."""
-        import torch
-
+        """Write the step's files to a temporary folder, then rename it into place (see module docstring)."""
         final = self.step_dir(key)
         temporary = final.parent / f".{final.name}.{os.getpid()}.tmp"
-        shutil.rmtree(temporary, ignore_errors=True)
-        temporary.mkdir(parents=True)
-        (temporary / "key.json").write_text(codec.dumps({"key": key, "experiment": meta.experiment}, indent=2))
-        (temporary / "output.json").write_text(codec.dumps(result.output))
-        torch.save(result.model_state, temporary / "model_state.pt")
+        contents = {"output.json": codec.dumps(result.output).encode(), "model_state.pt": _torch_bytes(result.model_state)}
         if result.transfer_data:
-            np.savez(temporary / "transfer_data.npz", **{k: np.asarray(v) for k, v in result.transfer_data.items()})
+            contents["transfer_data.npz"] = _npz_bytes(result.transfer_data)
         info = dict(
             name=meta.name,
             seed=meta.seed,
@@ -123,16 +258,39 @@ class LocalStore(Store):
             seconds=result.seconds,
             finished=_now(),
             **RecipeSource.record(),
+            files={name: {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()} for name, data in contents.items()},
         )
-        (temporary / "result.json").write_text(json.dumps(info, indent=2))
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(temporary, final)
-        self.failure_file(key).unlink(missing_ok=True)
+        try:
+            shutil.rmtree(temporary, ignore_errors=True)
+            temporary.mkdir(parents=True)
+            (temporary / "key.json").write_text(codec.dumps({"key": key, "experiment": meta.experiment}, indent=2))
+            for name, data in contents.items():
+                (temporary / name).write_bytes(data)
+            (temporary / "result.json").write_text(json.dumps(info, indent=2))  # last: it vouches for the others
+            if final.exists():  # a damaged folder of this step (this run holds the step)
+                shutil.rmtree(final)
+            os.replace(temporary, final)
+        except OSError as err:
+            shutil.rmtree(temporary, ignore_errors=True)
+            raise StorageError(f"cannot store the step in {final} ({_reason(err)}); free some space or pass a writable --workdir") from None
+        except BaseException:  # interrupted: nothing half-written stays
+            shutil.rmtree(temporary, ignore_errors=True)
+            raise
+        try:
+            self.failure_file(key).unlink(missing_ok=True)
+        except OSError as err:  # harmless: a stored step is done whatever the failure record says
+            logger.warning("cannot remove the old failure record %s (%s)", self.failure_file(key), _reason(err))
 
     def record_failure(self, key: Key, error: BaseException, meta: StepMeta) -> None:
+        from nntransfer.trainer.checkpointing import write_atomically
+
         failure = self.failure_file(key)
-        failure.parent.mkdir(parents=True, exist_ok=True)
-        failure.write_text(f"{type(error).__name__}: {error}\n\n{''.join(traceback.format_exception(error))}")
+        text = f"{type(error).__name__}: {error}\n\n{''.join(traceback.format_exception(type(error), error, error.__traceback__))}"
+        try:
+            failure.parent.mkdir(parents=True, exist_ok=True)
+            write_atomically(failure, text.encode())  # whole or not at all: never an empty record
+        except OSError as err:
+            raise StorageError(f"cannot record the failure in {failure} ({_reason(err)}); free some space or pass a writable --workdir") from None
 
     def checkpoints(self, key: Key) -> Callable:
         from nntransfer.trainer.checkpointing import LocalCheckpoints
@@ -141,6 +299,168 @@ class LocalStore(Store):
 
     def clear_checkpoints(self, key: Key) -> None:
         self.checkpoints(key).clear(dict(key))
+
+    # ------------------------------------------------------------------ running
+
+    def prepare(self, recipe: Recipe) -> None:
+        """Create the work folder, check that it can be written (a one-line ``StorageError`` before anything
+        is trained), and tidy what killed runs left: temporary files, and the checkpoints and locks of steps
+        that were stored just before the kill."""
+        try:
+            for sub in SUBFOLDERS:
+                (self.workdir / sub).mkdir(parents=True, exist_ok=True)
+            probe = self.workdir / f".write-test.{os.getpid()}.tmp"
+            probe.write_bytes(b"nntransfer")
+            probe.unlink()
+        except OSError as err:
+            raise StorageError(f"cannot write to the work folder {self.workdir} ({_reason(err)}); pass a writable --workdir") from None
+        self.remove_stale_temporaries()
+        for chain in recipe.transfer_experiments.values():
+            self._tidy_finished(chain)
+
+    def remove_stale_temporaries(self) -> int:
+        """Delete the temporary files and folders of runs that are gone (no live run holds their step);
+        returns how many."""
+        candidates = [(p, p.name[1:].split(".")[0]) for sub in ("steps", "failed") for p in (self.workdir / sub).glob(".*.tmp")]
+        candidates += [(p, p.parent.name) for p in (self.workdir / "checkpoints").glob("*/*.tmp")]
+        removed = 0
+        for path, digest in candidates:
+            if self._locked_elsewhere(digest):
+                continue
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+            logger.info("removed %s, left by a run that was stopped", path)
+            removed += 1
+        return removed
+
+    def _tidy_finished(self, chain: TransferExperiment) -> None:
+        for level in range(len(chain)):
+            key = chain.step_key(level)
+            digest = make_hash(key)
+            if self._verify(key, full=False)[0] is None or self._locked_elsewhere(digest):
+                continue
+            if not StepSpec.from_experiment(chain[level]).keep_checkpoints and (self.workdir / "checkpoints" / digest).exists():
+                self.clear_checkpoints(key)
+            self._lock_path(digest).unlink(missing_ok=True)
+
+    @contextlib.contextmanager
+    def claim(self, key: Key) -> Iterator[bool]:
+        """Hold the step's lock while the block runs; yields False if another live run holds it. Reentrant
+        within this store. The kernel releases the lock of a process that dies, however it dies."""
+        digest = make_hash(key)
+        if fcntl is None or digest in self._held:
+            yield True
+            return
+        descriptor = self._try_lock(digest)
+        if descriptor is None:
+            yield False
+            return
+        self._held[digest] = descriptor
+        try:
+            with contextlib.suppress(OSError):  # who holds it, for people looking at the folder
+                os.ftruncate(descriptor, 0)
+                os.write(descriptor, f"pid {os.getpid()} on {socket.gethostname()}\n".encode())
+            for partial in (self.workdir / "steps").glob(f".{digest}.*.tmp"):  # of a run that was killed saving
+                shutil.rmtree(partial, ignore_errors=True)
+            yield True
+        finally:
+            del self._held[digest]
+            if self._verify(key, full=False)[0] is not None:  # done: no run will ask for this lock again
+                self._lock_path(digest).unlink(missing_ok=True)
+            fcntl.flock(descriptor, fcntl.LOCK_UN)
+            os.close(descriptor)
+
+    def _try_lock(self, digest: str) -> Optional[int]:
+        path = self._lock_path(digest)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            descriptor = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        except OSError as err:
+            raise StorageError(f"cannot create the lock {path} ({_reason(err)}); pass a writable --workdir") from None
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(descriptor)
+            return None
+        except OSError as err:  # a file system without locks: go on unlocked rather than not at all
+            if "nolock" not in self._warned:
+                self._warned.add("nolock")
+                logger.warning("cannot lock %s (%s): do not run two runs on this work folder at once", path, _reason(err))
+        return descriptor
+
+    def _locked_elsewhere(self, digest: str) -> bool:
+        """Whether another live run (process or store) holds the step's lock. Never creates the lock file."""
+        if fcntl is None or digest in self._held:
+            return False
+        try:
+            descriptor = os.open(self._lock_path(digest), os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except OSError:
+            return False
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            fcntl.flock(descriptor, fcntl.LOCK_UN)
+            return False
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+        finally:
+            os.close(descriptor)
+
+    def train(self, description, chain: TransferExperiment, level: int, runtime: Optional[Dict[str, Dict[str, Any]]] = None) -> StepResult:
+        """Train and store one step, holding its lock; a damaged folder of the step is removed first."""
+        key = chain.step_key(level)
+        with self.claim(key) as mine:
+            if not mine:
+                raise RuntimeError(f"{description.name} step {level} is being trained by another run (lock {self.lock_file(key)}); wait for it")
+            if self.step_dir(key).exists() and not self.is_done(key):
+                shutil.rmtree(self.step_dir(key), ignore_errors=True)
+            return super().train(description, chain, level, runtime)
+
+
+# ---------------------------------------------------------------------- files
+
+
+def _read_file(path: Path) -> Any:
+    """The content of one of a step's files, read without executing anything."""
+    if path.suffix == ".json":
+        return codec.loads(path.read_text())
+    if path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as archive:
+            return {name: archive[name] for name in archive.files}
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _torch_bytes(value: Any) -> bytes:
+    import torch
+
+    buffer = io.BytesIO()  # in memory, so that writing the bytes raises a plain OSError on a full disk
+    torch.save(value, buffer)
+    return buffer.getvalue()
+
+
+def _npz_bytes(arrays: Dict[str, Any]) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **{k: np.asarray(v) for k, v in arrays.items()})
+    return buffer.getvalue()
+
+
+def _sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else ""
+
+
+def _reason(err: OSError) -> str:
+    return err.strerror or str(err) or type(err).__name__
 
 
 def _now() -> str:

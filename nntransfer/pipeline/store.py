@@ -8,8 +8,8 @@ is one new subclass: it implements the abstract methods; running in-process come
 
 The status walk (:func:`step_status`) is written once here, over any store:
 
-    done     the step's result is stored
-    running  a worker holds the step (tables only)
+    done     the step's result is stored (and, in a work folder, its files verify)
+    running  a worker or another local run holds the step
     failed   the last attempt raised; the chain stops here until it is retried
     waiting  not started yet
     blocked  an earlier step of its chain failed
@@ -18,13 +18,18 @@ The status walk (:func:`step_status`) is written once here, over any store:
 from __future__ import annotations
 
 import abc
+import contextlib
 import logging
 import random
+import signal
+import threading
+import time
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, ContextManager, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from nntransfer.configs.base import Description
 from nntransfer.configs.transfer_experiment import TransferExperiment
+from nntransfer.errors import StorageError
 from nntransfer.pipeline.step import StepMeta, StepResult, StepSpec, train_and_store
 from nntransfer.recipes.loading import Recipe
 
@@ -124,21 +129,92 @@ class Store(abc.ABC):
     def prepare(self, recipe: Recipe) -> None:
         """Make the store ready for ``recipe`` (e.g. fill config tables). Nothing to do by default."""
 
+    def claim(self, key: Key) -> ContextManager[bool]:
+        """Hold the step ``key`` for this process while the ``with`` block trains it: yields False if another
+        live run holds it (then leave it to that run). By default every step is this process's."""
+        return contextlib.nullcontext(True)
+
+    #: seconds :meth:`run` sleeps when every step it could train is held by other runs
+    wait_seconds: float = 0.5
+
     def run(self, recipe: Recipe, order: str = "original", runtime: Optional[Dict[str, Dict[str, Any]]] = None, progress: bool = True) -> None:
-        """Train every step not done yet, in this process. A step that raises is recorded as failed and
-        its chain stops there; the other chains go on. ``KeyboardInterrupt`` stops the run: what was
-        finished is kept, and the interrupted step resumes from its checkpoints next time."""
+        """Train every step not done yet, in this process, chain by chain.
+
+        * A step that raises is recorded as failed and its chain stops there; the other chains go on. A run
+          retries the failures recorded before it started, not those another run records meanwhile.
+        * Steps another live run holds (:meth:`claim`) are left to it: this run trains the other chains and
+          comes back, waiting when nothing else is left, so that two runs share the work step by step.
+        * ``KeyboardInterrupt`` (Ctrl-C, and SIGTERM while the run is on) stops the run: what was finished
+          is kept, nothing is recorded as failed, and the interrupted step resumes from its checkpoints.
+        * :class:`~nntransfer.errors.StorageError` (disk full, unwritable folder) stops the run too; it is
+          not the step's failure.
+        """
         self.prepare(recipe)
-        for description, chain in ordered_chains(recipe, order):
-            for level in range(len(chain)):
-                if self.is_done(chain.step_key(level)):
+        chains = ordered_chains(recipe, order)
+        steps = [(index, level) for index, (_, chain) in enumerate(chains) for level in range(len(chain))]
+        states = self.states([chains[index][1].step_key(level) for index, level in steps])
+        failed_before = {step for step, found in zip(steps, states) if found.state == FAILED}
+        pending = {index: 0 for index in range(len(chains))}  # chain -> its first step not known to be done
+        waited: set = set()
+        with interrupt_on_sigterm():
+            while pending:
+                advanced = False
+                for index in list(pending):
+                    description, chain = chains[index]
+                    retry = {level for i, level in failed_before if i == index}
+                    level, moved = self._advance(description, chain, pending[index], retry, waited, runtime)
+                    advanced |= moved
+                    if level is None:
+                        del pending[index]
+                    else:
+                        pending[index] = level
+                if pending and not advanced:  # every step left is another run's: wait for them
+                    time.sleep(self.wait_seconds)
+
+    def _advance(self, description: Description, chain: TransferExperiment, level: int, retry: set, waited: set, runtime) -> Tuple[Optional[int], bool]:
+        """Train ``chain`` from step ``level`` on as far as this run may. Returns the step to come back to
+        (None: the chain is finished, or stopped at a failed step) and whether anything moved. ``retry``: the
+        levels whose failures were recorded before this run started (failures recorded since, by another
+        run, stop the chain)."""
+        moved = False
+        while level < len(chain):
+            key = chain.step_key(level)
+            if self.is_done(key):
+                level, moved = level + 1, True
+                continue
+            with self.claim(key) as mine:
+                if not mine:
+                    if (description, level) not in waited:
+                        waited.add((description, level))
+                        logger.info("%s (seed %s) step %d is being trained by another run; training other steps meanwhile",
+                                    description.name, description.seed, level)
+                    return level, moved
+                if self.is_done(key):  # another run finished it meanwhile
+                    level, moved = level + 1, True
                     continue
-                try:
-                    self.train(description, chain, level, runtime)
-                except Exception as err:
-                    self.record_failure(chain.step_key(level), err, _meta(description, chain, level))
-                    logger.error("%s (seed %s) step %d failed: %s: %s", description.name, description.seed, level, type(err).__name__, err)
-                    break
+                if level not in retry and self.states([key])[0].state == FAILED:
+                    logger.error("%s (seed %s) step %d failed in another run; its chain stops here", description.name, description.seed, level)
+                    return None, True
+                if not self._train_or_record(description, chain, level, runtime):
+                    return None, True
+                level, moved = level + 1, True
+        return None, True
+
+    def _train_or_record(self, description: Description, chain: TransferExperiment, level: int, runtime) -> bool:
+        """Train one step; False if it failed (recorded). Interrupts and storage errors propagate."""
+        try:
+            self.train(description, chain, level, runtime)
+        except KeyboardInterrupt as err:
+            logger.warning("interrupted (%s) while training %s (seed %s) step %d; it resumes from its checkpoints next time",
+                           str(err) or "Ctrl-C", description.name, description.seed, level)
+            raise
+        except StorageError:
+            raise
+        except Exception as err:
+            logger.error("%s (seed %s) step %d failed: %s: %s", description.name, description.seed, level, type(err).__name__, err)
+            self.record_failure(chain.step_key(level), err, _meta(description, chain, level))
+            return False
+        return True
 
     def train(self, description: Description, chain: TransferExperiment, level: int, runtime: Optional[Dict[str, Dict[str, Any]]] = None) -> StepResult:
         """Train step ``level`` of ``chain`` in this process and store it; the step before must be done."""
@@ -151,6 +227,25 @@ class Store(abc.ABC):
     def work(self, recipe: Recipe, order: str = "original", runtime: Optional[Dict[str, Dict[str, Any]]] = None, progress: bool = True, poll_seconds: float = 2.0) -> None:
         """What a worker does: here the same as :meth:`run` (stores shared by many workers override it)."""
         self.run(recipe, order, runtime, progress)
+
+
+@contextlib.contextmanager
+def interrupt_on_sigterm() -> Iterator[None]:
+    """While the block runs, SIGTERM (``docker compose stop``, a cluster pre-empting the job, ``kill``) raises
+    ``KeyboardInterrupt`` like Ctrl-C, so that a run stops the same way for both; the previous handler is
+    restored afterwards. Signal handlers belong to the main thread: elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 def _meta(description: Description, chain: TransferExperiment, level: int) -> StepMeta:

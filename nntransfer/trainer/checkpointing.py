@@ -12,18 +12,21 @@ The protocol, ``cb(uid=uid, epoch=epoch, model=model, state=state)``:
 
 from __future__ import annotations
 
+import io
 import logging
+import math
 import os
 import random
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 import numpy as np
 import torch
 
 from nntransfer.configs.codec import make_hash  # nnfabrik's hash, without loading DataJoint
+from nntransfer.errors import StorageError
 
 logger = logging.getLogger(__name__)
 
@@ -73,10 +76,16 @@ def loader_generators(loaders: Mapping[str, Any]) -> Dict[str, torch.Generator]:
 
 
 class LocalCheckpoints:
-    """nnfabrik's checkpoint callback on a folder: ``<folder>/<uid hash>/epoch_<n>.pt``.
+    """nnfabrik's checkpoint callback on a folder: ``<folder>/<uid hash>/epoch_<n>.pt`` and beside each
+    its score, ``epoch_<n>.score`` (so that choosing what to keep loads no checkpoint).
 
-    A job restarted with the same folder and uid finds its checkpoints again. Files are written to a
-    temporary name first and then renamed, so a job killed while saving leaves the previous ones intact.
+    A job restarted with the same folder and uid finds its checkpoints again. Each file is written to a
+    temporary name first and then renamed, the score before the checkpoint, so a job killed while saving
+    leaves the previous checkpoints intact. A damaged checkpoint (truncated or garbage ``.pt``, a missing
+    or garbage ``.score``) never blocks the job: restoring skips and deletes it with a WARNING naming the
+    file, and falls back to an earlier one or starts the job over; choosing what to keep deletes a checkpoint
+    whose score cannot be read. A full disk or an unwritable folder is a
+    :class:`~nntransfer.errors.StorageError` (one line) and leaves no partial file.
     """
 
     def __init__(self, folder: os.PathLike) -> None:
@@ -99,15 +108,22 @@ class LocalCheckpoints:
             raise ValueError(f"unknown checkpoint action {action!r}; use 'save', 'last' or 'best'")
 
     def checkpoints(self, uid=None) -> Dict[int, Path]:
-        """Stored checkpoint files by epoch."""
+        """Stored checkpoint files by epoch (whether their scores are readable or not)."""
         folder = self.run_folder(uid)
         if not folder.is_dir():
             return {}
-        return {int(p.stem.split("_")[1]): p for p in folder.glob("epoch_*.pt")}
+        found = {}
+        for path in folder.glob("epoch_*.pt"):
+            epoch = _epoch_of(path)
+            if epoch is not None:
+                found[epoch] = path
+        return found
 
     def clear(self, uid=None) -> None:
         """Delete the checkpoints of ``uid``."""
         shutil.rmtree(self.run_folder(uid), ignore_errors=True)
+
+    # ------------------------------------------------------------------ saving
 
     def _save(self, uid, epoch: int, model, maximize: bool, state: Dict[str, Any]) -> None:
         if epoch % state.pop("save_every_n", 1) != 0:
@@ -118,41 +134,129 @@ class LocalCheckpoints:
         keep_selection = state.pop("keep_selection", ())
         state["net"] = model.state_dict()
         folder = self.run_folder(uid)
-        folder.mkdir(parents=True, exist_ok=True)
-        # the score beside the file, so that choosing what to keep does not load every checkpoint
-        (folder / f"epoch_{epoch:06d}.score").write_text(repr(float(score)))
-        with tempfile.NamedTemporaryFile(dir=folder, suffix=".tmp", delete=False) as handle:
-            torch.save({"epoch": epoch, "score": float(score), "state": state}, handle)
-        os.replace(handle.name, folder / f"epoch_{epoch:06d}.pt")
+        path = folder / f"epoch_{epoch:06d}.pt"
+        buffer = io.BytesIO()  # serialised in memory: writing the bytes raises a plain OSError on a full disk
+        torch.save({"epoch": epoch, "score": float(score), "state": state}, buffer)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            # the score first: a kill between the two leaves a score without checkpoint, which is ignored
+            write_atomically(path.with_suffix(".score"), repr(float(score)).encode())
+            write_atomically(path, buffer.getbuffer())
+        except OSError as err:
+            raise StorageError(
+                f"cannot write the checkpoint {path} ({_reason(err)}); free some space or make {self.folder} writable"
+            ) from None
         self._filter(uid, keep_best_n, keep_last_n, keep_selection, maximize)
 
-    def _scores(self, uid) -> Dict[int, float]:
-        return {epoch: float(path.with_suffix(".score").read_text()) for epoch, path in self.checkpoints(uid).items()}
+    def _scores(self, uid) -> Tuple[Dict[int, float], Dict[int, str]]:
+        """The readable scores by epoch, and for each checkpoint without one, what is wrong with it."""
+        scores, broken = {}, {}
+        for epoch, path in self.checkpoints(uid).items():
+            score_file = path.with_suffix(".score")
+            try:
+                score = float(score_file.read_text())
+            except FileNotFoundError:
+                broken[epoch] = f"{path} has no score file {score_file.name}"
+                continue
+            except (OSError, ValueError, UnicodeDecodeError) as err:
+                broken[epoch] = f"the score file {score_file} is damaged ({type(err).__name__})"
+                continue
+            if math.isnan(score):
+                broken[epoch] = f"the score file {score_file} holds no number"
+                continue
+            scores[epoch] = score
+        return scores, broken
 
     def _filter(self, uid, keep_best_n: int, keep_last_n: int, keep_selection, maximize: bool) -> None:
-        scores = self._scores(uid)
-        by_score = sorted(scores, key=lambda e: scores[e], reverse=maximize)
+        scores, broken = self._scores(uid)
+        by_score = sorted(scores, key=lambda e: (scores[e], e), reverse=maximize)
         by_epoch = sorted(scores, reverse=True)
         keep = set(by_score[:keep_best_n]) | set(by_epoch[:keep_last_n]) | (set(scores) & set(keep_selection))
         for epoch, path in self.checkpoints(uid).items():
+            if epoch in broken:  # never restored: it would only take space
+                logger.warning("deleting checkpoint %s: %s", path, broken[epoch])
             if epoch not in keep:
-                path.unlink()
-                path.with_suffix(".score").unlink(missing_ok=True)
+                _remove_checkpoint(path)
+        for orphan in self.run_folder(uid).glob("epoch_*.score"):  # left by a kill between score and checkpoint
+            if not orphan.with_suffix(".pt").exists():
+                orphan.unlink(missing_ok=True)
+
+    # ------------------------------------------------------------------ restoring
 
     def _restore(self, uid, action: str, maximize: bool, state: Dict[str, Any]) -> None:
+        folder = self.run_folder(uid)
+        for partial in folder.glob("*.tmp"):  # of a job killed while saving; this job owns the folder now
+            partial.unlink(missing_ok=True)
         files = self.checkpoints(uid)
         if not files:
             return
+        scores, broken = self._scores(uid)
+        for epoch in sorted(broken, reverse=True):  # never restorable: out of the way
+            logger.warning("skipping checkpoint %s: %s; deleted it", files[epoch], broken[epoch])
+            _remove_checkpoint(files[epoch])
         if action == "last":
-            epoch = max(files)
+            candidates = sorted(scores, reverse=True)
         else:
-            scores = self._scores(uid)
-            epoch = sorted(scores, key=lambda e: scores[e], reverse=maximize)[0]
-        stored = torch.load(files[epoch], map_location="cpu", weights_only=True)  # resumable without the GPU
-        state["epoch"], state["score"] = stored["epoch"], stored["score"]
-        for key, entry in stored["state"].items():
-            if key in state and hasattr(state[key], "load_state_dict"):
-                state[key].load_state_dict(entry)
-            else:
-                state[key] = entry
-        logger.info("restored checkpoint of epoch %d from %s", epoch, files[epoch])
+            candidates = sorted(scores, key=lambda e: (scores[e], e), reverse=maximize)
+        for epoch in candidates:
+            stored = self._load(files[epoch])
+            if stored is None:
+                _remove_checkpoint(files[epoch])
+                continue
+            state["epoch"], state["score"] = stored["epoch"], stored["score"]
+            for key, entry in stored["state"].items():
+                if key in state and hasattr(state[key], "load_state_dict"):
+                    state[key].load_state_dict(entry)
+                else:
+                    state[key] = entry
+            logger.info("restored checkpoint of epoch %d from %s", epoch, files[epoch])
+            return
+        logger.warning("no usable checkpoint in %s: the job starts over from the beginning", folder)
+
+    @staticmethod
+    def _load(path: Path) -> Optional[Dict[str, Any]]:
+        """The checkpoint in ``path``, or None (with a WARNING naming it) if it cannot be read whole."""
+        try:
+            stored = torch.load(path, map_location="cpu", weights_only=True)  # resumable without the GPU
+            if not (isinstance(stored, dict) and {"epoch", "score", "state"} <= set(stored) and isinstance(stored["state"], dict)):
+                raise ValueError("not a checkpoint of this format")
+        except Exception as err:  # truncated, garbage, or not a checkpoint: torch raises many kinds
+            logger.warning("skipping checkpoint %s: it cannot be read (%s: %s); deleted it, trying an earlier one",
+                           path, type(err).__name__, _short(err))
+            return None
+        return stored
+
+
+def _remove_checkpoint(path: Path) -> None:
+    path.unlink(missing_ok=True)
+    path.with_suffix(".score").unlink(missing_ok=True)
+
+
+def _short(err: BaseException, limit: int = 100) -> str:
+    text = (str(err).strip().splitlines() or [""])[0]
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _epoch_of(path: Path) -> Optional[int]:
+    try:
+        return int(path.stem.split("_", 1)[1])
+    except (IndexError, ValueError):
+        return None
+
+
+def _reason(err: OSError) -> str:
+    return err.strerror or str(err) or type(err).__name__
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename, so that ``path``
+    is whole or untouched. The temporary file is removed if writing fails (the error is re-raised; a full
+    disk often shows only when the file is closed)."""
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
