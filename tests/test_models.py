@@ -27,6 +27,7 @@ from nntransfer.models import (
     classification_model_builder,
     data_shapes,
     registered_types,
+    variants,
 )
 from nntransfer.models.utils import load_state_dict_leniently
 
@@ -46,20 +47,23 @@ def _digits():
     return images, torch.tensor(digits.target, dtype=torch.int64)
 
 
-def digit_loaders(size=8, n_classes=10, channels=1, n=8, batch_size=2, info=True):
+def digit_loaders(size=8, n_classes=10, channels=1, n=8, batch_size=2, info=True, signal=False):
     """{"train"/"validation"/"test": {TASK: DataLoader}} over the first ``n`` digits below ``n_classes``;
-    a ``DataLoaders`` with its ``DataInfo`` unless ``info`` is False (then a plain dict)."""
+    a ``DataLoaders`` with its ``DataInfo`` unless ``info`` is False (then a plain dict). ``signal``: each
+    digit's rows joined into one signal ``(channels, size * size)`` (for 1-D models)."""
     images, targets = _digits()
     keep = targets < n_classes
     x, y = images[keep][:n], targets[keep][:n]
     if size != 8:
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
     x = x.repeat(1, channels, 1, 1)
+    if signal:
+        x = x.reshape(len(x), channels, size * size)
     loaders = {}
     for split in ("train", "validation", "test"):
         loaders[split] = {TASK: DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=False)}
     if info:
-        return DataLoaders(loaders, DataInfo(n_classes=n_classes, input_shape=(channels, size, size)))
+        return DataLoaders(loaders, DataInfo(n_classes=n_classes, input_shape=tuple(x.shape[1:])))
     return loaders
 
 
@@ -86,7 +90,7 @@ def check_trains(model, loaders, n_classes):
 @pytest.mark.parametrize("model_type", registered_types())
 def test_every_type_builds_through_its_fn_and_trains(model_type):
     config = ClassificationModelConfig(type=model_type)
-    loaders = digit_loaders(size=size_for(model_type), n_classes=10)
+    loaders = digit_loaders(size=size_for(model_type), n_classes=10, signal=variants(model_type).input_dims == (2,))
     # The path the tables take: nnfabrik's get_model resolves config.fn and calls it with the stored dict.
     module_name, _, function_name = config.fn.rpartition(".")
     model_fn = getattr(importlib.import_module(module_name), function_name)
@@ -95,6 +99,20 @@ def test_every_type_builds_through_its_fn_and_trains(model_type):
     assert isinstance(model.core, nn.Module) and isinstance(model.readout, nn.Module)
     assert model.model_type == model_type and model.n_classes == 10
     check_trains(model, loaders, 10)
+
+
+def test_one_d_model_takes_signals_and_image_models_refuse_them():
+    loaders = digit_loaders(signal=True, n_classes=10)
+    assert loaders.info.input_shape == (1, 64)
+    model = classification_model_builder(loaders, seed=0, **ClassificationModelConfig(type="conv1d", batch_norm=True).to_dict())
+    assert model.input_shape == (1, 64)
+    check_trains(model, loaders, 10)
+    flat = classification_model_builder(loaders, seed=0, **ClassificationModelConfig(type="mlp").to_dict())
+    check_trains(flat, loaders, 10)  # MLPs take any shape
+    with pytest.raises(ValueError, match=r"^model type 'vgg11' takes inputs of shape \(C, H, W\), the data has \(1, 64\); types that take it: conv1d, lenet300-100, mlp$"):
+        classification_model_builder(loaders, seed=0, **ClassificationModelConfig(type="vgg11").to_dict())
+    with pytest.raises(ValueError, match=r"^model type 'conv1d' takes inputs of shape \(C, L\)"):
+        classification_model_builder(digit_loaders(), seed=0, **ClassificationModelConfig(type="conv1d").to_dict())
 
 
 def test_type_list_is_what_the_issue_asks_for():

@@ -103,10 +103,13 @@ def test_every_data_set_name_round_trips(name):
 
 
 def _smallest_fitting_model(config, channels=3, n_classes=4):
-    """The model of ``config`` on the smallest of a few square input sizes it accepts."""
+    """The model of ``config`` on the smallest of a few input sizes it accepts (square images, or signals
+    ``(channels, length)`` for a type that takes those): ``(model, input shape)``."""
+    signals = variants(config.type).input_dims == (2,)
     for size in (8, 16, 32, 64):
+        shape = (channels, size) if signals else (channels, size, size)
         try:
-            return build_model(config, (channels, size, size), n_classes, seed=0), size
+            return build_model(config, shape, n_classes, seed=0), shape
         except ValueError as err:
             if "too small" not in str(err) and "does not fit" not in str(err):
                 raise
@@ -123,11 +126,11 @@ def _model_variants():
 @pytest.mark.parametrize("model_type, core_type, readout_type", list(_model_variants()))
 def test_every_model_type_and_declared_variant_builds_on_a_tiny_input(model_type, core_type, readout_type):
     config = ClassificationModelConfig(type=model_type, core_type=core_type, readout_type=readout_type, readout_hidden_size=8)
-    model, size = _smallest_fitting_model(config)
+    model, shape = _smallest_fitting_model(config)
     assert isinstance(model, CoreReadoutModel) and model.model_type == model_type
     model.eval()
     with torch.no_grad():
-        assert model(torch.zeros(2, 3, size, size)).shape == (2, 4)
+        assert model(torch.zeros(2, *shape)).shape == (2, 4)
 
 
 # How ModuleChain calls each hook (see nntransfer.trainer.main_loop_modules.base).

@@ -113,14 +113,14 @@ def test_same_seed_same_numbers_and_other_seed_differs():
 
 
 def test_early_stopping_waits_patience_then_stops_and_restores_best():
-    # lr 0: nothing improves after the first validation
-    score, output, _ = train(config(max_iter=20, lr=0.0, patience=2))
+    # lr 1e-30 (the smallest change float32 weights ignore): nothing improves after the first validation
+    score, output, _ = train(config(max_iter=20, lr=1e-30, patience=2))
     assert output["best_epoch"] == 1 and output["epochs"] == 3
     assert output["tracker"]["log"]["Validation"]["patience"][1:] == [0.0, 1.0, 0.0]
 
 
 def test_lr_decay_steps_restore_best_and_decay():
-    _, output, _ = train(config(max_iter=20, lr=0.0, optimizer="SGD", patience=1, lr_decay_steps=2))
+    _, output, _ = train(config(max_iter=20, lr=1e-30, optimizer="SGD", patience=1, lr_decay_steps=2))
     assert output["epochs"] == 4  # 1 best, then 3 plateaus: 2 decays and the stop
 
 
@@ -380,7 +380,7 @@ def empty_validation_loaders():
 def test_an_empty_validation_set_selects_and_scores_on_the_training_objective():
     cb = ScoreRecorder()
     # lr 0 and no BN/dropout: the training accuracy is the same every epoch, so early stopping stops
-    score, output, _ = train(config(max_iter=6, patience=1, lr=0.0), model=TinyNet(bn=False, dropout=0.0),
+    score, output, _ = train(config(max_iter=6, patience=1, lr=1e-30), model=TinyNet(bn=False, dropout=0.0),
                              loaders=empty_validation_loaders(), cb=cb)
     assert np.isfinite(score) and score == output["final"]["train"][TASK]["accuracy"]
     assert output["best_epoch"] == 1 and output["epochs"] == 2

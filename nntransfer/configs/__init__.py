@@ -1,7 +1,7 @@
 """Config objects that name every experiment. ``from nntransfer.configs import *`` is the notebook idiom."""
 
 from nntransfer.configs.base import BaseConfig, Description
-from nntransfer.configs.dataset import DatasetConfig, ImageDatasetConfig
+from nntransfer.configs.dataset import DatasetConfig, ImageDatasetConfig, MNIST1DConfig
 from nntransfer.configs.experiment import Experiment
 from nntransfer.configs.model import ClassificationModelConfig, ModelConfig
 from nntransfer.configs.trainer import (
@@ -19,6 +19,7 @@ __all__ = [
     "Description",
     "DatasetConfig",
     "ImageDatasetConfig",
+    "MNIST1DConfig",
     "ModelConfig",
     "ClassificationModelConfig",
     "TrainerConfig",

@@ -24,7 +24,8 @@ class DataInfo:
 
     Attributes:
         n_classes: number of classes (after filtering/relabelling): the model's number of logits.
-        input_shape: ``(channels, height, width)`` of one input, as the loaders yield it.
+        input_shape: the shape of one input as the loaders yield it: ``(channels, height, width)`` for
+            images, the real shape of array data (e.g. ``(1, 40)`` for MNIST-1D signals).
         mean, std: per-channel normalisation applied to the inputs (None: inputs are not normalised),
             so that a trainer can add noise in pixel units.
         task_keys: the task keys of the loaders (``dataloaders[split][task_key]``).

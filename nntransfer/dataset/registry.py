@@ -1,19 +1,30 @@
 """Registry of image data sets by name (the ``dataset_cls`` of ``ImageDatasetConfig``).
 
-A data set is a ``DatasetSpec``: a reader that returns the raw train and test sets (items are
-``(PIL image, int label)``) plus the defaults the transforms need. Add your own with::
+A data set is a ``DatasetSpec``: a reader that returns the raw train and test sets plus the defaults
+the transforms need. Add your own with::
 
     register_dataset(DatasetSpec(name="MyData", load=my_reader, mean=(0.5,), std=(0.25,), image_size=28))
+
+What the reader returns picks the path (``nntransfer.dataset.loader``):
+
+- ``ArrayData`` (``ArrayData.from_images(uint8 [N, H, W(, C)], labels)`` or
+  ``ArrayData.from_arrays(values [N, ...], labels)``): the in-memory path, batches sliced and
+  transformed whole. Every built-in small data set reads this way.
+- a map-style ``Dataset`` whose items are ``(numpy or torch array, label)``: stacked once into an
+  ``ArrayData`` (arrays of any shape, never resized or converted to PIL), so the in-memory path too.
+- a ``Dataset`` whose items are ``(PIL image, label)``: the per-example path (a ``DataLoader`` with
+  torchvision transforms), for data that does not fit in memory (ImageNet, TinyImageNet folders).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 from torch.utils.data import Dataset
 
+from nntransfer.dataset.memory import ArrayData
 from nntransfer.registry import Registry, did_you_mean
 
 
@@ -29,13 +40,14 @@ class LoadRequest:
 
 @dataclass(frozen=True)
 class LoadedData:
-    """What a reader returns. ``train``/``test`` items are ``(PIL image, int label)``; a ``targets``
-    attribute (all labels in order) saves reading every image to filter or split."""
+    """What a reader returns. ``train``/``test``: ``ArrayData`` (in memory), or a ``Dataset`` whose items
+    are ``(PIL image or array, int label)``; a ``targets`` attribute (all labels in order) saves reading
+    every image to filter or split. ``channels``: of the raw examples (None: from ``ArrayData``)."""
 
-    train: Dataset
-    test: Dataset
+    train: Union[Dataset, ArrayData]
+    test: Union[Dataset, ArrayData]
     n_classes: int
-    channels: int
+    channels: Optional[int] = None
     class_to_idx: Optional[Dict[str, int]] = None  # folder data sets: read ImageNet-C style folders with it
     image_size: Optional[int] = None  # native side length when it depends on the request (FakeData)
 
@@ -47,16 +59,18 @@ class DatasetSpec:
     Attributes:
         name: the ``dataset_cls`` that selects it.
         load: reader ``(LoadRequest) -> LoadedData``.
-        mean, std: per-channel normalisation defaults (channels of the raw images).
-        image_size: native side length; None for data sets of varying size (resize, then centre crop).
+        mean, std: per-channel normalisation defaults (channels of the raw images); None: not normalised
+            unless the config gives mean and std.
+        image_size: native side length; None for data sets of varying size (resize, then centre crop)
+            and for array data (never resized).
         corrupted_folder: default folder of its corrupted test sets inside ``data_dir`` (e.g. "CIFAR-10-C").
         options: the ``dataset_kwargs`` the reader accepts, with their defaults.
     """
 
     name: str
     load: Callable[[LoadRequest], LoadedData]
-    mean: Tuple[float, ...]
-    std: Tuple[float, ...]
+    mean: Optional[Tuple[float, ...]]
+    std: Optional[Tuple[float, ...]]
     image_size: Optional[int]
     corrupted_folder: Optional[str] = None
     options: Mapping[str, Any] = field(default_factory=dict)

@@ -1,5 +1,14 @@
 """Readers of the built-in data sets, each registered under its ``dataset_cls`` name.
 
+Which path each takes (see ``nntransfer.dataset.loader``):
+
+==============================================================  ==========================================
+Digits, FakeData, MNIST, FashionMNIST, CIFAR10, CIFAR100, SVHN   in memory: one uint8 tensor, batches
+                                                                 sliced and augmented whole
+MNIST1D                                                          in memory: float32 signals ``(1, 40)``
+TinyImageNet, ImageNet                                           per example: image files, PIL transforms
+==============================================================  ==========================================
+
 Files are read from ``data_dir`` in torchvision's own on-disk layout (``root`` in torchvision's terms);
 a missing data set is downloaded with torchvision only when ``download=True``, otherwise the error names
 the files that were expected.
@@ -14,11 +23,14 @@ from pathlib import Path
 from typing import List, Sequence, Tuple
 
 import numpy as np
+import torch
 import torchvision
 from torchvision.datasets.folder import IMG_EXTENSIONS, ImageFolder, make_dataset
 
-from nntransfer.dataset.npy_dataset import FileListDataset, NpyDataset
+from nntransfer.dataset.memory import ArrayData
+from nntransfer.dataset.npy_dataset import FileListDataset
 from nntransfer.dataset.registry import DatasetSpec, LoadedData, LoadRequest, register_dataset
+from nntransfer.dataset.test_transforms import shift_examples
 
 logger = logging.getLogger(__name__)
 
@@ -77,14 +89,20 @@ def load_digits_data(request: LoadRequest) -> LoadedData:
     images, labels = digits_arrays()
     n = DIGITS_TRAIN_SIZE
     return LoadedData(
-        train=NpyDataset(images[:n], labels[:n]),
-        test=NpyDataset(images[n:], labels[n:]),
+        train=ArrayData.from_images(images[:n], labels[:n]),
+        test=ArrayData.from_images(images[n:], labels[n:]),
         n_classes=10,
         channels=1,
     )
 
 
 # ---------------------------------------------------------------------- torchvision FakeData
+
+
+def materialise(dataset) -> ArrayData:
+    """A small data set of PIL images read once into an ``ArrayData`` (uint8, as the images are)."""
+    images, labels = zip(*[(np.asarray(image), int(label)) for image, label in dataset])
+    return ArrayData.from_images(np.stack(images), labels)
 
 
 def load_fake_data(request: LoadRequest) -> LoadedData:
@@ -94,8 +112,8 @@ def load_fake_data(request: LoadRequest) -> LoadedData:
     fake = torchvision.datasets.FakeData
     # FakeData seeds each image with index + random_offset: offsetting the test set keeps it distinct.
     return LoadedData(
-        train=fake(size=n_train, image_size=shape, num_classes=n_classes, random_offset=0),
-        test=fake(size=n_test, image_size=shape, num_classes=n_classes, random_offset=n_train),
+        train=materialise(fake(size=n_train, image_size=shape, num_classes=n_classes, random_offset=0)),
+        test=materialise(fake(size=n_test, image_size=shape, num_classes=n_classes, random_offset=n_train)),
         n_classes=n_classes,
         channels=shape[0],
         image_size=request.input_size,
@@ -116,8 +134,8 @@ def _mnist_reader(cls):
             _require(cls.__name__, expected, request, lambda: cls(str(root), train=True, download=True))
         train, test = cls(str(root), train=True), cls(str(root), train=False)
         return LoadedData(
-            train=NpyDataset(train.data.numpy(), train.targets.numpy()),
-            test=NpyDataset(test.data.numpy(), test.targets.numpy()),
+            train=ArrayData.from_images(train.data.numpy(), train.targets.numpy()),
+            test=ArrayData.from_images(test.data.numpy(), test.targets.numpy()),
             n_classes=len(cls.classes),
             channels=1,
         )
@@ -152,8 +170,8 @@ def _cifar_reader(cls, n_classes: int):
         expected = [folder / name for name in train_names + test_names]
         _require(cls.__name__, expected, request, lambda: cls(str(root), train=True, download=True))
         return LoadedData(
-            train=NpyDataset(*read_cifar_batches(folder, train_names)),
-            test=NpyDataset(*read_cifar_batches(folder, test_names)),
+            train=ArrayData.from_images(*read_cifar_batches(folder, train_names)),
+            test=ArrayData.from_images(*read_cifar_batches(folder, test_names)),
             n_classes=n_classes,
             channels=3,
         )
@@ -186,10 +204,57 @@ def load_svhn(request: LoadRequest) -> LoadedData:
 
     _require("SVHN", list(paths.values()), request, download)
     return LoadedData(
-        train=NpyDataset(*read_svhn_mat(paths["train"])),
-        test=NpyDataset(*read_svhn_mat(paths["test"])),
+        train=ArrayData.from_images(*read_svhn_mat(paths["train"])),
+        test=ArrayData.from_images(*read_svhn_mat(paths["test"])),
         n_classes=10,
         channels=3,
+    )
+
+
+# ---------------------------------------------------------------------- MNIST-1D
+
+
+@functools.lru_cache(maxsize=2)
+def mnist1d_arrays(num_samples: int, seed: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """MNIST-1D generated offline without translation (``max_translation=1``: no shift) by the
+    ``mnist1d`` package: train and test signals ``[N, 1, 40]`` float32 and int64 labels. Its
+    ``get_dataset``, which may download, is never called."""
+    try:
+        from mnist1d.data import get_dataset_args, make_dataset
+    except ImportError:
+        raise ImportError("the MNIST1D data set needs the mnist1d package: pip install 'nntransfer[mnist1d]'") from None
+    args = get_dataset_args()
+    args.num_samples, args.seed, args.max_translation = int(num_samples), int(seed), 1
+    data = make_dataset(args)
+    arrays = (
+        np.asarray(data["x"], dtype=np.float32)[:, None, :],
+        np.asarray(data["y"], dtype=np.int64),
+        np.asarray(data["x_test"], dtype=np.float32)[:, None, :],
+        np.asarray(data["y_test"], dtype=np.int64),
+    )
+    for array in arrays:
+        array.setflags(write=False)  # cached and shared
+    return arrays
+
+
+def load_mnist1d(request: LoadRequest) -> LoadedData:
+    """MNIST-1D with the shift protocol of Nix et al. (AISTATS 2022): generated without translation, every
+    training (and validation) example circularly shifted by an amount drawn once per example from
+    ``train_shift`` (inclusive; seeded by ``shift_seed``); the test split is unshifted (its shifted
+    versions are named test sets, see ``MNIST1DConfig``)."""
+    opts = request.options
+    x, y, x_test, y_test = mnist1d_arrays(int(opts["num_samples"]), int(opts["seed"]))
+    low, high = (int(v) for v in opts["train_shift"])
+    if not 0 <= low <= high:
+        raise ValueError(f"MNIST1D train_shift must be (low, high) with 0 <= low <= high, got {opts['train_shift']!r}")
+    generator = torch.Generator().manual_seed(int(opts["shift_seed"]))
+    shifts = torch.randint(low, high + 1, (len(x),), generator=generator)
+    train = shift_examples(torch.from_numpy(np.array(x)), shifts)
+    return LoadedData(
+        train=ArrayData.from_arrays(train, y),
+        test=ArrayData.from_arrays(torch.from_numpy(np.array(x_test)), y_test),
+        n_classes=10,
+        channels=1,
     )
 
 
@@ -280,6 +345,13 @@ register_dataset(
 )
 register_dataset(
     DatasetSpec("SVHN", load_svhn, mean=(0.4377, 0.4438, 0.4728), std=(0.1980, 0.2010, 0.1970), image_size=32)
+)
+register_dataset(
+    DatasetSpec(
+        # mnist1d standardises the signals (mean 0, std 1): normalising with these changes nothing
+        "MNIST1D", load_mnist1d, mean=(0.0,), std=(1.0,), image_size=None,
+        options={"num_samples": 5000, "seed": 42, "train_shift": (0, 29), "shift_seed": 0},
+    )
 )
 register_dataset(
     DatasetSpec(

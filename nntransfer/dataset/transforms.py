@@ -1,4 +1,6 @@
-"""Per-split image transforms: colour mode, resizing, augmentation (train only), normalisation."""
+"""Per-example image transforms of the per-example path (PIL images: ImageNet and TinyImageNet folders):
+colour mode, resizing, augmentation (train only), normalisation. The in-memory path does the same on
+whole batches (``nntransfer.dataset.augment``)."""
 
 from __future__ import annotations
 
@@ -55,9 +57,13 @@ def output_channels(config: ImageDatasetConfig, raw_channels: int) -> int:
 
 
 def normalization_stats(
-    config: ImageDatasetConfig, default_mean: Sequence[float], default_std: Sequence[float], channels: int
-) -> Tuple[Tuple[float, ...], Tuple[float, ...]]:
-    """Per-channel mean and std for ``channels`` output channels.
+    config: ImageDatasetConfig,
+    default_mean: Optional[Sequence[float]],
+    default_std: Optional[Sequence[float]],
+    channels: int,
+) -> Tuple[Optional[Tuple[float, ...]], Optional[Tuple[float, ...]]]:
+    """Per-channel mean and std for ``channels`` output channels (``(None, None)``: the data set has no
+    defaults and the config gives none).
 
     Given values must have one entry per output channel. Defaults are converted when the colour mode
     changes: gray from RGB takes the luma-weighted mean and std (an approximation), RGB from gray repeats.
@@ -71,6 +77,8 @@ def normalization_stats(
                     f"ImageDatasetConfig.{name} has {len(values)} values but the images have {channels} channels"
                 )
         return tuple(float(v) for v in config.mean), tuple(float(v) for v in config.std)
+    if default_mean is None or default_std is None:
+        return None, None
 
     def convert(values: Sequence[float]) -> Tuple[float, ...]:
         values = tuple(float(v) for v in values)
@@ -92,6 +100,7 @@ def build_transform(
     std: Sequence[float],
     train: bool,
     rotate: Optional[float] = None,
+    normalize: bool = True,
 ) -> transforms.Compose:
     """The transform of one split: PIL image -> float tensor [channels, input_size, input_size].
 
@@ -100,6 +109,7 @@ def build_transform(
         channels: output channels (``output_channels``).
         train: add the configured augmentation.
         rotate: rotate every image by this angle first (the rotated test set).
+        normalize: end with the normalisation (when configured); False: tensors in [0, 1].
     """
     size = config.input_size
     steps: List = [ConvertMode(channels, gray_rgb=config.apply_grayscale and channels == 3)]
@@ -121,6 +131,6 @@ def build_transform(
     if train and config.augment_rotation:
         steps.append(transforms.RandomRotation(config.rotation_degrees))
     steps.append(transforms.ToTensor())
-    if config.apply_normalization:
+    if config.apply_normalization and normalize and mean is not None:
         steps.append(transforms.Normalize(list(mean), list(std)))
     return transforms.Compose(steps)

@@ -13,7 +13,7 @@ from nntransfer.dataset.info import data_info
 from nntransfer.defaults import TASK_KEY
 from nntransfer.models.base import WEIGHT_INITS, initialise_weights
 from nntransfer.models.intermediate import IntermediateLayerWrapper
-from nntransfer.models.registry import check_variant, get
+from nntransfer.models.registry import check_input_shape, check_variant, get
 from nntransfer.models.utils import load_state_dict_leniently
 
 logger = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ def train_loader(dataloaders: Mapping[str, Any]):
 
 def data_shapes(loader) -> Tuple[Tuple[int, int, int], int]:
     """``(input_shape, n_classes)`` inferred from a loader without ``DataInfo``: the shape of its first
-    batch, and the data set's ``classes`` or largest target."""
+    batch (any number of dimensions), and the data set's ``classes`` or largest target."""
     batch = next(iter(loader))
     inputs = batch[0] if isinstance(batch, (tuple, list)) else batch
     input_shape = tuple(int(n) for n in inputs.shape[1:])
@@ -73,8 +73,6 @@ def data_shapes(loader) -> Tuple[Tuple[int, int, int], int]:
             "cannot tell the number of classes: pass nntransfer.dataset.DataLoaders(loaders, DataInfo(...)) "
             "or give the train data set a 'classes' or 'targets' attribute"
         )
-    if len(input_shape) != 3:
-        raise ValueError(f"image models need inputs of shape (channels, height, width), got {input_shape}")
     return input_shape, int(n_classes)
 
 
@@ -84,12 +82,16 @@ def input_shape_and_classes(dataloaders: Mapping[str, Any]) -> Tuple[Tuple[int, 
     info = data_info(dataloaders)
     if info is None:
         return data_shapes(train_loader(dataloaders))
-    if len(info.input_shape) != 3:
-        raise ValueError(f"image models need inputs of shape (channels, height, width), got {info.input_shape}")
     return info.input_shape, info.n_classes
 
 
-def _apply_overrides(config: ClassificationModelConfig, input_shape: Tuple[int, int, int]) -> Tuple[int, int, int]:
+def _apply_overrides(config: ClassificationModelConfig, input_shape: Tuple[int, ...]) -> Tuple[int, ...]:
+    if len(input_shape) != 3:  # signals and other arrays: channels only
+        if config.input_size is not None:
+            raise ValueError(f"input_size overrides the image size; the data has inputs of shape {tuple(input_shape)}")
+        if config.input_channels is not None:
+            input_shape = (int(config.input_channels),) + tuple(input_shape[1:])
+        return tuple(int(n) for n in input_shape)
     channels, height, width = input_shape
     if config.input_channels is not None:
         channels = config.input_channels
@@ -108,6 +110,7 @@ def build_model(config: ClassificationModelConfig, input_shape: Tuple[int, int, 
     uses are checked first (``check_model_config``)."""
     check_model_config(config.to_dict())
     builder = get(config.type)
+    check_input_shape(config.type, input_shape)
     if n_classes < 1:
         raise ValueError(f"n_classes must be positive, got {n_classes}")
     with torch.random.fork_rng(devices=[], enabled=seed is not None):

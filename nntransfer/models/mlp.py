@@ -1,6 +1,6 @@
 """Multi-layer perceptrons: ``mlp`` (hidden sizes from the config) and LeNet-300-100 (LeCun et al. 1998).
 
-The core flattens the image and applies the hidden layers (``fc<i> -> [bn<i>] -> relu<i> -> [dropout<i>]``);
+Both take inputs of any shape (images, ``(C, L)`` signals, ...). The core flattens the input and applies the hidden layers (``fc<i> -> [bn<i>] -> relu<i> -> [dropout<i>]``);
 the readout is one linear layer ``fc`` to the classes.
 """
 
@@ -34,13 +34,13 @@ def build_mlp_model(config, input_shape: Tuple[int, int, int], n_classes: int, h
     return CoreReadoutModel(layers(*named), readout, config.type, input_shape, n_classes)
 
 
-@register("mlp")
+@register("mlp", input_dims=None)
 def build_mlp(config, input_shape: Tuple[int, int, int], n_classes: int) -> CoreReadoutModel:
     """MLP with ``config.mlp_hidden_sizes`` hidden layers."""
     return build_mlp_model(config, input_shape, n_classes, config.mlp_hidden_sizes)
 
 
-@register("lenet300-100")
+@register("lenet300-100", input_dims=None)
 def build_lenet300_100(config, input_shape: Tuple[int, int, int], n_classes: int) -> CoreReadoutModel:
     """LeNet-300-100: hidden layers of 300 and 100 units."""
     return build_mlp_model(config, input_shape, n_classes, (300, 100))

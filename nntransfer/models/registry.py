@@ -1,7 +1,8 @@
 """Registry of model types: ``type`` name in the config -> function that builds the model.
 
 A builder has the signature ``build(config, input_shape, n_classes) -> nn.Module`` where ``config`` is a
-``ClassificationModelConfig``, ``input_shape`` is ``(channels, height, width)``, and the module it returns
+``ClassificationModelConfig``, ``input_shape`` is the shape of one input (``(channels, height, width)``
+for image models; a type declares the shapes it takes with ``input_dims``), and the module it returns
 has the submodules ``core`` and ``readout`` (see ``nntransfer.models.base.CoreReadoutModel``)::
 
     @register("my_net")
@@ -32,6 +33,8 @@ class ModelVariants:
 
     core_types: Tuple[str, ...] = ("conv",)
     readout_types: Tuple[str, ...] = ("dense",)
+    #: numbers of input dimensions (without the batch) the type takes; None: any
+    input_dims: Optional[Tuple[int, ...]] = (3,)
 
 
 MODELS: Registry[ModelBuilder] = Registry(
@@ -46,13 +49,15 @@ def register(
     *,
     core_types: Sequence[str] = ("conv",),
     readout_types: Sequence[str] = ("dense",),
+    input_dims: Optional[Sequence[int]] = (3,),
 ):
     """Register ``builder`` under ``name``; without ``builder`` this is a decorator. ``core_types`` and
-    ``readout_types``: the ``core_type``/``readout_type`` values it builds.
+    ``readout_types``: the ``core_type``/``readout_type`` values it builds; ``input_dims``: the numbers of
+    input dimensions it takes (``(3,)``: images ``(C, H, W)``; ``(2,)``: signals ``(C, L)``; None: any).
 
     Registering another builder under a taken name is an error (a silent replacement would change what
     stored configs build)."""
-    variants = ModelVariants(tuple(core_types), tuple(readout_types))
+    variants = ModelVariants(tuple(core_types), tuple(readout_types), None if input_dims is None else tuple(input_dims))
 
     def add(fn: ModelBuilder) -> ModelBuilder:
         MODELS.register(name, fn)
@@ -93,4 +98,16 @@ def check_variant(model_type: str, field: str, value: str) -> None:
         raise ValueError(
             f"{field}: model type {model_type!r} has no {field} {value!r}{did_you_mean(value, allowed)} "
             f"(available: {', '.join(allowed)}){also}"
+        )
+
+
+def check_input_shape(model_type: str, input_shape: Sequence[int]) -> None:
+    """Raise ``ValueError`` (one line) unless model type ``model_type`` takes inputs of ``input_shape``."""
+    dims = variants(model_type).input_dims
+    if dims is not None and len(input_shape) not in dims:
+        takes = [t for t in registered_types() if variants(t).input_dims is None or len(input_shape) in variants(t).input_dims]
+        wanted = " or ".join("(C, H, W)" if d == 3 else "(C, L)" if d == 2 else f"{d}-D" for d in dims)
+        raise ValueError(
+            f"model type {model_type!r} takes inputs of shape {wanted}, the data has {tuple(input_shape)}; "
+            f"types that take it: {', '.join(takes) or 'none'}"
         )

@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader
 
 from nntransfer.configs.trainer.classification import ClassificationTrainerConfig
 from nntransfer.dataset.info import data_info
+from nntransfer.dataset.memory import MemoryLoader, MemoryView
 from nntransfer.trainer.checks import check_trainer_config
 from nntransfer.trainer.main_loop_modules import apply_noise, unwrap_output
 from nntransfer.trainer.main_loop_modules import get as get_module
@@ -135,8 +136,11 @@ class ImgClassificationTrainer(Trainer):
         the examples without augmentation when the loader offers them (``unaugmented_dataset``)."""
         loader = self.train_loaders[self.task_keys[0]]
         dataset = getattr(loader, "unaugmented_dataset", None) or loader.dataset
-        ordered = DataLoader(dataset, batch_size=loader.batch_size or 128, shuffle=False,
-                             collate_fn=loader.collate_fn, num_workers=0)
+        if isinstance(dataset, MemoryView):  # in memory: sliced in order, transformed on the device
+            ordered = MemoryLoader(dataset, loader.batch_size, torch.Generator()).set_device(self.device)
+        else:
+            ordered = DataLoader(dataset, batch_size=loader.batch_size or 128, shuffle=False,
+                                 collate_fn=getattr(loader, "collate_fn", None), num_workers=0)
         self.model.eval()
         logits = []
         with torch.no_grad(), self.autocast():

@@ -80,6 +80,18 @@ def is_loader(node: Any) -> bool:
     )
 
 
+def place_on_device(node: Any, device: torch.device) -> None:
+    """Tell every loader in ``node`` (a loader, or dicts of them) that can hold its data on a device
+    (``set_device``: the in-memory loaders) to yield its batches on ``device``; others are left alone."""
+    if isinstance(node, Mapping):
+        for child in node.values():
+            place_on_device(child, device)
+        return
+    set_device = getattr(node, "set_device", None)
+    if callable(set_device):
+        set_device(device)
+
+
 def module_names(names: Sequence[str]) -> List[str]:
     """The configured main-loop modules with the output unwrapper moved (or added) to the end."""
     return [n for n in names if n != UNWRAPPER] + [UNWRAPPER]
@@ -110,6 +122,7 @@ class Trainer:
             if not dataloaders.get(split):
                 raise ValueError(f"dataloaders has no {split!r} split (it has {sorted(dataloaders)})")
         self.dataloaders = dataloaders
+        place_on_device(dataloaders, self.device)  # in-memory data: sliced and augmented on the device
         self.train_loaders: Dict[str, Any] = dict(dataloaders["train"])
         self.validation_loaders: Dict[str, Any] = dict(dataloaders["validation"])
         self.task_keys = list(self.train_loaders)

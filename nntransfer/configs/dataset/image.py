@@ -10,12 +10,14 @@ class ImageDatasetConfig(DatasetConfig):
 
     Data set
         dataset_cls: registered data set name: "Digits" (scikit-learn's 8x8 digits, no download),
-            "FakeData", "MNIST", "FashionMNIST", "CIFAR10", "CIFAR100", "SVHN", "TinyImageNet", "ImageNet"
-            (``nntransfer.dataset.available_datasets()`` lists them).
+            "FakeData", "MNIST", "FashionMNIST", "CIFAR10", "CIFAR100", "SVHN", "MNIST1D" (generated
+            offline; see ``MNIST1DConfig``), all held in memory; "TinyImageNet", "ImageNet" (folders,
+            read per example). ``nntransfer.dataset.available_datasets()`` lists them.
         dataset_kwargs: extra options of the data set's reader, e.g. for FakeData
             ``{"size": 1000, "test_size": 200, "num_classes": 10, "channels": 3}``.
         download: let torchvision download the data set into ``data_dir`` when its files are missing.
-        input_size: side length (pixels) of the square images the model sees; images are resized to it.
+        input_size: side length (pixels) of the square images the model sees; images are resized to it
+            (array data such as MNIST-1D signals is never resized: the model sees its real shape).
 
     Split and sampling
         train_subset: fraction in (0, 1] of the training split that is kept.
@@ -43,6 +45,12 @@ class ImageDatasetConfig(DatasetConfig):
             ``CIFAR-10-C``, ``mnist_c``).
         corruptions, corruption_severities: the corruptions / severities to load (empty: all found).
         stacked_severities: severities stacked in each CIFAR-10-C style ``<corruption>.npy`` file.
+        test_transforms: extra test sets made from the test split, ``{split name: {"transform": name,
+            **parameters}}``; each is evaluated at the end and reported under its name. Registered
+            transforms (``nntransfer.dataset.TEST_TRANSFORMS``): ``rotation`` (``angle``),
+            ``circular_shift`` (``low``, ``high``: amount drawn per example, inclusive; ``dim``),
+            ``gaussian_noise`` (``std``, ``clip``); every entry may add ``seed`` (default 0).
+            Example: ``{"test_unseen": {"transform": "circular_shift", "low": 30, "high": 39}}``.
 
     A subclass sets its own defaults before calling ``super().__init__``::
 
@@ -86,6 +94,7 @@ class ImageDatasetConfig(DatasetConfig):
             corruptions=[],
             corruption_severities=[],
             stacked_severities=5,
+            test_transforms={"DEFAULT EMPTY": True},
         )
         # setdefault: a subclass (e.g. a CIFAR config of a recipe) that sets its own defaults first keeps them.
         self.set_defaults(**defaults)
@@ -129,5 +138,13 @@ class ImageDatasetConfig(DatasetConfig):
                 not isinstance(value, (list, tuple)) or not all(isinstance(v, (int, float)) for v in value)
             ):
                 raise ValueError(f"{name}.{field} must be a list of per-channel numbers or None, got {value!r}")
+        reserved = {"train", "validation", "test", "test_rotated", "c_test", "validation_noise"}
+        if not isinstance(self.test_transforms, dict):
+            raise ValueError(f"{name}.test_transforms must be a dict {{split name: {{'transform': ...}}}}, got {self.test_transforms!r}")
+        for split, entry in self.test_transforms.items():
+            if not isinstance(split, str) or split in reserved or "/" in split:
+                raise ValueError(f"{name}.test_transforms: {split!r} cannot name a split (reserved: {', '.join(sorted(reserved))})")
+            if not isinstance(entry, dict) or not isinstance(entry.get("transform"), str):
+                raise ValueError(f"{name}.test_transforms[{split!r}] must be a dict with a 'transform' name, got {entry!r}")
         if self.std is not None and any(v <= 0 for v in self.std):
             raise ValueError(f"{name}.std must be positive, got {self.std!r}")
