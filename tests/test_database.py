@@ -73,7 +73,9 @@ def test_another_schema_in_the_same_process_gets_its_own_classes(tables, db_pref
 
 
 @pytest.mark.database
-@pytest.mark.parametrize("name", ["nnt_test_x'; DROP DATABASE mysql; --", "nnt_test_" + "x" * 60, "with space", "dash-ed"])
+@pytest.mark.parametrize(
+    "name", ["nnt_test_x'; DROP DATABASE mysql; --", 'nnt_test_"quoted"', "nnt_test_`tick`", "nnt_test_" + "x" * 60, "with space", "dash-ed"]
+)
 def test_invalid_schema_names_are_refused_before_anything_is_created(db_prefix, name):
     from nntransfer.tables.store import DataJointStore
 

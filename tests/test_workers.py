@@ -18,6 +18,8 @@ from recipe_factory import write_recipe, write_toy_recipe
 from nntransfer.pipeline.local import LocalStore
 from nntransfer.pipeline.store import step_status
 from nntransfer.recipes.loading import load_recipe
+from nntransfer.tables import activate
+from nntransfer.tables.store import DataJointStore
 
 pytestmark = [pytest.mark.database, pytest.mark.slow]
 TESTS = Path(__file__).parent
@@ -25,14 +27,31 @@ TESTS = Path(__file__).parent
 
 def worker_env(log):
     pythonpath = os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))
-    return dict(os.environ, PYTHONPATH=pythonpath, TOY_LOG=str(log))
+    # a killed worker's reservation is cleared once its heartbeat is this many seconds old
+    return dict(os.environ, PYTHONPATH=pythonpath, TOY_LOG=str(log), NNTRANSFER_HEARTBEAT_TIMEOUT="3")
+
+
+_started = []
+
+
+@pytest.fixture(autouse=True)
+def no_worker_left_behind():
+    """A test that fails while its workers run kills them: none recreates a schema the session dropped."""
+    yield
+    while _started:
+        worker = _started.pop()
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
 
 
 def start_worker(recipe, schema, env):
-    return subprocess.Popen(
+    worker = subprocess.Popen(
         [sys.executable, "-m", "nntransfer", "worker", str(recipe), "--schema", schema, "--poll", "0.3", "--quiet"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
+    _started.append(worker)
+    return worker
 
 
 def read_log(path):
@@ -105,24 +124,35 @@ def test_killed_worker_is_recovered_from_checkpoints(db_prefix, tmp_path):
     assert conn.query(f"SELECT COUNT(*) FROM `{schema}`.`~jobs`").fetchone()[0] == 0
 
 
-def test_stopped_worker_leaves_its_job_resumable(db_prefix, tmp_path):
-    """DataJoint turns SIGTERM into SystemExit and records the job as an error; the worker releases it."""
-    recipe = write_toy_recipe(tmp_path, "stopped_recipe", chains=1, sleep=0.5, epochs=5)
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_stopped_worker_leaves_its_job_resumable(db_prefix, tmp_path, signum):
+    """Item 2: DataJoint turns SIGTERM (what ``docker stop`` sends) into SystemExit and Ctrl-C into a job
+    error, and records the job as failed; the worker releases it instead. After Ctrl-C, DataJoint's
+    ``populate`` went on with its next key (here: the other chain's first step); the worker stops."""
+    recipe = write_toy_recipe(tmp_path, f"stopped_{signum.name.lower()}", chains=2, sleep=0.3, epochs=4)
     log = tmp_path / "log.jsonl"
-    schema = f"{db_prefix}_stopped"
+    schema = f"{db_prefix}_stopped_{signum.name.lower()}"
     env = worker_env(log)
     first = start_worker(recipe, schema, env)
     conn = wait_for_checkpoint(schema)
-    first.send_signal(signal.SIGTERM)
+    first.send_signal(signum)
     first.communicate(timeout=60)
     assert first.returncode != 0
+    assert [r["pid"] for r in read_log(log)] == [first.pid]  # it trained no other step after the signal
     assert conn.query(f"SELECT COUNT(*) FROM `{schema}`.`~jobs`").fetchone()[0] == 0  # neither failed nor reserved
+    assert conn.query(f"SELECT COUNT(*) FROM `{schema}`.`~heartbeat`").fetchone()[0] == 0  # its beat is gone
+    tables = activate(schema)
+    try:
+        loaded = load_recipe(str(recipe))
+        assert {row.state for row in step_status(DataJointStore(tables=tables), loaded)} == {"waiting"}
+    finally:
+        activate(f"{db_prefix}_main")
 
     second = start_worker(recipe, schema, env)
     out, err = second.communicate(timeout=240)
     assert second.returncode == 0, err[-2000:]
     step0 = [r for r in read_log(log) if r["step"] == 0]
-    assert len(step0) == 2 and step0[1]["first_epoch"] >= 3  # resumed from its checkpoints
+    assert len(step0) == 3 and step0[1]["first_epoch"] >= 3  # resumed from its checkpoints, then the other chain
     assert "1.5000" in out and "3.5000" in out
 
 

@@ -19,9 +19,10 @@ The module paths recipes import keep working and activate the configured schema
     from nntransfer.tables.trained_model import TrainedModel
     from nntransfer.tables.transfer import TransferredTrainedModel
 
-Modules: ``database`` (configuration, connection, schema names), ``compat`` (the nnfabrik 0.2.1 fixes),
-``activation`` (declaring the tables), ``nnfabrik`` / ``trained_model`` / ``transfer`` / ``checkpoints`` /
-``provenance`` (what the tables do), ``store`` (:class:`~nntransfer.tables.store.DataJointStore`).
+Modules: ``database`` (configuration, connection, schema names, a lost server), ``compat`` (the nnfabrik
+0.2.1 fixes), ``activation`` (declaring the tables), ``nnfabrik`` / ``trained_model`` / ``transfer`` /
+``checkpoints`` / ``provenance`` (what the tables do), ``heartbeat`` (liveness of workers), ``storage``
+(files of the external store), ``store`` (:class:`~nntransfer.tables.store.DataJointStore`).
 """
 
 from __future__ import annotations

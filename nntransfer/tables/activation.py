@@ -13,12 +13,12 @@ import copy
 import importlib
 import logging
 import sys
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import datajoint as dj
 
 from nntransfer.pipeline.step import StepSpec
-from nntransfer.tables import compat, database
+from nntransfer.tables import compat, database, heartbeat
 from nntransfer.tables.checkpoints import CheckpointMixin, TransferredCheckpointMixin
 from nntransfer.tables.nnfabrik import ConfigTableMixin, FabrikantMixin, TransferRecipeMixin
 from nntransfer.tables.trained_model import TrainedModelMixin
@@ -44,6 +44,8 @@ class Tables:
         TransferredTrainedModel, TransferredCheckpoint: one trained transfer step per row, and its checkpoints.
         prepared: step hash -> (recipe name, runtime options), remembered by ``DataJointStore.prepare``
             for the ``make`` calls of this process.
+        pending_clears: (table name, key) of jobs whose checkpoints are deleted once their result is
+            committed (``TrainedModelMixin.clear_checkpoints``).
 
     ``tables["Model"]`` works too: table templates find their nnfabrik tables that way.
     """
@@ -52,6 +54,7 @@ class Tables:
         self.schema_name = schema_name
         self.connection = connection
         self.prepared: Dict[str, Tuple[str, Dict[str, Dict[str, Any]]]] = {}
+        self.pending_clears: List[Tuple[str, Dict[str, Any]]] = []
 
     def __getitem__(self, name: str) -> Any:
         try:
@@ -132,6 +135,7 @@ def _declare(name: str, connection: dj.Connection) -> Tables:
     tables = Tables(name, connection)
     context: Dict[str, Any] = {}
     schema = CustomSchema(name, connection=connection)
+    heartbeat.declare(connection, name)  # liveness of workers (hidden, like ~jobs)
     # a second connection: checkpoints are stored at once, outside the transaction of the make that trains
     checkpoint_schema = CustomSchema(name, connection=compat.clone_connection(connection))
     tables.schema = schema

@@ -11,6 +11,8 @@ asks for one.
 * :func:`check_schema_name` refuses a name MySQL would need quoting for, before anything is created.
 * :func:`create_schema` is ``CREATE DATABASE IF NOT EXISTS``: workers started together on a fresh schema
   do not race each other (DataJoint's own schema creation checks, then creates).
+* :func:`connection_lost` tells a lost server (stopped, restarted, connection killed) from other errors;
+  :func:`database_lost` turns one into the one-line :class:`~nntransfer.errors.DatabaseLost`.
 """
 
 from __future__ import annotations
@@ -22,12 +24,14 @@ from pathlib import Path
 from typing import Optional
 
 import datajoint as dj
+import pymysql
 
 from nntransfer.defaults import DEFAULT_SCHEMA, STORE_NAME
-from nntransfer.errors import DatabaseError
+from nntransfer.errors import DatabaseError, DatabaseLost
 
 __all__ = [
     "DatabaseError",
+    "DatabaseLost",
     "STORE_NAME",
     "configure",
     "connect",
@@ -37,6 +41,9 @@ __all__ = [
     "check_schema_name",
     "schema_exists",
     "create_schema",
+    "connection_lost",
+    "database_lost",
+    "lock_conflict",
 ]
 
 logger = logging.getLogger(__name__)
@@ -138,3 +145,60 @@ def create_schema(connection: dj.Connection, name: str) -> None:
     with the character set the tables' keys need."""
     check_schema_name(name)
     connection.query(f"CREATE DATABASE IF NOT EXISTS `{name}` CHARACTER SET {SCHEMA_CHARSET}")
+
+
+#: client error codes of a server that went away: can't connect (2002, 2003), gone away (2006), lost during
+#: a query (2013, 2055), shutdown in progress (1053), connection killed (1927, MariaDB)
+_LOST_CODES = {1053, 1927, 2002, 2003, 2006, 2013, 2055}
+
+
+def connection_lost(error: BaseException) -> bool:
+    """Whether ``error`` (or an error it was raised from) says the database server went away."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, (DatabaseLost, dj.errors.LostConnectionError, pymysql.err.InterfaceError)):
+            return True
+        if isinstance(error, pymysql.err.OperationalError) and error.args and error.args[0] in _LOST_CODES:
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+#: error codes of a transaction the server rolled back to resolve a lock conflict: deadlock, lock wait timeout
+_LOCK_CODES = {1205, 1213}
+
+
+def lock_conflict(error: BaseException) -> bool:
+    """Whether ``error`` (or an error it was raised from) is a deadlock or lock wait timeout: the statement
+    or transaction was rolled back and can simply be run again."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, pymysql.err.MySQLError) and error.args and error.args[0] in _LOCK_CODES:
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def database_lost(error: BaseException, doing: str) -> DatabaseLost:
+    """The one-line :class:`~nntransfer.errors.DatabaseLost` for ``error`` raised while ``doing``."""
+    if isinstance(error, DatabaseLost):
+        return error
+    reason = _first_reason(error)
+    return DatabaseLost(
+        f"lost the database at {dj.config['database.host']} while {doing} ({reason}); finished steps are kept: "
+        "run the same command again when the server is back, and interrupted steps resume from their checkpoints"
+    )
+
+
+def _first_reason(error: BaseException) -> str:
+    """The message of the first database error behind ``error``, on one line."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, (dj.errors.DataJointError, pymysql.err.Error, ConnectionError)):
+            args = [str(a) for a in getattr(error, "args", ()) if str(a)]
+            return (args[-1] if args else type(error).__name__).splitlines()[0]
+        error = error.__cause__ or error.__context__
+    return "connection lost"

@@ -182,13 +182,26 @@ def _config_row(config: "BaseConfig", fabrikant: str) -> Dict[str, Any]:
 
 
 def _insert(table, rows: Iterable[Dict[str, Any]]) -> None:
-    """``INSERT IGNORE`` of ``rows`` (deduplicated on the primary key), so that workers filling the same
-    tables at the same time do not collide."""
+    """Insert those of ``rows`` (deduplicated on the primary key) that are not in ``table`` yet, skipping
+    duplicates, so that workers filling the same tables at the same time do not collide. Rows already there
+    are not written again: DataJoint's ``skip_duplicates`` locks every row it finds (exclusively), and a
+    worker starting up would then deadlock with the checkpoint inserts of workers training (whose foreign
+    keys lock the same config rows, shared)."""
+    primary = table.primary_key
     unique: Dict[Tuple, Dict[str, Any]] = {}
     for row in rows:
-        unique.setdefault(tuple(row[k] for k in table.primary_key), row)
+        unique.setdefault(tuple(row[k] for k in primary), row)
+    if not unique:
+        return
+    stored = (table & [dict(zip(primary, key)) for key in unique]).fetch(*primary, as_dict=True)
+    for found in stored:
+        unique.pop(tuple(_plain(found[k]) for k in primary), None)
     if unique:
         table.insert(list(unique.values()), skip_duplicates=True)
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") and not isinstance(value, (str, bytes)) else value
 
 
 def add_config_to_table(

@@ -6,26 +6,39 @@
         .Provenance                    package versions, recipe path and commit
     TransferredCheckpoint              checkpoints of steps being trained (a second connection)
     ~jobs                              DataJoint's job reservations: reserved (running), error (failed)
+    ~heartbeat                         liveness of the processes populating (``nntransfer.tables.heartbeat``)
 
 A step's key is the full primary key of ``TransferredTrainedModel`` (``TransferExperiment.step_key``).
 :meth:`DataJointStore.run` fills the config tables and populates level by level with DataJoint's job
 reservation, so any number of workers can share one schema; ``TransferredTrainedModel.make`` trains each
 step through :func:`nntransfer.pipeline.step.train_and_store` with this store.
+
+Faults: a reservation whose worker stopped beating (killed, lost its machine) is cleared by the next worker
+and its step resumes from its checkpoints; SIGTERM and Ctrl-C stop a worker after the step it is training,
+releasing that step; losing the database raises the one-line :class:`~nntransfer.errors.DatabaseLost`
+and leaves the step resumable; a damaged weights file of a finished step is named, with the line that
+deletes the step to retrain it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import platform
+import random
+import signal
+import threading
 import time
 import traceback
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pymysql
 from datajoint.hash import key_hash
 
 from nntransfer.configs.codec import make_hash
+from nntransfer.errors import DatabaseLost
 from nntransfer.pipeline.step import StepMeta, StepResult, StepSpec
 from nntransfer.pipeline.store import (
     BLOCKED,
@@ -41,15 +54,22 @@ from nntransfer.pipeline.store import (
     step_status,
 )
 from nntransfer.recipes.loading import Recipe
-from nntransfer.tables import activate
+from nntransfer.tables import activate, database
+from nntransfer.tables import heartbeat as liveness
 from nntransfer.tables.nnfabrik import add_transfer_experiments
+from nntransfer.tables.storage import file_paths
 
 __all__ = ["DataJointStore"]
 logger = logging.getLogger(__name__)
 
 DEADLOCK = 1213  # MySQL/MariaDB error code of a deadlock between two transactions
 IGNORED_JOB = "job marked 'ignore' in the jobs table"
-INTERRUPTIONS = ("SystemExit", "KeyboardInterrupt")
+#: job errors that are no failure of the step: it was interrupted, and runs again
+INTERRUPTIONS = ("SystemExit", "KeyboardInterrupt", "DatabaseLost")
+#: seconds between two "waiting for ..." lines about the same steps
+WAIT_LOG_SECONDS = 30.0
+#: times a job the server rolled back in a deadlock is tried again before it counts as failed
+LOCK_RETRIES = 3
 
 
 class DataJointStore(Store):
@@ -60,13 +80,16 @@ class DataJointStore(Store):
         create: create the schema if it does not exist; ``False`` (for reading: status, reports) makes a
             missing schema a one-line ``ValueError`` and creates nothing.
         tables: tables already activated (what ``TransferredTrainedModel.make`` passes); no activation then.
+        heartbeat_timeout: seconds without a heartbeat after which a reservation counts as left by a stopped
+            worker (default ``$NNTRANSFER_HEARTBEAT_TIMEOUT``, else 60; see ``nntransfer.tables.heartbeat``).
     """
 
     name = "datajoint"
 
-    def __init__(self, schema: Optional[str] = None, create: bool = True, tables=None) -> None:
+    def __init__(self, schema: Optional[str] = None, create: bool = True, tables=None, heartbeat_timeout: Optional[float] = None) -> None:
         self.tables = tables if tables is not None else activate(schema, create=create)
         self.where = f"schema {self.tables.schema_name}"
+        self.heartbeat_timeout = liveness.heartbeat_timeout(heartbeat_timeout)
 
     @property
     def table(self):
@@ -89,6 +112,9 @@ class DataJointStore(Store):
             "key_hash", "status", "error_message", as_dict=True
         )
         by_hash = {job["key_hash"]: job for job in jobs}
+        stale = set()
+        if any(job["status"] == "reserved" for job in jobs):  # a stopped worker's step waits to be taken over
+            stale = {row["key_hash"] for row in self.reservations() if row["stale"]}
         found = []
         for digest in hashes:
             job = by_hash.get(digest)
@@ -97,7 +123,7 @@ class DataJointStore(Store):
             elif job is None:
                 found.append(StepState(WAITING))
             elif job["status"] == "reserved":
-                found.append(StepState(RUNNING))
+                found.append(StepState(WAITING if digest in stale else RUNNING))
             elif job["status"] == "error":
                 found.append(StepState(FAILED, error=job["error_message"] or "failed (no message recorded)"))
             elif job["status"] == "ignore":  # set by hand: never populated
@@ -131,13 +157,37 @@ class DataJointStore(Store):
         try:
             weights = self.table().fetch_weights(key)
         except Exception as err:  # a missing or damaged file in the external store
-            raise ValueError(f"cannot read the weights of {_describe(key)} from {self.where} ({type(err).__name__}: {err})") from None
+            if database.connection_lost(err):
+                raise
+            raise self._damaged(key, "weights", self.table.ModelStorage, "model_state", err) from None
         if weights is None:
             raise ValueError(f"{self.where} holds no weights for {_describe(key)}")
         return weights
 
     def load_transfer_data(self, key: Key) -> Optional[Dict[str, np.ndarray]]:
-        return self.table().fetch_transfer_data(key)
+        try:
+            return self.table().fetch_transfer_data(key)
+        except Exception as err:
+            if database.connection_lost(err):
+                raise
+            raise self._damaged(key, "handed-on data", self.table.DataStorage, "transfer_data", err) from None
+
+    def _damaged(self, key: Key, what: str, part, attribute: str, error: BaseException) -> ValueError:
+        """The one-line error for a finished step whose ``what`` cannot be read: names the file and the
+        line that deletes the step (and its files) so that the next run trains it again."""
+        try:
+            where = ", ".join(file_paths(part & key, attribute)) or "no file"
+        except Exception:  # naming the file is a courtesy; the error goes out anyway
+            where = "its store file"
+        reason = str(error).splitlines()[0] if str(error) else ""
+        delete = (
+            f"python -c \"from nntransfer.tables import activate; "
+            f"(activate('{self.tables.schema_name}').{self.table.__name__} & {dict(key)!r}).delete()\""
+        )
+        return ValueError(
+            f"the stored {what} of finished {_describe(key)} in {self.where} are damaged ({type(error).__name__}: {reason}; "
+            f"file {where}); delete that step to retrain it: {delete}"
+        )
 
     # ------------------------------------------------------------------ writing
 
@@ -174,16 +224,47 @@ class DataJointStore(Store):
             logger.info("cleared %d failed job(s) in %s; they run again", count, self.where)
         return count
 
+    def clear_finished_checkpoints(self, recipe: Recipe, runtime: Optional[Dict[str, Dict[str, Any]]] = None) -> int:
+        """Delete the checkpoints (and their files) of ``recipe``'s finished steps that do not keep them: those
+        a worker killed between storing a step and clearing its checkpoints left. Returns how many."""
+        keys = [
+            chain.step_key(level)
+            for chain in recipe.transfer_experiments.values()
+            for level in range(len(chain))
+            if not StepSpec.from_experiment(chain[level], runtime).keep_checkpoints
+        ]
+        if not keys:
+            return 0
+        leftover = self.tables.TransferredCheckpoint & keys & self.table.proj()  # of finished steps only
+        count = len(leftover)
+        if count:
+            leftover.delete_quick()
+            logger.info("deleted %d checkpoint(s) of finished steps in %s", count, self.where)
+        return count
+
+    def _job_tables(self) -> List[str]:
+        return [self.table.table_name, self.tables.TrainedModel.table_name]
+
+    def reservations(self) -> List[Dict[str, Any]]:
+        """The reservations of this schema's jobs: host, pid, ``reserved_for`` and ``silent_for`` (seconds,
+        the server's clock) and whether each is ``stale`` (see ``nntransfer.tables.heartbeat``)."""
+        return liveness.reservations(self.tables, self._job_tables(), self.heartbeat_timeout)
+
     def clear_stale_reservations(self) -> int:
-        """Delete reservations whose database connection is gone (a killed worker); returns how many."""
-        connection = self.table.connection
-        alive = {row[0] for row in connection.query("SELECT id FROM information_schema.processlist").fetchall()}
-        reserved = (self.jobs & 'status="reserved"').fetch("table_name", "key_hash", "connection_id", as_dict=True)
-        stale = [{"table_name": r["table_name"], "key_hash": r["key_hash"]} for r in reserved if r["connection_id"] not in alive]
-        if stale:
-            (self.jobs & stale).delete_quick()
-            logger.warning("cleared %d reservation(s) left by workers that stopped", len(stale))
-        return len(stale)
+        """Delete the reservations of workers that stopped (no heartbeat for ``heartbeat_timeout``
+        seconds, by the server's clock); their steps resume from their checkpoints. Returns how many."""
+        stale = [row for row in self.reservations() if row["stale"]]
+        if not stale:
+            return 0
+        cleared = liveness.clear(self.tables, stale, self.heartbeat_timeout)
+        if cleared:
+            for row in stale:
+                silent = "no heartbeat" if row["silent_for"] is None else f"last heartbeat {row['silent_for']:.0f}s ago"
+                logger.warning(
+                    "cleared the reservation of a stopped worker (%s:%s, %s, reserved %.0fs ago); its step resumes from its checkpoints",
+                    row["host"], row["pid"], silent, row["reserved_for"],
+                )  # fmt: skip
+        return cleared
 
     # ------------------------------------------------------------------ running
 
@@ -211,40 +292,74 @@ class DataJointStore(Store):
                 options = StepSpec.from_experiment(chain[level], runtime).runtime
                 self.tables.prepared[make_hash(chain.step_key(level))] = (description.name, options)
 
-    def populate(self, recipe: Recipe, order: str = "original", progress: bool = True) -> None:
-        """One pass: populate every step of ``recipe`` whose previous step is done, level by level, with
-        DataJoint's job reservation. A failed job is recorded in the jobs table (its chain stops); an
-        interrupted one (SIGTERM, Ctrl-C) is released so that it resumes from its checkpoints."""
+    def populate(self, recipe: Recipe, order: str = "original", progress: bool = True) -> int:
+        """One pass: populate every step of ``recipe`` whose previous step is done, level by level and one
+        step at a time, with DataJoint's job reservation; returns how many steps this pass trained.
+
+        A failed job is recorded in the jobs table (its chain stops). SIGTERM and Ctrl-C stop the pass
+        after releasing the interrupted step, which resumes from its checkpoints (one step at a time, because
+        DataJoint's ``populate`` goes on with its next key after a Ctrl-C). A lost database raises
+        :class:`~nntransfer.errors.DatabaseLost`. The process beats in ``~heartbeat`` meanwhile."""
         chains = ordered_chains(recipe, order)
         depth = max((len(chain) for _, chain in chains), default=0)
-        for level in range(depth):
-            keys = [chain.step_key(level) for _, chain in chains if len(chain) > level]
+        made = 0
+        with _database_guard("populating the tables"), liveness.heartbeat(self.tables), _sigterm_exits():
+            for level in range(depth):
+                for key in [chain.step_key(level) for _, chain in chains if len(chain) > level]:
+                    made += self._populate_one(key)
+        return made
+
+    def _populate_one(self, key: Key) -> int:
+        for attempt in range(LOCK_RETRIES + 1):
             try:
-                outcome = self.table.populate(
-                    keys, reserve_jobs=True, suppress_errors=True, return_exception_objects=True,
-                    order=order, display_progress=progress,
-                )  # fmt: skip
-            except (KeyboardInterrupt, SystemExit):
-                self.release_interrupted()
+                outcome = self.table.populate(key, reserve_jobs=True, suppress_errors=True, return_exception_objects=True)
+            except BaseException:  # SIGTERM (SystemExit), Ctrl-C outside make, a lost database
+                self._release_quietly()
                 raise
-            if any(isinstance(error, KeyboardInterrupt) for _, error in outcome["error_list"]):
-                self.release_interrupted()
-                raise KeyboardInterrupt
+            for _, error in outcome["error_list"]:
+                if isinstance(error, KeyboardInterrupt):
+                    self._release_quietly()
+                    raise KeyboardInterrupt
+                if isinstance(error, DatabaseLost):
+                    self._release_quietly()
+                    raise error
+            conflicts = [error for _, error in outcome["error_list"] if database.lock_conflict(error)]
+            if not conflicts or attempt == LOCK_RETRIES:
+                return int(outcome["success_count"])
+            # the server rolled the job back to resolve a deadlock with another worker: not the step's failure
+            mine = {"table_name": self.table.table_name, "key_hash": key_hash(key), "status": "error", "host": platform.node(), "pid": os.getpid()}
+            (self.jobs & mine).delete_quick()
+            logger.warning("%s hit a lock conflict with another worker (%s); trying again", _describe(key), conflicts[0])
+            time.sleep(random.uniform(0.1, 0.5) * (attempt + 1))
+        return 0
+
+    def _release_quietly(self) -> None:
+        try:
+            self.release_interrupted()
+        except Exception as err:  # e.g. the database is gone: the reservation goes stale instead
+            logger.debug("could not release the interrupted job: %s", err)
 
     def release_interrupted(self) -> int:
-        """Delete the error entries this process's interrupted jobs left (DataJoint records SIGTERM and
-        Ctrl-C as errors), so that they run again; returns how many."""
-        errors = self.jobs & {"table_name": self.table.table_name, "status": "error", "pid": os.getpid()}
-        rows = errors.fetch("key_hash", "error_message", as_dict=True)
-        interrupted = [{"key_hash": r["key_hash"]} for r in rows if (r["error_message"] or "").startswith(INTERRUPTIONS)]
-        if interrupted:
-            (errors & interrupted).delete_quick()
-            logger.warning("released %d interrupted job(s); they resume from their checkpoints", len(interrupted))
-        return len(interrupted)
+        """Release this process's interrupted jobs so that they run again: the error entries DataJoint
+        records for SIGTERM, Ctrl-C and a lost database, and reservations this process still holds (it is
+        no longer populating). Returns how many."""
+        mine = self.jobs & {"host": platform.node(), "pid": os.getpid()} & [{"table_name": name} for name in self._job_tables()]
+        rows = (mine & 'status in ("error", "reserved")').fetch("table_name", "key_hash", "status", "error_message", as_dict=True)
+        released = [
+            {"table_name": r["table_name"], "key_hash": r["key_hash"]}
+            for r in rows
+            if r["status"] == "reserved" or (r["error_message"] or "").startswith(INTERRUPTIONS)
+        ]
+        if released:
+            (mine & released).delete_quick()
+            logger.warning("released %d interrupted job(s); they resume from their checkpoints", len(released))
+        return len(released)
 
     def run(self, recipe: Recipe, order: str = "original", runtime: Optional[Dict[str, Dict[str, Any]]] = None, progress: bool = True) -> None:
         """Fill the tables and populate every step once (steps other workers hold are left to them)."""
-        self.prepare(recipe, runtime)
+        with _database_guard("filling the tables"):
+            self.prepare(recipe, runtime)
+            _housekeeping(self.clear_finished_checkpoints, recipe, runtime)
         self.populate(recipe, order, progress)
 
     def work(
@@ -257,17 +372,114 @@ class DataJointStore(Store):
         timeout: Optional[float] = None,
     ) -> None:
         """What a worker does: populate until every step is done, failed or blocked, waiting for steps
-        other workers are training and taking over the steps of workers that stopped."""
-        self.prepare(recipe, runtime)
+        other workers are training and taking over the steps of workers that stopped.
+
+        Waiting is bounded: a step held by a worker that stopped beating is taken over after
+        ``heartbeat_timeout`` seconds, and a pass in which no step could be taken while none is held ends
+        the work (with a warning). ``timeout`` (seconds, None: no limit) bounds the whole wait with a
+        ``TimeoutError``. What it waits for is logged at INFO."""
+        with _database_guard("filling the tables"):
+            self.prepare(recipe, runtime)
+            _housekeeping(self.clear_finished_checkpoints, recipe, runtime)
+        # one heartbeat (and SIGTERM handler) for all passes, not one per pass
+        with _database_guard("populating the tables"), liveness.heartbeat(self.tables), _sigterm_exits():
+            self._work(recipe, order, progress, poll_seconds, timeout)
+
+    def _work(self, recipe: Recipe, order: str, progress: bool, poll_seconds: float, timeout: Optional[float]) -> None:
         started = time.time()
+        names = self._step_names(recipe)
+        idle_passes = 0
+        logged: Tuple[Any, float] = (None, 0.0)
         while True:
-            self.clear_stale_reservations()
-            self.populate(recipe, order, progress)
-            if all(row.state in (DONE, FAILED, BLOCKED) for row in step_status(self, recipe)):
-                return
+            with _database_guard("checking the reservations"):
+                cleared = _housekeeping(self.clear_stale_reservations)
+            made = self.populate(recipe, order, progress)
+            with _database_guard("reading the status"):
+                rows = step_status(self, recipe)
+                if all(row.state in (DONE, FAILED, BLOCKED) for row in rows):
+                    return
+                held = [r for r in self.reservations() if r["key_hash"] in names]
+            if held or made or cleared:
+                idle_passes = 0
+            else:
+                idle_passes += 1
+                if idle_passes >= 2:  # nothing to wait for: never loop forever
+                    waiting = [f"{r.name} (seed {r.seed}) step {r.step}" for r in rows if r.state == WAITING]
+                    logger.warning("%d step(s) wait but no worker holds or can take them: %s", len(waiting), ", ".join(waiting[:5]))
+                    return
+            logged = self._log_waiting(names, held, logged)
             if timeout is not None and time.time() - started > timeout:
                 raise TimeoutError(f"steps of recipe {recipe.name} still unfinished after {timeout:.0f}s")
             time.sleep(poll_seconds)
+
+    @staticmethod
+    def _step_names(recipe: Recipe) -> Dict[str, str]:
+        """key hash -> "name (seed s) step l" of every step of ``recipe``."""
+        return {
+            key_hash(chain.step_key(level)): f"{d.name} (seed {d.seed}) step {level}"
+            for d, chain in recipe.transfer_experiments.items()
+            for level in range(len(chain))
+        }
+
+    @staticmethod
+    def _log_waiting(names: Dict[str, str], held: List[Dict[str, Any]], logged: Tuple[Any, float]) -> Tuple[Any, float]:
+        """Log at INFO which steps this worker waits for and who holds them, when that changes and at
+        most every ``WAIT_LOG_SECONDS`` otherwise; returns what was logged and when."""
+        what = tuple(sorted((r["key_hash"], r["host"], r["pid"]) for r in held))
+        if what == logged[0] and time.time() - logged[1] < WAIT_LOG_SECONDS:
+            return logged
+        parts = []
+        for row in held:
+            beat = "no heartbeat yet" if row["silent_for"] is None else f"last heartbeat {row['silent_for']:.0f}s ago"
+            parts.append(f"{names.get(row['key_hash'], row['key_hash'])} held by {row['host']}:{row['pid']} ({beat})")
+        if parts:
+            logger.info("waiting for %d step(s) other workers train: %s", len(parts), "; ".join(parts))
+        else:
+            logger.info("waiting for steps whose previous step other workers just finished")
+        return what, time.time()
+
+
+def _housekeeping(task: Callable[..., int], *args: Any) -> int:
+    """Run a cleaning ``task``; a lock conflict with another worker (the server rolled the statement back)
+    skips it this time: the next pass, or the next worker, does it."""
+    try:
+        return task(*args)
+    except Exception as err:
+        if not database.lock_conflict(err):
+            raise
+        logger.debug("%s skipped this time: %s", task.__name__, err)
+        return 0
+
+
+@contextlib.contextmanager
+def _database_guard(doing: str) -> Iterator[None]:
+    """Turn a lost database into the one-line :class:`~nntransfer.errors.DatabaseLost`."""
+    try:
+        yield
+    except DatabaseLost:
+        raise
+    except Exception as err:
+        if database.connection_lost(err):
+            raise database.database_lost(err, doing) from err
+        raise
+
+
+@contextlib.contextmanager
+def _sigterm_exits() -> Iterator[None]:
+    """SIGTERM raises ``SystemExit`` (as inside DataJoint's ``populate``) for the whole pass, so that a stop
+    between two steps also removes the heartbeat and releases what this process holds."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise SystemExit("SIGTERM received")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _describe(key: Key) -> str:

@@ -8,22 +8,27 @@ TrainedModel`` activates the configured schema on first use (importing this modu
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import tempfile
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Iterator, Mapping, Optional
 
 import numpy as np
 import torch
 
 from nntransfer.configs.codec import make_hash
 from nntransfer.pipeline.step import StepResult, run_step
-from nntransfer.tables import active
+from nntransfer.tables import active, database
 from nntransfer.tables.checkpoints import CheckpointRestoreMixin
+from nntransfer.tables.heartbeat import heartbeat
 from nntransfer.tables.provenance import ProvenanceMixin
+from nntransfer.tables.storage import delete_unused_store_files, stored_files
 
 #: names this module hands out from the active tables (PEP 562 ``__getattr__``)
 TABLE_NAMES = ("TrainedModel", "Checkpoint")
 __all__ = list(TABLE_NAMES) + ["TrainedModelMixin", "plain_key"]
+logger = logging.getLogger(__name__)
 
 
 def __getattr__(name: str) -> Any:
@@ -50,19 +55,44 @@ class TrainedModelMixin(CheckpointRestoreMixin, ProvenanceMixin):
         trainedmodel_ts (timestamp): when it was stored.
 
     Parts: ``ModelStorage`` (the trained state dict), ``Provenance``. Checkpoints: ``checkpoint_table``.
+
+    ``populate`` beats in the schema's ``~heartbeat`` while it runs (other workers see that its
+    reservations are alive); deleting rows deletes their files in the external store.
     """
 
     table_comment = "Trained models (nntransfer)"
 
     # ------------------------------------------------------------------ training
 
+    def populate(self, *restrictions, **kwargs):
+        """DataJoint's ``populate``, with this process's heartbeat (``nntransfer.tables.heartbeat``) while
+        it runs: reservations it makes are never taken for those of a stopped worker."""
+        with heartbeat(self.nnfabrik):
+            try:
+                return super().populate(*restrictions, **kwargs)
+            finally:
+                self.clear_pending_checkpoints()
+
     def make(self, key: Dict[str, Any]) -> None:
         primary = plain_key(self, key)
-        spec = self.nnfabrik.step_spec(primary)
-        result = run_step(spec, uid=dict(primary), checkpoints=self.checkpoint_callback())
-        self.insert_result(primary, result, comment=self.nnfabrik.comment(primary), fabrikant=self.nnfabrik.Fabrikant.current_user())
+        with self.database_lost_is_one_line(primary):
+            spec = self.nnfabrik.step_spec(primary)
+            result = run_step(spec, uid=dict(primary), checkpoints=self.checkpoint_callback())
+            self.insert_result(primary, result, comment=self.nnfabrik.comment(primary), fabrikant=self.nnfabrik.Fabrikant.current_user())
         if not spec.keep_checkpoints:
             self.clear_checkpoints(primary)
+
+    @contextlib.contextmanager
+    def database_lost_is_one_line(self, key: Dict[str, Any]) -> Iterator[None]:
+        """A lost database while ``key`` trains becomes :class:`~nntransfer.errors.DatabaseLost`: one line,
+        recorded by ``populate`` as an interruption (released, not failed); the checkpoints are kept."""
+        try:
+            yield
+        except Exception as err:
+            if database.connection_lost(err):
+                where = f"step {key['transfer_step']}" if "transfer_step" in key else "the job"
+                raise database.database_lost(err, f"training {where} (seed {key.get('seed', '?')}) in schema {self.database}") from err
+            raise
 
     # ------------------------------------------------------------------ storing and reading results
 
@@ -85,13 +115,17 @@ class TrainedModelMixin(CheckpointRestoreMixin, ProvenanceMixin):
             self.ModelStorage.insert1(dict(primary, model_state=state_path))
 
     def fetch_weights(self, key: Dict[str, Any]) -> Optional[Dict[str, Any]]:
-        """The stored weights of the row ``key`` restricts to (on the CPU), or None if it has none."""
+        """The stored weights of the row ``key`` restricts to (on the CPU), or None if it has none; a file
+        that is not a state dict of tensors is a ``ValueError``."""
         storage = self.ModelStorage & key
         if not storage:
             return None
         with tempfile.TemporaryDirectory() as temp_dir:
             path = storage.fetch1("model_state", download_path=temp_dir)
-            return torch.load(path, map_location="cpu", weights_only=True)
+            weights = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(weights, Mapping) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
+            raise ValueError(f"holds a {type(weights).__name__}, not a state dict of tensors")
+        return weights
 
     fetch_state_dict = fetch_weights  # the name used before
 
@@ -108,7 +142,42 @@ class TrainedModelMixin(CheckpointRestoreMixin, ProvenanceMixin):
         return callback
 
     def clear_checkpoints(self, key: Dict[str, Any]) -> None:
-        """Delete the checkpoints of the job ``key``."""
-        checkpoints = self.checkpoint_table & {k: key[k] for k in self.primary_key}
+        """Delete the checkpoints of the job ``key``, with their files in the external store. Inside a
+        ``make`` (a transaction) they are deleted only once the result is committed (see
+        :meth:`clear_pending_checkpoints`): a job killed before that resumes from them."""
+        primary = {k: key[k] for k in self.primary_key}
+        if self.connection.in_transaction:
+            self.nnfabrik.pending_clears.append((self.table_name, primary))
+            return
+        checkpoints = self.checkpoint_table & primary
         if checkpoints:
             checkpoints.delete_quick()
+
+    def clear_pending_checkpoints(self) -> None:
+        """Delete the checkpoints :meth:`clear_checkpoints` deferred, of the jobs whose result is now stored;
+        those of jobs rolled back stay for the next attempt."""
+        pending = [(name, key) for name, key in self.nnfabrik.pending_clears if name == self.table_name]
+        if not pending or self.connection.in_transaction:
+            return
+        self.nnfabrik.pending_clears[:] = [item for item in self.nnfabrik.pending_clears if item[0] != self.table_name]
+        try:
+            for _, key in pending:
+                if self & key:
+                    self.clear_checkpoints(key)
+        except Exception as err:  # e.g. the database is gone: the caller reports that; the checkpoints stay
+            logger.warning("could not delete the checkpoints of finished jobs: %s", err)
+
+    # ------------------------------------------------------------------ deleting
+
+    def delete(self, *args: Any, **kwargs: Any):
+        """DataJoint's ``delete`` (rows and their parts), then the files of the deleted parts in the
+        external store (weights, handed-on data) that no other row references."""
+        files: Dict[str, set] = {}
+        for part in (getattr(self, name, None) for name in ("ModelStorage", "DataStorage")):
+            if part is not None:
+                for store, hashes in stored_files(part & self.proj()).items():
+                    files.setdefault(store, set()).update(hashes)
+        count = super().delete(*args, **kwargs)
+        if files and not self.connection.in_transaction:
+            delete_unused_store_files(self.connection, self.database, files)
+        return count

@@ -58,13 +58,15 @@ class TransferredTrainedModelMixin(TrainedModelMixin):
     def make(self, key: Dict[str, Any]) -> None:
         """Train the step ``key`` through :func:`~nntransfer.pipeline.step.train_and_store` (the one
         place a step is trained) with the tables' store: the configs from the rows, the runtime options
-        the store's ``prepare`` remembered, the previous step from ``CollapsedHistory``."""
+        the store's ``prepare`` remembered, the previous step from ``CollapsedHistory``. A lost database
+        is :class:`~nntransfer.errors.DatabaseLost` (the step stays resumable)."""
         store = DataJointStore(tables=self.nnfabrik)
         primary = plain_key(self, key)
-        name, runtime = store.prepared(primary)
-        spec = self.nnfabrik.step_spec(primary, runtime)
-        meta = StepMeta(name=name, seed=spec.seed, step=int(primary["transfer_step"]), comment=self.nnfabrik.comment(primary))
-        train_and_store(store, spec, primary, self.previous_key(primary), meta)
+        with self.database_lost_is_one_line(primary):
+            name, runtime = store.prepared(primary)
+            spec = self.nnfabrik.step_spec(primary, runtime)
+            meta = StepMeta(name=name, seed=spec.seed, step=int(primary["transfer_step"]), comment=self.nnfabrik.comment(primary))
+            train_and_store(store, spec, primary, self.previous_key(primary), meta)
 
     def insert_result(self, primary, result, comment, fabrikant) -> None:
         super().insert_result(primary, result, comment, fabrikant)
