@@ -108,7 +108,7 @@ def run_command(args: argparse.Namespace) -> int:
     rows = run_experiments(
         recipe, backend=args.backend, workdir=args.workdir, schema=args.schema, order=args.order,
         progress=not args.quiet, runtime=_runtime_overrides(args), worker=args.command == "worker",
-        retry_failed=args.retry_failed,
+        retry_failed=args.retry_failed, poll_seconds=getattr(args, "poll", 2.0),
     )  # fmt: skip
     print(status_table(rows))
     return EXIT_FAILED_JOBS if any(row.state == FAILED for row in rows) else 0

@@ -63,12 +63,13 @@ def run_experiments(
     runtime: Optional[Mapping[str, Mapping[str, Any]]] = None,
     worker: bool = False,
     retry_failed: bool = False,
+    poll_seconds: float = 2.0,
 ) -> List[StepStatus]:
     """Run experiments: a recipe (folder, file, module), a dict ``{Description(name, seed):
     TransferExperiment}``, a ``TransferExperiment``, an ``Experiment`` or a list of those; with the local
     backend (work folder ``workdir``) or the tables (``schema``). ``runtime`` (``{role: {option: value}}``,
     e.g. ``{"trainer": {"device": "cpu"}}``) overrides the configs' runtime options. ``worker=True`` keeps
-    populating while other workers train steps this one waits for. Returns every step's status."""
+    populating while other workers train steps this one waits for (checking every ``poll_seconds``). Returns every step's status."""
     recipe = as_recipe(experiments)
     options = effective_runtime(runtime, progress)
     validate_recipe(recipe)  # names, then data and models (preflight): before anything is written
@@ -79,7 +80,7 @@ def run_experiments(
     if retry_failed:
         store.clear_failures(recipe)
     if worker:
-        store.work(recipe, order=order, runtime=options, progress=progress)
+        store.work(recipe, order=order, runtime=options, progress=progress, poll_seconds=poll_seconds)
     else:
         store.run(recipe, order=order, runtime=options, progress=progress)
     return step_status(store, recipe)
