@@ -375,3 +375,19 @@ def test_npy_dataset_from_files_and_arrays(tmp_path):
         NpyDataset(np.zeros((2, 4, 4, 2)), [0, 1])
     with pytest.raises(FileNotFoundError, match="images file .*missing.npy does not exist"):
         NpyDataset(tmp_path / "missing.npy", y)
+
+
+def test_a_crafted_cifar_batch_cannot_run_code(tmp_path):
+    from nntransfer.dataset.sources import read_cifar_batches
+
+    marker = tmp_path / "executed"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    with open(tmp_path / "data_batch_1", "wb") as f:
+        pickle.dump({"data": Payload(), "labels": [0]}, f)
+    with pytest.raises(ValueError, match="is not a CIFAR batch file .*may not name"):
+        read_cifar_batches(tmp_path, ["data_batch_1"])
+    assert not marker.exists()

@@ -146,6 +146,28 @@ def _mnist_reader(cls):
 # ---------------------------------------------------------------------- CIFAR-10 and CIFAR-100
 
 
+# What a CIFAR batch file may name: NumPy's array reconstruction, nothing else. A crafted file in a
+# data folder then cannot call arbitrary code while it is read.
+_CIFAR_PICKLE_NAMES = {
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+}
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Reads the official CIFAR python batches (dicts of bytes, lists and arrays) and refuses any other
+    global a file names."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in _CIFAR_PICKLE_NAMES:
+            raise pickle.UnpicklingError(f"a CIFAR batch may not name {module}.{name}")
+        return super().find_class(module, name)
+
+
 def read_cifar_batches(folder: Path, names: Sequence[str]) -> Tuple[np.ndarray, np.ndarray]:
     """Images [N, 32, 32, 3] uint8 and labels of CIFAR python-pickle batch files.
 
@@ -155,7 +177,10 @@ def read_cifar_batches(folder: Path, names: Sequence[str]) -> Tuple[np.ndarray, 
     labels: List[int] = []
     for name in names:
         with open(folder / name, "rb") as f:
-            entry = pickle.load(f, encoding="latin1")  # the format of the official archives
+            try:
+                entry = _CifarUnpickler(f, encoding="latin1").load()  # the format of the official archives
+            except (pickle.UnpicklingError, EOFError, ValueError) as err:
+                raise ValueError(f"{folder / name} is not a CIFAR batch file ({err})") from None
         images.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
         labels.extend(entry["fine_labels"] if "fine_labels" in entry else entry["labels"])
     return np.concatenate(images).transpose(0, 2, 3, 1), np.asarray(labels, dtype=np.int64)
