@@ -64,7 +64,7 @@ def run_ours(loaders, args):
     )
     torch.manual_seed(0)
     model = LeNet5()
-    score, _, _ = classification_trainer(model, loaders, seed=0, **cfg.to_dict())
+    score, _, _ = classification_trainer(model, loaders, seed=0, **cfg.to_dict(), **cfg.runtime_options())
     return score
 
 
