@@ -228,7 +228,7 @@ def test_distillation_from_the_initial_model_keeps_the_teacher_frozen():
 
     model = TinyNet()
     initial = {k: v.clone() for k, v in model.state_dict().items()}
-    cfg = DistillConfig(max_iter=1, show_progress=False, reset=["readout"])
+    cfg = DistillConfig(kd_teacher="initial", max_iter=1, show_progress=False, reset=["readout"])
     trainer = ImgClassificationTrainer(model, digits_loaders(), 1, trainer_config_from_dict(cfg.to_dict()))
     _, output, _ = trainer.train()
     teacher = next(m for m in trainer.modules if type(m).__name__ == "KnowledgeDistillation").teacher

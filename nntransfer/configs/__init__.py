@@ -6,8 +6,12 @@ from nntransfer.configs.experiment import Experiment
 from nntransfer.configs.model import ClassificationModelConfig, ModelConfig
 from nntransfer.configs.trainer import (
     ClassificationTrainerConfig,
+    AttentionTransferMixin,
     KnowledgeDistillationMixin,
+    LayerMatchingMixin,
     NoiseAugmentationMixin,
+    ParameterDistanceMixin,
+    RDLMixin,
     RepresentationMatchingMixin,
     RepresentationMonitorMixin,
     TrainerConfig,
@@ -25,6 +29,10 @@ __all__ = [
     "TrainerConfig",
     "ClassificationTrainerConfig",
     "KnowledgeDistillationMixin",
+    "AttentionTransferMixin",
+    "LayerMatchingMixin",
+    "ParameterDistanceMixin",
+    "RDLMixin",
     "NoiseAugmentationMixin",
     "RepresentationMatchingMixin",
     "RepresentationMonitorMixin",

@@ -39,6 +39,11 @@ class TransferExperiment:
             self.configs.append(self._updated(step, changes, i))
         if getattr(self.configs[0].trainer, "data_transfer", False):
             raise ValueError("the first step's trainer sets data_transfer, but there is no previous step to receive data from")
+        if getattr(self.configs[0].trainer, "teacher", None) is not None:
+            raise ValueError("the first step's trainer sets teacher='previous', but there is no previous step to be the teacher")
+        if getattr(self.configs[0].trainer, "student_model", None) is not None:
+            raise ValueError("the first step's trainer sets student_model, whose teacher (the step's model) needs a previous "
+                             "step's weights; put a step that trains the teacher first")
         for i in range(1, len(self.configs)):
             previous = self.configs[i - 1].trainer
             if getattr(self.configs[i].trainer, "data_transfer", False) and getattr(previous, "compute_transfer_data", True) is False:

@@ -68,9 +68,12 @@ class DataLoaders(dict):
     A plain ``dict`` subclass, so everything that indexes, iterates or pickles the loaders keeps working;
     note that ``dict(dataloaders)`` or ``{**dataloaders}`` drops ``info``."""
 
-    def __init__(self, loaders: Mapping[str, Any], info: DataInfo) -> None:
+    def __init__(self, loaders: Mapping[str, Any], info: DataInfo, train_ids: Optional[Any] = None) -> None:
         super().__init__(loaders)
         self.info = info
+        #: the training examples' indices in the data set's own order (row i of handed-on data belongs to
+        #: example ``train_ids[i]``), so a step can check that handed-on data belongs to its examples
+        self.train_ids = train_ids
 
     def __repr__(self) -> str:
         return f"DataLoaders(splits={list(self)}, info={self.info!r})"

@@ -138,7 +138,7 @@ def build_dataloaders(
         spec.name, "in memory" if memory else "per example", len(train_idx), len(valid_idx),
         len(loaders["test"][TASK_KEY].dataset), n_classes, info.input_shape,
     )
-    return DataLoaders(loaders, info)
+    return DataLoaders(loaders, info, train_ids=train_idx)
 
 
 def in_memory(split: Any) -> Optional[ArrayData]:

@@ -2,15 +2,27 @@
 
 ::
 
-    dataset_fn(seed=seed, [transfer_data=...], **dataset_config, **dataset runtime) -> dataloaders
-    model_fn(dataloaders, seed=seed, [state_dict=previous weights, transfer=True], **model_config) -> model
-    trainer_fn(model=model, dataloaders=dataloaders, seed=seed, uid=key, cb=checkpoints,
-               **trainer_config, **trainer runtime) -> (score, output, model_state)
-    output.pop("transfer_data") -> handed on to the next step
+    dataset_fn(seed=seed, [transfer_data=previous step's per-example data], **dataset_config, **runtime)
+        -> dataloaders; the handed-on data must belong to exactly these training examples
+    student = model_fn(dataloaders, seed=seed, **model_config,
+                       [state_dict=previous weights, transfer=True  if trainer start_from_previous])
+    teacher = (trainer teacher="previous") the previous step's model, rebuilt from that step's own model
+              function and config, with its weights loaded strictly
+    original form (trainer student_model={...}): teacher = model_fn(**model_config) from the previous
+              weights, student = model_fn(**student_model) from scratch
+    trainer_fn(model=student, dataloaders=dataloaders, seed=seed, uid=key, cb=checkpoints,
+               [teacher_model=teacher], [fisher=previous step's Fisher], **trainer_config, **runtime)
+        -> (score, output, model_state)
+    output.pop("transfer_data") + record (data key, seed, example ids) -> handed on to the next step
 
 ``run_step`` does exactly that; ``train_and_store`` adds what every store needs around it: the previous
-step's weights and data read from the store, the result saved atomically, the checkpoints cleared only
-after the result is safe.
+step's weights and handed-on data read from the store, the result saved atomically, the checkpoints
+cleared only after the result is safe.
+
+What a step hands on (one flat dict of arrays, stored as ``transfer_data.npz`` or in the tables'
+``DataStorage``): per-example arrays by name (e.g. ``logits``, one row per training example, in the
+order of the producing step's training set); ``fisher/<parameter>`` arrays (EWC); and the record
+``record/dataset_hash``, ``record/seed``, ``record/example_ids`` that identifies the examples.
 """
 
 from __future__ import annotations
@@ -20,8 +32,11 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Mapping, Optional
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
+import numpy as np
+
+from nntransfer.configs.codec import make_hash
 from nntransfer.configs.experiment import Experiment
 from nntransfer.configs.runtime import RUNTIME_FIELDS
 from nntransfer.registry import import_object
@@ -81,6 +96,47 @@ class StepSpec:
     def keep_checkpoints(self) -> bool:
         return bool(self.config("trainer").get("keep_checkpoints", False))
 
+    @property
+    def student_model(self) -> Optional[Dict[str, Any]]:
+        """The original form's student model config (the trainer's ``student_model``), or None."""
+        return self.trainer_config.get("student_model") or None
+
+    def trained_model_config(self) -> Dict[str, Any]:
+        """The model config the step's stored weights belong to: ``student_model`` where the trainer has
+        one (the original form), else the step's own model config."""
+        return dict(self.student_model or self.model_config)
+
+    @property
+    def dataset_hash(self) -> str:
+        return make_hash([self.dataset_fn, self.dataset_config])
+
+
+#: prefixes of the names of handed-on arrays that are not per-example data
+FISHER_PREFIX = "fisher/"
+RECORD_PREFIX = "record/"
+
+
+@dataclass
+class Predecessor:
+    """The previous step of a chain, as the next step uses it: its spec (to rebuild its model), its
+    trained weights and what it handed on (or None)."""
+
+    spec: StepSpec
+    weights: Mapping[str, Any]
+    handed_on: Optional[Mapping[str, Any]] = None
+
+    def split(self) -> Tuple[Dict[str, Any], Dict[str, Any], Dict[str, Any]]:
+        """``(per-example data, Fisher by parameter name, record)`` of what it handed on."""
+        examples, fisher, record = {}, {}, {}
+        for name, value in (self.handed_on or {}).items():
+            if name.startswith(FISHER_PREFIX):
+                fisher[name[len(FISHER_PREFIX):]] = value
+            elif name.startswith(RECORD_PREFIX):
+                record[name[len(RECORD_PREFIX):]] = value
+            else:
+                examples[name] = value
+        return examples, fisher, record
+
 
 @dataclass
 class StepResult:
@@ -100,38 +156,126 @@ def _accepts(fn: Callable, name: str) -> bool:
 
 def run_step(
     spec: StepSpec,
-    weights: Optional[Mapping[str, Any]] = None,
-    transfer_data: Optional[Mapping[str, Any]] = None,
+    previous: Optional[Predecessor] = None,
     uid: Optional[Dict[str, Any]] = None,
     checkpoints: Optional[Callable] = None,
+    data_transfer: bool = False,
 ) -> StepResult:
-    """Build data and model (from ``weights``, the previous step's, if given), train, collect what the
-    step hands on. A non-finite score (a diverged run) is a ``ValueError``."""
+    """Build data, student and teacher, train, collect what the step hands on (module docstring).
+    ``data_transfer``: the data set receives the previous step's per-example data (the key's flag).
+    A non-finite score (a diverged run) is a ``ValueError``."""
     started = time.time()
     dataset_fn = resolve_function(spec.dataset_fn, "dataset")
     model_fn = resolve_function(spec.model_fn, "model")
     trainer_fn = resolve_function(spec.trainer_fn, "trainer")
+    trainer_config = spec.config("trainer")
+    examples, fisher, record = previous.split() if previous is not None else ({}, {}, {})
 
     data_kwargs = spec.config("dataset")
-    if transfer_data is not None:
-        data_kwargs["transfer_data"] = dict(transfer_data)
+    if data_transfer:
+        if not examples:
+            raise ValueError("this step sets data_transfer, but the previous step handed on no per-example data; "
+                             "set compute_transfer_data=True in that step's trainer")
+        data_kwargs["transfer_data"] = examples
     dataloaders = dataset_fn(seed=spec.seed, **data_kwargs)
+    if data_transfer:
+        check_alignment(record, spec, getattr(dataloaders, "train_ids", None))
 
-    model_kwargs = spec.config("model")
-    if weights is not None:
-        if not _accepts(model_fn, "state_dict"):
-            raise TypeError(f"{spec.model_fn} cannot take the previous step's weights (no 'state_dict' argument)")
-        model_kwargs.update(state_dict=weights, transfer=True)
-    model = model_fn(dataloaders, seed=spec.seed, **model_kwargs)
+    teacher = None
+    if spec.student_model:  # the original form: the step's model is the teacher
+        if previous is None:
+            raise ValueError("student_model: the step's model is the teacher and needs the previous step's weights; "
+                             "put the step after the step that trains the teacher")
+        teacher = build_trained_model(model_fn, spec.model_fn, spec.config("model"), dataloaders, spec.seed,
+                                      previous.weights, "the teacher (this step's model config)")
+        model = model_fn(dataloaders, seed=spec.seed, **spec.student_model)
+    else:
+        model_kwargs = spec.config("model")
+        if previous is not None and trainer_config.get("start_from_previous", True):
+            if not _accepts(model_fn, "state_dict"):
+                raise TypeError(f"{spec.model_fn} cannot take the previous step's weights (no 'state_dict' argument)")
+            model_kwargs.update(state_dict=previous.weights, transfer=True)
+        model = model_fn(dataloaders, seed=spec.seed, **model_kwargs)
+        if trainer_config.get("teacher") == "previous":
+            if previous is None:
+                raise ValueError("teacher='previous' needs a previous step: put the step after the one that trains the teacher")
+            teacher = build_trained_model(
+                resolve_function(previous.spec.model_fn, "model"), previous.spec.model_fn,
+                previous.spec.trained_model_config(), dataloaders, previous.spec.seed, previous.weights,
+                "the teacher (the previous step's model)")
 
+    extra: Dict[str, Any] = {}
+    if teacher is not None:
+        extra["teacher_model"] = teacher
+    if fisher:
+        extra["fisher"] = fisher
+    for name in extra:
+        if not _accepts(trainer_fn, name):
+            raise TypeError(f"{spec.trainer_fn} cannot take a {name} (no {name!r} argument)")
     score, output, model_state = trainer_fn(
-        model=model, dataloaders=dataloaders, seed=spec.seed, uid=uid, cb=checkpoints, **spec.config("trainer")
+        model=model, dataloaders=dataloaders, seed=spec.seed, uid=uid, cb=checkpoints, **extra, **trainer_config
     )
     score = float(score)
     if not math.isfinite(score):  # a NULL score would fail the store with an obscure error
         raise ValueError(f"the trainer returned a score of {score}: training diverged; lower the learning rate")
     produced = output.pop("transfer_data", None) if isinstance(output, dict) else None
+    if produced:
+        produced = dict(produced)
+        if any(not name.startswith(FISHER_PREFIX) for name in produced):
+            produced.update(handed_on_record(spec, getattr(dataloaders, "train_ids", None)))
     return StepResult(score, output, model_state, produced or None, seconds=round(time.time() - started, 3))
+
+
+def build_trained_model(model_fn: Callable, fn_name: str, config: Mapping[str, Any], dataloaders: Any, seed: int,
+                        weights: Mapping[str, Any], what: str):
+    """A trained model rebuilt from its function, config and weights; the weights must fit exactly
+    (``ValueError`` naming what does not)."""
+    import torch  # the step layer imports torch only where weights are handled
+
+    model = model_fn(dataloaders, seed=seed, **config)
+    state = {name: torch.as_tensor(value) for name, value in weights.items()}
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    mismatched = sorted(name for name in set(own) & set(state) if tuple(own[name].shape) != tuple(state[name].shape))
+    if missing or unexpected or mismatched:
+        problems = [f"{label} {names[:3]}{'...' if len(names) > 3 else ''}" for label, names in
+                    (("missing", missing), ("unexpected", unexpected), ("shape differs", mismatched)) if names]
+        raise ValueError(f"{what}: the stored weights do not fit the model {fn_name} builds from its config "
+                         f"for this step's data ({'; '.join(problems)}); the data must have the teacher's input shape and classes")
+    model.load_state_dict(state)
+    return model
+
+
+def handed_on_record(spec: StepSpec, train_ids: Optional[Any]) -> Dict[str, np.ndarray]:
+    """The record that identifies the examples a step's per-example data belongs to."""
+    record = {RECORD_PREFIX + "dataset_hash": np.array(spec.dataset_hash), RECORD_PREFIX + "seed": np.array(int(spec.seed))}
+    if train_ids is not None:
+        record[RECORD_PREFIX + "example_ids"] = np.asarray(train_ids, dtype=np.int64)
+    return record
+
+
+def check_alignment(record: Mapping[str, Any], spec: StepSpec, train_ids: Optional[Any]) -> None:
+    """Refuse (one-line ``ValueError``) handed-on data that belongs to other examples than this step's
+    training set, compared by example ids (``DataLoaders.train_ids``, which the built-in data sets report).
+    A data set that does not report them is only checked by its row count; a differing data config or
+    seed is then logged at WARNING."""
+    produced_ids = record.get("example_ids")
+    source = f"dataset {str(record.get('dataset_hash', '?'))[:8]}, seed {record.get('seed', '?')}"
+    own = f"dataset {spec.dataset_hash[:8]}, seed {spec.seed}"
+    if produced_ids is not None and train_ids is not None:
+        produced_ids, train_ids = np.asarray(produced_ids), np.asarray(train_ids)
+        if produced_ids.shape == train_ids.shape and np.array_equal(produced_ids, train_ids):
+            return
+        differ = len(set(train_ids.tolist()) - set(produced_ids.tolist()))
+        raise ValueError(
+            f"data_transfer refused: the previous step handed on data for {len(produced_ids)} training examples "
+            f"({source}), this step trains on {len(train_ids)} ({own}) and {differ} of them differ; give both steps the "
+            "same dataset config (split, subset, classes) and seed")
+    if str(record.get("dataset_hash")) != spec.dataset_hash or int(record.get("seed", -1)) != int(spec.seed):
+        # only the row count was checked (by the data set): say what could not be verified
+        logger.warning("data_transfer: the previous step's data comes from %s, this step uses %s; the data set does not "
+                       "report its example ids (DataLoaders.train_ids), so only the number of rows was checked", source, own)
 
 
 @dataclass
@@ -145,22 +289,25 @@ class StepMeta:
     experiment: Optional[Dict[str, Any]] = None  # the step's Experiment.to_dict(), where known
 
 
-def train_and_store(store, spec: StepSpec, key: Dict[str, Any], previous_key: Optional[Dict[str, Any]], meta: StepMeta) -> StepResult:
+def train_and_store(
+    store,
+    spec: StepSpec,
+    key: Dict[str, Any],
+    previous_key: Optional[Dict[str, Any]],
+    meta: StepMeta,
+    previous_spec: Optional[StepSpec] = None,
+) -> StepResult:
     """Train the step ``key`` of ``store`` (see module docstring) and save it. The previous step
-    (``previous_key``) must be done; its weights start the model, and its handed-on data reaches the
-    data set when ``key["data_transfer"]`` is set."""
-    weights = transfer_data = None
+    (``previous_key``, whose spec is ``previous_spec``) must be done; its weights, model and handed-on
+    data are what this step may use (``Predecessor``)."""
+    previous = None
     if previous_key is not None:
-        weights = store.load_weights(previous_key)
-        if key.get("data_transfer"):
-            transfer_data = store.load_transfer_data(previous_key)
-            if transfer_data is None:
-                raise ValueError(
-                    f"step {key.get('transfer_step')} sets data_transfer, but the previous step stored no transfer "
-                    "data; set compute_transfer_data=True in that step's trainer"
-                )
+        if previous_spec is None:
+            raise ValueError(f"step {key.get('transfer_step')}: the previous step's spec is needed to rebuild its model")
+        previous = Predecessor(previous_spec, store.load_weights(previous_key), store.load_transfer_data(previous_key))
     logger.info("training %s (seed %s) step %d: %s", meta.name, meta.seed, meta.step, meta.comment)
-    result = run_step(spec, weights, transfer_data, uid=dict(key), checkpoints=store.checkpoints(key))
+    result = run_step(spec, previous, uid=dict(key), checkpoints=store.checkpoints(key),
+                      data_transfer=bool(key.get("data_transfer")))
     store.save(key, result, meta)
     if not spec.keep_checkpoints:  # only now: a kill before the save resumes from them
         store.clear_checkpoints(key)

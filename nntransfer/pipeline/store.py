@@ -222,7 +222,8 @@ class Store(abc.ABC):
         if previous is not None and not self.is_done(previous):
             raise RuntimeError(f"{description.name} step {level - 1} is not done; run the steps in order")
         spec = StepSpec.from_experiment(chain[level], runtime)
-        return train_and_store(self, spec, chain.step_key(level), previous, _meta(description, chain, level))
+        previous_spec = StepSpec.from_experiment(chain[level - 1], runtime) if level else None
+        return train_and_store(self, spec, chain.step_key(level), previous, _meta(description, chain, level), previous_spec)
 
     def work(self, recipe: Recipe, order: str = "original", runtime: Optional[Dict[str, Dict[str, Any]]] = None, progress: bool = True, poll_seconds: float = 2.0) -> None:
         """What a worker does: here the same as :meth:`run` (stores shared by many workers override it)."""

@@ -9,13 +9,17 @@ line that names the config class, the field and what exists.
 ``preflight`` then builds, once per distinct data set and model of the steps still to train, the data
 loaders and the model (on the CPU, untrained): a missing data file or a model too large for its input
 (``lenet5`` on 8x8 images) is one line naming the experiment and step, before any result or failure
-record is written.
+record is written. For a step that receives the previous step's per-example data it compares the two
+steps' training examples, and for a step with a teacher it builds the teacher's model for the step's data,
+so that a chain which cannot work is refused before its first step trains.
 """
 
 from __future__ import annotations
 
 import logging
 from typing import Any, Callable, Dict, Mapping, Optional, Set
+
+import numpy as np
 
 from nntransfer.configs.base import BaseConfig
 from nntransfer.configs.codec import make_hash
@@ -62,25 +66,59 @@ def preflight(
     needs_training: Optional[Callable[[Dict[str, Any]], bool]] = None,
 ) -> None:
     """Build the data and the model of every step still to train (``needs_training(step key)``; all
-    steps if None), each distinct data set and model once; ``ValueError`` (one line) on the first that
-    fails. Nothing is trained and nothing is written."""
-    by_data: Dict[str, Dict[str, Any]] = {}  # data hash -> {"spec", "label", "models": {model hash: label}}
+    steps if None), each distinct data set and model once; compare the examples of steps that hand data
+    on and build the teachers; ``ValueError`` (one line) on the first that fails. Nothing is trained and
+    nothing is written."""
+    loaders: Dict[str, Any] = {}
+    built: Set[str] = set()
+
+    def data_of(spec: StepSpec, label: str, exact: bool = False) -> Any:
+        # built once per config (any seed shows whether it builds); ``exact``: for this seed (its examples)
+        data_hash = make_hash([spec.dataset_fn, spec.config("dataset")] + ([spec.seed] if exact else []))
+        if data_hash not in loaders:
+            loaders[data_hash] = _attempt(label, "data", lambda: resolve_function(spec.dataset_fn)(seed=spec.seed, **spec.config("dataset")))
+        return loaders[data_hash]
+
+    def model_of(spec: StepSpec, fn: str, config: Dict[str, Any], data: Any, label: str, what: str = "model") -> None:
+        marker = make_hash([fn, config, make_hash([spec.dataset_fn, spec.config("dataset")])])
+        if marker not in built:
+            _attempt(label, what, lambda: resolve_function(fn)(data, seed=spec.seed, **config))
+            built.add(marker)
+
+    pending = 0
     for description, chain in recipe.transfer_experiments.items():
         for level, step in enumerate(chain):
             if needs_training is not None and not needs_training(chain.step_key(level)):
                 continue
+            pending += 1
             spec = StepSpec.from_experiment(step, runtime)
             label = f"experiment {description.name!r} (seed {description.seed}) step {level}"
-            data_hash = make_hash([spec.dataset_fn, spec.config("dataset")])
-            entry = by_data.setdefault(data_hash, {"spec": spec, "label": label, "models": {}})
-            entry["models"].setdefault(make_hash([spec.model_fn, spec.model_config]), (spec, label))
-    if by_data:
-        logger.info("checking %d data set(s) and their models before training", len(by_data))
-    for entry in by_data.values():
-        spec = entry["spec"]
-        loaders = _attempt(entry["label"], "data", lambda: resolve_function(spec.dataset_fn)(seed=spec.seed, **spec.config("dataset")))
-        for model_spec, label in entry["models"].values():
-            _attempt(label, "model", lambda: resolve_function(model_spec.model_fn)(loaders, seed=model_spec.seed, **model_spec.config("model")))
+            data = data_of(spec, label)
+            model_of(spec, spec.model_fn, spec.config("model"), data, label)
+            if spec.student_model:
+                model_of(spec, spec.model_fn, spec.student_model, data, label, "student model")
+            if level == 0:
+                continue
+            previous = StepSpec.from_experiment(chain[level - 1], runtime)
+            if spec.trainer_config.get("teacher") == "previous":
+                model_of(spec, previous.model_fn, previous.trained_model_config(), data, label,
+                         "teacher (the previous step's model) for its data")
+            if chain.step_key(level).get("data_transfer"):
+                _compare_examples(label, getattr(data_of(spec, label, exact=True), "train_ids", None),
+                                  getattr(data_of(previous, label, exact=True), "train_ids", None))
+    if pending:
+        logger.info("checked the data and models of %d step(s) before training", pending)
+
+
+def _compare_examples(label: str, own: Any, previous: Any) -> None:
+    if own is None or previous is None:
+        return  # a data set that does not report its examples is checked when the data arrives
+    own, previous = np.asarray(own), np.asarray(previous)
+    if own.shape != previous.shape or not np.array_equal(own, previous):
+        differ = len(set(own.tolist()) - set(previous.tolist()))
+        raise ValueError(
+            f"{label}: data_transfer refused: it trains on {len(own)} examples, the previous step hands on data for "
+            f"{len(previous)}, and {differ} differ; give both steps the same dataset config (split, subset, classes) and seed")
 
 
 def _attempt(label: str, what: str, build: Callable[[], Any]) -> Any:

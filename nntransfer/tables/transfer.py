@@ -66,7 +66,9 @@ class TransferredTrainedModelMixin(TrainedModelMixin):
             name, runtime = store.prepared(primary)
             spec = self.nnfabrik.step_spec(primary, runtime)
             meta = StepMeta(name=name, seed=spec.seed, step=int(primary["transfer_step"]), comment=self.nnfabrik.comment(primary))
-            train_and_store(store, spec, primary, self.previous_key(primary), meta)
+            previous = self.previous_key(primary)
+            previous_spec = self.nnfabrik.step_spec(previous, runtime) if previous is not None else None
+            train_and_store(store, spec, primary, previous, meta, previous_spec)
 
     def insert_result(self, primary, result, comment, fabrikant) -> None:
         super().insert_result(primary, result, comment, fabrikant)

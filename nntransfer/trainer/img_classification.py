@@ -16,6 +16,7 @@ from nntransfer.configs.trainer.classification import ClassificationTrainerConfi
 from nntransfer.dataset.info import data_info
 from nntransfer.dataset.memory import MemoryLoader, MemoryView
 from nntransfer.trainer.checks import check_trainer_config
+from nntransfer.trainer.fisher import FISHER_PREFIX, diagonal_fisher
 from nntransfer.trainer.main_loop_modules import apply_noise, unwrap_output
 from nntransfer.trainer.main_loop_modules import get as get_module
 from nntransfer.trainer.trainer import Trainer
@@ -54,8 +55,8 @@ class ImgClassificationTrainer(Trainer):
 
     statistics = ("loss", "accuracy")
 
-    def __init__(self, model, dataloaders, seed, config, uid=None, cb=None) -> None:
-        super().__init__(model, dataloaders, seed, config, uid=uid, cb=cb)
+    def __init__(self, model, dataloaders, seed, config, uid=None, cb=None, teacher_model=None, fisher=None) -> None:
+        super().__init__(model, dataloaders, seed, config, uid=uid, cb=cb, teacher_model=teacher_model, fisher=fisher)
         self.pixel_mean, self.pixel_std = self._pixel_statistics()
         self.mc_samples = 0
 
@@ -149,8 +150,21 @@ class ImgClassificationTrainer(Trainer):
                 logits.append(unwrap_output(self.model(inputs)).float().cpu())
         return {"logits": torch.cat(logits).numpy()}
 
+    def compute_fisher(self) -> Dict[str, np.ndarray]:
+        """The diagonal empirical Fisher information of the trained model on the training set (main task),
+        as ``{"fisher/<parameter name>": array}`` (see ``nntransfer.trainer.fisher``)."""
+        loader = self.train_loaders[self.task_keys[0]]
+        batches = (self.split_batch(batch)[:2] for batch in loader)
+        fisher = diagonal_fisher(self.model, batches, self.criterion[self.task_keys[0]])
+        return {FISHER_PREFIX + name: value.cpu().numpy() for name, value in fisher.items()}
+
     def extra_output(self) -> Dict[str, Any]:
-        return {"transfer_data": self.compute_transfer_data()} if self.config.compute_transfer_data else {}
+        handed_on: Dict[str, np.ndarray] = {}
+        if self.config.compute_transfer_data:
+            handed_on.update(self.compute_transfer_data())
+        if self.config.compute_fisher:
+            handed_on.update(self.compute_fisher())
+        return {"transfer_data": handed_on} if handed_on else {}
 
 
 def classification_trainer(
@@ -159,11 +173,15 @@ def classification_trainer(
     seed: int,
     uid: Optional[Mapping[str, Any]] = None,
     cb: Optional[Callable[..., None]] = None,
+    teacher_model: Optional[nn.Module] = None,
+    fisher: Optional[Mapping[str, torch.Tensor]] = None,
     **config: Any,
 ) -> Tuple[float, Dict[str, Any], Dict[str, torch.Tensor]]:
     """nnfabrik's trainer function: trains ``model`` on ``dataloaders`` with the settings of
     ``ClassificationTrainerConfig(...).to_dict()`` (mixin fields included); ``cb`` is the checkpoint
-    callback of the tables (None: ``checkpoint_dir`` or no checkpoints).
+    callback of the tables (None: ``checkpoint_dir`` or no checkpoints). ``teacher_model``: an earlier step's
+    trained model for the main-loop modules that need one; ``fisher``: the Fisher information the previous
+    step handed on (EWC).
 
     Returns ``(score, output, model_state)``: the final validation objective (with an empty validation
     set: that of the training set, evaluated as ``output["final"]["train"]``); ``{"tracker":
@@ -172,7 +190,7 @@ def classification_trainer(
     """
     check_trainer_config(config)
     typed = trainer_config_from_dict(config)
-    return ImgClassificationTrainer(model, dataloaders, seed, typed, uid=uid, cb=cb).train()
+    return ImgClassificationTrainer(model, dataloaders, seed, typed, uid=uid, cb=cb, teacher_model=teacher_model, fisher=fisher).train()
 
 
 classification_trainer.check_config = check_trainer_config

@@ -36,6 +36,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from nntransfer.configs.trainer.classification import ClassificationTrainerConfig
+from nntransfer.models.intermediate import IntermediateLayerWrapper
 from nntransfer.models.utils import freeze_params, reset_params, set_bn_to_eval
 from nntransfer.trainer import controls
 from nntransfer.trainer.checkpointing import LocalCheckpoints, get_rng_state, loader_generators, set_rng_state
@@ -92,6 +93,24 @@ def place_on_device(node: Any, device: torch.device) -> None:
         set_device(device)
 
 
+def freeze_teacher(teacher: Optional[nn.Module], device: torch.device) -> Optional[nn.Module]:
+    """The teacher on ``device``, in eval mode, its parameters frozen (None stays None)."""
+    if teacher is None:
+        return None
+    teacher = teacher.to(device).eval()
+    for parameter in teacher.parameters():
+        parameter.requires_grad_(False)
+    return teacher
+
+
+def with_layers(model: nn.Module, paths: Sequence[str]) -> nn.Module:
+    """``model`` returning ``(extra_outputs, logits)`` with the outputs of ``paths`` (unchanged if none);
+    the wrapper shares the model's parameters, so its state dict is the model's."""
+    if not paths:
+        return model
+    return IntermediateLayerWrapper(model, {path: path for path in paths})
+
+
 def module_names(names: Sequence[str]) -> List[str]:
     """The configured main-loop modules with the output unwrapper moved (or added) to the end."""
     return [n for n in names if n != UNWRAPPER] + [UNWRAPPER]
@@ -100,7 +119,9 @@ def module_names(names: Sequence[str]) -> List[str]:
 class Trainer:
     """Generic trainer: the loop above. ``dataloaders`` is ``{"train": {task: loader}, "validation":
     {task: loader}, <test splits>...}``; ``cb`` is a checkpoint callback (nnfabrik's protocol, see
-    ``checkpointing``); without one, ``config.checkpoint_dir`` selects a local folder (or none)."""
+    ``checkpointing``); without one, ``config.checkpoint_dir`` selects a local folder (or none).
+    ``teacher_model``: an earlier step's trained model, frozen beside the student (``self.teacher``);
+    ``fisher``: the diagonal Fisher information the previous step handed on (``self.fisher``)."""
 
     #: names of the per-task sums ``batch_statistics`` returns (besides the normalisation)
     statistics: Tuple[str, ...] = ("loss",)
@@ -113,6 +134,8 @@ class Trainer:
         config: ClassificationTrainerConfig,
         uid: Optional[Mapping[str, Any]] = None,
         cb: Optional[Callable[..., None]] = None,
+        teacher_model: Optional[nn.Module] = None,
+        fisher: Optional[Mapping[str, torch.Tensor]] = None,
     ) -> None:
         seed = int(seed)  # tables hand over numpy integers, which random.seed rejects
         self.config, self.seed, self.uid = config, seed, uid
@@ -138,8 +161,18 @@ class Trainer:
         self.criterion = {task: controls.build_loss(name, config.loss_options).to(self.device)
                           for task, name in config.loss_functions.items()}
         self.tracker = self.build_tracker()
+        self.teacher = freeze_teacher(teacher_model, self.device)
+        #: diagonal Fisher information the previous step handed on (parameter name -> tensor), or None
+        self.fisher = {name: torch.as_tensor(value).to(self.device) for name, value in (fisher or {}).items()} or None
         # modules first: a teacher copies the model before any reset
         self.modules = ModuleChain([get_module(name)(self) for name in module_names(config.main_loop_modules)])
+        needing = self.modules.needing_teacher()
+        if needing and self.teacher is None:
+            raise ValueError(f"{', '.join(needing)} need(s) a teacher: set teacher='previous' in this step's trainer "
+                             "config, in a chain whose previous step trained the teacher")
+        self.model = with_layers(self.model, self.modules.student_layers())
+        if self.teacher is not None:
+            self.teacher = with_layers(self.teacher, self.modules.teacher_layers())
         self.prepare_model()
         params = [p for p in self.model.parameters() if p.requires_grad] + self.modules.parameters()
         if not params:
@@ -293,12 +326,15 @@ class Trainer:
                 shared_memory = {"mode": mode, "task_key": task_key, "extras": extras}
                 batch_model, inputs = modules.pre_forward(model, inputs, task_key, shared_memory)
                 with self.autocast():
+                    if train and modules.uses_teacher_outputs:  # on exactly the batch the student sees
+                        with torch.no_grad():
+                            shared_memory["teacher_outputs"] = self.teacher(inputs)
                     outputs = self.forward(batch_model, inputs)
                     # a fresh zero per batch: a module may add its terms in place (loss += ...)
                     zero = torch.zeros((), device=self.device)
                     outputs, loss, targets = modules.post_forward(outputs, zero, targets, shared_memory)
                     task_loss = self.task_loss(outputs, targets, task_key)
-                    loss = loss + task_loss
+                    loss = loss + shared_memory.get("task_loss_weight", 1.0) * task_loss
                 # sums stay on the device: one synchronisation per epoch, not per batch
                 stats = self.batch_statistics(outputs, targets, task_loss)
                 if task_key in sums:

@@ -1,8 +1,12 @@
 from nntransfer.configs.trainer.base import TrainerConfig
 from nntransfer.configs.trainer.classification import ClassificationTrainerConfig
 from nntransfer.configs.trainer.mixins import (
+    AttentionTransferMixin,
     KnowledgeDistillationMixin,
+    LayerMatchingMixin,
     NoiseAugmentationMixin,
+    ParameterDistanceMixin,
+    RDLMixin,
     RepresentationMatchingMixin,
     RepresentationMonitorMixin,
 )
@@ -11,6 +15,10 @@ __all__ = [
     "TrainerConfig",
     "ClassificationTrainerConfig",
     "KnowledgeDistillationMixin",
+    "AttentionTransferMixin",
+    "LayerMatchingMixin",
+    "ParameterDistanceMixin",
+    "RDLMixin",
     "NoiseAugmentationMixin",
     "RepresentationMatchingMixin",
     "RepresentationMonitorMixin",

@@ -70,6 +70,8 @@ class ClassificationTrainerConfig(TrainerConfig):
         pixel_range: valid (min, max) of a pixel before normalisation.
         compute_transfer_data: return ``output["transfer_data"] = {"logits": [N, classes]}`` over the
             training set (rows in dataset order) for the next transfer step.
+        compute_fisher: hand the diagonal Fisher information of the trained model on the training set to
+            the next step (for EWC, ``ParameterDistanceMixin``).
 
     Running (runtime options: not hashed, see ``nntransfer.configs.runtime``):
         device: ``"auto"`` (CUDA when available unless ``force_cpu``), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
@@ -122,6 +124,7 @@ class ClassificationTrainerConfig(TrainerConfig):
             input_std=[],
             pixel_range=(0.0, 1.0),
             compute_transfer_data=False,
+            compute_fisher=False,
             # running
             device="auto",
             checkpoint_dir="",

@@ -9,10 +9,12 @@ The loop, with the events (every name in angle brackets calls that hook of every
             inputs, targets, extras = batch
             shared_memory = {"mode": mode, "task_key": task_key, "extras": extras}
             model, inputs = <pre_forward>(model, inputs, task_key, shared_memory)
+            if a module uses_teacher_outputs (training only):
+                shared_memory["teacher_outputs"] = teacher(inputs)   # frozen, no grad, the student's batch
             outputs = model(inputs)
             loss = 0
             outputs, loss, targets = <post_forward>(outputs, loss, targets, **shared_memory)
-            loss = loss + criterion[task_key](outputs, targets)
+            loss = loss + shared_memory.get("task_loss_weight", 1.0) * criterion[task_key](outputs, targets)
             loss.backward()
             <post_backward>(model)
             optimizer.step()            # every accumulate_grad_batches batches
@@ -30,6 +32,14 @@ noise); entries it adds to ``shared_memory`` reach ``post_forward`` as keyword a
 ``post_forward`` may change outputs and targets and adds its own terms to ``loss`` (the task loss is
 added after all modules ran, on the outputs they return). The output unwrapper always runs last.
 A module ends the current epoch early with ``self.trainer.request_end_of_epoch()``.
+A module may set ``shared_memory["task_loss_weight"]`` (e.g. knowledge distillation's ``1 - gamma``).
+
+Teacher and layers: a module that reads the outputs of named layers lists their paths in
+``student_layers()`` / ``teacher_layers()`` (dotted submodule paths; ``"readout"`` is the readout's input;
+``"output"`` the logits). The trainer then wraps the student (and the teacher) so that they return
+``(extra_outputs, logits)`` with ``extra_outputs[path]``; read them with ``layer_output(outputs, path)``.
+``trainer.teacher`` is the step's teacher (frozen, in eval mode, on the device) or None; a module with
+``needs_teacher = True`` refuses to start without one.
 """
 
 from __future__ import annotations
@@ -44,6 +54,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from nntransfer.trainer.trainer import Trainer
 
 logger = logging.getLogger(__name__)
+
+#: the layer path that means the model's final output (the logits)
+OUTPUT = "output"
 
 HOOKS = ("pre_epoch", "pre_forward", "post_forward", "post_backward", "post_optimizer", "post_epoch")
 
@@ -60,6 +73,11 @@ class MainLoopModule:
     """
 
     config_mixin: Optional[type] = None
+    #: the module needs the step's teacher (``trainer.teacher``); the trainer refuses to start without one
+    needs_teacher: bool = False
+    #: the trainer runs the teacher on every training batch the student sees (after all ``pre_forward``
+    #: hooks) and puts ``(extra_outputs, logits)`` into ``shared_memory["teacher_outputs"]``
+    uses_teacher_outputs: bool = False
 
     def __init__(self, trainer: "Trainer") -> None:
         self.trainer = trainer
@@ -98,6 +116,14 @@ class MainLoopModule:
     def post_epoch(self, model: nn.Module) -> None:
         """Called after every epoch."""
 
+    def student_layers(self) -> List[str]:
+        """Paths of the student's layers whose outputs this module reads (see the module docstring)."""
+        return []
+
+    def teacher_layers(self) -> List[str]:
+        """Paths of the teacher's layers whose outputs this module reads."""
+        return []
+
     def parameters(self) -> List[nn.Parameter]:
         """Parameters the trainer optimises besides the model's (e.g. learned loss weights)."""
         return []
@@ -108,6 +134,23 @@ class MainLoopModule:
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         """Restore what ``state_dict`` returned."""
+
+
+def layer_output(outputs: Any, path: str) -> torch.Tensor:
+    """The output of layer ``path`` from a model output ``(extra_outputs, logits)``: the logits for
+    ``"output"``, else ``extra_outputs[path]`` (``ValueError`` naming what the model provides)."""
+    is_pair = isinstance(outputs, (tuple, list)) and len(outputs) == 2 and isinstance(outputs[0], dict)
+    if path == OUTPUT:
+        logits = outputs[1] if is_pair else outputs
+        while isinstance(logits, (tuple, list)):  # a model that itself returns (extra_outputs, logits)
+            logits = logits[-1]
+        return logits
+    if not is_pair:
+        raise ValueError(f"layer {path!r} was asked for, but the model returns only its logits; list the path in "
+                         "the module's student_layers()/teacher_layers()")
+    if path not in outputs[0]:
+        raise ValueError(f"the model's extra outputs lack layer {path!r}; it provides {sorted(outputs[0])}")
+    return outputs[0][path]
 
 
 def _overrides(module: MainLoopModule, hook: str) -> bool:
@@ -161,6 +204,22 @@ class ModuleChain:
 
     def parameters(self) -> List[nn.Parameter]:
         return [p for m in self.modules for p in m.parameters()]
+
+    def student_layers(self) -> List[str]:
+        """The student layer paths any module reads, each once, in order."""
+        return list(dict.fromkeys(path for m in self.modules for path in m.student_layers() if path != OUTPUT))
+
+    def teacher_layers(self) -> List[str]:
+        """The teacher layer paths any module reads, each once, in order."""
+        return list(dict.fromkeys(path for m in self.modules for path in m.teacher_layers() if path != OUTPUT))
+
+    def needing_teacher(self) -> List[str]:
+        """Names of the modules that need a teacher."""
+        return [type(m).__name__ for m in self.modules if m.needs_teacher or m.uses_teacher_outputs]
+
+    @property
+    def uses_teacher_outputs(self) -> bool:
+        return any(m.uses_teacher_outputs for m in self.modules)
 
     def state_dict(self) -> Dict[str, Any]:
         return {f"{i}:{type(m).__name__}": m.state_dict() for i, m in enumerate(self.modules)}

@@ -1,4 +1,4 @@
-"""`KnowledgeDistillation`: match the softened predictions of a teacher."""
+"""`KnowledgeDistillation`: match the softened predictions of a teacher (Hinton et al., 2015)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from nntransfer.configs.trainer.mixins import KnowledgeDistillationMixin
 from nntransfer.trainer.main_loop_modules.base import MainLoopModule
-from nntransfer.trainer.main_loop_modules.output_unwrapper import unwrap_output
+from nntransfer.trainer.main_loop_modules.layer_matching import model_logits
 from nntransfer.trainer.main_loop_modules.registry import register
 
 
@@ -24,15 +24,26 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
 
 @register
 class KnowledgeDistillation(MainLoopModule):
-    """In training adds ``kd_weight * distillation_loss`` to the loss. The teacher is a frozen copy of the
-    model as the trainer received it (``kd_teacher="initial"``: the previous transfer step's weights, copied
-    before any reset) or the logits the previous step handed over as batch extras ``"logits"``
-    (``kd_teacher="transfer_data"``). Logged as ``("Training", task, "distillation")``."""
+    """In training the loss becomes ``(1 - gamma) * task loss + gamma * distillation_loss`` with
+    ``gamma = kd_weight`` (the module sets ``shared_memory["task_loss_weight"]``); evaluation keeps the
+    task loss alone. The teacher's logits come from (``kd_teacher``):
+
+    - ``"teacher"``: the step's teacher (``trainer.teacher``), which the trainer runs on exactly the batch
+      the student sees (``uses_teacher_outputs``); the teacher may have another architecture.
+    - ``"initial"``: a frozen copy of the model as the trainer received it (the previous transfer step's
+      weights, copied before any reset).
+    - ``"transfer_data"``: the logits the previous step handed over as batch extras ``"logits"``.
+
+    The term added to the loss (``gamma * distillation_loss``) is logged as ``("Training", task, "distillation")``.
+    """
 
     config_mixin = KnowledgeDistillationMixin
 
     def __init__(self, trainer: Any) -> None:
         super().__init__(trainer)
+        # instance attributes: only the online teacher needs the trainer's teacher and its outputs
+        self.needs_teacher = self.uses_teacher_outputs = self.config.kd_teacher == "teacher"
+        self.gamma = float(self.config.kd_weight)
         self.teacher = None
         if self.config.kd_teacher == "initial":
             self.teacher = copy.deepcopy(trainer.model).eval()
@@ -47,12 +58,16 @@ class KnowledgeDistillation(MainLoopModule):
         self.sums = {}
 
     def pre_forward(self, model, inputs, task_key, shared_memory):
-        """Compute (or fetch) the teacher's logits for this batch."""
+        """In training: weight the task loss by ``1 - gamma``; compute (or fetch) the teacher's logits
+        unless the trainer runs the step's teacher itself."""
         if not self.train_mode:
             return model, inputs
+        shared_memory["task_loss_weight"] = shared_memory.get("task_loss_weight", 1.0) * (1.0 - self.gamma)
+        if self.uses_teacher_outputs:
+            return model, inputs  # the trainer puts the teacher's outputs into shared_memory["teacher_outputs"]
         if self.teacher is not None:
             with torch.no_grad():
-                shared_memory["teacher_logits"] = unwrap_output(self.teacher(inputs))
+                shared_memory["teacher_logits"] = model_logits(self.teacher(inputs))
         else:
             extras = shared_memory.get("extras") or {}
             if "logits" not in extras:
@@ -64,21 +79,28 @@ class KnowledgeDistillation(MainLoopModule):
         return model, inputs
 
     def post_forward(self, outputs, loss, targets, **shared_memory):
-        """Add the distillation loss."""
-        teacher = shared_memory.get("teacher_logits")
-        if teacher is None:
+        """Add ``gamma * distillation_loss`` (training only)."""
+        if not self.train_mode:
             return outputs, loss, targets
-        student = unwrap_output(outputs)
+        if self.uses_teacher_outputs:
+            if shared_memory.get("teacher_outputs") is None:
+                return outputs, loss, targets
+            teacher = model_logits(shared_memory["teacher_outputs"])
+        else:
+            teacher = shared_memory.get("teacher_logits")
+            if teacher is None:
+                return outputs, loss, targets
+        student = model_logits(outputs)
         if student.shape[0] != teacher.shape[0] and student.shape[0] % teacher.shape[0] == 0:
             # an earlier module (e.g. representation matching) stacked copies of the batch
             teacher = teacher.repeat(student.shape[0] // teacher.shape[0], 1)
-        kd = self.config.kd_weight * distillation_loss(student, teacher, self.config.kd_temperature)
+        kd = self.gamma * distillation_loss(student, teacher, self.config.kd_temperature)
         task = shared_memory["task_key"]
         value = kd.detach() * targets.shape[0]
         self.sums[task] = self.sums[task] + value if task in self.sums else value
         return outputs, loss + kd, targets
 
     def post_epoch(self, model):
-        """Log the epoch's distillation loss."""
+        """Log the epoch's distillation term."""
         for task, value in self.sums.items():
             self.trainer.tracker.log_objective(value.item(), ("Training", task, "distillation"))

@@ -1,0 +1,126 @@
+"""`LayerMatching`: pull the student's layers (or logits) directly towards the teacher's.
+
+Also the common base of the modules that compare pairs of student and teacher layers
+(``TeacherLayerModule``: ``LayerMatching``, ``RDL``, ``AttentionTransfer``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+
+from nntransfer.configs.trainer.mixins import MATCH_CRITERIA, LayerMatchingMixin
+from nntransfer.trainer.main_loop_modules.base import OUTPUT, MainLoopModule, layer_output
+from nntransfer.trainer.main_loop_modules.registry import register
+
+
+def model_logits(outputs: Any) -> torch.Tensor:
+    """The logits of a model output, however deeply wrapped: ``(extra_outputs, logits)`` nested any number
+    of times (a wrapped model that itself returns such a pair) or the logits themselves."""
+    while isinstance(outputs, (tuple, list)):
+        outputs = outputs[-1]
+    return outputs
+
+
+def layer_of(outputs: Any, path: str) -> torch.Tensor:
+    """Layer ``path`` of a model output: the logits for ``"output"``, else ``layer_output``."""
+    return model_logits(outputs) if path == OUTPUT else layer_output(outputs, path)
+
+
+def check_pair(student: torch.Tensor, teacher: torch.Tensor, what: str) -> None:
+    """One-line ``ValueError`` unless both hold the same number of examples (at least a batch dimension)."""
+    if student.dim() < 1 or teacher.dim() < 1 or student.shape[0] != teacher.shape[0]:
+        raise ValueError(
+            f"{what}: the student's layer {tuple(student.shape)} and the teacher's {tuple(teacher.shape)} must hold "
+            "the same examples (equal first dimension); run the teacher on the student's batch"
+        )
+
+
+def layer_matching_loss(student: torch.Tensor, teacher: torch.Tensor, criterion: str = "l2") -> torch.Tensor:
+    """Distance between the student's and the teacher's representations of the same examples, compared
+    flattened per example: ``"l2"`` (mean squared error over all values) or ``"cosine"`` (mean over the
+    examples of 1 - cosine similarity). Both must hold the same number of values per example."""
+    if criterion not in MATCH_CRITERIA:
+        raise ValueError(f"unknown layer-matching criterion {criterion!r}; use one of {MATCH_CRITERIA}")
+    check_pair(student, teacher, "layer_matching_loss")
+    s, t = student.flatten(1).float(), teacher.flatten(1).float()
+    if s.shape[1] != t.shape[1]:
+        raise ValueError(
+            f"layer_matching_loss: the student's layer {tuple(student.shape)} has {s.shape[1]} values per example, "
+            f"the teacher's {tuple(teacher.shape)} {t.shape[1]}; match layers of equal size (or use RDL)"
+        )
+    if criterion == "l2":
+        return F.mse_loss(s, t)
+    return (1 - F.cosine_similarity(s, t, dim=1)).mean()
+
+
+class TeacherLayerModule(MainLoopModule):
+    """Base of the modules that compare pairs ``{student layer path: teacher layer path}`` in training:
+    the trainer captures both layers (``student_layers``/``teacher_layers``) and runs the teacher on the
+    student's batch; ``loss(pairs)`` turns the pairs into the (weighted) term added to the loss, which is
+    logged per task as ``("Training", task, objective)``.
+
+    Subclasses set ``objective`` and ``layers_field`` (the config field holding the pairs) and implement ``loss``.
+    """
+
+    needs_teacher = True
+    uses_teacher_outputs = True
+    objective = ""
+    layers_field = ""
+
+    def __init__(self, trainer: Any) -> None:
+        super().__init__(trainer)
+        self.pairs: Dict[str, str] = dict(getattr(self.config, self.layers_field))
+        self.sums: Dict[str, torch.Tensor] = {}
+        trainer.tracker.add_objectives({"Training": {task: {self.objective: 0.0} for task in trainer.train_loaders}})
+
+    def student_layers(self) -> List[str]:
+        return list(self.pairs)
+
+    def teacher_layers(self) -> List[str]:
+        return list(dict.fromkeys(self.pairs.values()))
+
+    def loss(self, pairs: Sequence[Tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+        """The term added to the loss for ``[(student layer, teacher layer), ...]`` of one batch."""
+        raise NotImplementedError
+
+    def pre_epoch(self, model, mode, **options):
+        """Reset the epoch's sums."""
+        super().pre_epoch(model, mode, **options)
+        self.sums = {}
+
+    def post_forward(self, outputs, loss, targets, **shared_memory):
+        """Add the term (training batches, where the trainer ran the teacher)."""
+        teacher = shared_memory.get("teacher_outputs")
+        if not self.train_mode or teacher is None:
+            return outputs, loss, targets
+        pairs = [(layer_of(outputs, s), layer_of(teacher, t)) for s, t in self.pairs.items()]
+        term = self.loss(pairs)
+        task = shared_memory["task_key"]
+        value = term.detach() * targets.shape[0]
+        self.sums[task] = self.sums[task] + value if task in self.sums else value
+        return outputs, loss + term, targets
+
+    def post_epoch(self, model):
+        """Log the epoch's term."""
+        for task, value in self.sums.items():
+            self.trainer.tracker.log_objective(value.item(), ("Training", task, self.objective))
+
+
+@register
+class LayerMatching(TeacherLayerModule):
+    """In training adds ``match_weight * mean over the pairs of layer_matching_loss(student, teacher)``
+    for the pairs ``match_layers`` (``{"output": "output"}`` matches the logits). Logged as
+    ``("Training", task, "layer_matching")``."""
+
+    config_mixin = LayerMatchingMixin
+    objective = "layer_matching"
+    layers_field = "match_layers"
+
+    def loss(self, pairs):
+        c = self.config
+        distances = [layer_matching_loss(s, t, c.match_criterion) for s, t in pairs]
+        return c.match_weight * torch.stack(distances).mean()
+
