@@ -171,8 +171,9 @@ def test_subclass_defaults_survive_library_defaults():
         # 0.2.0: runtime options (device, data folder, loader workers, progress bars, checkpoint folder and
         # retention) left the hash; the dataset config gained the field test_transforms; see CHANGELOG.md
         (ImageDatasetConfig, "1248f23cc6dd2b9ce22cda3d96b6537c"),
-        (ClassificationModelConfig, "d20d37403d8677697de00269f2d38df9"),
-        (ClassificationTrainerConfig, "f5a9cfcb9b241c73812001f91a5d600b"),
+        (ClassificationModelConfig, "0efaef606a9f8ae185e977568e3f86c5"),
+        # 0.3.0: the trainer config gained start_from_previous, teacher, student_model and compute_fisher
+        (ClassificationTrainerConfig, "019489f15271c9aff3e7e12ee83dd0ed"),
     ],
 )
 def test_golden_default_config_hashes(config_cls, expected):

@@ -7,7 +7,7 @@ model type with ``register("name")`` on a function ``build(config, input_shape, 
 """
 
 # Importing the model modules registers their types.
-from nntransfer.models import conv1d, lenet, mlp, resnet, vgg  # noqa: F401
+from nntransfer.models import cnn1d, conv1d, lenet, mlp, resnet, vgg  # noqa: F401
 from nntransfer.models.base import WEIGHT_INITS, CoreReadoutModel
 from nntransfer.models.builder import (
     build_model,

@@ -11,7 +11,9 @@ class ClassificationModelConfig(ModelConfig):
 
     Fields:
         type: registered model type; see ``nntransfer.models.registered_types()``: ``lenet5``,
-            ``lenet300-100``, ``mlp``, ``resnet18``/``resnet34``/``resnet50``, ``vgg11``/``vgg13``/``vgg16``/``vgg19``.
+            ``lenet300-100``, ``mlp``, ``resnet18``/``resnet34``/``resnet50``, ``vgg11``/``vgg13``/``vgg16``/``vgg19``;
+            for ``(C, L)`` signals ``conv1d`` and ``cnn1d_invariant`` (circular convolutions and a global
+            max: exactly invariant to circular shifts).
         core_type: layers of the LeNet-5 core: ``conv`` (shared weights), ``locally_connected`` (same
             receptive fields, unshared weights) or ``fully_connected`` (dense layers with the conv layers'
             output sizes). Only ``lenet5`` accepts anything but ``conv``.
@@ -30,6 +32,10 @@ class ClassificationModelConfig(ModelConfig):
             the first spans the whole feature map, the others are 1x1). ``conv`` is for VGG only.
         readout_hidden_size: width of the two hidden layers of the VGG readout.
         readout_bias: the final classification layer has a bias.
+        core_bias: the hidden/conv layers of the core have biases; False: bias-free, as in the MNIST-1D
+            models of Nix, Sinz et al. (AISTATS 2022). Honoured by ``mlp``, ``lenet300-100`` and
+            ``cnn1d_invariant``; the other types ignore it (always with biases). Batch norm layers keep
+            their shift parameters.
         weight_init: ``default`` (PyTorch's), ``kaiming_normal`` or ``xavier_uniform`` for the weights of
             every conv/linear/locally connected layer (biases then start at 0).
         get_intermediate_rep: ``{name: layer path}``; when not empty the model returns
@@ -57,6 +63,7 @@ class ClassificationModelConfig(ModelConfig):
             readout_type="dense",
             readout_hidden_size=512,
             readout_bias=True,
+            core_bias=True,
             weight_init="default",
             get_intermediate_rep={"DEFAULT EMPTY": True},
         )
@@ -80,6 +87,8 @@ class ClassificationModelConfig(ModelConfig):
             raise ValueError(f"{type(self).__name__}.input_channels must be None or a positive int, got {self.input_channels!r}")
         if self.batch_norm not in (None, True, False):
             raise ValueError(f"{type(self).__name__}.batch_norm must be None, True or False, got {self.batch_norm!r}")
+        if not isinstance(self.core_bias, bool):
+            raise ValueError(f"{type(self).__name__}.core_bias must be True or False, got {self.core_bias!r}")
         super().conditional_assignment()
 
 
