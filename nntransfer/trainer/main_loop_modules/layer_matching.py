@@ -6,6 +6,7 @@ Also the common base of the modules that compare pairs of student and teacher la
 
 from __future__ import annotations
 
+from abc import ABCMeta, abstractmethod
 from typing import Any, Dict, List, Sequence, Tuple
 
 import torch
@@ -17,16 +18,8 @@ from nntransfer.trainer.main_loop_modules.registry import register
 
 
 def model_logits(outputs: Any) -> torch.Tensor:
-    """The logits of a model output, however deeply wrapped: ``(extra_outputs, logits)`` nested any number
-    of times (a wrapped model that itself returns such a pair) or the logits themselves."""
-    while isinstance(outputs, (tuple, list)):
-        outputs = outputs[-1]
-    return outputs
-
-
-def layer_of(outputs: Any, path: str) -> torch.Tensor:
-    """Layer ``path`` of a model output: the logits for ``"output"``, else ``layer_output``."""
-    return model_logits(outputs) if path == OUTPUT else layer_output(outputs, path)
+    """The logits of a model output, however deeply wrapped (``layer_output(outputs, "output")``)."""
+    return layer_output(outputs, OUTPUT)
 
 
 def check_pair(student: torch.Tensor, teacher: torch.Tensor, what: str) -> None:
@@ -56,7 +49,7 @@ def layer_matching_loss(student: torch.Tensor, teacher: torch.Tensor, criterion:
     return (1 - F.cosine_similarity(s, t, dim=1)).mean()
 
 
-class TeacherLayerModule(MainLoopModule):
+class TeacherLayerModule(MainLoopModule, metaclass=ABCMeta):
     """Base of the modules that compare pairs ``{student layer path: teacher layer path}`` in training:
     the trainer captures both layers (``student_layers``/``teacher_layers``) and runs the teacher on the
     student's batch; ``loss(pairs)`` turns the pairs into the (weighted) term added to the loss, which is
@@ -82,9 +75,9 @@ class TeacherLayerModule(MainLoopModule):
     def teacher_layers(self) -> List[str]:
         return list(dict.fromkeys(self.pairs.values()))
 
+    @abstractmethod
     def loss(self, pairs: Sequence[Tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
         """The term added to the loss for ``[(student layer, teacher layer), ...]`` of one batch."""
-        raise NotImplementedError
 
     def pre_epoch(self, model, mode, **options):
         """Reset the epoch's sums."""
@@ -96,7 +89,7 @@ class TeacherLayerModule(MainLoopModule):
         teacher = shared_memory.get("teacher_outputs")
         if not self.train_mode or teacher is None:
             return outputs, loss, targets
-        pairs = [(layer_of(outputs, s), layer_of(teacher, t)) for s, t in self.pairs.items()]
+        pairs = [(layer_output(outputs, s), layer_output(teacher, t)) for s, t in self.pairs.items()]
         term = self.loss(pairs)
         task = shared_memory["task_key"]
         value = term.detach() * targets.shape[0]
