@@ -32,7 +32,8 @@ setup(
     extras_require={
         "demo": ["scikit-learn"],
         "mnist1d": ["mnist1d>=0.0.2"],  # MNIST-1D, generated offline (dataset_cls="MNIST1D")
-        "test": ["pytest", "scikit-learn", "mnist1d>=0.0.2", "nbclient", "nbformat", "ipykernel", "ruff"],
+        "tensorboard": ["tensorboard"],  # event files of the tracked curves (runtime option tensorboard_dir)
+        "test": ["pytest", "scikit-learn", "mnist1d>=0.0.2", "nbclient", "nbformat", "ipykernel", "ruff", "tensorboard"],
     },
     entry_points={"console_scripts": ["nntransfer=nntransfer.cli.main:main"]},
     include_package_data=True,

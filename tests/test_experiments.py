@@ -93,8 +93,9 @@ def test_get_restrictions_chain_collapsed_history():
     full1 = dict(r1, transfer_step=1, data_transfer=1)
     assert chain.get_restrictions(2)["collapsed_history"] == make_hash(full1)
     assert "transfer_step" not in r1 and "data_transfer" not in r1
+    assert chain.get_restrictions(3) == {}  # past the last step, as in the original nntransfer
     with pytest.raises(ValueError, match="does not exist"):
-        chain.get_restrictions(3)
+        chain.step_key(3)
 
 
 def test_same_configs_different_history_give_different_restrictions():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from nntransfer.configs.base import BaseConfig
 
@@ -46,6 +46,22 @@ class Experiment:
             key.update(config.get_key())
         key["seed"] = self.seed
         return key
+
+    def update(self, setting: Optional[Dict[str, Dict[str, Any]]] = None) -> "Experiment":
+        """Change the configs in place: ``{"dataset": {...}, "model": {...}, "trainer": {...}}`` (each part
+        optional, applied with the config's ``update``), as in the original nntransfer; returns self."""
+        setting = dict(setting or {})
+        unknown = set(setting) - set(self.configs)
+        if unknown:
+            raise ValueError(f"Experiment.update has unknown part(s) {sorted(unknown)}; use 'dataset', 'model' or 'trainer'")
+        for role, values in setting.items():
+            self.configs[role].update(values)
+        return self
+
+    def get_restrictions(self) -> List[Dict[str, Any]]:
+        """``[get_key()]``: a restriction of the trained-model table to this experiment's row, as the
+        original nntransfer returned it (a list, which DataJoint reads as "any of")."""
+        return [self.get_key()]
 
     def add_to_table(self) -> Dict[str, Any]:
         """Insert the three configs and the seed into the nnfabrik tables; returns the key."""

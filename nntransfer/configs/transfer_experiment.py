@@ -20,7 +20,9 @@ class TransferExperiment:
         update: optional per-step changes, ``update[i] = {"dataset": {...}, "model": {...}, "trainer": {...}}``,
             applied to copies of step ``i``'s configs (so recipes can reuse one base config per role).
 
-    Step ``i`` has the comment ``"c0 -> c1 -> ... -> ci"`` built from the steps' own comments.
+    Step ``i`` has the comment ``"c0 -> c1 -> ... -> ci"`` built from the steps' own comments; ``comment`` is
+    the last step's. ``update(settings)`` changes steps later, ``get_restrictions(level)`` restricts the
+    table to a step (``{}`` past the last), as in the original nntransfer.
     """
 
     def __init__(self, configs: Sequence[Experiment], update: Optional[Sequence[Dict[str, Dict[str, Any]]]] = None):
@@ -30,13 +32,25 @@ class TransferExperiment:
         for i, step in enumerate(configs):
             if not isinstance(step, Experiment):
                 raise ValueError(f"TransferExperiment step {i} must be an Experiment, got {type(step).__name__}")
-        update = list(update or [])
-        if len(update) > len(configs):
-            raise ValueError(f"update has {len(update)} entries but the experiment has only {len(configs)} steps")
+        update = self._checked_update(update, len(configs))
         self.configs: List[Experiment] = []
         for i, step in enumerate(configs):
             changes = update[i] if i < len(update) else {}
             self.configs.append(self._updated(step, changes, i))
+        self._check_chain()
+        self._own_comments = [step.comment for step in self.configs]
+        for i, step in enumerate(self.configs):
+            step.comment = STEP_COMMENT_SEPARATOR.join(c for c in self._own_comments[: i + 1] if c)
+
+    @staticmethod
+    def _checked_update(update: Optional[Sequence[Dict[str, Dict[str, Any]]]], steps: int) -> List[Dict[str, Dict[str, Any]]]:
+        update = list(update or [])
+        if len(update) > steps:
+            raise ValueError(f"update has {len(update)} entries but the experiment has only {steps} steps")
+        return update
+
+    def _check_chain(self) -> None:
+        """What a chain's steps take from each other must be there."""
         if getattr(self.configs[0].trainer, "data_transfer", False):
             raise ValueError("the first step's trainer sets data_transfer, but there is no previous step to receive data from")
         if getattr(self.configs[0].trainer, "teacher", None) is not None:
@@ -51,9 +65,25 @@ class TransferExperiment:
                     f"step {i}'s trainer sets data_transfer, but step {i - 1}'s trainer does not produce data; "
                     f"set compute_transfer_data=True in step {i - 1}'s trainer"
                 )
-        self._own_comments = [step.comment for step in self.configs]
-        for i, step in enumerate(self.configs):
-            step.comment = STEP_COMMENT_SEPARATOR.join(c for c in self._own_comments[: i + 1] if c)
+
+    def update(self, settings: Sequence[Dict[str, Dict[str, Any]]]) -> "TransferExperiment":
+        """Change steps in place, as in the original nntransfer: ``settings[i] = {"dataset": {...}, "model":
+        {...}, "trainer": {...}}`` is applied to step ``i`` (the chain's own copies: the recipe's objects,
+        possibly shared with other chains, are untouched); returns self."""
+        settings = self._checked_update(settings, len(self.configs))
+        updated = [copy.deepcopy(step) for step in self.configs]  # all or nothing
+        for i, setting in enumerate(settings):
+            unknown = set(setting) - {"dataset", "model", "trainer"}
+            if unknown:
+                raise ValueError(f"update[{i}] has unknown part(s) {sorted(unknown)}; use 'dataset', 'model' or 'trainer'")
+            updated[i].update(setting)
+        before, self.configs = self.configs, updated
+        try:
+            self._check_chain()
+        except ValueError:
+            self.configs = before
+            raise
+        return self
 
     @staticmethod
     def _updated(step: Experiment, changes: Dict[str, Dict[str, Any]], index: int) -> Experiment:
@@ -80,6 +110,11 @@ class TransferExperiment:
     def comments(self) -> List[str]:
         return [step.comment for step in self.configs]
 
+    @property
+    def comment(self) -> str:
+        """The chain's comment, ``"c0 -> c1 -> ..."``: the last step's (as in the original nntransfer)."""
+        return self.configs[-1].comment
+
     # ------------------------------------------------------------------ keys
 
     def step_key(self, level: int) -> Dict[str, Any]:
@@ -96,7 +131,10 @@ class TransferExperiment:
 
     def get_restrictions(self, level: int = 0) -> Dict[str, Any]:
         """Restriction of ``TransferredTrainedModel`` to the row of step ``level``: the step's experiment
-        key plus the ``collapsed_history`` of the steps before it."""
+        key plus the ``collapsed_history`` of the steps before it. Past the last step it is ``{}`` (as in the
+        original nntransfer, whose runner and analysis loop over levels until then)."""
+        if isinstance(level, int) and level >= len(self.configs):
+            return {}
         key = self.step_key(level)
         key.pop("transfer_step")
         key.pop("data_transfer")

@@ -101,10 +101,18 @@ class StepSpec:
         """The original form's student model config (the trainer's ``student_model``), or None."""
         return self.trainer_config.get("student_model") or None
 
-    def trained_model_config(self) -> Dict[str, Any]:
-        """The model config the step's stored weights belong to: ``student_model`` where the trainer has
-        one (the original form), else the step's own model config."""
-        return dict(self.student_model or self.model_config)
+    def student(self) -> Tuple[str, Dict[str, Any]]:
+        """``(model function, config)`` of the original form's student: the dict's ``fn`` where it names
+        one (the original passed ``StudentModel().to_dict()``), else the step's model function."""
+        config = {k: v for k, v in self.student_model.items() if k not in ("fn", "comment")}
+        return self.student_model.get("fn") or self.model_fn, config
+
+    def trained_model(self) -> Tuple[str, Dict[str, Any]]:
+        """``(model function, config)`` the step's stored weights belong to: the student where the
+        trainer has ``student_model`` (the original form), else the step's own model."""
+        if self.student_model:
+            return self.student()
+        return self.model_fn, dict(self.model_config)
 
     @property
     def dataset_hash(self) -> str:
@@ -188,7 +196,8 @@ def run_step(
                              "put the step after the step that trains the teacher")
         teacher = build_trained_model(model_fn, spec.model_fn, spec.config("model"), dataloaders, spec.seed,
                                       previous.weights, "the teacher (this step's model config)")
-        model = model_fn(dataloaders, seed=spec.seed, **spec.student_model)
+        student_fn, student_config = spec.student()
+        model = resolve_function(student_fn, "model")(dataloaders, seed=spec.seed, **student_config)
     else:
         model_kwargs = spec.config("model")
         if previous is not None and trainer_config.get("start_from_previous", True):
@@ -199,10 +208,9 @@ def run_step(
         if trainer_config.get("teacher") == "previous":
             if previous is None:
                 raise ValueError("teacher='previous' needs a previous step: put the step after the one that trains the teacher")
-            teacher = build_trained_model(
-                resolve_function(previous.spec.model_fn, "model"), previous.spec.model_fn,
-                previous.spec.trained_model_config(), dataloaders, previous.spec.seed, previous.weights,
-                "the teacher (the previous step's model)")
+            teacher_fn, teacher_config = previous.spec.trained_model()
+            teacher = build_trained_model(resolve_function(teacher_fn, "model"), teacher_fn, teacher_config, dataloaders,
+                                          previous.spec.seed, previous.weights, "the teacher (the previous step's model)")
 
     extra: Dict[str, Any] = {}
     if teacher is not None:

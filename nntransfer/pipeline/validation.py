@@ -96,12 +96,12 @@ def preflight(
             data = data_of(spec, label)
             model_of(spec, spec.model_fn, spec.config("model"), data, label)
             if spec.student_model:
-                model_of(spec, spec.model_fn, spec.student_model, data, label, "student model")
+                model_of(spec, *spec.student(), data, label, "student model")
             if level == 0:
                 continue
             previous = StepSpec.from_experiment(chain[level - 1], runtime)
             if spec.trainer_config.get("teacher") == "previous":
-                model_of(spec, previous.model_fn, previous.trained_model_config(), data, label,
+                model_of(spec, *previous.trained_model(), data, label,
                          "teacher (the previous step's model) for its data")
             if chain.step_key(level).get("data_transfer"):
                 _compare_examples(label, getattr(data_of(spec, label, exact=True), "train_ids", None),

@@ -1,8 +1,11 @@
 """Finding a recipe and collecting its experiments.
 
 A recipe is a package folder whose modules define ``transfer_experiments``
-(``{Description(name, seed): TransferExperiment}``) and/or ``experiments`` (a list of :class:`Experiment`,
-each run as a one-step chain). It may also be a single ``.py`` file or a dotted module name.
+(``{Description(name, seed): TransferExperiment}``) or, instead, ``experiments`` (a list of
+:class:`Experiment`, each run as a one-step chain). A module that defines both runs its
+``transfer_experiments`` only: as in the original nntransfer's runner, its ``experiments`` is a leftover (the
+list the module built its chains from) and is not read. A recipe may also be a single ``.py`` file or a
+dotted module name.
 """
 
 from __future__ import annotations
@@ -85,11 +88,16 @@ def _collect(module: ModuleType, label: str) -> Dict[Description, TransferExperi
             if not isinstance(chain, TransferExperiment):
                 raise RecipeError(f"{label}.transfer_experiments[{description!r}] is a {type(chain).__name__}, not a TransferExperiment")
             found[Description(*description)] = chain
-    for index, experiment in enumerate(plain or []):
+        return found  # a leftover ``experiments`` list is not read (module docstring)
+    for index, experiment in enumerate(plain):
         if not isinstance(experiment, Experiment):
             raise RecipeError(f"{label}.experiments[{index}] is a {type(experiment).__name__}, not an Experiment")
         name = experiment.comment or f"{label}.experiments[{index}]"
-        found.setdefault(Description(name, experiment.seed), TransferExperiment([experiment]))
+        try:
+            chain = TransferExperiment([experiment])
+        except ValueError as err:  # it needs a previous step (data_transfer, teacher, student_model)
+            raise RecipeError(f"{label}.experiments[{index}] cannot run alone: {err}") from None
+        found.setdefault(Description(name, experiment.seed), chain)
     return found
 
 

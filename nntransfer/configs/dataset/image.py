@@ -1,6 +1,23 @@
 """`ImageDatasetConfig`: image classification data sets, read by ``nntransfer.dataset.img_dataset_loader``."""
 
+from typing import Any, Dict
+
+from nntransfer.configs.base import Alias, input_size_alias
 from nntransfer.configs.dataset.base import DatasetConfig
+
+
+def _augmentation(value: Any, config: Any, memory: Dict[str, Any]) -> Dict[str, Any]:
+    """The original ``apply_augmentation``: random crop (padding 4), horizontal flip and rotation (15 degrees;
+    not for MNIST-like data sets or ImageNet, see ``_no_rotation``)."""
+    return {"augment_crop": bool(value), "augment_flip": bool(value), "augment_rotation": bool(value)}
+
+
+def _no_rotation(config: Any, owned: Dict[str, str]) -> None:
+    """The original rotated no data set whose name contains "MNIST" (nor ImageNet)."""
+    if owned.get("augment_rotation") == "apply_augmentation" and config.augment_rotation:
+        name = str(config.__dict__.get("dataset_cls", ""))
+        if "MNIST" in name or name == "ImageNet":
+            config.__dict__["augment_rotation"] = False
 
 
 class ImageDatasetConfig(DatasetConfig):
@@ -52,6 +69,11 @@ class ImageDatasetConfig(DatasetConfig):
             ``gaussian_noise`` (``std``, ``clip``); every entry may add ``seed`` (default 0).
             Example: ``{"test_unseen": {"transform": "circular_shift", "low": 30, "high": 39}}``.
 
+    Original nntransfer names (translated, with a ``DeprecationWarning``): ``input_width``/``input_height``
+    (-> ``input_size``; both equal), ``apply_augmentation`` (-> ``augment_crop``, ``augment_flip`` and,
+    except for MNIST-like data sets and ImageNet, ``augment_rotation``), ``train_data_mean``/``train_data_std``
+    (-> ``mean``/``std``).
+
     A subclass sets its own defaults before calling ``super().__init__``::
 
         class Cifar10Config(ImageDatasetConfig):
@@ -61,6 +83,18 @@ class ImageDatasetConfig(DatasetConfig):
     """
 
     fn = "nntransfer.dataset.img_dataset_loader"
+
+    #: the original nntransfer's names (``nntransfer.configs.base``: translated before hashing, with a warning)
+    ALIASES = {
+        "input_width": input_size_alias(1, square=True),
+        "input_height": input_size_alias(0, square=True),
+        "apply_augmentation": Alias(
+            "augment_crop", convert=_augmentation, finish=_no_rotation,
+            hint="'apply_augmentation' is the original nntransfer's switch of augment_crop, augment_flip and "
+                 "augment_rotation (no rotation for MNIST-like data sets and ImageNet); set those"),
+        "train_data_mean": "mean",
+        "train_data_std": "std",
+    }
 
     def __init__(self, **kwargs):
         defaults = dict(

@@ -1,6 +1,23 @@
 """`ClassificationModelConfig`: the image classification models of ``nntransfer.models``."""
 
+from typing import Any, Dict, Optional
+
+from nntransfer.configs.base import DEFAULT_EMPTY, Alias, input_size_alias
 from nntransfer.configs.model.base import ModelConfig
+
+
+def _names_to_layers(value: Any, config: Any, memory: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    """The original ``get_intermediate_rep`` maps layer paths to output names (torchvision's
+    ``return_layers``); today's maps output names to layer paths."""
+    if not isinstance(value, dict) or not value or value.get(DEFAULT_EMPTY):
+        return None
+    by_name: Dict[Any, Any] = {}
+    for layer, name in value.items():
+        if name in by_name:
+            raise ValueError(f"{type(config).__name__}.get_intermediate_rep (original form {{layer: name}}) gives "
+                             f"the name {name!r} to both {by_name[name]!r} and {layer!r}")
+        by_name[name] = layer
+    return {"get_intermediate_rep": by_name}
 
 
 class ClassificationModelConfig(ModelConfig):
@@ -42,9 +59,23 @@ class ClassificationModelConfig(ModelConfig):
             ``(extra_outputs, logits)`` with ``extra_outputs[name]`` the output of that layer. ``core`` is
             the feature extractor's output, ``readout`` the classifier's input, anything else a dotted
             submodule path such as ``core.layer2``.
+
+    Original nntransfer names (translated, with a ``DeprecationWarning``): ``input_width``/``input_height``
+    (-> ``input_size = [height, width]``); in a config class that uses ``load_kwargs`` (the original idiom),
+    ``get_intermediate_rep`` is given in the original's form ``{layer path: name}`` and stored reversed.
     """
 
     fn = "nntransfer.models.classification_model_builder"
+
+    #: the original nntransfer's names (``nntransfer.configs.base``: translated before hashing, with a warning)
+    ALIASES = {
+        "input_width": input_size_alias(1, square=False),
+        "input_height": input_size_alias(0, square=False),
+        "get_intermediate_rep": Alias(
+            "get_intermediate_rep", convert=_names_to_layers, original_idiom=True,
+            hint="in a class that uses load_kwargs, get_intermediate_rep is read in the original nntransfer's form "
+                 "{{layer path: name}}; today's get_intermediate_rep is {{name: layer path}}"),
+    }
 
     def __init__(self, **kwargs):
         self.set_defaults(

@@ -15,9 +15,11 @@ class TrainerConfig(BaseConfig):
         teacher: ``None``, or ``"previous"``: the previous step's trained model, rebuilt from that step's own
             model config and weights, frozen and in eval mode beside the student (``trainer.teacher``), for
             the main-loop modules that transfer from a teacher (distillation, RDL, attention, orbits...).
-        student_model: the original nntransfer form of a teacher step: a model config (or its dict) for the
-            student. The step's own model config then builds the teacher, from the previous step's weights,
-            and the student (stored as the step's model) is built from this config, from scratch.
+        student_model: the original nntransfer form of a teacher step: a model config, or its dict
+            (``StudentModel().to_dict()``, as the original recipes wrote it), for the student; both are stored
+            as the dict and hash the same. The step's own model config then builds the teacher, from the
+            previous step's weights, and the student (stored as the step's model) is built from this config,
+            from scratch, with the step's model function.
         data_transfer: this step receives the ``transfer_data`` the previous transfer step produced
             (the tables pass it to the dataset function). The first step of a chain cannot set it.
         main_loop_modules: names of the main-loop modules (see ``nntransfer.trainer.main_loop_modules``)
@@ -51,6 +53,9 @@ class TrainerConfig(BaseConfig):
             if self.student_model.config_name != "model":
                 raise ValueError(f"{type(self).__name__}.student_model must be a model config, got {type(self.student_model).__name__}")
             self.student_model = self.student_model.to_dict()
+        if isinstance(self.student_model, dict) and "comment" in self.student_model:
+            # the original's to_dict() carried the description; it names no experiment
+            self.student_model = {k: v for k, v in self.student_model.items() if k != "comment"}
         if self.student_model is not None and not isinstance(self.student_model, dict):
             raise ValueError(f"{type(self).__name__}.student_model must be a model config or its dict, got {self.student_model!r}")
         if self.student_model is not None and self.teacher is not None:

@@ -1,13 +1,61 @@
 """`ClassificationTrainerConfig`: every setting of the image classification trainer."""
 
 import math
+from typing import Any, Dict, Optional
 
+from nntransfer.configs.base import Alias
 from nntransfer.configs.trainer.base import TrainerConfig
 from nntransfer.defaults import TASK_KEY
 
 OBJECTIVES = ("accuracy", "loss")
 AMP_DTYPES = ("float16", "bfloat16")
 NOISE_KINDS = ("noise_std", "noise_snr")
+#: the original nntransfer's ``min_lr`` of its "adaptive" (reduce-on-plateau) scheduler
+ORIGINAL_MIN_LR = 1e-5
+
+
+# The original nntransfer's names and forms (see ``ClassificationTrainerConfig.ALIASES``). A converter returns
+# the fields to set, or None when the value is already today's form.
+
+
+def _adaptive(value: Any, config: Any, memory: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    return {"scheduler": "plateau"} if value == "adaptive" else None
+
+
+def _adaptive_options(config: Any, owned: Dict[str, str]) -> None:
+    """The original's "adaptive" scheduler: ReduceLROnPlateau with factor=lr_decay, patience=patience,
+    threshold=threshold (today's tolerance) and min_lr=1e-5; options given in scheduler_options win."""
+    if owned.get("scheduler") != "scheduler" or config.scheduler != "plateau":
+        return
+    options = dict(config.scheduler_options)
+    for key, value in (("factor", config.lr_decay), ("patience", config.patience), ("threshold", config.tolerance),
+                       ("min_lr", ORIGINAL_MIN_LR)):
+        options.setdefault(key, value)
+    config.__dict__["scheduler_options"] = options
+
+
+def _lr_in_options(value: Any, config: Any, memory: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    if not isinstance(value, dict) or "lr" not in value:
+        return None
+    return {"optimizer_options": {k: v for k, v in value.items() if k != "lr"}, "lr": value["lr"]}
+
+
+def _all_bn(value: Any, config: Any, memory: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    return {"freeze_bn": True} if value == "all" else None
+
+
+def _reset_list(value: Any, config: Any, memory: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    return {"reset": [value]} if isinstance(value, str) else None
+
+
+def _objective(value: Any, config: Any, memory: Dict[str, Any]) -> Dict[str, Any]:
+    if value in (None, "accuracy", "loss"):
+        return {"objective": value or "accuracy"}
+    raise ValueError(f"{type(config).__name__}.main_objective (today's objective) must be 'accuracy' or 'loss', got {value!r}")
+
+
+def _cpu(value: Any, config: Any, memory: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    return {"force_cpu": True, "device": "cpu"} if value is True else None
 
 
 class ClassificationTrainerConfig(TrainerConfig):
@@ -73,15 +121,42 @@ class ClassificationTrainerConfig(TrainerConfig):
         compute_fisher: hand the diagonal Fisher information of the trained model on the training set to
             the next step (for EWC, ``ParameterDistanceMixin``).
 
+    Original nntransfer names and forms (translated, with a ``DeprecationWarning``): ``threshold``
+    (-> ``tolerance``), ``main_objective`` (-> ``objective``), ``scheduler="adaptive"`` (-> ``"plateau"`` with
+    ``scheduler_options`` factor=lr_decay, patience, threshold=tolerance, min_lr=1e-5, as the original's),
+    ``optimizer_options={"lr": ...}`` (-> ``lr``), ``freeze_bn="all"`` (-> ``True``), ``reset="all"`` (-> ``["all"]``),
+    ``force_cpu=True`` (-> ``device="cpu"``).
+
     Running (runtime options: not hashed, see ``nntransfer.configs.runtime``):
         device: ``"auto"`` (CUDA when available unless ``force_cpu``), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
         checkpoint_dir: folder for checkpoints when no table callback is given ("" = none). A job restarted
             with the same folder and uid resumes from its last checkpoint.
         chkpt_options: ``save_every_n`` (epochs), ``keep_best_n``, ``keep_last_n``, ``keep_selection`` (epochs).
+        tensorboard_dir: folder for TensorBoard event files of every tracked curve, one run per step
+            (``<folder>/<step hash>``), written each epoch ("" = none; needs ``nntransfer[tensorboard]``).
         show_progress: a progress bar over epochs; show_epoch_progress: one over the batches of each epoch.
     """
 
     fn = "nntransfer.trainer.classification_trainer"
+
+    #: the original nntransfer's names and forms (``nntransfer.configs.base``: translated before hashing,
+    #: with a warning)
+    ALIASES = {
+        "threshold": "tolerance",
+        "main_objective": Alias("objective", convert=_objective),
+        "scheduler": Alias("scheduler", convert=_adaptive, finish=_adaptive_options,
+                           hint="scheduler='adaptive' is the original nntransfer's name; use scheduler='plateau' "
+                                "(scheduler_options factor, patience, threshold and min_lr as the original's)"),
+        "optimizer_options": Alias("lr", convert=_lr_in_options,
+                                   hint="the learning rate in optimizer_options is the original nntransfer's form; "
+                                        "use lr=..."),
+        "freeze_bn": Alias("freeze_bn", convert=_all_bn,
+                           hint="freeze_bn='all' is the original nntransfer's form; use freeze_bn=True"),
+        "reset": Alias("reset", convert=_reset_list,
+                       hint="reset={value!r} (a string) is the original nntransfer's form; use reset=[{value!r}]"),
+        "force_cpu": Alias("device", convert=_cpu,
+                           hint="force_cpu=True is the original nntransfer's switch; use device='cpu'"),
+    }
 
     def __init__(self, **kwargs):
         self.set_defaults(
@@ -128,6 +203,7 @@ class ClassificationTrainerConfig(TrainerConfig):
             # running
             device="auto",
             checkpoint_dir="",
+            tensorboard_dir="",
             chkpt_options={"save_every_n": 1, "keep_best_n": 1, "keep_last_n": 1, "keep_selection": ()},
             show_progress=True,
             show_epoch_progress=False,
