@@ -3,13 +3,15 @@
 from nntransfer.configs.base import BaseConfig, Description
 from nntransfer.configs.dataset import DatasetConfig, ImageDatasetConfig, MNIST1DConfig
 from nntransfer.configs.experiment import Experiment
-from nntransfer.configs.model import ClassificationModelConfig, ModelConfig
+from nntransfer.configs.model import ClassificationModelConfig, ModelConfig, OrbitConfig
 from nntransfer.configs.trainer import (
-    ClassificationTrainerConfig,
     AttentionTransferMixin,
+    ClassificationTrainerConfig,
     KnowledgeDistillationMixin,
     LayerMatchingMixin,
     NoiseAugmentationMixin,
+    OrbitLearningMixin,
+    OrbitTransferMixin,
     ParameterDistanceMixin,
     RDLMixin,
     RepresentationMatchingMixin,
@@ -26,6 +28,7 @@ __all__ = [
     "MNIST1DConfig",
     "ModelConfig",
     "ClassificationModelConfig",
+    "OrbitConfig",
     "TrainerConfig",
     "ClassificationTrainerConfig",
     "KnowledgeDistillationMixin",
@@ -33,6 +36,8 @@ __all__ = [
     "LayerMatchingMixin",
     "ParameterDistanceMixin",
     "RDLMixin",
+    "OrbitLearningMixin",
+    "OrbitTransferMixin",
     "NoiseAugmentationMixin",
     "RepresentationMatchingMixin",
     "RepresentationMonitorMixin",

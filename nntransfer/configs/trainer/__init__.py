@@ -10,11 +10,14 @@ from nntransfer.configs.trainer.mixins import (
     RepresentationMatchingMixin,
     RepresentationMonitorMixin,
 )
+from nntransfer.configs.trainer.orbit import OrbitLearningMixin, OrbitTransferMixin
 
 __all__ = [
     "TrainerConfig",
     "ClassificationTrainerConfig",
     "KnowledgeDistillationMixin",
+    "OrbitLearningMixin",
+    "OrbitTransferMixin",
     "AttentionTransferMixin",
     "LayerMatchingMixin",
     "ParameterDistanceMixin",

@@ -11,6 +11,8 @@ Built-in modules (names for ``main_loop_modules``; each has a config mixin in ``
 - ``AttentionTransfer``: match the teacher's spatial attention maps.
 - ``LayerMatching``: match the teacher's layers or logits directly (L2 or cosine).
 - ``ParameterDistance``: L2-SP or EWC towards the weights the step starts from.
+- ``OrbitLearning``, ``OrbitTransfer``: orbit transfer (mixins in ``nntransfer.configs.trainer.orbit``): learn
+  a group of transformations under which the teacher is equivariant, then train the student on its orbits.
 - ``OutputUnwrapper``: always added, always last.
 
 Add your own with ``register``.
@@ -31,6 +33,13 @@ from nntransfer.trainer.main_loop_modules.layer_matching import (
     model_logits,
 )
 from nntransfer.trainer.main_loop_modules.noise_augmentation import NoiseAugmentation, apply_noise, sample_noise_levels
+from nntransfer.trainer.main_loop_modules.orbit import (
+    OrbitLearning,
+    OrbitTransfer,
+    equivariance_loss,
+    identity_loss,
+    invertibility_loss,
+)
 from nntransfer.trainer.main_loop_modules.output_unwrapper import OutputUnwrapper, unwrap_output
 from nntransfer.trainer.main_loop_modules.parameter_distance import ParameterDistance, ewc_penalty, l2sp_penalty
 from nntransfer.trainer.main_loop_modules.rdl import RDL, rdl_loss, representational_dissimilarity
@@ -40,6 +49,11 @@ from nntransfer.trainer.main_loop_modules.representation_monitor import Represen
 
 __all__ = [
     "HOOKS",
+    "OrbitLearning",
+    "OrbitTransfer",
+    "equivariance_loss",
+    "identity_loss",
+    "invertibility_loss",
     "OUTPUT",
     "layer_output",
     "MainLoopModule",

@@ -1,0 +1,248 @@
+"""Orbit transfer (Nix, Sinz et al., AISTATS 2022): `OrbitLearning` learns a group representation under which
+a frozen teacher is equivariant; `OrbitTransfer` trains a student on the orbits of that representation and
+to be equivariant in the same way. The loss terms are the pure functions below; the group representation
+is ``nntransfer.models.orbit.LearnedOrbit``; the settings are ``nntransfer.configs.trainer.orbit``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nntransfer.configs.trainer.orbit import OrbitLearningMixin, OrbitTransferMixin
+from nntransfer.models.orbit import INPUT, LearnedOrbit
+from nntransfer.trainer.main_loop_modules.base import OUTPUT, MainLoopModule, layer_output
+from nntransfer.trainer.main_loop_modules.registry import register
+
+# ---------------------------------------------------------------------------------------- loss terms
+
+def equivariance_loss(phi_rho_x: torch.Tensor, rho_phi_x: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference between phi(rho_g x) and rho_g phi(x) (over all entries)."""
+    return F.mse_loss(phi_rho_x.float().flatten(1), rho_phi_x.float().flatten(1))
+
+
+def invertibility_loss(x: torch.Tensor, rho_inverse_rho_x: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference between rho_{-g} rho_g x and x."""
+    return F.mse_loss(rho_inverse_rho_x.float().flatten(1), x.float().flatten(1))
+
+
+def identity_loss(rho_g_x: torch.Tensor, rho_h_x: torch.Tensor) -> torch.Tensor:
+    """Mean |cosine similarity| of rho_g x and rho_h x (g != h): 0 when the two transformed examples are
+    orthogonal, 1 when one is a multiple of the other (e.g. both elements act as the identity)."""
+    return F.cosine_similarity(rho_g_x.float().flatten(1), rho_h_x.float().flatten(1), dim=1, eps=1e-8).abs().mean()
+
+
+def other_elements(g: torch.Tensor, group_size: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """One element h != g per entry of ``g``, uniform over the other G - 1."""
+    offset = torch.randint(1, group_size, g.shape, device=g.device, generator=generator)
+    return torch.remainder(g + offset, group_size)
+
+
+def layer_equivariance(orbit: LearnedOrbit, layers: Mapping[str, str], clean: Any, transformed: Any, g: torch.Tensor) -> torch.Tensor:
+    """Sum over ``layers`` ({network layer path: orbit layer}) of ``equivariance_loss(phi_l(rho_g x),
+    rho_g phi_l(x))``; ``clean``/``transformed``: the network's outputs on x and on rho_g x."""
+    total = torch.zeros((), device=g.device)
+    for path, layer in layers.items():
+        rep = layer_output(clean, path)
+        total = total + equivariance_loss(layer_output(transformed, path), orbit.transform(rep, g, layer))
+    return total
+
+
+def _check_orbit(orbit: Any, owner: str, role: str, layers: Mapping[str, str], field: str) -> LearnedOrbit:
+    if not isinstance(orbit, LearnedOrbit):
+        raise ValueError(f"{owner} needs {role} to be a LearnedOrbit (model config OrbitConfig), got {type(orbit).__name__}")
+    missing = sorted(set(layers.values()) - set(orbit.layers))
+    if missing:
+        raise ValueError(f"{field} names orbit layers {missing} the orbit lacks; it has {orbit.layers} (OrbitConfig.layers)")
+    return orbit
+
+
+class _Sums:
+    """Per task sums of logged terms (times the batch size), on the device until the epoch ends."""
+
+    def __init__(self) -> None:
+        self.values: Dict[Tuple[str, str], torch.Tensor] = {}
+
+    def add(self, task: str, name: str, value: torch.Tensor, n: int) -> None:
+        key = (task, name)
+        value = value.detach().float() * n
+        self.values[key] = self.values[key] + value if key in self.values else value
+
+    def log(self, tracker: Any, mode: str) -> None:
+        for (task, name), value in self.values.items():
+            tracker.log_objective(value.item(), (mode, task, name))
+        self.values = {}
+
+
+# ---------------------------------------------------------------------------------------- learning the orbit
+
+class TeacherOnOrbit(nn.Module):
+    """For one batch: the teacher on x and on rho_g x (and rho_h x for the identity term). ``forward``
+    returns ``(record, logits of the teacher on rho_g x)``; ``record`` holds what ``OrbitLearning`` needs.
+    The orbit is not a child module (it is the trainer's model)."""
+
+    def __init__(self, teacher: nn.Module, orbit: LearnedOrbit, g: torch.Tensor, h: Optional[torch.Tensor]) -> None:
+        super().__init__()
+        object.__setattr__(self, "teacher", teacher)
+        object.__setattr__(self, "orbit", orbit)
+        self.g, self.h = g, h
+
+    def forward(self, x: torch.Tensor) -> Tuple[Dict[str, Any], torch.Tensor]:
+        rho_g_x = self.orbit.transform(x, self.g, INPUT)
+        with torch.no_grad():  # the teacher is frozen and x is data: no gradient to anything
+            clean = self.teacher(x)
+        transformed = self.teacher(rho_g_x)  # gradients flow through the frozen teacher into rho
+        rho_h_x = self.orbit.transform(x, self.h, INPUT) if self.h is not None else None
+        record = {"x": x, "rho_g_x": rho_g_x, "rho_h_x": rho_h_x, "clean": clean, "transformed": transformed}
+        return record, layer_output(transformed, OUTPUT)
+
+
+@register
+class OrbitLearning(MainLoopModule):
+    """Learn the orbit: the trainer's model is the ``LearnedOrbit``, the teacher the frozen network. Every
+    forward pass (all modes) runs the teacher on rho_g x, so the task loss is the label-preserving
+    cross-entropy (weighted ``orbit_ce_weight``) and the accuracy the teacher's on transformed inputs;
+    ``post_forward`` adds the equivariance, invertibility and identity terms (``OrbitLearningMixin``)."""
+
+    config_mixin = OrbitLearningMixin
+    needs_teacher = True
+    TERMS = ("orbit_equivariance", "orbit_invertibility", "orbit_identity")
+
+    def __init__(self, trainer: Any) -> None:
+        super().__init__(trainer)
+        c = self.config
+        self.layers = dict(c.orbit_layers_teacher)
+        self.orbit = _check_orbit(trainer.model, "OrbitLearning", "the step's model", self.layers, "orbit_layers_teacher")
+        self.weights = {"orbit_equivariance": float(c.orbit_equivariance_weight),
+                        "orbit_invertibility": float(c.orbit_invertibility_weight),
+                        "orbit_identity": float(c.orbit_identity_weight)}
+        self.generator: Optional[torch.Generator] = None
+        self.sums = _Sums()
+        per_task = {name: 0.0 for name in self.TERMS}
+        trainer.tracker.add_objectives({"Training": {task: dict(per_task) for task in trainer.train_loaders},
+                                        "Validation": {task: dict(per_task) for task in trainer.validation_loaders}})
+
+    def teacher_layers(self) -> List[str]:
+        return [path for path in self.layers if path != OUTPUT]
+
+    def pre_epoch(self, model, mode, **options):
+        """Reset the sums; outside training, elements come from a generator seeded by the trainer's seed."""
+        super().pre_epoch(model, mode, **options)
+        self.sums = _Sums()
+        self.generator = None
+        if not self.train_mode:
+            self.generator = torch.Generator(device=self.trainer.device).manual_seed(self.trainer.seed)
+
+    def pre_forward(self, model, inputs, task_key, shared_memory):
+        """Draw g (and h != g) per example; the model of this pass is the teacher on rho_g x."""
+        G = self.orbit.group_size
+        g = torch.randint(0, G, (inputs.shape[0],), device=inputs.device, generator=self.generator)
+        h = other_elements(g, G, self.generator) if self.weights["orbit_identity"] else None
+        shared_memory["orbit_g"] = g
+        shared_memory["task_loss_weight"] = float(self.config.orbit_ce_weight)
+        return TeacherOnOrbit(self.trainer.teacher, self.orbit, g, h), inputs
+
+    def terms(self, record: Mapping[str, Any], g: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """The unweighted orbit terms of one batch."""
+        orbit = self.orbit
+        terms = {"orbit_equivariance": layer_equivariance(orbit, self.layers, record["clean"], record["transformed"], g)}
+        inverse = orbit.inverse_index(g)
+        inv = invertibility_loss(record["x"], orbit.transform(record["rho_g_x"], inverse, INPUT))
+        if self.config.orbit_invertibility_all_layers:
+            for path, layer in self.layers.items():
+                rep = layer_output(record["clean"], path)
+                inv = inv + invertibility_loss(rep, orbit.transform(orbit.transform(rep, g, layer), inverse, layer))
+        terms["orbit_invertibility"] = inv
+        if record["rho_h_x"] is not None:
+            terms["orbit_identity"] = identity_loss(record["rho_g_x"], record["rho_h_x"])
+        return terms
+
+    def post_forward(self, outputs, loss, targets, **shared_memory):
+        """Add the weighted orbit terms; the outputs become the teacher's logits on rho_g x."""
+        record, logits = outputs
+        if self.mode == "Test":
+            return logits, loss, targets
+        terms = self.terms(record, shared_memory["orbit_g"])
+        total = sum(self.weights[name] * value for name, value in terms.items())
+        for name, value in terms.items():
+            self.sums.add(shared_memory["task_key"], name, value, targets.shape[0])
+        return logits, loss + total, targets
+
+    def post_epoch(self, model):
+        """Log the epoch's terms (Training and Validation)."""
+        if self.mode in ("Training", "Validation"):
+            self.sums.log(self.trainer.tracker, self.mode)
+
+
+# ---------------------------------------------------------------------------------------- transferring it
+
+@register
+class OrbitTransfer(MainLoopModule):
+    """Train a student on the orbits of a learned group: the teacher is the frozen ``LearnedOrbit``. In
+    training the batch becomes ``[x; rho_g x]``; ``post_forward`` adds the equivariance loss at the mapped
+    student layers and the cross-entropy on ``rho_g x`` (weighted), then keeps the clean half for the task
+    loss and the statistics (``OrbitTransferMixin``). Validation and test see the plain student."""
+
+    config_mixin = OrbitTransferMixin
+    needs_teacher = True
+
+    def __init__(self, trainer: Any) -> None:
+        super().__init__(trainer)
+        c = self.config
+        self.layers = dict(c.orbit_student_layers)
+        self.orbit: Optional[LearnedOrbit] = None
+        if trainer.teacher is not None:  # without one the trainer refuses to start, naming this module
+            self.orbit = _check_orbit(trainer.teacher, "OrbitTransfer", "the teacher (the previous step's model)",
+                                      self.layers, "orbit_student_layers")
+        self.sums = _Sums()
+        trainer.tracker.add_objectives(
+            {"Training": {task: {"orbit_equivariance": 0.0, "orbit_ce": 0.0} for task in trainer.train_loaders}})
+
+    def student_layers(self) -> List[str]:
+        return [path for path in self.layers if path != OUTPUT]
+
+    def pre_epoch(self, model, mode, **options):
+        super().pre_epoch(model, mode, **options)
+        self.sums = _Sums()
+
+    def pre_forward(self, model, inputs, task_key, shared_memory):
+        """Append rho_g x, one random g per example (training only)."""
+        if not self.train_mode:
+            return model, inputs
+        g = self.orbit.sample(inputs.shape[0], device=inputs.device)
+        with torch.no_grad():
+            transformed = self.orbit.transform(inputs, g, INPUT)
+        shared_memory["orbit_clean_size"] = inputs.shape[0]
+        shared_memory["orbit_g"] = g
+        return model, torch.cat([inputs, transformed])
+
+    def post_forward(self, outputs, loss, targets, **shared_memory):
+        """Equivariance at the mapped layers + cross-entropy on rho_g x; keep the clean half."""
+        n = shared_memory.get("orbit_clean_size")
+        if n is None:
+            return outputs, loss, targets
+        g = shared_memory["orbit_g"]
+        clean, transformed = _split(outputs, n)
+        equivariance = layer_equivariance(self.orbit, self.layers, clean, transformed, g)
+        task = shared_memory["task_key"]
+        ce = self.trainer.task_loss(layer_output(transformed, OUTPUT), targets, task)
+        c = self.config
+        self.sums.add(task, "orbit_equivariance", equivariance, n)
+        self.sums.add(task, "orbit_ce", ce, n)
+        return clean, loss + c.orbit_equivariance_weight * equivariance + c.orbit_ce_weight * ce, targets
+
+    def post_epoch(self, model):
+        if self.mode == "Training":
+            self.sums.log(self.trainer.tracker, self.mode)
+
+
+def _split(outputs: Any, n: int) -> Tuple[Any, Any]:
+    """A model output on a stacked batch (logits, or ``(extra_outputs, logits)``) as its first ``n`` rows
+    and the rest."""
+    if isinstance(outputs, (tuple, list)) and len(outputs) == 2 and isinstance(outputs[0], dict):
+        extra, logits = outputs
+        return ({k: v[:n] for k, v in extra.items()}, logits[:n]), ({k: v[n:] for k, v in extra.items()}, logits[n:])
+    return outputs[:n], outputs[n:]
