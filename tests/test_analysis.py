@@ -27,24 +27,43 @@ from nntransfer.analysis import (  # noqa: E402
     tracker_frame,
     write_report,
 )
+from nntransfer.analysis.results import summarize  # noqa: E402
 from nntransfer.cli.main import main  # noqa: E402
 from nntransfer.configs import Description  # noqa: E402
 from nntransfer.pipeline.local import LocalStore  # noqa: E402
 from nntransfer.recipes.loading import Recipe, load_recipe  # noqa: E402
 
 TASK = "img_classification"
-NAMES = ["pretrained", "scratch"]
+NAMES = ["pretrained", "frozen", "scratch"]
 
 RECIPE = '''
 from nntransfer.configs import (ClassificationModelConfig, ClassificationTrainerConfig, Description, Experiment,
                                 ImageDatasetConfig, TransferExperiment)
+from nntransfer.dataset import img_dataset_loader
 
 CORRUPTED = {corrupted!r}
 
 
-def step(classes, seed, **trainer_options):
-    dataset = ImageDatasetConfig(dataset_cls="Digits", filter_classes=classes, batch_size=128,
-                                 add_corrupted_test=True, corrupted_data_dir=CORRUPTED, stacked_severities=2)
+def digits_also_testing(seed, also_test=None, return_data_info=False, **config):
+    \"\"\"The digits, plus the test set of the digits ``also_test`` as a split named like that step ("0-4").\"\"\"
+    loaders = img_dataset_loader(seed, return_data_info=return_data_info, **config)
+    if also_test is not None and not return_data_info:
+        earlier = dict(config, filter_classes=tuple(also_test), add_corrupted_test=False)
+        loaders[f"{{also_test[0]}}-{{also_test[1] - 1}}"] = img_dataset_loader(seed, **earlier)["test"]
+    return loaders
+
+
+class DigitsAlsoTesting(ImageDatasetConfig):
+    fn = __name__ + ".digits_also_testing"
+
+    def __init__(self, **kwargs):
+        self.set_defaults(also_test=None)
+        super().__init__(**kwargs)
+
+
+def step(classes, seed, also_test=None, **trainer_options):
+    dataset = DigitsAlsoTesting(dataset_cls="Digits", filter_classes=classes, batch_size=128, add_corrupted_test=True,
+                                corrupted_data_dir=CORRUPTED, stacked_severities=2, also_test=also_test)
     trainer = ClassificationTrainerConfig(max_iter=2, show_progress=False, noise_test={{"noise_std": [0.0, 0.3]}},
                                           **trainer_options)
     return Experiment(dataset, ClassificationModelConfig(type="lenet300-100"), trainer, seed=seed,
@@ -52,13 +71,19 @@ def step(classes, seed, **trainer_options):
 
 
 def pretrained(seed):
-    return TransferExperiment([step((0, 5), seed), step((5, 10), seed, reset=["readout"])])
+    return TransferExperiment([step((0, 5), seed), step((5, 10), seed, also_test=(0, 5), reset=["readout"])])
+
+
+def frozen(seed):  # shares its pre-training step with "pretrained"
+    return TransferExperiment([step((0, 5), seed), step((5, 10), seed, also_test=(0, 5), reset=["readout"],
+                                                        freeze=["core"])])
 
 
 transfer_experiments = {{}}
 for seed in (1, 2):
     transfer_experiments[Description("pretrained", seed)] = pretrained(seed)
-    transfer_experiments[Description("scratch", seed)] = TransferExperiment([step((5, 10), seed)])
+    transfer_experiments[Description("frozen", seed)] = frozen(seed)
+    transfer_experiments[Description("scratch", seed)] = TransferExperiment([step((5, 10), seed, also_test=(0, 5))])
 '''
 
 
@@ -173,7 +198,7 @@ def test_final_frame_names_splits_variants_corruptions_and_noise_levels():
 def test_status_lists_every_step_as_done(results):
     status = results.status
     assert list(status.columns[:5]) == ["name", "seed", "step", "comment", "state"]
-    assert len(status) == 6 and set(status["state"]) == {"done"} and status["chain_complete"].all()
+    assert len(status) == 10 and set(status["state"]) == {"done"} and status["chain_complete"].all()
     assert list(dict.fromkeys(status["name"])) == NAMES
     steps = status.set_index(["name", "seed", "step"])
     assert steps.loc[("pretrained", 1, 1), "comment"] == "0-4 -> 5-9"
@@ -181,13 +206,39 @@ def test_status_lists_every_step_as_done(results):
     assert results.incomplete.empty
 
 
+def test_steps_frame_knows_shared_steps_baselines_and_test_sets(results):
+    steps = results.steps.set_index(["name", "seed", "step"])
+    # "pretrained" and "frozen" share their pre-training step: one step_id, both named
+    assert steps.loc[("pretrained", 1, 0), "step_id"] == steps.loc[("frozen", 1, 0), "step_id"]
+    assert steps.loc[("pretrained", 1, 0), "shared_by"] == "pretrained, frozen"
+    assert steps.loc[("pretrained", 1, 1), "step_id"] != steps.loc[("frozen", 1, 1), "step_id"]
+    assert steps.loc[("pretrained", 1, 1), "shared_by"] == "pretrained"
+    # seeds do not make another step_id
+    assert steps.loc[("pretrained", 2, 1), "step_id"] == steps.loc[("pretrained", 1, 1), "step_id"]
+    # the fine-tuning steps differ from scratch only by reset/freeze: the same baseline
+    assert steps.loc[("pretrained", 1, 1), "scratch_id"] == steps.loc[("scratch", 1, 0), "scratch_id"]
+    assert steps.loc[("frozen", 1, 1), "scratch_id"] == steps.loc[("scratch", 1, 0), "scratch_id"]
+    assert steps.loc[("pretrained", 1, 0), "scratch_id"] != steps.loc[("scratch", 1, 0), "scratch_id"]
+    assert list(steps["label"]) == ["0-4", "5-9"] * 4 + ["5-9"] * 2
+    assert list(steps["test_set"]) == ["0-4", "5-9"] * 4 + ["5-9"] * 2
+    final = results.final
+    tested = final[(final["objective"] == "accuracy") & (final["group"] == "")].drop_duplicates(["name", "step", "split"])
+    assert dict(zip(tested["name"] + "/" + tested["step"].astype(str) + "/" + tested["split"], tested["test_set"])) == {
+        **{f"{name}/0/{split}": test_set for name in ("pretrained", "frozen")
+           for split, test_set in (("validation", ""), ("test", "0-4"))},
+        **{f"{name}/{step}/{split}": test_set for name, step in (("pretrained", 1), ("frozen", 1), ("scratch", 0))
+           for split, test_set in (("validation", ""), ("test", "5-9"), ("0-4", "0-4"))},
+    }
+
+
 def test_curves_hold_every_epoch_of_every_step_and_match_the_score(results, run):
     curves = results.curves
-    assert list(curves.columns) == ["name", "seed", "step", "comment", "mode", "task", "objective", "epoch", "value"]
+    assert list(curves.columns) == ["name", "seed", "step", "comment", "mode", "task", "objective", "epoch", "value",
+                                    "step_id"]
     for mode in ("Training", "Validation"):
         rows = curves[(curves["mode"] == mode) & (curves["objective"] == "accuracy")]
-        # 6 steps x 2 epochs
-        assert len(rows) == 12 and set(rows["epoch"]) == {1, 2} and set(rows["task"]) == {TASK}
+        # 10 steps of chains (the shared one under both) x 2 epochs
+        assert len(rows) == 20 and set(rows["epoch"]) == {1, 2} and set(rows["task"]) == {TASK}
         assert rows["value"].between(0, 100).all()
     stored = outputs(run)
     for row in results.status.itertuples():
@@ -207,18 +258,21 @@ def test_final_frame_of_a_real_run(results, run):
     final = results.final
     stored = outputs(run)
     accuracy = final[final["objective"] == "accuracy"]
-    assert set(accuracy["split"]) == {"validation", "test", "c_test", "validation_noise"}
+    assert set(accuracy["split"]) == {"validation", "test", "c_test", "validation_noise", "0-4"}
     c_test = accuracy[accuracy["split"] == "c_test"]
     assert set(c_test["group"]) == {"gaussian_noise", "contrast"} and set(c_test["level"]) == {1.0, 2.0}
-    assert len(c_test) == 6 * 2 * 2
+    assert len(c_test) == 10 * 2 * 2
+    assert set(c_test["test_set"]) == {"0-4 c_test", "5-9 c_test"}
     noise = accuracy[accuracy["split"] == "validation_noise"]
-    assert set(noise["group"]) == {"noise_std"} and set(noise["level"]) == {0.0, 0.3}
+    assert set(noise["group"]) == {"noise_std"} and set(noise["level"]) == {0.0, 0.3} and set(noise["test_set"]) == {""}
     for (name, seed, step), output in stored.items():
         mine = accuracy[(accuracy["name"] == name) & (accuracy["seed"] == seed) & (accuracy["step"] == step)]
         test = mine[(mine["split"] == "test")]["value"].item()
         assert test == output["final"]["test"][TASK]["accuracy"]
         fog2 = mine[(mine["group"] == "contrast") & (mine["level"] == 2.0)]["value"].item()
         assert fog2 == output["final"]["c_test"]["contrast"][2][TASK]["accuracy"]
+        if step == 1 or name == "scratch":
+            assert mine[mine["split"] == "0-4"]["value"].item() == output["final"]["0-4"][TASK]["accuracy"]
     # stronger corruption hurts (mean over every step and seed)
     by_level = c_test[c_test["group"] == "gaussian_noise"].groupby("level")["value"].mean()
     assert by_level[2.0] < by_level[1.0]
@@ -226,16 +280,36 @@ def test_final_frame_of_a_real_run(results, run):
 
 def test_summary_aggregates_seeds(results):
     summary = results.summary()
-    assert list(summary[["name", "step"]].itertuples(index=False, name=None)) == [("pretrained", 0), ("pretrained", 1), ("scratch", 0)]
+    assert list(summary[["name", "step"]].itertuples(index=False, name=None)) == [
+        ("pretrained", 0), ("pretrained", 1), ("frozen", 0), ("frozen", 1), ("scratch", 0)]
+    assert set(summary["split"]) == {"test"}
     final = results.final
     test = final[(final["split"] == "test") & (final["objective"] == "accuracy")]
     seeds = test[(test["name"] == "pretrained") & (test["step"] == 1)]["value"].to_numpy()
     row = summary[(summary["name"] == "pretrained") & (summary["step"] == 1)].iloc[0]
     assert row["n_done"] == row["n_seeds"] == 2
     assert row["mean"] == pytest.approx(seeds.mean()) and row["std"] == pytest.approx(seeds.std(ddof=1))
-    assert row["comment"] == "0-4 -> 5-9"
+    assert row["comment"] == "0-4 -> 5-9" and row["test_set"] == "5-9"
     with pytest.raises(ValueError, match="available: .*test"):
         results.summary(split="tset")
+    # every plain split at once: validation, test and the earlier task's test set
+    every = results.summary(None).set_index(["name", "step", "split"])
+    assert set(every.index) == {(n, 0, s) for n in ("pretrained", "frozen") for s in ("validation", "test")} | {
+        (n, k, s) for n, k in (("pretrained", 1), ("frozen", 1), ("scratch", 0)) for s in ("validation", "test", "0-4")}
+    assert every.loc[("pretrained", 1, "test"), "mean"] == pytest.approx(row["mean"])
+    assert every.loc[("scratch", 0, "0-4"), "test_set"] == "0-4"
+
+
+def test_summary_of_one_seed_has_no_spread(results):
+    """One seed measures no spread: std is NaN (not 0.0), n_done says 1, and the report prints n=1."""
+    from nntransfer.analysis.report import summary_text
+
+    one_seed = results.final[results.final["seed"] == 1]
+    summary = summarize(one_seed, results.status[results.status["seed"] == 1])
+    assert (summary["n_done"] == 1).all() and summary["std"].isna().all() and summary["mean"].notna().all()
+    text = summary_text(summary)
+    first = summary.iloc[0]
+    assert f"{first['mean']:.2f} (n=1)" in text and "± 0.00" not in text
 
 
 def test_incomplete_chain_is_reported_not_dropped(run, caplog, tmp_path):
@@ -248,7 +322,7 @@ def test_incomplete_chain_is_reported_not_dropped(run, caplog, tmp_path):
 
     with caplog.at_level(logging.WARNING, logger="nntransfer.analysis"):
         partial = load_results(bigger, workdir=str(workdir))
-    assert "1 of 5 chains are incomplete: pretrained seed 3 (step 1 waiting)" in caplog.text
+    assert "1 of 7 chains are incomplete: pretrained seed 3 (step 1 waiting)" in caplog.text
     seed3 = partial.status[partial.status["seed"] == 3]
     assert list(seed3["state"]) == ["done", "waiting"] and not seed3["chain_complete"].any()
     assert list(partial.incomplete["seed"]) == [3, 3]
@@ -259,18 +333,21 @@ def test_incomplete_chain_is_reported_not_dropped(run, caplog, tmp_path):
     summary = partial.summary().set_index(["name", "step"])
     assert summary.loc[("pretrained", 0), ["n_done", "n_seeds"]].tolist() == [3, 3]
     assert summary.loc[("pretrained", 1), ["n_done", "n_seeds"]].tolist() == [2, 3]
-    # the bar of the chains' last step uses the two seeds that finished it
+    # the bars count the seeds that finished each step
     figure = plot_final_accuracy(final)
-    assert [t.get_text() for t in figure.axes[0].get_xticklabels()] == ["pretrained\nn=2", "scratch\nn=2"]
+    labels = [t.get_text() for t in figure.axes[0].get_xticklabels()]
+    # the shared pre-training step once, with every seed that trained it (seed 3 only in "pretrained")
+    assert labels == ["pretrained, frozen (shared)\n0-4 (step 0)\nn=3", "pretrained\n5-9 (step 1)\nn=2",
+                      "frozen\n5-9 (step 1)\nn=2", "scratch\n5-9 (step 0)\nn=2"]
     written = write_report(partial, tmp_path)
     status = pd.read_csv(written["status"])
-    assert len(status) == 8 and status[status["state"] == "waiting"][["name", "seed", "step"]].values.tolist() == [["pretrained", 3, 1]]
+    assert len(status) == 12 and status[status["state"] == "waiting"][["name", "seed", "step"]].values.tolist() == [["pretrained", 3, 1]]
 
 
 def test_nothing_finished_is_an_error(run, tmp_path):
     folder, _, _ = run
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ValueError, match="none of the 6 steps .* is finished"):
+    with pytest.raises(ValueError, match="none of the 10 steps .* is finished"):
         load_results(str(folder), workdir=str(tmp_path / "empty"))
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_results(str(folder), workdir=str(tmp_path / "missing"))
@@ -281,55 +358,100 @@ def test_nothing_finished_is_an_error(run, tmp_path):
 # ---------------------------------------------------------------------------- plots
 
 
+def lines_by_label(ax):
+    return {line.get_label(): line for line in ax.get_lines()}
+
+
 def test_learning_curves_plot(results, tmp_path):
-    fig = plot_learning_curves(results.curves, path=tmp_path / "curves.png")
-    step0, step1 = fig.axes
-    assert step0.get_xlabel() == step1.get_xlabel() == "epoch" and step0.get_ylabel() == "accuracy (%)"
-    assert step0.get_title() == "transfer step 0" and step1.get_title() == "transfer step 1"
-    # a line per experiment and mode; only "pretrained" has a second step
-    assert sorted(line.get_label() for line in step0.get_lines()) == [
-        "pretrained (training)", "pretrained (validation)", "scratch (training)", "scratch (validation)"]
-    assert sorted(line.get_label() for line in step1.get_lines()) == ["pretrained (training)", "pretrained (validation)"]
-    line = next(line for line in step1.get_lines() if line.get_label() == "pretrained (validation)")
+    fig = plot_learning_curves(results.curves, path=tmp_path / "curves.png", steps=results.steps)
+    on_0to4, on_5to9 = fig.axes
+    assert on_0to4.get_xlabel() == on_5to9.get_xlabel() == "epoch" and on_0to4.get_ylabel() == "accuracy (%)"
+    # a panel per training data: pre-training alone, fine-tuning beside the scratch run on the same digits
+    assert on_0to4.get_title() == "trained on 0-4" and on_5to9.get_title() == "trained on 5-9"
+    # the shared pre-training step is one gray line per mode, not two identical ones hiding each other
+    shared = lines_by_label(on_0to4)
+    assert sorted(shared) == ["pretrained, frozen (shared), step 0 (training)", "pretrained, frozen (shared), step 0 (validation)"]
+    assert all(line.get_color() == "0.35" for line in shared.values())
+    assert sorted(lines_by_label(on_5to9)) == sorted(
+        f"{name}, step {step} ({mode})" for name, step in (("pretrained", 1), ("frozen", 1), ("scratch", 0))
+        for mode in ("training", "validation"))
     curves = results.curves
-    expected = curves[(curves["name"] == "pretrained") & (curves["step"] == 1) & (curves["mode"] == "Validation")
-                      & (curves["objective"] == "accuracy")].groupby("epoch")["value"].mean()
-    assert list(line.get_xdata()) == [1, 2] and np.allclose(line.get_ydata(), expected.values)
+    for ax, name, step in ((on_5to9, "pretrained", 1), (on_5to9, "scratch", 0), (on_0to4, "frozen", 0)):
+        label = (f"{name}, step {step} (validation)" if step or name == "scratch"
+                 else "pretrained, frozen (shared), step 0 (validation)")
+        line = lines_by_label(ax)[label]
+        expected = curves[(curves["name"] == name) & (curves["step"] == step) & (curves["mode"] == "Validation")
+                          & (curves["objective"] == "accuracy")].groupby("epoch")["value"].mean()
+        assert list(line.get_xdata()) == [1, 2] and np.allclose(line.get_ydata(), expected.values)
     assert_png(tmp_path / "curves.png")
+    # without the steps frame: panels by the steps' own comments, the same grouping here
+    assert [ax.get_title() for ax in plot_learning_curves(results.curves).axes] == ["trained on 0-4", "trained on 5-9"]
     with pytest.raises(ValueError, match="available objectives"):
         plot_learning_curves(results.curves, objective="acc")
 
 
-def test_transfer_steps_plot(results, tmp_path):
+def test_transfer_steps_plot_joins_only_steps_on_the_same_test_set(results, tmp_path):
     fig = plot_transfer_steps(results.final, path=tmp_path / "steps.png")
     (ax,) = fig.axes
-    bars = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
-    assert [c.get_label() for c in bars] == NAMES
-    summary = results.summary().set_index(["name", "step"])
-    pretrained = bars[0].lines[0]
-    assert len(pretrained.get_xdata()) == 2 and len(bars[1].lines[0].get_xdata()) == 1
-    assert np.allclose(pretrained.get_ydata(), summary.loc["pretrained", "mean"].values)
-    assert ax.get_xlabel() == "transfer step" and ax.get_ylabel() == "test accuracy (%)"
+    final = results.final
+    accuracy = final[(final["objective"] == "accuracy") & (final["variant"] == "plain") & (final["group"] == "")]
+
+    def mean(name, step, test_set):
+        rows = accuracy[(accuracy["name"] == name) & (accuracy["step"] == step) & (accuracy["test_set"] == test_set)]
+        return rows["value"].mean()
+
+    joined = {line.get_gid(): line for line in ax.get_lines() if str(line.get_gid()).startswith("line|")}
+    # step 0 (tested on 0-4) and step 1 (tested on 5-9) are not joined; step 1's evaluation of 0-4 is: forgetting
+    assert sorted(joined) == ["line|frozen|0-4", "line|pretrained|0-4"]
+    for name in ("pretrained", "frozen"):
+        line = joined[f"line|{name}|0-4"]
+        assert line.get_xdata()[0] == 0 and round(line.get_xdata()[1]) == 1
+        assert np.allclose(line.get_ydata(), [mean(name, 0, "0-4"), mean(name, 1, "0-4")])
+    # every step and test set is a point; the shared pre-training step only once, in gray
+    points = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+    gids = sorted(c.lines[0].get_gid() for c in points)
+    assert gids == sorted(["point|pretrained+frozen|0-4|0", "point|pretrained|5-9|1", "point|pretrained|0-4|1",
+                           "point|frozen|5-9|1", "point|frozen|0-4|1", "point|scratch|5-9|0", "point|scratch|0-4|0"])
+    shared = next(c for c in points if c.lines[0].get_gid() == "point|pretrained+frozen|0-4|0")
+    assert shared.lines[0].get_color() == "0.35" and shared.lines[0].get_ydata()[0] == pytest.approx(mean("pretrained", 0, "0-4"))
+    scratch = next(c for c in points if c.lines[0].get_gid() == "point|scratch|5-9|0")
+    assert scratch.lines[0].get_ydata()[0] == pytest.approx(mean("scratch", 0, "5-9"))
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == NAMES + ["tested on 0-4", "tested on 5-9", "a step several chains share"]
+    assert ax.get_xlabel() == "transfer step" and ax.get_ylabel() == "accuracy (%)"
+    assert ax.get_title() == "accuracy on each test set after each transfer step"
     assert_png(tmp_path / "steps.png")
+    # one split only: the test split, where no two steps share a test set
+    (ax,) = plot_transfer_steps(results.final, split="test").axes
+    assert not [line for line in ax.get_lines() if str(line.get_gid()).startswith("line|")]
+    assert ax.get_ylabel() == "test accuracy (%)"
 
 
-def test_final_accuracy_bars(results, tmp_path):
+def test_final_accuracy_bars_show_every_step(results, tmp_path):
     fig = plot_final_accuracy(results.final, path=tmp_path / "bars.png")
     (ax,) = fig.axes
     (bars,) = [c for c in ax.containers if isinstance(c, BarContainer)]
-    assert len(bars.patches) == 2  # one bar per experiment
     summary = results.summary().set_index(["name", "step"])
-    heights = [patch.get_height() for patch in bars.patches]
-    assert np.allclose(heights, [summary.loc[("pretrained", 1), "mean"], summary.loc[("scratch", 0), "mean"]])
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["pretrained\nn=2", "scratch\nn=2"]
-    assert ax.get_ylabel() == "test accuracy (%)" and ax.get_xlabel() == "experiment"
+    # the pre-training step too (once: shared), grouped by test set
+    expected = [("pretrained", 0), ("pretrained", 1), ("frozen", 1), ("scratch", 0)]
+    assert np.allclose([patch.get_height() for patch in bars.patches], [summary.loc[key, "mean"] for key in expected])
+    assert [t.get_text() for t in ax.get_xticklabels()] == [
+        "pretrained, frozen (shared)\n0-4 (step 0)\nn=2", "pretrained\n5-9 (step 1)\nn=2", "frozen\n5-9 (step 1)\nn=2",
+        "scratch\n5-9 (step 0)\nn=2"]
+    assert [t.get_text() for t in ax.texts if t.get_text().startswith("tested on")] == ["tested on 0-4", "tested on 5-9"]
+    assert ax.get_ylabel() == "test accuracy (%)"
+    assert ax.get_title() == "test accuracy of every step (mean ± std over seeds)"
     assert_png(tmp_path / "bars.png")
+    (ax,) = plot_final_accuracy(results.final, step=1).axes
+    assert len(ax.patches) == 2
 
 
-def test_robustness_plots(results, tmp_path):
+def test_robustness_plots_have_readable_titles(results, tmp_path):
     fig = plot_robustness(results.final, "c_test", path=tmp_path / "c.png")
     visible = [ax for ax in fig.axes if ax.get_visible()]
-    assert [ax.get_title() for ax in visible] == ["c_test: mean over corruptions", "c_test: contrast", "c_test: gaussian_noise"]
+    assert [ax.get_title() for ax in visible] == ["test accuracy, mean over corruptions",
+                                                  "test accuracy under corruption: contrast",
+                                                  "test accuracy under corruption: gaussian noise"]
     for ax in visible:
         assert ax.get_xlabel() == "severity"
         assert [c.get_label() for c in ax.containers if isinstance(c, ErrorbarContainer)] == NAMES
@@ -339,15 +461,31 @@ def test_robustness_plots(results, tmp_path):
 
     fig = plot_robustness(results.final, "validation_noise")
     (ax,) = [ax for ax in fig.axes if ax.get_visible()]
-    assert ax.get_xlabel() == "noise std" and len(ax.containers) == 2
+    assert ax.get_title() == "validation accuracy under Gaussian noise (std)"
+    assert ax.get_xlabel() == "noise std" and len(ax.containers) == 3
     with pytest.raises(ValueError, match="no results per severity"):
         plot_robustness(results.final, "test")
+
+
+def test_accuracy_matrix_plot(results, tmp_path):
+    from nntransfer.analysis import accuracy_matrix, plot_accuracy_matrix
+
+    matrix = accuracy_matrix(results)
+    fig = plot_accuracy_matrix(matrix, path=tmp_path / "matrix.png")
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["pretrained, frozen · step 0", "pretrained · step 1",
+                                                            "frozen · step 1", "scratch · step 0"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["tested on 0-4", "tested on 5-9"]
+    cells = [t.get_text() for t in ax.texts]
+    values = matrix.to_numpy().ravel()
+    assert cells == [f"{v:.1f}" for v in values if np.isfinite(v)] and len(cells) == 7
+    assert_png(tmp_path / "matrix.png")
 
 
 def test_plot_all_saves_every_plot(results, tmp_path):
     figures = plot_all(results, out=tmp_path, close=True)
     assert list(figures) == ["learning_curves", "transfer_steps", "final_accuracy", "robustness_c_test",
-                             "robustness_validation_noise"]
+                             "robustness_validation_noise", "accuracy_matrix"]
     for name in figures:
         assert_png(tmp_path / f"{name}.png")
     assert list(results.plot()) == list(figures)  # the same from the Results object, nothing saved
@@ -356,24 +494,46 @@ def test_plot_all_saves_every_plot(results, tmp_path):
 # ---------------------------------------------------------------------------- the report command
 
 
-def test_report_command_writes_csvs_and_pngs(run, tmp_path, capsys):
+def test_report_command_writes_csvs_pngs_and_transfer_metrics(run, tmp_path, capsys):
     folder, _, workdir = run
     out = tmp_path / "report"
     assert main(["report", str(folder), "--workdir", str(workdir), "--out", str(out), "--quiet"]) == 0
     printed = capsys.readouterr().out
-    assert "test accuracy, mean ± std over seeds" in printed
+    assert "accuracy per split, mean ± std over seeds" in printed
     lines = printed.splitlines()
-    assert lines[1].split() == ["name", "step", "comment", "seeds", "accuracy"]
-    assert lines[3].split()[:6] == ["pretrained", "1", "0-4", "->", "5-9", "2/2"]
+    assert lines[1].split() == ["name", "step", "comment", "split", "seeds", "accuracy"]
+    assert lines[2].split()[:5] == ["pretrained", "0", "0-4", "validation", "2/2"]
     assert {p.name for p in out.iterdir()} == {
-        "status.csv", "curves.csv", "final.csv", "summary.csv", "learning_curves.png", "transfer_steps.png",
-        "final_accuracy.png", "robustness_c_test.png", "robustness_validation_noise.png"}
+        "status.csv", "steps.csv", "curves.csv", "final.csv", "summary.csv", "transfer_gain.csv", "forgetting.csv",
+        "accuracy_matrix.csv", "learning_curves.png", "transfer_steps.png", "final_accuracy.png",
+        "robustness_c_test.png", "robustness_validation_noise.png", "accuracy_matrix.png"}
     for png in out.glob("*.png"):
         assert_png(png)
+    results = load_results(str(folder), workdir=str(workdir))
     final = pd.read_csv(out / "final.csv")
-    assert len(final) == len(load_results(str(folder), workdir=str(workdir)).final)
-    summary = pd.read_csv(out / "summary.csv")
-    assert list(summary["name"]) == ["pretrained", "pretrained", "scratch"] and (summary["n_done"] == 2).all()
+    assert len(final) == len(results.final)
+    # the summary covers every split, not one at a time
+    summary = pd.read_csv(out / "summary.csv", keep_default_na=False)
+    assert set(summary["split"]) == {"validation", "test", "0-4"} and (summary["n_done"] == 2).all()
+    assert len(summary) == 2 * 2 + 3 * 3
+    accuracy = results.final[(results.final["objective"] == "accuracy") & (results.final["group"] == "")]
+
+    def mean(name, step, test_set):
+        return accuracy[(accuracy["name"] == name) & (accuracy["step"] == step) & (accuracy["test_set"] == test_set)]["value"].mean()
+
+    gain = pd.read_csv(out / "transfer_gain.csv", keep_default_na=False).set_index("name")
+    assert list(gain.index) == ["pretrained", "frozen"] and set(gain["scratch"]) == {"scratch"}
+    assert gain.loc["pretrained", "gain"] == pytest.approx(mean("pretrained", 1, "5-9") - mean("scratch", 0, "5-9"))
+    forgetting = pd.read_csv(out / "forgetting.csv").set_index("name")
+    assert list(forgetting.index) == ["pretrained", "frozen"] and set(forgetting["test_set"]) == {"0-4"}
+    assert forgetting.loc["frozen", "forgetting"] == pytest.approx(mean("frozen", 0, "0-4") - mean("frozen", 1, "0-4"))
+    matrix = pd.read_csv(out / "accuracy_matrix.csv")
+    assert list(matrix.columns) == ["experiment", "step", "comment", "0-4", "5-9"]
+    assert matrix.loc[3].tolist()[:3] == ["scratch", 0, "5-9"]
+    assert matrix.loc[3, "5-9"] == pytest.approx(mean("scratch", 0, "5-9"))
+    gain_line = next(line for line in lines if line.startswith("  pretrained step 1"))
+    assert gain_line.endswith(f"{gain.loc['pretrained', 'gain']:+.2f}") and "(scratch)" in gain_line
+    assert any(line.startswith("  frozen step 1 on 0-4 (learned at step 0):") for line in lines)
 
 
 def test_report_bad_input_is_one_line(run, tmp_path, capsys):

@@ -6,7 +6,7 @@ import logging
 import pytest
 import torch
 
-from nntransfer.analysis import load_results, plot_all
+from nntransfer.analysis import accuracy_matrix, load_results, plot_all, transfer_gain
 from nntransfer.configs import (
     ClassificationModelConfig,
     ClassificationTrainerConfig,
@@ -61,8 +61,18 @@ def test_results_from_the_tables(tables, db_prefix, tmp_path, caplog):
         assert validation["epoch"].tolist() == [1] and validation["value"].item() == pytest.approx(row["score"])
     assert set(results.final["seed"]) == {1} and results.final["chain_complete"].all()
 
+    # the same identities and metrics as from a work folder
+    assert results.steps["test_set"].tolist() == ["0-4", "5-9"] * 2
+    matrix = accuracy_matrix(results)
+    assert list(matrix.columns) == ["0-4", "5-9"] and len(matrix) == 2
+    test = results.final[(results.final["split"] == "test") & (results.final["objective"] == "accuracy")]
+    assert matrix.loc[("db_pretrained", 1, "0-4 -> 5-9"), "5-9"] == test[test["step"] == 1]["value"].item()
+    gain = transfer_gain(results)
+    assert gain["scratch"].tolist() == [""] and gain["n"].tolist() == [1]  # no from-scratch run in this recipe
+
     figures = plot_all(results, out=tmp_path, close=True)
-    assert set(figures) == {"learning_curves", "transfer_steps", "final_accuracy", "robustness_validation_noise"}
+    assert set(figures) == {"learning_curves", "transfer_steps", "final_accuracy", "robustness_validation_noise",
+                            "accuracy_matrix"}
     assert all((tmp_path / f"{name}.png").stat().st_size > 1000 for name in figures)
 
     # another schema in the same process: its own tables (here: nothing finished yet); a missing one is an error

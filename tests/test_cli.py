@@ -1,15 +1,21 @@
 """The nntransfer command: local runs, recipe discovery, and one clear line for bad input."""
 
 import json
+import logging
+import os
+import re
+import shutil
+import signal
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
 import pytest
 from recipe_factory import write_recipe, write_toy_recipe
 
-from nntransfer.cli.main import EXIT_BAD_INPUT, main
+from nntransfer.cli.main import DEFAULT_REPORT_DIR, EXIT_BAD_INPUT, EXIT_INTERRUPTED, RESUME_LINE, main
 
 TESTS = Path(__file__).parent
 
@@ -107,7 +113,7 @@ def test_local_run_resumes_a_crashed_step_from_its_checkpoints(tmp_path, monkeyp
     runs = read_log(log)
     assert [r["first_epoch"] for r in runs] == [1, 3, 1]  # step 0 crashed, resumed at epoch 3; step 1 fresh
     out = capsys.readouterr().out
-    assert "1.5000" in out and "failed" not in out  # same result as an uninterrupted run; failure cleared
+    assert "1.5000" in out and "0 reused, 2 trained, 0 failed" in out and "error:" not in out  # as uninterrupted; failure cleared
     assert not any((workdir / "checkpoints").iterdir())  # cleared once the steps finished
 
 
@@ -139,7 +145,9 @@ def test_a_failing_chain_does_not_stop_the_others(tmp_path, monkeypatch, capsys)
     )
     workdir = tmp_path / "w"
     assert main(["run", str(folder), "--workdir", str(workdir), "--quiet"]) == 1
-    capsys.readouterr()
+    out = capsys.readouterr().out
+    assert f"0 reused, 2 trained, 1 failed, 1 blocked; results in work folder {workdir}" in out
+    assert out.splitlines()[-1].startswith("next: fix what failed (errors above; 'nntransfer status")
     assert main(["status", str(folder), "--workdir", str(workdir)]) == 0
     lines = capsys.readouterr().out.splitlines()
     states = {(line.split()[0], line.split()[2]): line.split()[3] for line in lines[1:] if not line.startswith(" ")}
@@ -231,3 +239,266 @@ def test_bad_input_in_a_recipe_is_one_line_before_anything_is_written(tmp_path, 
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and message.format(tmp=tmp_path) in lines[0], done.stderr
     assert not workdir.exists()
+
+
+# ---------------------------------------------------------------------- what the user sees (issue 15)
+
+LOG_LINE = re.compile(r"^\d\d:\d\d:\d\d (DEBUG|INFO|WARNING|ERROR|CRITICAL) [\w.]+: \S")
+
+TINY_DIGITS = (
+    "from nntransfer.configs import *\n"
+    "data = ImageDatasetConfig(dataset_cls='Digits', train_subset=0.3, batch_size=64)\n"
+    "model = ClassificationModelConfig(type='mlp', mlp_hidden_sizes=[16])\n"
+    "trainer = ClassificationTrainerConfig(max_iter={epochs}, show_progress=True, show_epoch_progress=True)\n"
+    "transfer_experiments = {{Description('tiny', 1): TransferExperiment([Experiment(data, model, trainer, seed=1, comment='tiny')])}}\n"
+)
+
+
+def interruptible(argv, env=None, **options):
+    """A child whose Ctrl-C acts as in a terminal (a shell running tests in the background ignores SIGINT)."""
+    return subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **options,
+    )  # fmt: skip
+
+
+def wait_for(condition, seconds=120, what="the condition"):
+    deadline = time.time() + seconds
+    while not condition():
+        assert time.time() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def child_env(**extra):
+    pythonpath = os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))
+    return dict(os.environ, PYTHONPATH=pythonpath, **extra)
+
+
+def test_run_prints_a_summary_where_the_results_are_and_what_to_run_next(tmp_path, capsys):
+    recipe = write_toy_recipe(tmp_path, unique("summary"))
+    workdir = tmp_path / "work"
+    assert main(["run", str(recipe), "--workdir", str(workdir), "--quiet"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split("  ")[:5] == ["name", "seed", "step", "state", "score"]  # toy trainers: no validation objective
+    ids = {line.split()[5] for line in lines[1:5]}
+    assert ids == {folder.name[:8] for folder in (workdir / "steps").iterdir()}  # the step ids diff and lineage take
+    assert f"0 reused, 4 trained, 0 failed; results in work folder {workdir}" in lines
+    assert lines[-1].startswith(f"next: nntransfer report {recipe} --workdir {workdir}")
+    assert main(["run", str(recipe), "--workdir", str(workdir), "--quiet"]) == 0
+    assert f"4 reused, 0 trained, 0 failed; results in work folder {workdir}" in capsys.readouterr().out
+
+
+def test_the_score_column_is_named_for_the_validation_objective():
+    from nntransfer.cli.main import _score_label
+    from nntransfer.configs import (
+        ClassificationModelConfig,
+        ClassificationTrainerConfig,
+        Experiment,
+        ImageDatasetConfig,
+    )
+    from nntransfer.pipeline.store import StepStatus, status_table
+    from nntransfer.recipes.loading import as_recipe
+
+    def label(trainer, **dataset):
+        return _score_label(as_recipe(Experiment(ImageDatasetConfig(**dataset), ClassificationModelConfig(), trainer, seed=1)))
+
+    assert label(ClassificationTrainerConfig()) == "val accuracy"
+    assert label(ClassificationTrainerConfig(objective="loss", maximize=False)) == "val loss"
+    assert label(ClassificationTrainerConfig(), valid_size=0) == "score"  # no validation set: the training objective
+    table = status_table([StepStatus("a", 1, 0, "c", "done", 97.5)], score_label="val accuracy", ids=["0123abcd"])
+    assert table.splitlines() == ["name  seed  step  state  val accuracy  step id   comment",
+                                  "a     1     0     done   97.5000       0123abcd  c"]
+
+
+def test_version_help_and_examples(capsys):
+    from importlib import metadata
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0 and capsys.readouterr().out.strip() == f"nntransfer {metadata.version('nntransfer')}"
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    assert "examples:" in text and "nntransfer diff" in text and "nntransfer report" in text
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    backend = capsys.readouterr().out.rsplit("--backend {local,datajoint}", 1)[1].split("--schema")[0]
+    assert "'local' trains in this process" in " ".join(backend.split())
+    for command in ("diff", "lineage"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        assert "NAME:SEED:STEP" in capsys.readouterr().out
+
+
+def test_report_without_out_writes_to_a_default_folder_and_says_where(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tiny.py").write_text(TINY_DIGITS.format(epochs=1))
+    assert main(["run", "tiny.py", "--quiet"]) == 0
+    assert main(["report", "tiny.py", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[-1] == f"report written to {DEFAULT_REPORT_DIR}"
+    assert (tmp_path / DEFAULT_REPORT_DIR / "summary.csv").exists()
+
+
+def test_ctrl_c_is_one_line_and_running_again_resumes(tmp_path):
+    recipe = write_toy_recipe(tmp_path, unique("ctrlc"), chains=1, sleep=0.3, epochs=8)
+    workdir = tmp_path / "work"
+    log = tmp_path / "log.jsonl"
+    argv = [sys.executable, "-m", "nntransfer", "run", str(recipe), "--workdir", str(workdir)]
+    child = interruptible(argv, env=child_env(TOY_LOG=str(log)))
+    wait_for(lambda: any((workdir / "checkpoints").glob("*/*")), what="a checkpoint")
+    child.send_signal(signal.SIGINT)
+    out, err = child.communicate(timeout=60)
+    assert child.returncode == EXIT_INTERRUPTED, err
+    assert "Traceback" not in err and err.splitlines()[-1] == RESUME_LINE
+    assert all(LOG_LINE.match(line) for line in err.splitlines()[:-1]), err
+    done = subprocess.run(argv + ["--quiet"], capture_output=True, text=True, env=child_env(TOY_LOG=str(log)), timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert [entry["first_epoch"] > 1 for entry in read_log(log)] == [False, True, False]  # step 0 resumed; step 1 fresh
+
+
+def test_ctrl_c_in_python_logs_how_to_resume_and_propagates(tmp_path, monkeypatch, caplog):
+    import nntransfer
+    from nntransfer.pipeline.local import LocalStore
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(LocalStore, "train", interrupted)
+    recipe = write_toy_recipe(tmp_path, unique("pyint"), chains=1)
+    with pytest.raises(KeyboardInterrupt):
+        nntransfer.run(str(recipe), workdir=str(tmp_path / "w"))
+    hints = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "call the same run again to resume" in r.getMessage()]
+    assert len(hints) == 1
+
+
+def test_run_in_python_shows_each_epoch_and_no_progress_bars_off_a_terminal(tmp_path):
+    """Nothing configured logging (a notebook, a script): ``nntransfer.run`` shows its INFO lines, one per
+    epoch with the validation accuracy; progress bars (on in this config) stay off when stderr is a pipe."""
+    (tmp_path / "tiny.py").write_text(TINY_DIGITS.format(epochs=2))
+    code = f"import nntransfer; rows = nntransfer.run({str(tmp_path / 'tiny.py')!r}, workdir={str(tmp_path / 'w')!r}); print(rows.summary)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=child_env())
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    assert [line.split(": ", 1)[1].split(" (")[0].rsplit(" ", 1)[0] for line in lines if "trainer: epoch" in line] == [
+        "epoch 1: validation accuracy", "epoch 2: validation accuracy"]
+    assert all(LOG_LINE.match(line) for line in lines), done.stderr  # nothing but log lines: no bar, no escape codes
+    assert "\x1b[" not in done.stderr and "epochs:" not in done.stderr
+    assert done.stdout.strip() == "0 reused, 1 trained, 0 failed"
+
+
+def test_progress_bars_on_a_terminal_never_share_a_line_with_a_log_line(tmp_path):
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    (tmp_path / "tiny.py").write_text(TINY_DIGITS.format(epochs=3))
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))
+    child = subprocess.Popen([sys.executable, "-m", "nntransfer", "run", "tiny.py"], cwd=tmp_path, env=child_env(),
+                             stdin=slave, stdout=slave, stderr=slave, close_fds=True)  # fmt: skip
+    os.close(slave)
+    raw = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        raw += chunk
+    os.close(master)
+    assert child.wait(timeout=60) == 0
+    text = raw.decode(errors="replace")
+    assert "epochs:" in text and "Training 1:" in text  # the bars were drawn
+    starts = [m.start() for m in re.finditer(r"\d\d:\d\d:\d\d (INFO|WARNING) nntransfer", text)]
+    assert len(starts) >= 5
+    for start in starts:  # each log line starts a fresh line: the bar was cleared first
+        assert start == 0 or text[start - 1] in "\r\n", repr(text[max(0, start - 80):start + 40])
+    assert "0 reused, 1 trained, 0 failed" in text
+
+
+def test_results_record_a_hash_of_the_recipe_source_outside_git(tmp_path, capsys):
+    from nntransfer.provenance import source_hash
+
+    recipe = write_toy_recipe(tmp_path / "not_in_git", unique("hashed"), chains=1)
+    assert main(["run", str(recipe), "--workdir", str(tmp_path / "w"), "--quiet"]) == 0
+    results = [json.loads((s / "result.json").read_text()) for s in (tmp_path / "w" / "steps").iterdir()]
+    digest = source_hash(str(recipe))
+    assert re.fullmatch(r"[0-9a-f]{64}", digest)
+    assert {(r["recipe_commit"], r["recipe_hash"]) for r in results} == {("", digest)}
+    moved = tmp_path / "elsewhere" / recipe.name
+    shutil.copytree(recipe, moved)
+    assert source_hash(str(moved)) == digest  # the code, not where it lives
+    assert source_hash(str(moved / "chains.py")) == digest  # a module of the recipe: the whole package
+    (moved / "chains.py").write_text((moved / "chains.py").read_text() + "\n# changed\n")
+    assert source_hash(str(moved)) != digest
+
+
+@pytest.mark.database
+def test_worker_logs_in_one_format_quietly_and_ctrl_c_is_one_line(db_prefix, tmp_path):
+    """DataJoint's lines in nntransfer's format, no "Deleting 0 rows" as checkpoints are replaced every epoch,
+    Ctrl-C one line (no traceback, no empty DataJoint error); ``--quiet`` also silences DataJoint; the
+    tables record the recipe's source hash."""
+    from nntransfer.provenance import source_hash
+    from nntransfer.tables import activate
+
+    recipe = write_toy_recipe(tmp_path, unique("djlogs"), chains=1, sleep=0.3, epochs=8)
+    schema = f"{db_prefix}_cli_logs"
+    argv = [sys.executable, "-m", "nntransfer", "worker", str(recipe), "--schema", schema, "--poll", "0.3"]
+    child = interruptible(argv, env=child_env())
+    wait_for(lambda: "epoch 3" in _checkpoint_epochs(schema), what="three checkpoints")
+    child.send_signal(signal.SIGINT)
+    out, err = child.communicate(timeout=60)
+    assert child.returncode == EXIT_INTERRUPTED, err
+    lines = err.splitlines()
+    assert lines[-1] == RESUME_LINE and "Traceback" not in err and "Deleting" not in err
+    assert all(LOG_LINE.match(line) for line in lines[:-1]), err  # one format, DataJoint's lines included
+    assert any(" INFO datajoint: DataJoint " in line and "connected" in line for line in lines)
+    done = subprocess.run(argv + ["--quiet"], capture_output=True, text=True, env=child_env(), timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "connected" not in done.stderr and "Deleting" not in done.stderr and not done.stderr.strip(), done.stderr
+    assert "0 reused, 2 trained, 0 failed; results in schema " + schema in done.stdout
+    tables = activate(schema, create=False)
+    try:
+        assert set(tables.TransferredTrainedModel.Provenance.fetch("recipe_hash")) == {source_hash(str(recipe))}
+    finally:
+        activate(f"{db_prefix}_main")
+
+
+def _checkpoint_epochs(schema):
+    from nntransfer.tables import database
+
+    conn = database.connect()
+    try:
+        epochs = conn.query(f"SELECT epoch FROM `{schema}`.`transferred_checkpoint`").fetchall()
+    except Exception:  # not declared yet
+        return ""
+    return " ".join(f"epoch {e}" for (e,) in epochs)
+
+
+def test_quiet_silences_datajoint_reconnections_and_no_empty_error_line_is_logged(caplog):
+    """What a worker's ``--quiet`` keeps of DataJoint: its real warnings and errors, not its automatic
+    reconnections, and never the empty error ``populate`` logs for an interrupted job."""
+    from nntransfer.cli.main import setup_logging
+
+    datajoint_logger = logging.getLogger("datajoint")
+    saved = (datajoint_logger.handlers[:], datajoint_logger.propagate, datajoint_logger.level, datajoint_logger.filters[:])
+    try:
+        setup_logging(quiet=True, database=True)
+        with caplog.at_level(logging.INFO):
+            datajoint_logger.warning("Reconnecting to MySQL server.")
+            datajoint_logger.error(KeyboardInterrupt())
+            datajoint_logger.info("DataJoint 0.14.10 connected to root@localhost:3306")
+            datajoint_logger.warning("a real warning")
+        assert [r.getMessage() for r in caplog.records if r.name == "datajoint"] == ["a real warning"]
+        caplog.clear()
+        setup_logging(quiet=False, database=True)
+        with caplog.at_level(logging.INFO):
+            datajoint_logger.warning("Reconnecting to MySQL server.")
+            datajoint_logger.error(KeyboardInterrupt())
+        assert [r.getMessage() for r in caplog.records if r.name == "datajoint"] == ["Reconnecting to MySQL server."]
+    finally:
+        datajoint_logger.handlers, datajoint_logger.propagate, datajoint_logger.filters = saved[0], saved[1], saved[3]
+        datajoint_logger.setLevel(saved[2])

@@ -31,9 +31,18 @@ _EXPORTS = {
     "plot_robustness": "plots",
     "plot_all": "plots",
     "write_report": "report",
+    "transfer_gain": "metrics",
+    "forgetting": "metrics",
+    "accuracy_matrix": "metrics",
+    "plot_accuracy_matrix": "plots",
 }
 
-__all__ = sorted(_EXPORTS)
+# ``diff`` and ``lineage`` share their modules' names: bound at import, so that importing the module
+# ``nntransfer.analysis.diff`` can never shadow the function (neither imports pandas or matplotlib).
+from nntransfer.analysis.diff import Diff, diff  # noqa: E402, F401
+from nntransfer.analysis.lineage import Lineage, lineage  # noqa: E402, F401
+
+__all__ = sorted([*_EXPORTS, "Diff", "diff", "Lineage", "lineage"])
 
 
 def __getattr__(name: str) -> Any:

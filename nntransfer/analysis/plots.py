@@ -5,11 +5,17 @@ Every function takes a frame, returns the matplotlib ``Figure`` (shown inline in
 aggregated: lines and bars show the mean over the seeds, bands and error bars one standard deviation,
 dots the single seeds.
 
-``plot_learning_curves``  objective per epoch, one panel per transfer step, a line per experiment and mode
-``plot_transfer_steps``   final objective per transfer step, a line per experiment
-``plot_final_accuracy``   a bar per experiment: its chain's last step
+``plot_learning_curves``  objective per epoch, one panel per training data (steps trained on the same data
+                          side by side: fine-tuning beside its from-scratch run), a line per step and mode
+``plot_transfer_steps``   final objective per transfer step on every test set: lines join only the steps
+                          tested on the same test set (a marker per test set)
+``plot_final_accuracy``   a bar per step (teachers and pre-training too), grouped by test set
 ``plot_robustness``       objective against corruption severity or noise level, a panel per corruption/noise kind
+``plot_accuracy_matrix``  steps x test sets as a heat map (``nntransfer.analysis.metrics.accuracy_matrix``)
 ``plot_all``              all of them for one :class:`~nntransfer.analysis.results.Results`
+
+A step that several chains share (the same configs up to it, e.g. one pre-training step) is drawn once,
+in gray, labelled with every experiment that shares it.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 import matplotlib
 
@@ -30,17 +36,40 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 
-from nntransfer.analysis.results import Results, default_task, seed_stats, select  # noqa: E402
+from nntransfer.analysis.results import NOT_TEST_SETS, Results, default_task, seed_stats, select  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
 PathLike = Union[str, Path]
 MODE_STYLES = {"Validation": "-", "Training": "--"}
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+SHARED_COLOR = "0.35"
+#: how a split and a noise kind read in titles
+SPLIT_NAMES = {"c_test": "test", "validation_noise": "validation", "test_rotated": "rotated test"}
+GROUP_NAMES = {"noise_std": "Gaussian noise (std)", "noise_snr": "Gaussian noise (SNR)"}
+LEVEL_NAMES = {"noise_std": "noise std", "noise_snr": "signal-to-noise ratio"}
 
 
 def _label(objective: str) -> str:
     return "accuracy (%)" if objective == "accuracy" else objective
+
+
+def split_name(split: str) -> str:
+    """How a split reads in a title: ``"validation_noise"`` -> ``"validation"``, ``"c_test"`` -> ``"test"``."""
+    return SPLIT_NAMES.get(split, split.replace("_", " "))
+
+
+def robustness_title(split: str, group: Optional[str], objective: str) -> str:
+    """``"validation accuracy under Gaussian noise (std)"``, ``"test accuracy under corruption: fog"``;
+    ``group=None``: the mean over the kinds."""
+    what = f"{split_name(split)} {objective}"
+    if group is None:
+        return f"{what}, mean over {'corruptions' if split == 'c_test' else 'noise kinds'}"
+    if split == "c_test":
+        return f"{what} under corruption: {group.replace('_', ' ')}"
+    return f"{what} under {GROUP_NAMES.get(group, group.replace('_', ' '))}"
 
 
 def experiment_colors(names: Sequence[str]) -> Dict[str, Any]:
@@ -67,37 +96,79 @@ def _last_steps(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[frame["step"] == frame["chain_steps"] - 1]
 
 
+def _own_comment(comment: Any) -> str:
+    return str(comment).split(" -> ")[-1] if isinstance(comment, str) else ""
+
+
+def _with_ids(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with ``step_id`` and, for final results, ``test_set`` (frames made by hand may lack them:
+    every step is then its own, and a test split its own test set)."""
+    frame = frame.copy()
+    if "step_id" not in frame:
+        frame["step_id"] = frame["name"].astype(str) + "|" + frame["step"].astype(str)
+    if "split" in frame and "test_set" not in frame:
+        frame["test_set"] = [("" if split in NOT_TEST_SETS else split) for split in frame["split"]]
+    return frame
+
+
+def _sharing(frame: pd.DataFrame) -> Dict[str, List[str]]:
+    """step_id -> the experiments (in order) whose chains contain that step."""
+    return {step_id: list(dict.fromkeys(rows["name"])) for step_id, rows in frame.groupby("step_id", sort=False)}
+
+
+def _who(names: Sequence[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names)} (shared)"
+
+
+def _color(names: Sequence[str], colors: Mapping[str, Any]) -> Any:
+    return colors[names[0]] if len(names) == 1 else SHARED_COLOR
+
+
 def plot_learning_curves(
     curves: pd.DataFrame,
     objective: str = "accuracy",
     task: Optional[str] = None,
     modes: Sequence[str] = ("Training", "Validation"),
     path: Optional[PathLike] = None,
+    steps: Optional[pd.DataFrame] = None,
 ) -> Figure:
-    """``objective`` per epoch; one panel per transfer step, in it one line per experiment and mode
-    (validation solid, training dashed) with the seeds' spread as a band."""
+    """``objective`` per epoch; one panel per training data ("trained on 5-9": the test set of the steps'
+    data, from ``steps`` (``Results.steps``), else their own comment), so that a fine-tuning step sits
+    beside the from-scratch run on the same data and pre-training gets its own panel; in it one line per
+    step and mode (validation solid, training dashed) with the seeds' spread as a band. A step that
+    several chains share is one gray line."""
     rows = curves[(curves["objective"] == objective) & curves["mode"].isin(list(modes))]
     if rows.empty:
         available = sorted(set(curves["objective"][curves["mode"] != ""]))
         raise ValueError(f"no learning curves of {objective!r} in modes {list(modes)}; available objectives: {available}")
     task = task or default_task(rows)
-    rows = rows[rows["task"] == task]
+    rows = _with_ids(rows[rows["task"] == task])
     colors = experiment_colors(_names(curves))
-    steps = sorted(set(rows["step"]))
-    fig, axes = plt.subplots(1, len(steps), figsize=(4.2 * len(steps) + 1.0, 3.4), squeeze=False, sharey=True)
-    for ax, step in zip(axes[0], steps):
-        at_step = rows[rows["step"] == step]
-        for name in _names(at_step):
+    sharing = _sharing(_with_ids(curves))
+    if steps is not None and not steps.empty:
+        data = steps.drop_duplicates("step_id").set_index("step_id")["test_set"].to_dict()
+    else:
+        data = {}
+    rows = rows.assign(panel=[data.get(step_id) or _own_comment(comment) or f"step {step}"
+                              for step_id, comment, step in zip(rows["step_id"], rows["comment"], rows["step"])])
+    panels = list(dict.fromkeys(rows["panel"]))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels) + 1.0, 3.6), squeeze=False, sharey=True)
+    for ax, panel in zip(axes[0], panels):
+        in_panel = rows[rows["panel"] == panel]
+        for step_id in dict.fromkeys(in_panel["step_id"]):
+            names = sharing[step_id]
+            of_step = in_panel[(in_panel["step_id"] == step_id) & (in_panel["name"] == names[0])]
             for mode in modes:
-                values = at_step[(at_step["name"] == name) & (at_step["mode"] == mode)]
+                values = of_step[of_step["mode"] == mode]
                 if values.empty:
                     continue
                 by_epoch = values.groupby("epoch")["value"]
                 mean, std = by_epoch.mean(), by_epoch.std(ddof=1).fillna(0.0)
-                ax.plot(mean.index, mean.values, MODE_STYLES.get(mode, ":"), color=colors[name], marker=".",
-                        label=f"{name} ({mode.lower()})")
-                ax.fill_between(mean.index, mean - std, mean + std, color=colors[name], alpha=0.15, linewidth=0)
-        ax.set_title(f"transfer step {step}")
+                color = _color(names, colors)
+                ax.plot(mean.index, mean.values, MODE_STYLES.get(mode, ":"), color=color, marker=".",
+                        label=f"{_who(names)}, step {int(values['step'].iloc[0])} ({mode.lower()})")
+                ax.fill_between(mean.index, mean - std, mean + std, color=color, alpha=0.15, linewidth=0)
+        ax.set_title(f"trained on {panel}")
         ax.set_xlabel("epoch")
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(alpha=0.3)
@@ -107,35 +178,79 @@ def plot_learning_curves(
     return _save(fig, path)
 
 
+def _test_rows(final: pd.DataFrame, split: Optional[str], objective: str, task: Optional[str]) -> pd.DataFrame:
+    """Plain rows of ``objective`` on test sets (one ``split``, or every split that is a test set)."""
+    if split is not None:
+        rows = select(final, split, objective, task)
+    else:
+        available = sorted(set(final["objective"]))
+        if objective not in available:
+            raise ValueError(f"no final results with objective {objective!r}; available: {', '.join(available) or 'none'}")
+        rows = final[(final["objective"] == objective) & (final["variant"] == "plain")]
+        rows = rows[rows["task"] == (task or default_task(rows))]
+    rows = _with_ids(rows[rows["group"] == ""])
+    return rows[rows["test_set"] != ""]
+
+
 def plot_transfer_steps(
     final: pd.DataFrame,
-    split: str = "test",
+    split: Optional[str] = None,
     objective: str = "accuracy",
     task: Optional[str] = None,
     path: Optional[PathLike] = None,
 ) -> Figure:
-    """The final ``objective`` on ``split`` after each transfer step: one line per experiment (mean
-    over the seeds, error bars one std, dots the seeds)."""
-    rows = select(final, split, objective, task)
-    rows = rows[rows["group"] == ""]
+    """The final ``objective`` after each transfer step on every test set the steps evaluated (or on
+    ``split`` only): a colour per experiment, a marker per test set; lines join only the steps of one
+    experiment tested on the same test set (a step 0 on the digits 0-4 and a step 1 on 5-9 stay apart;
+    a later step that evaluates 0-4 again joins step 0: forgetting). Points are means over the seeds,
+    error bars one std (none for one seed), small dots the seeds; a shared step is one gray point."""
+    rows = _test_rows(final, split, objective, task)
+    if rows.empty:
+        raise ValueError(f"no final {objective} results on a test set" + (f" for split {split!r}" if split else ""))
     colors = experiment_colors(_names(final))
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    sharing = _sharing(rows)
+    test_sets = list(dict.fromkeys(rows["test_set"]))
+    markers = {test_set: MARKERS[i % len(MARKERS)] for i, test_set in enumerate(test_sets)}
     names = _names(rows)
     offsets = np.linspace(-0.08, 0.08, len(names)) if len(names) > 1 else [0.0]
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    drawn_shared = set()
     for offset, name in zip(offsets, names):
-        values = rows[rows["name"] == name]
-        stats = values.groupby("step")["value"].apply(seed_stats).unstack()
-        ax.errorbar(stats.index + offset, stats["mean"], yerr=stats["std"], color=colors[name], marker="o",
-                    capsize=3, label=name)
-        ax.scatter(values["step"] + offset, values["value"], color=colors[name], s=10, alpha=0.5, zorder=3)
+        for test_set in test_sets:
+            values = rows[(rows["name"] == name) & (rows["test_set"] == test_set)]
+            if values.empty:
+                continue
+            points = []
+            for (step, step_id), group in values.groupby(["step", "step_id"], sort=True):
+                shared = len(sharing[step_id]) > 1
+                stats = seed_stats(group.drop_duplicates(["seed", "split"])["value"])
+                x = step + (0.0 if shared else offset)
+                points.append((x, stats["mean"]))
+                if shared:
+                    if (step_id, test_set) in drawn_shared:
+                        continue
+                    drawn_shared.add((step_id, test_set))
+                color = SHARED_COLOR if shared else colors[name]
+                ax.errorbar([x], [stats["mean"]], yerr=[np.nan_to_num(stats["std"])], color=color,
+                            marker=markers[test_set], linestyle="none", capsize=3,
+                            gid=f"point|{'+'.join(sharing[step_id])}|{test_set}|{step}")
+                ax.scatter(np.full(len(group), x), group["value"], color=color, s=10, alpha=0.5, zorder=3)
+            if len(points) > 1:
+                xs, ys = zip(*points)
+                ax.plot(xs, ys, "-", color=colors[name], gid=f"line|{name}|{test_set}")
     steps = sorted(set(rows["step"]))
     ax.set_xticks(steps)
     ax.set_xlim(min(steps) - 0.5, max(steps) + 0.5)
     ax.set_xlabel("transfer step")
-    ax.set_ylabel(f"{split} {_label(objective)}")
-    ax.set_title(f"{split} {objective} after each transfer step")
+    ax.set_ylabel(_label(objective) if split is None else f"{split_name(split)} {_label(objective)}")
+    where = "each test set" if split is None else f"the {split_name(split)} set"
+    ax.set_title(f"{objective} on {where} after each transfer step")
+    handles = [Line2D([], [], color=colors[name], label=name) for name in names]
+    handles += [Line2D([], [], color="0.2", marker=markers[t], linestyle="none", label=f"tested on {t}") for t in test_sets]
+    if any(len(sharing[step_id]) > 1 for step_id in sharing):
+        handles.append(Line2D([], [], color=SHARED_COLOR, marker="o", linestyle="none", label="a step several chains share"))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
+    ax.legend(handles=handles, fontsize="small", loc="best")
     fig.tight_layout()
     return _save(fig, path)
 
@@ -148,31 +263,49 @@ def plot_final_accuracy(
     step: Optional[int] = None,
     path: Optional[PathLike] = None,
 ) -> Figure:
-    """One bar per experiment: the mean ``objective`` on ``split`` over the seeds of its chain's last
-    step (or of transfer step ``step``); error bars one std, dots the seeds, ``n`` under each bar.
-    An experiment whose step no seed finished keeps its place, marked "not finished"."""
+    """One bar per step of every chain (pre-training and teachers too; transfer step ``step`` only if
+    given): the mean ``objective`` on its ``split`` over the seeds that finished it, error bars one std
+    (none for one seed), dots the seeds, ``n`` under each bar. Bars are grouped by test set (only bars
+    of one group compare the same data); a step several chains share is one gray bar."""
     rows = select(final, split, objective, task)
-    rows = rows[rows["group"] == ""]
-    rows = _last_steps(rows) if step is None else rows[rows["step"] == step]
-    names = _names(final)
-    colors = experiment_colors(names)
-    stats = {name: seed_stats(rows[rows["name"] == name]["value"]) for name in names}
-    means = [stats[name]["mean"] if stats[name]["n_done"] else np.nan for name in names]
-    stds = [stats[name]["std"] if stats[name]["n_done"] else np.nan for name in names]
-    fig, ax = plt.subplots(figsize=(1.3 * len(names) + 2.5, 3.8))
-    x = np.arange(len(names))
-    bars = ax.bar(x, np.nan_to_num(means), yerr=np.nan_to_num(stds), capsize=4, color=[colors[n] for n in names],
-                  alpha=0.85, label=names)
-    ax.bar_label(bars, labels=[f"{m:.1f}" if np.isfinite(m) else "not finished" for m in means],
-                 label_type="center", fontsize="small")
-    for i, name in enumerate(names):
-        seeds = rows[rows["name"] == name]["value"]
-        ax.scatter(np.full(len(seeds), x[i]), seeds, color="black", s=12, zorder=3)
-    ax.set_xticks(x, [f"{name}\nn={int(stats[name]['n_done'])}" for name in names])
-    ax.set_xlabel("experiment")
-    ax.set_ylabel(f"{split} {_label(objective)}")
-    which = "last transfer step" if step is None else f"transfer step {step}"
-    ax.set_title(f"{split} {objective} ({which}, mean ± std over seeds)")
+    rows = _with_ids(rows[rows["group"] == ""])
+    if step is not None:
+        rows = rows[rows["step"] == step]
+    if rows.empty:
+        raise ValueError(f"no finished step has {split} {objective} results" + (f" at transfer step {step}" if step is not None else ""))
+    colors = experiment_colors(_names(final))
+    sharing = _sharing(rows)
+    test_sets = list(dict.fromkeys(rows["test_set"]))
+    bars = []  # (test set, step_id)
+    for test_set in test_sets:
+        bars += [(test_set, step_id) for step_id in dict.fromkeys(rows[rows["test_set"] == test_set]["step_id"])]
+    fig, ax = plt.subplots(figsize=(1.25 * len(bars) + 2.5, 4.2))
+    x = np.arange(len(bars))
+    means, stds, labels, bar_colors = [], [], [], []
+    for i, (test_set, step_id) in enumerate(bars):
+        values = rows[(rows["step_id"] == step_id) & (rows["test_set"] == test_set)].drop_duplicates(["seed"])
+        stats = seed_stats(values["value"])
+        names = sharing[step_id]
+        means.append(stats["mean"])
+        stds.append(stats["std"])
+        bar_colors.append(_color(names, colors))
+        labels.append(f"{_who(names)}\n{_own_comment(values['comment'].iloc[0])} (step {int(values['step'].iloc[0])})"
+                      f"\nn={int(stats['n_done'])}")
+        ax.scatter(np.full(len(values), x[i]), values["value"], color="black", s=12, zorder=3)
+    container = ax.bar(x, means, yerr=np.nan_to_num(stds), capsize=4, color=bar_colors, alpha=0.85)
+    ax.bar_label(container, labels=[f"{m:.1f}" for m in means], label_type="center", fontsize="small")
+    ax.set_xticks(x, labels, fontsize="small")
+    start = 0
+    for test_set in test_sets:
+        width = sum(1 for t, _ in bars if t == test_set)
+        if start:
+            ax.axvline(start - 0.5, color="0.5", linewidth=0.8, linestyle="--")
+        ax.text(start + (width - 1) / 2, 1.01, f"tested on {test_set}", transform=ax.get_xaxis_transform(),
+                ha="center", va="bottom", fontsize="small")
+        start += width
+    ax.set_ylabel(f"{split_name(split)} {_label(objective)}")
+    which = "every step" if step is None else f"transfer step {step}"
+    ax.set_title(f"{split_name(split)} {objective} of {which} (mean ± std over seeds)", pad=18)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     return _save(fig, path)
@@ -195,8 +328,8 @@ def plot_robustness(
         raise ValueError(f"split {split!r} has no results per severity or noise level")
     rows = _last_steps(rows) if step is None else rows[rows["step"] == step]
     groups = list(dict.fromkeys(rows["group"]))
-    panels = [("mean over " + ("corruptions" if split == "c_test" else "kinds"), None)] if len(groups) > 1 else []
-    panels += [(group, group) for group in groups]
+    panels = [(robustness_title(split, None, objective), None)] if len(groups) > 1 else []
+    panels += [(robustness_title(split, group, objective), group) for group in groups]
     columns = min(len(panels), 4)
     lines = -(-len(panels) // columns)
     fig, axes = plt.subplots(lines, columns, figsize=(4.0 * columns + 1.0, 3.4 * lines), squeeze=False, sharey=True)
@@ -209,18 +342,39 @@ def plot_robustness(
             by_level = per_seed.groupby("level")["value"]
             mean, std = by_level.mean(), by_level.std(ddof=1).fillna(0.0)
             ax.errorbar(mean.index, mean.values, yerr=std.values, color=colors[name], marker="o", capsize=3, label=name)
-        ax.set_title(f"{split}: {title}")
+        ax.set_title(title)
         if split == "c_test":
             ax.set_xlabel("severity")
             ax.xaxis.get_major_locator().set_params(integer=True)
         else:
-            ax.set_xlabel((group or "level").replace("_", " "))
+            ax.set_xlabel(LEVEL_NAMES.get(group, (group or "level").replace("_", " ")))
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
     for ax in list(axes.flat)[len(panels):]:
         ax.set_visible(False)
     for ax in axes[:, 0]:
         ax.set_ylabel(_label(objective))
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_accuracy_matrix(matrix: pd.DataFrame, objective: str = "accuracy", path: Optional[PathLike] = None) -> Figure:
+    """The steps x test sets frame of :func:`nntransfer.analysis.metrics.accuracy_matrix` as a heat map,
+    each cell labelled with its value (blank where a step did not evaluate a test set)."""
+    if matrix.empty:
+        raise ValueError("the accuracy matrix is empty: no finished step has results on a test set")
+    values = matrix.to_numpy(dtype=float)
+    rows = [f"{experiment} · step {step}" for experiment, step, _ in matrix.index]
+    fig, ax = plt.subplots(figsize=(1.4 * values.shape[1] + 3.5, 0.45 * values.shape[0] + 1.8))
+    image = ax.imshow(np.ma.masked_invalid(values), cmap="viridis", aspect="auto")
+    for (i, j), value in np.ndenumerate(values):
+        if np.isfinite(value):
+            ax.text(j, i, f"{value:.1f}", ha="center", va="center", fontsize="small",
+                    color="white" if value < np.nanmean(values) else "black")
+    ax.set_xticks(range(values.shape[1]), [f"tested on {c}" for c in matrix.columns], rotation=20, ha="right")
+    ax.set_yticks(range(values.shape[0]), rows)
+    ax.set_title(f"{objective} of every step on every test set (mean over seeds)")
+    fig.colorbar(image, ax=ax, label=_label(objective))
     fig.tight_layout()
     return _save(fig, path)
 
@@ -238,10 +392,12 @@ def plot_all(
     objective: str = "accuracy",
     close: bool = False,
 ) -> Dict[str, Figure]:
-    """Every plot that ``results`` has data for, by name: ``learning_curves``, ``transfer_steps``,
-    ``final_accuracy`` and ``robustness_<split>`` for each split per severity or noise level.
-    With ``out``, each is saved as ``<out>/<name>.png``; ``close`` closes the figures afterwards
-    (batch use; the returned figures can still be saved)."""
+    """Every plot that ``results`` has data for, by name: ``learning_curves``, ``transfer_steps`` (every
+    test set), ``final_accuracy`` (every step on ``split``), ``robustness_<split>`` for each split per
+    severity or noise level, and ``accuracy_matrix``. With ``out``, each is saved as ``<out>/<name>.png``;
+    ``close`` closes the figures afterwards (batch use; the returned figures can still be saved)."""
+    from nntransfer.analysis.metrics import accuracy_matrix
+
     out = Path(out) if out is not None else None
 
     def target(name: str) -> Optional[Path]:
@@ -249,13 +405,21 @@ def plot_all(
 
     figures: Dict[str, Figure] = {}
     if not results.curves.empty:
-        figures["learning_curves"] = plot_learning_curves(results.curves, objective, path=target("learning_curves"))
-    if not results.final.empty:
-        figures["transfer_steps"] = plot_transfer_steps(results.final, split, objective, path=target("transfer_steps"))
-        figures["final_accuracy"] = plot_final_accuracy(results.final, split, objective, path=target("final_accuracy"))
-        for level_split in level_splits(results.final):
+        figures["learning_curves"] = plot_learning_curves(results.curves, objective, path=target("learning_curves"),
+                                                          steps=results.steps)
+    final = results.final
+    tested = not final.empty and bool(((final["test_set"] != "") & (final["objective"] == objective)).any())
+    if tested:
+        figures["transfer_steps"] = plot_transfer_steps(final, None, objective, path=target("transfer_steps"))
+    if not final.empty and split in set(final["split"]):
+        figures["final_accuracy"] = plot_final_accuracy(final, split, objective, path=target("final_accuracy"))
+    if not final.empty:
+        for level_split in level_splits(final):
             name = f"robustness_{level_split}"
-            figures[name] = plot_robustness(results.final, level_split, objective, path=target(name))
+            figures[name] = plot_robustness(final, level_split, objective, path=target(name))
+    if tested:
+        figures["accuracy_matrix"] = plot_accuracy_matrix(accuracy_matrix(results, objective), objective,
+                                                          path=target("accuracy_matrix"))
     if close:
         for fig in figures.values():
             plt.close(fig)

@@ -9,13 +9,33 @@ Every finished step of every transfer experiment stores ``output = {"tracker": A
             name, seed, step, comment, mode, task, objective, epoch, value
 ``final``   one row per value of the final evaluation:
             name, seed, step, comment, split, variant, group, level, task, objective, value,
-            chain_steps, chain_complete
+            chain_steps, chain_complete, test_set, step_id
+``steps``   one row per (name, seed, step) of the recipe: who a step is (see below)
+            name, seed, step, comment, label, state, step_id, shared_by, scratch_id, test_set
 
 In ``final``, ``split`` is the evaluated split ("validation", "test", "test_rotated", "c_test",
 "validation_noise"), ``variant`` how it was evaluated ("plain", "bn_train", "mc_dropout"), ``group`` the
 corruption or noise kind ("" for plain splits) and ``level`` its severity or noise level (NaN for plain
 splits). Steps that are not finished appear only in ``status``; a chain with a missing step is logged
 as a warning and marked ``chain_complete=False``, so nothing disappears silently.
+
+Which rows are comparable:
+
+- ``test_set`` names the data a split tests on ("" for validation and training splits). Splits that the
+  dataset config defines (``test``, ``test_rotated``, ``c_test``, each ``test_transforms`` entry) are the
+  same test set when the config's test-relevant fields are equal (training-only settings such as
+  ``batch_size``, ``examples_per_class`` or augmentation do not count); the name is the steps' own comment
+  (``"0-4"``), or the data set and classes when the steps on it have different comments, plus the split
+  (``"0-4 test_unseen"``). A split a custom dataset function adds is the test set its name says: name it
+  after an earlier step's test set (e.g. ``"0-4"``) and it counts as that test set in the forgetting and
+  the accuracy matrix of ``nntransfer.analysis.metrics``.
+- ``step_id`` is the same for the same configs from the chain's first step up to this one (the seed left
+  out): chains that share a pre-training step share its ``step_id``, and plots draw it once.
+  ``shared_by`` lists the experiments that share it.
+- ``scratch_id`` identifies a step's data, model and trainer without the settings that only mean
+  something after a previous step (``CHAIN_SETTINGS``: reset, freeze, start_from_previous, teacher,
+  data_transfer, compute_transfer_data, compute_fisher); a first step with a later step's ``scratch_id``
+  is that step's from-scratch baseline.
 """
 
 from __future__ import annotations
@@ -30,18 +50,36 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import pandas as pd
 
+from nntransfer.configs.codec import make_hash
+from nntransfer.configs.transfer_experiment import TransferExperiment
 from nntransfer.defaults import TASK_KEY
 from nntransfer.pipeline.runner import open_store
 from nntransfer.pipeline.store import DONE, Store, step_status
 from nntransfer.recipes.loading import Recipe, as_recipe
+from nntransfer.trainer.tensorboard import tracker_rows
 
 logger = logging.getLogger(__name__)
 
 STEP_COLUMNS = ["name", "seed", "step", "comment"]
 STATUS_COLUMNS = STEP_COLUMNS + ["state", "score", "error", "chain_steps", "chain_complete"]
-CURVE_COLUMNS = STEP_COLUMNS + ["mode", "task", "objective", "epoch", "value"]
+CURVE_COLUMNS = STEP_COLUMNS + ["mode", "task", "objective", "epoch", "value", "step_id"]
 FINAL_COLUMNS = STEP_COLUMNS + ["split", "variant", "group", "level", "task", "objective", "value",
-                                "chain_steps", "chain_complete"]
+                                "chain_steps", "chain_complete", "test_set", "step_id"]
+STEPS_COLUMNS = STEP_COLUMNS + ["label", "state", "step_id", "shared_by", "scratch_id", "test_set"]
+#: trainer settings that only mean something after a previous step: left out when looking for a step's
+#: from-scratch baseline (the same data, model and trainer, no predecessor)
+CHAIN_SETTINGS = ("start_from_previous", "teacher", "data_transfer", "reset", "freeze", "compute_transfer_data",
+                  "compute_fisher")
+#: dataset settings that change the training data or its loading but not the test sets
+TRAINING_ONLY = ("batch_size", "valid_size", "shuffle", "train_subset", "data_repeats", "examples_per_class",
+                 "augment_crop", "crop_padding", "augment_flip", "augment_rotation", "rotation_degrees", "download")
+#: splits the image dataset config defines beside ``test`` (and its ``test_transforms``), with their settings
+DERIVED_SPLITS = {"test_rotated": ("rotated_test_angle",),
+                  "c_test": ("corrupted_data_dir", "corruptions", "corruption_severities", "stacked_severities")}
+TEST_SET_DEFINITIONS = ("add_rotated_test", "add_corrupted_test", "test_transforms") + tuple(
+    name for names in DERIVED_SPLITS.values() for name in names)
+#: splits that are not test sets
+NOT_TEST_SETS = ("train", "validation", "validation_noise")
 #: suffixes the trainer appends to a split evaluated another way (e.g. "test_bn_train")
 VARIANTS = ("bn_train", "mc_dropout")
 MAIN_TASK = TASK_KEY
@@ -59,31 +97,7 @@ def tracker_frame(tracker: Mapping[str, Any]) -> pd.DataFrame:
     epochs) and give no row. Entry 0 of every list is the tracker's initial state before the first
     epoch and is skipped. Top-level entries such as ``lr`` get ``mode = task = ""``.
     """
-    log = tracker.get("log", tracker)
-    rows: List[Tuple[str, str, str, int, float]] = []
-
-    def emit(path: Tuple[str, ...], values: np.ndarray, norm: Optional[np.ndarray]) -> None:
-        mode = path[0] if len(path) > 1 else ""
-        task = "/".join(path[1:-1])
-        for epoch in range(1, len(values)):
-            value = float(values[epoch])
-            if norm is not None:
-                if epoch >= len(norm) or norm[epoch] <= 0:
-                    continue
-                value /= float(norm[epoch])
-            rows.append((mode, task, path[-1], epoch, value))
-
-    def walk(node: Mapping[str, Any], path: Tuple[str, ...]) -> None:
-        norm = node.get("normalization")
-        norm = None if norm is None or isinstance(norm, Mapping) else np.asarray(norm, dtype=float)
-        for key, child in node.items():
-            if isinstance(child, Mapping):
-                walk(child, path + (str(key),))
-            elif key != "normalization" or norm is None:
-                emit(path + (str(key),), np.atleast_1d(np.asarray(child, dtype=float)), norm)
-
-    walk(log, ())
-    return pd.DataFrame(rows, columns=["mode", "task", "objective", "epoch", "value"])
+    return pd.DataFrame(tracker_rows(tracker), columns=["mode", "task", "objective", "epoch", "value"])
 
 
 def _is_scalar(value: Any) -> bool:
@@ -152,15 +166,17 @@ class Results:
     status: pd.DataFrame
     curves: pd.DataFrame
     final: pd.DataFrame
+    steps: pd.DataFrame
 
     @property
     def incomplete(self) -> pd.DataFrame:
         """The status rows of chains with at least one unfinished step."""
         return self.status[~self.status["chain_complete"]].reset_index(drop=True)
 
-    def summary(self, split: str = "test", objective: str = "accuracy", task: Optional[str] = None) -> pd.DataFrame:
-        """Per experiment and step: mean, std, min, max of ``objective`` on ``split`` over the seeds
-        that finished (``n_done`` of ``n_seeds``); see :func:`summarize`."""
+    def summary(self, split: Optional[str] = "test", objective: str = "accuracy", task: Optional[str] = None) -> pd.DataFrame:
+        """Per experiment, step and split: mean, std, min, max of ``objective`` over the seeds that
+        finished (``n_done`` of ``n_seeds``; std is NaN for one seed); ``split=None``: every plain split.
+        See :func:`summarize`."""
         return summarize(self.final, self.status, split=split, objective=objective, task=task)
 
     def plot(self, out: Optional[Union[str, Path]] = None, **options: Any) -> Dict[str, Any]:
@@ -168,6 +184,122 @@ class Results:
         from nntransfer.analysis.plots import plot_all  # matplotlib only when plotting
 
         return plot_all(self, out=out, **options)
+
+
+# ---------------------------------------------------------------------------- who a step is
+
+
+def own_comments(chain: TransferExperiment) -> List[str]:
+    """Each step's own comment (``"5-9"``; ``step.comment`` is the chain's ``"0-4 -> 5-9"``)."""
+    return [entry.get("comment") or "" for entry in chain.to_dict()["configs"]]
+
+
+def _short(value: Any) -> str:
+    return make_hash(value)[:12]
+
+
+def step_ids(chain: TransferExperiment) -> List[str]:
+    """Per step: the hash of the configs from the chain's first step up to it, seeds left out (the same
+    for a pre-training step that several chains share)."""
+    ids, history = [], []
+    for level, step in enumerate(chain):
+        history.append({role: config.to_dict() for role, config in step.configs.items()})
+        history[-1]["data_transfer"] = bool(getattr(step.trainer, "data_transfer", False)) if level else False
+        ids.append(_short(history))
+    return ids
+
+
+def scratch_id(step) -> str:
+    """The hash of a step's data, model and trainer without ``CHAIN_SETTINGS`` (and without the seed)."""
+    trainer = {k: v for k, v in step.trainer.to_dict().items() if k not in CHAIN_SETTINGS}
+    return _short({"dataset": step.dataset.to_dict(), "model": step.model.to_dict(), "trainer": trainer})
+
+
+def split_identity(dataset: Mapping[str, Any], split: str) -> Optional[str]:
+    """The identity of the data ``split`` tests on, from a dataset config's ``to_dict()``: its
+    test-relevant fields and the settings of the split; None for a split the config does not define
+    (a custom dataset function's) and for splits that are not test sets."""
+    split = str(split)
+    if split in NOT_TEST_SETS:
+        return None
+    base = {k: v for k, v in dataset.items() if k not in TRAINING_ONLY and k not in TEST_SET_DEFINITIONS}
+    transforms = dataset.get("test_transforms") or {}
+    if split == "test":
+        extra: Any = None
+    elif split in DERIVED_SPLITS:
+        extra = {k: dataset.get(k) for k in DERIVED_SPLITS[split]}
+    elif isinstance(transforms, Mapping) and split in transforms:
+        extra = transforms[split]
+    else:
+        return None
+    return _short({"data": base, "split": split, "settings": extra})
+
+
+def _data_name(dataset: Mapping[str, Any]) -> str:
+    """A readable name of a dataset config's data: ``"Digits 0-4"``."""
+    name = str(dataset.get("dataset_cls") or str(dataset.get("fn", "data")).rsplit(".", 1)[-1])
+    classes = dataset.get("filter_classes")
+    if isinstance(classes, (list, tuple)) and len(classes) == 2:
+        name += f" {classes[0]}-{classes[1] - 1}"
+    return name
+
+
+def name_test_sets(recipe: Recipe) -> Dict[str, str]:
+    """identity -> readable name of every config-defined test set of ``recipe`` (see the module
+    docstring): the own comment its steps agree on, else the data set and classes; the split is added
+    for splits other than ``test``; a name two test sets would share gets a hash suffix."""
+    comments: Dict[str, List[str]] = {}
+    data: Dict[str, Tuple[Mapping[str, Any], List[str]]] = {}
+    for chain in recipe.transfer_experiments.values():
+        for step, comment in zip(chain, own_comments(chain)):
+            dataset = step.dataset.to_dict()
+            base = split_identity(dataset, "test")
+            comments.setdefault(base, []).append(comment)
+            transforms = dataset.get("test_transforms") or {}
+            splits = ["test", *DERIVED_SPLITS, *(transforms if isinstance(transforms, Mapping) else ())]
+            data.setdefault(base, (dataset, splits))
+    names: Dict[str, str] = {}
+    taken: Dict[str, str] = {}
+    for base, (dataset, splits) in data.items():
+        agreed = set(comments[base])
+        stem = comments[base][0] if len(agreed) == 1 and comments[base][0] else _data_name(dataset)
+        for split in splits:
+            identity = split_identity(dataset, split)
+            name = stem if split == "test" else f"{stem} {split}"
+            if taken.get(name, identity) != identity:
+                name = f"{name} #{identity[:6]}"
+            taken[name] = identity
+            names[identity] = name
+    return names
+
+
+def step_frame(recipe: Recipe, status: pd.DataFrame) -> pd.DataFrame:
+    """The ``steps`` frame (see the module docstring): one row per step of ``recipe``."""
+    names = name_test_sets(recipe)
+    state = status.set_index(["name", "seed", "step"])["state"]
+    rows = []
+    for description, chain in recipe.transfer_experiments.items():
+        for level, (step, label, step_id) in enumerate(zip(chain, own_comments(chain), step_ids(chain))):
+            identity = split_identity(step.dataset.to_dict(), "test")
+            rows.append(dict(name=description.name, seed=description.seed, step=level, comment=step.comment,
+                             label=label or step.comment or f"step {level}", state=state[(description.name, description.seed, level)],
+                             step_id=step_id, scratch_id=scratch_id(step), test_set=names.get(identity, "")))
+    frame = pd.DataFrame(rows, columns=[c for c in STEPS_COLUMNS if c != "shared_by"])
+    sharing = frame.groupby("step_id", sort=False)["name"].agg(lambda n: ", ".join(dict.fromkeys(n)))
+    frame["shared_by"] = frame["step_id"].map(sharing)
+    return frame[STEPS_COLUMNS]
+
+
+def split_test_sets(final: pd.DataFrame, dataset: Mapping[str, Any], names: Mapping[str, str]) -> List[str]:
+    """The ``test_set`` of each row of one step's ``final`` frame (``dataset``: its config's ``to_dict()``)."""
+    out = []
+    for split in final["split"]:
+        identity = split_identity(dataset, split)
+        if identity is not None:
+            out.append(names.get(identity, str(split)))
+        else:
+            out.append("" if split in NOT_TEST_SETS else str(split))  # a custom split: its name
+    return out
 
 
 def _chain_order(status: pd.DataFrame) -> Dict[str, int]:
@@ -220,14 +352,17 @@ def collect_results(recipe: Recipe, store: Store) -> Results:
     _warn_incomplete(status)
 
     steps = status.set_index(["name", "seed", "step"])
+    test_sets = name_test_sets(recipe)
     curves, finals = [], []
     for description, chain in recipe.transfer_experiments.items():
+        chain_ids = step_ids(chain)
         for level in range(len(chain)):
             info = steps.loc[(description.name, description.seed, level)]
             if info["state"] != DONE:
                 continue
             output = store.load(chain.step_key(level)).output
-            ids = dict(name=description.name, seed=description.seed, step=level, comment=chain[level].comment)
+            ids = dict(name=description.name, seed=description.seed, step=level, comment=chain[level].comment,
+                       step_id=chain_ids[level])
             if not isinstance(output, Mapping) or not ({"tracker", "final"} & set(output)):
                 logger.warning("%s seed %s step %d: the output has no 'tracker' or 'final' entry; nothing to analyse",
                                description.name, description.seed, level)
@@ -235,8 +370,10 @@ def collect_results(recipe: Recipe, store: Store) -> Results:
             if "tracker" in output:
                 curves.append(tracker_frame(output["tracker"]).assign(**ids))
             if "final" in output:
-                chain_ids = dict(chain_steps=int(info["chain_steps"]), chain_complete=bool(info["chain_complete"]))
-                finals.append(final_frame(output["final"]).assign(**ids, **chain_ids))
+                completeness = dict(chain_steps=int(info["chain_steps"]), chain_complete=bool(info["chain_complete"]))
+                rows = final_frame(output["final"]).assign(**ids, **completeness)
+                rows["test_set"] = split_test_sets(rows, chain[level].dataset.to_dict(), test_sets)
+                finals.append(rows)
     order = _chain_order(status)
     curves_frame = pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(columns=CURVE_COLUMNS)
     final_frame_ = pd.concat(finals, ignore_index=True) if finals else pd.DataFrame(columns=FINAL_COLUMNS)
@@ -246,6 +383,7 @@ def collect_results(recipe: Recipe, store: Store) -> Results:
         status=status[STATUS_COLUMNS],
         curves=_sorted(curves_frame[CURVE_COLUMNS], order, ["mode", "task", "objective", "epoch"]),
         final=_sorted(final_frame_[FINAL_COLUMNS], order),
+        steps=_sorted(step_frame(recipe, status), order),
     )
 
 
@@ -306,11 +444,11 @@ def select(
 
 
 def seed_stats(values: pd.Series) -> pd.Series:
-    """Mean, std (0 for one seed), min, max and count of one group's values."""
+    """Mean, std (NaN for one seed: no spread can be measured), min, max and count of one group's values."""
     return pd.Series(
         {
             "mean": values.mean(),
-            "std": values.std(ddof=1) if len(values) > 1 else 0.0,
+            "std": values.std(ddof=1) if len(values) > 1 else math.nan,
             "min": values.min(),
             "max": values.max(),
             "n_done": len(values),
@@ -318,24 +456,50 @@ def seed_stats(values: pd.Series) -> pd.Series:
     )
 
 
+SUMMARY_COLUMNS = ["name", "step", "comment", "split", "test_set", "n_done", "n_seeds", "mean", "std", "min", "max"]
+
+
 def summarize(
     final: pd.DataFrame,
     status: pd.DataFrame,
-    split: str = "test",
+    split: Optional[str] = "test",
     objective: str = "accuracy",
     task: Optional[str] = None,
 ) -> pd.DataFrame:
-    """One row per experiment name and transfer step of ``status`` (finished or not): comment,
-    ``n_done`` of ``n_seeds``, and mean/std/min/max of ``objective`` on the plain ``split`` over the
-    finished seeds (NaN where none finished)."""
-    plain = select(final, split, objective, task)
-    plain = plain[plain["group"] == ""]
-    stats = {key: seed_stats(rows["value"]) for key, rows in plain.groupby(["name", "step"], sort=False)}
+    """One row per experiment name, transfer step of ``status`` (finished or not) and plain split
+    (``split``, or every split without corruption or noise levels when ``split`` is None): comment,
+    the split's ``test_set``, ``n_done`` of ``n_seeds``, and mean/std/min/max of ``objective`` over the
+    finished seeds (NaN where none finished; std NaN for one seed)."""
+    if split is None:
+        if final.empty:
+            raise ValueError("no final results to summarise")
+        plain = final[(final["variant"] == "plain") & (final["group"] == "") & (final["objective"] == objective)]
+        if plain.empty:
+            raise ValueError(f"no final results with objective {objective!r}; available: {', '.join(sorted(set(final['objective'])))}")
+        task = task or default_task(plain)
+        plain = plain[plain["task"] == task]
+        splits = list(dict.fromkeys(plain["split"]))
+    else:
+        plain = select(final, split, objective, task)
+        plain = plain[plain["group"] == ""]
+        splits = [split]
+    test_sets = {key: rows["test_set"].iloc[0] for key, rows in plain.groupby(["name", "step", "split"], sort=False)} \
+        if "test_set" in plain else {}
+    stats = {key: seed_stats(rows["value"]) for key, rows in plain.groupby(["name", "step", "split"], sort=False)}
+    missing = pd.Series({"mean": math.nan, "std": math.nan, "min": math.nan, "max": math.nan, "n_done": 0})
     rows = []
     for (name, step), steps in status.groupby(["name", "step"], sort=False):
-        values = stats.get((name, step), pd.Series({"mean": math.nan, "std": math.nan, "min": math.nan,
-                                                    "max": math.nan, "n_done": 0}))
-        rows.append({"name": name, "step": int(step), "comment": steps["comment"].iloc[0],
-                     "n_done": int(values["n_done"]), "n_seeds": len(steps),
-                     "mean": values["mean"], "std": values["std"], "min": values["min"], "max": values["max"]})
-    return pd.DataFrame(rows, columns=["name", "step", "comment", "n_done", "n_seeds", "mean", "std", "min", "max"])
+        before = len(rows)
+        for one_split in splits:
+            key = (name, step, one_split)
+            if split is None and key not in stats:
+                continue  # a step that did not evaluate this split (or did not finish): listed under its others
+            values = stats.get(key, missing)
+            rows.append({"name": name, "step": int(step), "comment": steps["comment"].iloc[0], "split": one_split,
+                         "test_set": test_sets.get(key, ""), "n_done": int(values["n_done"]), "n_seeds": len(steps),
+                         "mean": values["mean"], "std": values["std"], "min": values["min"], "max": values["max"]})
+        if len(rows) == before:  # nothing finished: the step keeps its row
+            rows.append({"name": name, "step": int(step), "comment": steps["comment"].iloc[0], "split": "",
+                         "test_set": "", "n_done": 0, "n_seeds": len(steps), "mean": math.nan, "std": math.nan,
+                         "min": math.nan, "max": math.nan})
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)

@@ -3,45 +3,87 @@
     nntransfer run RECIPE [--experiment NAME] [--backend local|datajoint] [--schema NAME] [--workdir DIR] [--order original|random]
     nntransfer worker RECIPE [--experiment NAME] --schema NAME [--order ...] [--poll SECONDS]
     nntransfer status RECIPE [--experiment NAME] (--schema NAME | --workdir DIR)
-    nntransfer report RECIPE [--experiment NAME] (--schema NAME | --workdir DIR) --out DIR
+    nntransfer report RECIPE [--experiment NAME] (--schema NAME | --workdir DIR) [--out DIR]
+    nntransfer diff A B [--recipe RECIPE] (--schema NAME | --workdir DIR)
+    nntransfer lineage STEP [--recipe RECIPE] (--schema NAME | --workdir DIR)
 
 ``run`` and ``worker`` also take the runtime options ``--device``, ``--data-dir`` and ``--num-workers``:
 they change where and how steps run, never which experiment they are (they are not hashed).
 
 Every sub-command is a handler ``(args) -> exit status`` set with ``set_defaults(handler=...)``; ``main``
 calls it. Bad input (unknown recipe or experiment, a function that does not resolve, an unreachable
-database, a schema or work folder that does not exist for ``status``) prints one line and exits with
-status 2. Failed training jobs (``status`` shows their errors; ``--retry-failed`` runs them again), a
-database lost mid-job and a full disk exit with status 1. Ctrl-C (or SIGTERM) prints how to resume and
-exits with status 130.
+database, a schema or work folder that does not exist for ``status``, a step reference that names nothing)
+prints one line and exits with status 2. Failed training jobs (``status`` shows their errors;
+``--retry-failed`` runs them again), a database lost mid-job and a full disk exit with status 1. Ctrl-C (or
+SIGTERM) prints how to resume and exits with status 130.
+
+What is printed (stdout) is the command's result: tables, summaries, what to run next. Logs go to stderr
+in one format for nntransfer and DataJoint (configured here, once), written around progress bars; progress
+bars show only on a terminal.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import shlex
 import sys
+from importlib import metadata
 from typing import Any, Dict, List, Optional
 
-from nntransfer.analysis.report import add_report_command
 from nntransfer.defaults import DEFAULT_WORKDIR
 from nntransfer.errors import DatabaseError, DatabaseLost, StorageError
-from nntransfer.pipeline.runner import open_store, run_experiments
-from nntransfer.pipeline.store import FAILED, status_table, step_status
-from nntransfer.recipes.loading import load_recipe
+
+# The pipeline, recipes and analysis load in the handlers: ``--help`` and ``--version`` answer at once, and
+# a Ctrl-C while they load is handled like any other.
 
 logger = logging.getLogger("nntransfer")
 
 EXIT_FAILED_JOBS = 1
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130  # the shell's convention for Ctrl-C
+#: where ``report`` writes when no ``--out`` is given
+DEFAULT_REPORT_DIR = "./nntransfer_report"
+RESUME_LINE = ("nntransfer: interrupted; run the same command again to resume "
+               "(finished steps are kept, the interrupted one continues from its last checkpoint)")  # fmt: skip
+
+EXAMPLES = f"""\
+examples:
+  nntransfer run nntransfer.recipes.digits_transfer                 train (local backend, work folder {DEFAULT_WORKDIR})
+  nntransfer status nntransfer.recipes.digits_transfer              done / failed / waiting per step, with step ids
+  nntransfer report nntransfer.recipes.digits_transfer              test accuracy, CSVs and plots ({DEFAULT_REPORT_DIR})
+  nntransfer diff "digits 0-4 -> 5-9:1:0" "digits 0-4 -> 5-9:1:1" --recipe nntransfer.recipes.digits_transfer
+                                                                    which settings differ between two steps
+  nntransfer lineage "digits 0-4 -> 5-9:1:0" --recipe nntransfer.recipes.digits_transfer
+                                                                    a step's ancestors and descendants
+  nntransfer run my_recipe --backend datajoint --schema lab         fill and populate the tables of schema lab
+  nntransfer worker my_recipe --schema lab                          one of many workers sharing schema lab
+
+RECIPE is a folder, a .py file or a dotted module. Run 'nntransfer COMMAND --help' for a command's options.
+"""
+
+REFERENCE_HELP = """\
+A step is named by its id (or a unique prefix of at least 4 characters), as 'nntransfer status' and
+'nntransfer run' print it; or, with --recipe, by NAME:SEED:STEP (a transfer experiment's name and seed
+as 'status' prints them, and a step), NAME:SEED (the whole chain, at its last step) or NAME (when the
+name has one seed). Ids are the same in a work folder and in the tables."""
+
+
+def version() -> str:
+    """The installed package's version (its metadata), else the source's."""
+    try:
+        return metadata.version("nntransfer")
+    except metadata.PackageNotFoundError:
+        import nntransfer
+
+        return nntransfer.__version__
 
 
 def _recipe_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("recipe", help="recipe folder, .py file or dotted module name")
     parser.add_argument("--experiment", help="run only this module of the recipe folder")
     parser.add_argument("--order", choices=("original", "random"), default="original", help="order of the jobs")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars, warnings only")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars, warnings only (nntransfer's and DataJoint's)")
     parser.add_argument(
         "--retry-failed", action="store_true",
         help="run failed jobs again (datajoint backend; the local backend always retries failed steps)",
@@ -52,14 +94,26 @@ def _recipe_arguments(parser: argparse.ArgumentParser) -> None:
     runtime.add_argument("--num-workers", type=int, help="DataLoader worker processes")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="nntransfer", description="Run and inspect nntransfer recipes.")
-    commands = parser.add_subparsers(dest="command", required=True)
+def _where_arguments(parser: argparse.ArgumentParser, what: str = "read") -> None:
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--schema", help=f"{what} the tables of this schema")
+    where.add_argument("--workdir", default=None, help=f"{what} this local work folder (default {DEFAULT_WORKDIR})")
 
-    run = commands.add_parser("run", help="train every step of a recipe's transfer experiments")
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nntransfer", description="Run and inspect nntransfer recipes.", epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    parser.add_argument("--version", action="version", version=f"nntransfer {version()}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="train every step of a recipe's transfer experiments",
+                              description="Train every step not done yet; print every step's state, a summary and what to run next.")  # fmt: skip
     _recipe_arguments(run)
     run.add_argument("--backend", choices=("local", "datajoint"), default="local",
-                     help="local: train in this process, results in --workdir; datajoint: the tables of --schema")  # fmt: skip
+                     help="where steps are trained and kept: 'local' trains in this process and keeps results in --workdir "
+                          "(no database; the default); 'datajoint' fills and populates the nnfabrik tables of --schema")  # fmt: skip
     run.add_argument("--schema", help="DataJoint schema of the tables (datajoint backend)")
     run.add_argument("--workdir", default=DEFAULT_WORKDIR, help=f"work folder (local backend; default {DEFAULT_WORKDIR})")
     run.set_defaults(handler=run_command)
@@ -73,13 +127,64 @@ def build_parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="done / running / failed / waiting per experiment and step")
     status.add_argument("recipe", help="recipe folder, .py file or dotted module name")
     status.add_argument("--experiment", help="only this module of the recipe folder")
-    where = status.add_mutually_exclusive_group()
-    where.add_argument("--schema", help="read the tables of this schema")
-    where.add_argument("--workdir", default=None, help=f"read this local work folder (default {DEFAULT_WORKDIR})")
+    _where_arguments(status)
     status.set_defaults(handler=status_command)
 
+    from nntransfer.analysis.report import add_report_command  # its flags, and --out's default below
+
     add_report_command(commands)
+    _default_report_folder(commands.choices["report"])
+
+    diff = commands.add_parser(
+        "diff", help="which settings make two experiments, steps or chains differ",
+        description="Which settings make A and B differ: per step and role (dataset, model, trainer, seed, chain) "
+                    "the fields whose values differ, with A's and B's value; when the steps' histories differ, "
+                    "the steps before them too.",
+        epilog=REFERENCE_HELP + '\n\nexample:\n  nntransfer diff "digits 0-4 -> 5-9:1:0" "digits 0-4 -> 5-9:1:1" '
+                                "--recipe nntransfer.recipes.digits_transfer\n  nntransfer diff a8778bf5 202e6bcd --workdir ./nntransfer_work    (ids as 'status' prints them)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    diff.add_argument("a", metavar="A", help="a step id or NAME:SEED[:STEP] (see below)")
+    diff.add_argument("b", metavar="B", help="the same for the other side")
+    _reference_arguments(diff)
+    diff.set_defaults(handler=diff_command)
+
+    lineage = commands.add_parser(
+        "lineage", help="a stored step's ancestors and descendants across chains",
+        description="The chain a step continues (step 0 first) and every stored step that continues from it, "
+                    "in any chain of the work folder or schema, as a tree.",
+        epilog=REFERENCE_HELP + "\n\nexamples:\n  nntransfer lineage a8778bf5 --workdir ./nntransfer_work    (an id as 'status' prints it)\n"
+                                '  nntransfer lineage "digits 0-4 -> 5-9:1:0" --recipe nntransfer.recipes.digits_transfer',
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    lineage.add_argument("step", metavar="STEP", help="a step id or NAME:SEED:STEP (see below)")
+    _reference_arguments(lineage)
+    lineage.set_defaults(handler=lineage_command)
     return parser
+
+
+def _reference_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--recipe", help="recipe whose NAME:SEED:STEP references are used (and whose steps are shown if not stored)")
+    parser.add_argument("--experiment", help="only this module of the recipe folder")
+    _where_arguments(parser)
+
+
+def _default_report_folder(report: argparse.ArgumentParser) -> None:
+    """``report --out`` is optional here: it defaults to :data:`DEFAULT_REPORT_DIR`, printed after the report."""
+    for action in report._actions:  # argparse keeps no public handle on an added argument's action
+        if action.dest == "out":
+            action.required = False
+            action.default = None
+            action.help = f"folder for the CSVs and PNGs (default {DEFAULT_REPORT_DIR})"
+    report_handler = report.get_default("handler")
+
+    def handler(args: argparse.Namespace) -> int:
+        args.out = args.out or DEFAULT_REPORT_DIR
+        status = report_handler(args)
+        print(f"report written to {args.out}")
+        return status
+
+    report.set_defaults(handler=handler)
 
 
 def _runtime_overrides(args: argparse.Namespace) -> Dict[str, Dict[str, Any]]:
@@ -88,51 +193,152 @@ def _runtime_overrides(args: argparse.Namespace) -> Dict[str, Dict[str, Any]]:
     return {"dataset": dataset, "trainer": trainer}
 
 
-def _setup_logging(quiet: bool) -> None:
-    logging.basicConfig(
-        level=logging.WARNING if quiet else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
-    datajoint_logger = logging.getLogger("datajoint")  # no import: DataJoint loads only for the tables
-    datajoint_logger.propagate = False  # DataJoint has its own handler; avoid every line twice
-    if quiet:
-        datajoint_logger.setLevel(logging.WARNING)
+def _uses_database(args: argparse.Namespace) -> bool:
+    return getattr(args, "backend", None) == "datajoint" or bool(getattr(args, "schema", None))
+
+
+class _DataJointNoise(logging.Filter):
+    """Drops DataJoint's empty error line for an interrupted job (``populate`` logs ``str(KeyboardInterrupt())``)
+    and, with ``--quiet``, its automatic reconnections."""
+
+    def __init__(self, quiet: bool) -> None:
+        super().__init__()
+        self.quiet = quiet
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage().strip()
+        return bool(message) and not (self.quiet and message.startswith("Reconnecting"))
+
+
+def setup_logging(quiet: bool = False, database: bool = False) -> None:
+    """One format (``nntransfer.pipeline.runner.LOG_FORMAT``) for every log line, on stderr, written around
+    progress bars. Configures the root logger once (a handler already there, e.g. a test's, is kept).
+    ``database``: DataJoint is loaded now and its logger made to use the same handler (it brings its own
+    handler and format); ``quiet`` keeps warnings only, and silences DataJoint's connected/reconnecting lines."""
+    from nntransfer.pipeline.runner import log_handler
+
+    root = logging.getLogger()
+    if not root.handlers:  # configured once: a handler someone else installed (a test's, an embedding program's) stays
+        root.addHandler(log_handler())
+        root.setLevel(logging.WARNING if quiet else logging.INFO)
+    if database:
+        datajoint_logger = logging.getLogger("datajoint")
+        datajoint_logger.propagate = False  # what it logs while it loads (config file, environment) stays silent
+        import datajoint  # noqa: F401  (it installs its handler on import: replace it now)
+
+        datajoint_logger.handlers = []
+        datajoint_logger.propagate = True  # through the root handler: one format, around progress bars
+        datajoint_logger.filters = [_DataJointNoise(quiet)]
+        if quiet:
+            datajoint_logger.setLevel(logging.WARNING)
+
+
+def _score_label(recipe) -> str:
+    """The header of the score column: ``val <objective>`` when every step's trainer scores on the
+    validation set with one objective, else ``score``."""
+    objectives, validated = set(), True
+    for chain in recipe.transfer_experiments.values():
+        for step in chain:
+            objectives.add(getattr(step.trainer, "objective", None))
+            validated &= getattr(step.dataset, "valid_size", None) != 0  # no validation set: the training objective
+    (objective,) = objectives if len(objectives) == 1 else (None,)
+    return f"val {objective}" if objective and validated else "score"
+
+
+def _step_table(recipe, rows) -> str:
+    from nntransfer.pipeline.runner import SHORT_ID, step_ids
+    from nntransfer.pipeline.store import status_table
+
+    return status_table(rows, score_label=_score_label(recipe), ids=[i[:SHORT_ID] for i in step_ids(recipe)])
+
+
+def _recipe_words(args: argparse.Namespace) -> str:
+    words = [args.recipe] + (["--experiment", args.experiment] if args.experiment else [])
+    return " ".join(shlex.quote(w) for w in words)
+
+
+def _where_words(args: argparse.Namespace) -> str:
+    if args.backend == "datajoint":
+        return f"--schema {shlex.quote(args.schema)}"
+    return "" if args.workdir == DEFAULT_WORKDIR else f"--workdir {shlex.quote(str(args.workdir))}"
 
 
 def run_command(args: argparse.Namespace) -> int:
-    """``run`` and ``worker``: train what is not done, print every step's status."""
+    """``run`` and ``worker``: train what is not done, print every step's status, a summary, what next."""
+    from nntransfer.pipeline.runner import run_experiments
+    from nntransfer.recipes.loading import load_recipe
+
     if args.backend == "datajoint" and not args.schema:
         raise ValueError("the datajoint backend needs --schema NAME: the database schema of the tables")
     recipe = load_recipe(args.recipe, args.experiment)
     rows = run_experiments(
         recipe, backend=args.backend, workdir=args.workdir, schema=args.schema, order=args.order,
         progress=not args.quiet, runtime=_runtime_overrides(args), worker=args.command == "worker",
-        retry_failed=args.retry_failed, poll_seconds=getattr(args, "poll", 2.0),
+        retry_failed=args.retry_failed, poll_seconds=getattr(args, "poll", 2.0), resume_hint=None,
     )  # fmt: skip
-    print(status_table(rows))
-    return EXIT_FAILED_JOBS if any(row.state == FAILED for row in rows) else 0
+    print(_step_table(recipe, rows))
+    summary = rows.summary
+    print(f"\n{summary}; results in {summary.where}")
+    where = " ".join(w for w in (_recipe_words(args), _where_words(args)) if w)
+    if summary.failed:
+        retry = " --retry-failed" if args.backend == "datajoint" else ""
+        print(f"next: fix what failed (errors above; 'nntransfer status {where}' shows them) and run the same command{retry} again")
+    elif summary.other:
+        print(f"next: 'nntransfer status {where}' shows the steps still to do; run the same command again to train them")
+    else:
+        print(f"next: nntransfer report {where}    (test accuracy, CSVs and plots)")
+    return EXIT_FAILED_JOBS if summary.failed else 0
 
 
 def status_command(args: argparse.Namespace) -> int:
     """``status``: the state of every step, read from the work folder or the tables (never created)."""
+    from nntransfer.pipeline.runner import open_store
+    from nntransfer.pipeline.store import step_status
+    from nntransfer.recipes.loading import load_recipe
+
     recipe = load_recipe(args.recipe, args.experiment)
     if args.schema:
         store = open_store("datajoint", schema=args.schema, create=False)
     else:
         store = open_store("local", workdir=args.workdir or DEFAULT_WORKDIR, create=False)
-    print(status_table(step_status(store, recipe)))
+    print(_step_table(recipe, step_status(store, recipe)))
+    return 0
+
+
+def _reference_context(args: argparse.Namespace) -> Dict[str, Any]:
+    """Where ``diff`` and ``lineage`` look steps up: the schema, else the work folder (the default one only
+    if it exists, when a recipe is given), and the recipe."""
+    from pathlib import Path
+
+    workdir = None if args.schema else args.workdir
+    if workdir is None and not args.schema and (args.recipe is None or Path(DEFAULT_WORKDIR).is_dir()):
+        workdir = DEFAULT_WORKDIR
+    return dict(workdir=workdir, schema=args.schema, recipe=args.recipe, experiment=args.experiment)
+
+
+def diff_command(args: argparse.Namespace) -> int:
+    """``diff``: the settings behind two step hashes."""
+    from nntransfer.analysis.diff import diff
+
+    print(diff(args.a, args.b, **_reference_context(args)))
+    return 0
+
+
+def lineage_command(args: argparse.Namespace) -> int:
+    """``lineage``: a step's ancestors and descendants, as a tree."""
+    from nntransfer.analysis.lineage import lineage
+
+    print(lineage(args.step, **_reference_context(args)))
     return 0
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    _setup_logging(getattr(args, "quiet", False))
     try:
+        args = build_parser().parse_args(argv)
+        setup_logging(getattr(args, "quiet", False), database=_uses_database(args))
         return args.handler(args)
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM during a run: finished steps are kept
-        print("nntransfer: interrupted; run the same command again to resume (finished steps are kept, "
-              "the interrupted one continues from its last checkpoint)", file=sys.stderr)  # fmt: skip
+        print(RESUME_LINE, file=sys.stderr)
         return EXIT_INTERRUPTED
     except (DatabaseLost, StorageError) as err:  # the job did not finish; running again resumes it
         logger.debug("interrupted", exc_info=True)

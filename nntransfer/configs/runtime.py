@@ -6,16 +6,17 @@ experiment and retrains nothing. Each config role has its own (defined once, her
 
     dataset   num_workers, pin_memory, data_dir
     trainer   device, force_cpu, checkpoint_dir, chkpt_options (retention), keep_checkpoints,
-              show_progress, show_epoch_progress
+              show_progress, show_epoch_progress, tensorboard_dir (TensorBoard event files)
 
 A step's effective options are, lowest first: its config's values, the environment
 (``NNTRANSFER_DEVICE``, ``NNTRANSFER_DATA_DIR``, ``NNTRANSFER_NUM_WORKERS``, ``NNTRANSFER_PIN_MEMORY``,
-``NNTRANSFER_PROGRESS``), then what the caller passes (the CLI's ``--device``, ``--data-dir``,
+``NNTRANSFER_PROGRESS``, ``NNTRANSFER_TENSORBOARD_DIR``), then what the caller passes (the CLI's ``--device``, ``--data-dir``,
 ``--num-workers``, ``--quiet``).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
@@ -30,6 +31,7 @@ RUNTIME_FIELDS: Dict[str, Tuple[str, ...]] = {
         "keep_checkpoints",
         "show_progress",
         "show_epoch_progress",
+        "tensorboard_dir",
     ),
 }
 
@@ -49,6 +51,7 @@ ENVIRONMENT: Dict[str, Tuple[str, Tuple[str, ...], Callable[[str], Any]]] = {
     "NNTRANSFER_NUM_WORKERS": ("dataset", ("num_workers",), int),
     "NNTRANSFER_PIN_MEMORY": ("dataset", ("pin_memory",), _flag),
     "NNTRANSFER_PROGRESS": ("trainer", ("show_progress", "show_epoch_progress"), _flag),
+    "NNTRANSFER_TENSORBOARD_DIR": ("trainer", ("tensorboard_dir",), str),
 }
 
 
@@ -76,4 +79,14 @@ def merge(*layers: Optional[Mapping[str, Mapping[str, Any]]]) -> Dict[str, Dict[
             if unknown:
                 raise ValueError(f"unknown {role} runtime option(s) {sorted(unknown)}; known: {list(RUNTIME_FIELDS.get(role, ()))}")
             merged[role].update(options)
+    check_tensorboard(merged["trainer"].get("tensorboard_dir"))
     return merged
+
+
+def check_tensorboard(folder: Optional[str]) -> None:
+    """ValueError (one line, how to fix) when ``tensorboard_dir`` is set but TensorBoard is missing."""
+    if folder and importlib.util.find_spec("tensorboard") is None:
+        raise ValueError(
+            f"tensorboard_dir={folder!r} needs TensorBoard, which is not installed; "
+            'pip install "nntransfer[tensorboard]" or leave tensorboard_dir unset'
+        )

@@ -8,7 +8,10 @@ The three cores share the layout ``layer1 (6 maps, 5x5, padding 2) -> relu -> 2x
 - ``locally_connected``: same receptive fields, one filter per position (locality without sharing);
 - ``fully_connected``: dense layers with the same output sizes (neither locality nor sharing).
 
-The readout is ``120 -> 84 -> n_classes`` with ReLUs. Inputs need at least 12x12 pixels.
+The readout is everything after the core, ``flatten -> fc1 (120) -> fc2 (84) -> fc3 (n_classes)`` with
+ReLUs (like VGG's classifier): ``reset=["readout"]`` re-initialises all three fully connected layers, and
+``reset=["readout.fc3"]`` only the last, a new classification layer on the transferred fc1 and fc2.
+Inputs need at least 12x12 pixels.
 """
 
 from __future__ import annotations

@@ -281,14 +281,49 @@ def step_status(store: Store, recipe: Recipe) -> List[StepStatus]:
     return rows
 
 
-def status_table(rows: List[StepStatus]) -> str:
-    """A plain-text table of name, seed, step, state, score (and the first line of each error)."""
-    header = ("name", "seed", "step", "state", "score", "comment")
-    lines = [[r.name, str(r.seed), str(r.step), r.state, "" if r.score is None else f"{r.score:.4f}", r.comment] for r in rows]
+def status_table(rows: List[StepStatus], score_label: str = "score", ids: Optional[Sequence[str]] = None) -> str:
+    """A plain-text table of name, seed, step, state, score (headed ``score_label``, e.g. ``val accuracy``),
+    the step ids ``ids`` if given (one per row), comment, and the first line of each error."""
+    header = ["name", "seed", "step", "state", score_label] + (["step id"] if ids is not None else []) + ["comment"]
+    lines = []
+    for index, r in enumerate(rows):
+        line = [r.name, str(r.seed), str(r.step), r.state, "" if r.score is None else f"{r.score:.4f}"]
+        lines.append(line + ([ids[index]] if ids is not None else []) + [r.comment])
     widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h) for i, h in enumerate(header)]
-    out = ["  ".join(h.ljust(w) for h, w in zip(header, widths))]
+    out = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip()]
     for row, line in zip(rows, lines):
         out.append("  ".join(v.ljust(w) for v, w in zip(line, widths)).rstrip())
         if row.error:
             out.append(f"    error: {row.error.splitlines()[0]}")
     return "\n".join(out)
+
+
+@dataclass
+class RunSummary:
+    """What one run did, counted over the recipe's steps: ``reused`` (done before it started), ``trained``
+    (done since: by this run or, with shared stores, by other workers), ``failed`` (failed now), ``other``
+    (state -> count of the steps neither done nor failed: running elsewhere, waiting, blocked) and ``where``
+    the results are (``work folder ./w``, ``schema lab``)."""
+
+    reused: int
+    trained: int
+    failed: int
+    other: Dict[str, int]
+    where: str
+
+    def __str__(self) -> str:
+        parts = [f"{self.reused} reused", f"{self.trained} trained", f"{self.failed} failed"]
+        parts += [f"{count} {state}" for state, count in self.other.items() if count]
+        return ", ".join(parts)
+
+
+def summarize_run(before: Sequence[StepStatus], after: Sequence[StepStatus], where: str) -> RunSummary:
+    """Compare the status of the same steps before and after a run (both from :func:`step_status`)."""
+    was_done = [row.state == DONE for row in before]
+    reused = sum(1 for done, row in zip(was_done, after) if done and row.state == DONE)
+    trained = sum(1 for done, row in zip(was_done, after) if not done and row.state == DONE)
+    other: Dict[str, int] = {}
+    for row in after:
+        if row.state not in (DONE, FAILED):
+            other[row.state] = other.get(row.state, 0) + 1
+    return RunSummary(reused, trained, sum(1 for row in after if row.state == FAILED), other, where)

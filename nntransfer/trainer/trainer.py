@@ -33,7 +33,7 @@ import torch
 from neuralpredictors.training.tracking import AdvancedTracker
 from torch import nn
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
+from tqdm import tqdm  # text bars everywhere: tqdm.auto warns in notebooks without ipywidgets
 
 from nntransfer.configs.trainer.classification import ClassificationTrainerConfig
 from nntransfer.models.intermediate import IntermediateLayerWrapper
@@ -44,6 +44,7 @@ from nntransfer.trainer.cycler import TaskCycler, sequential
 from nntransfer.trainer.early_stopping import EarlyStopping, copy_state
 from nntransfer.trainer.main_loop_modules import ModuleChain
 from nntransfer.trainer.main_loop_modules import get as get_module
+from nntransfer.trainer.tensorboard import TensorBoardLog
 
 logger = logging.getLogger(__name__)
 
@@ -316,8 +317,8 @@ class Trainer:
         self._end_epoch = False
         sums: Dict[str, torch.Tensor] = {}
         counts: Dict[str, int] = {}
-        progress = tqdm(batches, total=n_batches, desc=f"{mode} {self.epoch}", leave=False,
-                        disable=not self.config.show_epoch_progress)
+        progress = tqdm(batches, total=n_batches, desc=f"{mode} {self.epoch}", leave=False,  # None: off unless a terminal
+                        disable=True if not self.config.show_epoch_progress else None)
         with torch.set_grad_enabled(train):
             for index, (task_key, batch) in enumerate(progress):
                 inputs, targets, extras = self.split_batch(batch)
@@ -472,7 +473,7 @@ class Trainer:
         """The epoch loop (from the resumed epoch on)."""
         config = self.config
         epochs = range(self.epoch + 1, config.max_iter + 1)
-        for epoch in tqdm(epochs, desc="epochs", disable=not config.show_progress or self.early_stopping.stopped):
+        for epoch in tqdm(epochs, desc="epochs", disable=True if not config.show_progress or self.early_stopping.stopped else None):
             if self.early_stopping.stopped:
                 break
             self.epoch = epoch
@@ -496,6 +497,7 @@ class Trainer:
                 self.scheduler.step()
             logger.info("epoch %d: validation %s %.6g (%s)", epoch, config.objective, self.last_score, action or "not validated")
             self.save_checkpoint(self.last_score if action is not None else None)
+            self.write_tensorboard()
             if action == "stop":
                 logger.info("early stopping after epoch %d (best: epoch %d)", epoch, self.early_stopping.best_epoch)
                 break
@@ -503,10 +505,12 @@ class Trainer:
     def train(self) -> Tuple[float, Dict[str, Any], Dict[str, torch.Tensor]]:
         """Train, evaluate; returns ``(score, output, model_state)``."""
         self.resume()
+        self.write_tensorboard()  # fails here, before training, when TensorBoard is missing
         self.train_epochs()
         if self.config.restore_best and self.early_stopping.best_state is not None:
             self.model.load_state_dict(self.early_stopping.best_state)
         score, final = self.final_evaluation()
+        self.write_tensorboard(final)
         output = {"tracker": self.tracker.state_dict(), "final": final, "best_epoch": self.early_stopping.best_epoch,
                   "epochs": self.epoch}
         output.update(self.extra_output())
@@ -514,6 +518,23 @@ class Trainer:
             self.checkpoints.clear(self.uid)
         model_state = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
         return score, output, model_state
+
+    def write_tensorboard(self, final: Optional[Mapping[str, Any]] = None) -> None:
+        """With the runtime option ``tensorboard_dir``: the tracked curves of the epochs so far (and, given
+        ``final``, the final evaluation) as TensorBoard events in ``<tensorboard_dir>/<step hash>``."""
+        folder = getattr(self.config, "tensorboard_dir", "")
+        if not folder:
+            return
+        if getattr(self, "_tensorboard", None) is None:
+            from nntransfer.configs.codec import make_hash
+
+            self._tensorboard = TensorBoardLog(folder, make_hash(dict(self.uid)) if self.uid else f"seed{self.seed}")
+        state = self.tracker.state_dict()
+        for epoch in range(1, self.epoch + 1):
+            self._tensorboard.write_epoch(state, epoch)
+        if final is not None:
+            self._tensorboard.write_final(final, self.epoch)
+            self._tensorboard.close()
 
     # ------------------------------------------------------------------ checkpoints
 
