@@ -23,7 +23,6 @@ From the shell: ``nntransfer lineage a8778bf5 --workdir nntransfer_work``.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from dataclasses import dataclass, field
@@ -31,7 +30,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 from nntransfer.configs.base import class_path
-from nntransfer.configs.codec import decode, loads, make_hash
+from nntransfer.configs.codec import make_hash
 from nntransfer.configs.experiment import Experiment
 from nntransfer.configs.transfer_experiment import TransferExperiment
 from nntransfer.pipeline.store import DONE, WAITING, Store
@@ -101,58 +100,10 @@ def records_of_chain(chain: TransferExperiment, name: str = "") -> List[StepReco
     return records
 
 
-def _stored_local(store: Store) -> List[StepRecord]:
-    """The finished steps of a work folder: ``steps/<id>/key.json`` (key and configs) and ``result.json``."""
-    records = []
-    folder = Path(store.workdir) / "steps"
-    for step_dir in sorted(folder.iterdir()) if folder.is_dir() else []:
-        if step_dir.name.startswith(".") or not step_dir.is_dir():
-            continue  # a step being written
-        try:
-            stored = loads((step_dir / "key.json").read_text())
-            key, experiment = dict(stored["key"]), stored["experiment"]
-            configs = {role: {"class": experiment[role].get("config_class", ""), "fields": decode(experiment[role]["fields"])} for role in ROLES}
-        except Exception as err:  # damaged or foreign: lineage and diff go on without it
-            logger.warning("skipped %s: cannot read its key.json (%s: %s)", step_dir, type(err).__name__, err)
-            continue
-        try:
-            info = json.loads((step_dir / "result.json").read_text())
-        except Exception:
-            info = {}
-        records.append(StepRecord(step_dir.name, key, configs, name=str(info.get("name", "")), comment=str(info.get("comment", ""))))
-    return records
-
-
-def _stored_tables(store: Store) -> List[StepRecord]:
-    """The finished steps of a schema: ``TransferredTrainedModel`` rows, their configs from ``Dataset``,
-    ``Model`` and ``Trainer`` (the hashed fields, as inserted)."""
-    from nntransfer.tables.trained_model import plain_key
-
-    tables = store.tables
-    table = tables.TransferredTrainedModel
-    configs: Dict[str, Dict[Tuple[str, str], Any]] = {}
-    for role, config_table in (("dataset", tables.Dataset), ("model", tables.Model), ("trainer", tables.Trainer)):
-        rows = config_table.fetch(f"{role}_fn", f"{role}_hash", f"{role}_config", as_dict=True)
-        configs[role] = {(row[f"{role}_fn"], row[f"{role}_hash"]): row[f"{role}_config"] for row in rows}
-    records = []
-    for row in table.fetch(*table.primary_key, "comment", as_dict=True):
-        key = plain_key(table, row)
-        entries = {role: {"class": "", "fields": configs[role].get((key[f"{role}_fn"], key[f"{role}_hash"]), {})} for role in ROLES}
-        records.append(StepRecord(make_hash(key), key, entries, comment=str(row["comment"])))
-    return records
-
-
 def stored_steps(store: Store) -> List[StepRecord]:
-    """Every finished step in ``store``, with its key and configs. A store class may provide its own
-    ``stored_steps()``; the work folder and the tables are read here."""
-    if callable(getattr(store, "stored_steps", None)):
-        records = list(store.stored_steps())
-    elif store.name == "local":
-        records = _stored_local(store)
-    elif store.name == "datajoint":
-        records = _stored_tables(store)
-    else:
-        raise ValueError(f"cannot list the steps of a {store.name or type(store).__name__} store; give it a stored_steps() method")
+    """Every finished step in ``store`` (``Store.stored_steps``), with its state and score."""
+    records = [StepRecord(entry.id, entry.key, entry.configs, name=entry.name, comment=entry.comment)
+               for entry in store.stored_steps()]
     for record, found in zip(records, store.states([r.key for r in records])):
         record.state, record.score = found.state, found.score
     return [record for record in records if record.state == DONE]

@@ -52,7 +52,7 @@ from nntransfer.configs.transfer_experiment import TransferExperiment
 from nntransfer.defaults import DEFAULT_WORKDIR
 from nntransfer.errors import StorageError
 from nntransfer.pipeline.step import StepMeta, StepResult, StepSpec
-from nntransfer.pipeline.store import DONE, FAILED, RUNNING, WAITING, Key, StepState, Store, StoredStep
+from nntransfer.pipeline.store import DONE, FAILED, RUNNING, WAITING, Key, StepState, Store, StoredKey, StoredStep
 from nntransfer.provenance import RecipeSource
 from nntransfer.recipes.loading import Recipe
 
@@ -221,6 +221,29 @@ class LocalStore(Store):
             raise ValueError(f"cannot read {path} ({type(err).__name__}: {_first_line(err)}); run the recipe again to train the step again") from None
         info = {k: v for k, v in info.items() if k != "files"}
         return StoredStep(float(info["score"]), output, info)
+
+    def stored_steps(self) -> List[StoredKey]:
+        """The step folders: ``key.json`` (key and configs) and ``result.json`` (name, comment)."""
+        entries = []
+        folder = self.workdir / "steps"
+        for step_dir in sorted(folder.iterdir()) if folder.is_dir() else []:
+            if step_dir.name.startswith(".") or not step_dir.is_dir():
+                continue  # a step being written
+            try:
+                stored = codec.loads((step_dir / "key.json").read_text())
+                experiment = stored["experiment"]
+                configs = {role: {"class": experiment[role].get("config_class", ""), "fields": codec.decode(experiment[role]["fields"])}
+                           for role in ("dataset", "model", "trainer")}
+                key = dict(stored["key"])
+            except Exception as err:  # damaged or foreign: listed without it
+                logger.warning("skipped %s: cannot read its key.json (%s: %s)", step_dir, type(err).__name__, err)
+                continue
+            try:
+                info = json.loads((step_dir / "result.json").read_text())
+            except (OSError, ValueError):
+                info = {}
+            entries.append(StoredKey(step_dir.name, key, configs, str(info.get("name", "")), str(info.get("comment", ""))))
+        return entries
 
     def load_weights(self, key: Key) -> Dict[str, Any]:
         self._verified(key, ["model_state.pt"])

@@ -73,6 +73,18 @@ class StepStatus:
     error: str = ""
 
 
+@dataclass
+class StoredKey:
+    """One finished step as a store lists it: ``id`` (the hash of its key), the full ``key``, ``configs``
+    (role -> ``{"class": dotted config class or "", "fields": the hashed fields}``), ``name`` and ``comment``."""
+
+    id: str
+    key: Dict[str, Any]
+    configs: Dict[str, Dict[str, Any]]
+    name: str = ""
+    comment: str = ""
+
+
 class Store(abc.ABC):
     """Keeps steps. Subclasses implement the reading and writing; :meth:`run` trains in-process."""
 
@@ -90,6 +102,10 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def load(self, key: Key) -> StoredStep:
         """A finished step's score, output and record; ``ValueError`` naming what is missing or damaged."""
+
+    @abc.abstractmethod
+    def stored_steps(self) -> List[StoredKey]:
+        """Every step stored here, with its key and configs (damaged entries skipped with a WARNING)."""
 
     @abc.abstractmethod
     def load_weights(self, key: Key) -> Dict[str, Any]:

@@ -49,6 +49,7 @@ from nntransfer.pipeline.store import (
     Key,
     StepState,
     Store,
+    StoredKey,
     StoredStep,
     ordered_chains,
     step_status,
@@ -152,6 +153,25 @@ class DataJointStore(Store):
         if provenance:
             info.update({k: v for k, v in provenance[0].items() if k not in self.table.primary_key})
         return StoredStep(float(row["score"]), row["output"], info)
+
+    def stored_steps(self) -> List[StoredKey]:
+        """The ``TransferredTrainedModel`` rows, with their configs from ``Dataset``, ``Model`` and
+        ``Trainer`` (the hashed fields, as inserted; the config class is not stored)."""
+        from nntransfer.tables.trained_model import plain_key  # the table classes bind on activation
+
+        tables = self.tables
+        table = tables.TransferredTrainedModel
+        configs: Dict[str, Dict[Tuple[str, str], Any]] = {}
+        for role, config_table in (("dataset", tables.Dataset), ("model", tables.Model), ("trainer", tables.Trainer)):
+            rows = config_table.fetch(f"{role}_fn", f"{role}_hash", f"{role}_config", as_dict=True)
+            configs[role] = {(row[f"{role}_fn"], row[f"{role}_hash"]): row[f"{role}_config"] for row in rows}
+        entries = []
+        for row in table.fetch(*table.primary_key, "comment", as_dict=True):
+            key = plain_key(table, row)
+            fields = {role: {"class": "", "fields": configs[role].get((key[f"{role}_fn"], key[f"{role}_hash"]), {})}
+                      for role in ("dataset", "model", "trainer")}
+            entries.append(StoredKey(make_hash(key), key, fields, comment=str(row["comment"])))
+        return entries
 
     def load_weights(self, key: Key) -> Dict[str, Any]:
         try:
