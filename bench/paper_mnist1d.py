@@ -7,7 +7,7 @@ prints), then prints the students' test accuracy on seen (0-29), unseen (30-39) 
 mean ± std over the seeds, beside the paper's numbers for this setting (one seed, best of a
 hyper-parameter search). Chance is 10%.
 
-    python bench/paper_mnist1d.py                       # the full table (CPU: about ... minutes)
+    python bench/paper_mnist1d.py                       # the full table (about 25 minutes on 2 CPU cores)
     python bench/paper_mnist1d.py --seeds 1 --epochs 5 --teacher-epochs 5  # a quick look
 """
 
