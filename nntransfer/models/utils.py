@@ -247,7 +247,9 @@ def load_state_dict_leniently(model: nn.Module, state_dict: Mapping[str, object]
     missing = [key for key in own if key not in usable and key not in mismatched]
     model.load_state_dict(usable, strict=False)
 
-    logger.info("loaded %d of the model's %d state tensors from the given state dict", len(usable), len(own))
+    partial = bool(mismatched or missing or unexpected)  # a partial load is worth a WARNING: say what it took
+    logger.log(logging.WARNING if partial else logging.INFO, "loaded %d of the model's %d state tensors from the given "
+               "state dict%s", len(usable), len(own), f": {_shape_list(list(usable))}" if partial else "")
     if mismatched:
         logger.warning("skipped (shape differs, state dict -> model): %s", _shape_list(details))
     if missing:
