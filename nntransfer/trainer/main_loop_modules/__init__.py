@@ -24,7 +24,14 @@ from nntransfer.trainer.main_loop_modules.attention_transfer import (
     attention_map,
     attention_transfer_loss,
 )
-from nntransfer.trainer.main_loop_modules.base import HOOKS, OUTPUT, MainLoopModule, ModuleChain, layer_output
+from nntransfer.trainer.main_loop_modules.base import (
+    HOOKS,
+    OUTPUT,
+    EpochSums,
+    MainLoopModule,
+    ModuleChain,
+    layer_output,
+)
 from nntransfer.trainer.main_loop_modules.knowledge_distillation import KnowledgeDistillation, distillation_loss
 from nntransfer.trainer.main_loop_modules.layer_matching import (
     LayerMatching,
@@ -49,6 +56,7 @@ from nntransfer.trainer.main_loop_modules.representation_monitor import Represen
 
 __all__ = [
     "HOOKS",
+    "EpochSums",
     "OrbitLearning",
     "OrbitTransfer",
     "equivariance_loss",

@@ -153,6 +153,26 @@ def layer_output(outputs: Any, path: str) -> torch.Tensor:
     return outputs[0][path]
 
 
+class EpochSums:
+    """Per task and name, the epoch's sums of a module's logged terms (each batch's value times its size),
+    kept on the device until ``log`` writes them to the tracker as ``(mode, task, name)`` and starts anew."""
+
+    def __init__(self) -> None:
+        self.values: Dict[Tuple[str, str], torch.Tensor] = {}
+
+    def add(self, task: str, name: str, value: torch.Tensor, n: int) -> None:
+        """Add one batch's ``value`` (a mean over its ``n`` examples)."""
+        key = (task, name)
+        value = value.detach().float() * n
+        self.values[key] = self.values[key] + value if key in self.values else value
+
+    def log(self, tracker: Any, mode: str) -> None:
+        """Log the sums (one device synchronisation per value) and reset them."""
+        for (task, name), value in self.values.items():
+            tracker.log_objective(value.item(), (mode, task, name))
+        self.values = {}
+
+
 def _overrides(module: MainLoopModule, hook: str) -> bool:
     return getattr(type(module), hook) is not getattr(MainLoopModule, hook)
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import copy
-from typing import Any, Dict
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from nntransfer.configs.trainer.mixins import KnowledgeDistillationMixin
-from nntransfer.trainer.main_loop_modules.base import MainLoopModule
+from nntransfer.trainer.main_loop_modules.base import EpochSums, MainLoopModule
 from nntransfer.trainer.main_loop_modules.layer_matching import model_logits
 from nntransfer.trainer.main_loop_modules.registry import register
 
@@ -49,13 +49,8 @@ class KnowledgeDistillation(MainLoopModule):
             self.teacher = copy.deepcopy(trainer.model).eval()
             for p in self.teacher.parameters():
                 p.requires_grad_(False)
-        self.sums: Dict[str, torch.Tensor] = {}
+        self.sums = EpochSums()
         trainer.tracker.add_objectives({"Training": {task: {"distillation": 0.0} for task in trainer.train_loaders}})
-
-    def pre_epoch(self, model, mode, **options):
-        """Reset the epoch's sums."""
-        super().pre_epoch(model, mode, **options)
-        self.sums = {}
 
     def pre_forward(self, model, inputs, task_key, shared_memory):
         """In training: weight the task loss by ``1 - gamma``; compute (or fetch) the teacher's logits
@@ -95,12 +90,9 @@ class KnowledgeDistillation(MainLoopModule):
             # an earlier module (e.g. representation matching) stacked copies of the batch
             teacher = teacher.repeat(student.shape[0] // teacher.shape[0], 1)
         kd = self.gamma * distillation_loss(student, teacher, self.config.kd_temperature)
-        task = shared_memory["task_key"]
-        value = kd.detach() * targets.shape[0]
-        self.sums[task] = self.sums[task] + value if task in self.sums else value
+        self.sums.add(shared_memory["task_key"], "distillation", kd, targets.shape[0])
         return outputs, loss + kd, targets
 
     def post_epoch(self, model):
         """Log the epoch's distillation term."""
-        for task, value in self.sums.items():
-            self.trainer.tracker.log_objective(value.item(), ("Training", task, "distillation"))
+        self.sums.log(self.trainer.tracker, "Training")

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from nntransfer.configs.trainer.mixins import MATCH_CRITERIA, LayerMatchingMixin
-from nntransfer.trainer.main_loop_modules.base import OUTPUT, MainLoopModule, layer_output
+from nntransfer.trainer.main_loop_modules.base import OUTPUT, EpochSums, MainLoopModule, layer_output
 from nntransfer.trainer.main_loop_modules.registry import register
 
 
@@ -66,7 +66,7 @@ class TeacherLayerModule(MainLoopModule, metaclass=ABCMeta):
     def __init__(self, trainer: Any) -> None:
         super().__init__(trainer)
         self.pairs: Dict[str, str] = dict(getattr(self.config, self.layers_field))
-        self.sums: Dict[str, torch.Tensor] = {}
+        self.sums = EpochSums()
         trainer.tracker.add_objectives({"Training": {task: {self.objective: 0.0} for task in trainer.train_loaders}})
 
     def student_layers(self) -> List[str]:
@@ -79,11 +79,6 @@ class TeacherLayerModule(MainLoopModule, metaclass=ABCMeta):
     def loss(self, pairs: Sequence[Tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
         """The term added to the loss for ``[(student layer, teacher layer), ...]`` of one batch."""
 
-    def pre_epoch(self, model, mode, **options):
-        """Reset the epoch's sums."""
-        super().pre_epoch(model, mode, **options)
-        self.sums = {}
-
     def post_forward(self, outputs, loss, targets, **shared_memory):
         """Add the term (training batches, where the trainer ran the teacher)."""
         teacher = shared_memory.get("teacher_outputs")
@@ -91,15 +86,12 @@ class TeacherLayerModule(MainLoopModule, metaclass=ABCMeta):
             return outputs, loss, targets
         pairs = [(layer_output(outputs, s), layer_output(teacher, t)) for s, t in self.pairs.items()]
         term = self.loss(pairs)
-        task = shared_memory["task_key"]
-        value = term.detach() * targets.shape[0]
-        self.sums[task] = self.sums[task] + value if task in self.sums else value
+        self.sums.add(shared_memory["task_key"], self.objective, term, targets.shape[0])
         return outputs, loss + term, targets
 
     def post_epoch(self, model):
         """Log the epoch's term."""
-        for task, value in self.sums.items():
-            self.trainer.tracker.log_objective(value.item(), ("Training", task, self.objective))
+        self.sums.log(self.trainer.tracker, "Training")
 
 
 @register

@@ -14,7 +14,7 @@ from torch import nn
 
 from nntransfer.configs.trainer.orbit import OrbitLearningMixin, OrbitTransferMixin
 from nntransfer.models.orbit import INPUT, LearnedOrbit
-from nntransfer.trainer.main_loop_modules.base import OUTPUT, MainLoopModule, layer_output
+from nntransfer.trainer.main_loop_modules.base import OUTPUT, EpochSums, MainLoopModule, layer_output
 from nntransfer.trainer.main_loop_modules.registry import register
 
 # ---------------------------------------------------------------------------------------- loss terms
@@ -60,23 +60,6 @@ def _check_orbit(orbit: Any, owner: str, role: str, layers: Mapping[str, str], f
     return orbit
 
 
-class _Sums:
-    """Per task sums of logged terms (times the batch size), on the device until the epoch ends."""
-
-    def __init__(self) -> None:
-        self.values: Dict[Tuple[str, str], torch.Tensor] = {}
-
-    def add(self, task: str, name: str, value: torch.Tensor, n: int) -> None:
-        key = (task, name)
-        value = value.detach().float() * n
-        self.values[key] = self.values[key] + value if key in self.values else value
-
-    def log(self, tracker: Any, mode: str) -> None:
-        for (task, name), value in self.values.items():
-            tracker.log_objective(value.item(), (mode, task, name))
-        self.values = {}
-
-
 # ---------------------------------------------------------------------------------------- learning the orbit
 
 class TeacherOnOrbit(nn.Module):
@@ -120,7 +103,7 @@ class OrbitLearning(MainLoopModule):
                         "orbit_invertibility": float(c.orbit_invertibility_weight),
                         "orbit_identity": float(c.orbit_identity_weight)}
         self.generator: Optional[torch.Generator] = None
-        self.sums = _Sums()
+        self.sums = EpochSums()
         per_task = {name: 0.0 for name in self.TERMS}
         trainer.tracker.add_objectives({"Training": {task: dict(per_task) for task in trainer.train_loaders},
                                         "Validation": {task: dict(per_task) for task in trainer.validation_loaders}})
@@ -129,9 +112,8 @@ class OrbitLearning(MainLoopModule):
         return [path for path in self.layers if path != OUTPUT]
 
     def pre_epoch(self, model, mode, **options):
-        """Reset the sums; outside training, elements come from a generator seeded by the trainer's seed."""
+        """Outside training, elements come from a generator seeded by the trainer's seed."""
         super().pre_epoch(model, mode, **options)
-        self.sums = _Sums()
         self.generator = None
         if not self.train_mode:
             self.generator = torch.Generator(device=self.trainer.device).manual_seed(self.trainer.seed)
@@ -197,16 +179,12 @@ class OrbitTransfer(MainLoopModule):
         if trainer.teacher is not None:  # without one the trainer refuses to start, naming this module
             self.orbit = _check_orbit(trainer.teacher, "OrbitTransfer", "the teacher (the previous step's model)",
                                       self.layers, "orbit_student_layers")
-        self.sums = _Sums()
+        self.sums = EpochSums()
         trainer.tracker.add_objectives(
             {"Training": {task: {"orbit_equivariance": 0.0, "orbit_ce": 0.0} for task in trainer.train_loaders}})
 
     def student_layers(self) -> List[str]:
         return [path for path in self.layers if path != OUTPUT]
-
-    def pre_epoch(self, model, mode, **options):
-        super().pre_epoch(model, mode, **options)
-        self.sums = _Sums()
 
     def pre_forward(self, model, inputs, task_key, shared_memory):
         """Append rho_g x, one random g per example (training only)."""

@@ -15,7 +15,7 @@ import torch
 
 from nntransfer.configs.trainer.mixins import ParameterDistanceMixin
 from nntransfer.models.utils import select_parameters
-from nntransfer.trainer.main_loop_modules.base import MainLoopModule
+from nntransfer.trainer.main_loop_modules.base import EpochSums, MainLoopModule
 from nntransfer.trainer.main_loop_modules.registry import register
 
 logger = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ class ParameterDistance(MainLoopModule):
         if c.param_reg == "ewc":
             self.fisher = self._fisher_of(trainer.fisher)
         self.params: Optional[Dict[str, torch.Tensor]] = None
-        self.sums: Dict[str, torch.Tensor] = {}
+        self.sums = EpochSums()
         trainer.tracker.add_objectives({"Training": {task: {"param_reg": 0.0} for task in trainer.train_loaders}})
 
     def _fisher_of(self, fisher: Optional[Tensors]) -> Dict[str, torch.Tensor]:
@@ -109,9 +109,8 @@ class ParameterDistance(MainLoopModule):
         return {name: fisher[name].to(device=w0.device, dtype=torch.float32) for name, w0 in self.reference.items()}
 
     def pre_epoch(self, model, mode, **options):
-        """Reset the epoch's sums; before the first training epoch, find the trained parameters."""
+        """Before the first training epoch, find the trained parameters."""
         super().pre_epoch(model, mode, **options)
-        self.sums = {}
         if self.params is None and self.train_mode:
             current = dict(self.trainer.model.named_parameters())
             frozen = [name for name in self.reference if not current[name].requires_grad]
@@ -135,12 +134,9 @@ class ParameterDistance(MainLoopModule):
         if not self.train_mode or not self.reference:
             return outputs, loss, targets
         term = self.config.param_reg_weight * self.penalty().to(loss.device)
-        task = shared_memory["task_key"]
-        value = term.detach() * targets.shape[0]
-        self.sums[task] = self.sums[task] + value if task in self.sums else value
+        self.sums.add(shared_memory["task_key"], "param_reg", term, targets.shape[0])
         return outputs, loss + term, targets
 
     def post_epoch(self, model):
         """Log the epoch's penalty."""
-        for task, value in self.sums.items():
-            self.trainer.tracker.log_objective(value.item(), ("Training", task, "param_reg"))
+        self.sums.log(self.trainer.tracker, "Training")

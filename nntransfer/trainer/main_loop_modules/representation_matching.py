@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nntransfer.configs.trainer.mixins import RepresentationMatchingMixin
-from nntransfer.trainer.main_loop_modules.base import MainLoopModule
+from nntransfer.trainer.main_loop_modules.base import EpochSums, MainLoopModule
 from nntransfer.trainer.main_loop_modules.noise_augmentation import NoiseSource
 from nntransfer.trainer.main_loop_modules.registry import register
 
@@ -56,7 +56,7 @@ class RepresentationMatching(MainLoopModule):
         self.log_variances = (
             nn.Parameter(torch.zeros(len(self.layers), device=trainer.device)) if c.rep_matching_learned_weights else None
         )
-        self.sums: Dict[str, torch.Tensor] = {}
+        self.sums = EpochSums()
         trainer.tracker.add_objectives({"Training": {task: {"rep_matching": 0.0} for task in trainer.train_loaders}})
 
     def parameters(self) -> List[nn.Parameter]:
@@ -69,11 +69,6 @@ class RepresentationMatching(MainLoopModule):
         if self.log_variances is not None:
             with torch.no_grad():
                 self.log_variances.copy_(state["log_variances"])
-
-    def pre_epoch(self, model, mode, **options):
-        """Reset the epoch's sums."""
-        super().pre_epoch(model, mode, **options)
-        self.sums = {}
 
     def pre_forward(self, model, inputs, task_key, shared_memory):
         """Append a noisy copy of the batch."""
@@ -97,12 +92,9 @@ class RepresentationMatching(MainLoopModule):
                 total = total + self.weights[i] * distance
         matching = self.config.rep_matching_lambda * total
         targets = torch.cat([targets, targets])
-        task = shared_memory["task_key"]
-        value = matching.detach() * targets.shape[0]
-        self.sums[task] = self.sums[task] + value if task in self.sums else value
+        self.sums.add(shared_memory["task_key"], "rep_matching", matching, targets.shape[0])
         return outputs, loss + matching, targets
 
     def post_epoch(self, model):
         """Log the epoch's matching loss."""
-        for task, value in self.sums.items():
-            self.trainer.tracker.log_objective(value.item(), ("Training", task, "rep_matching"))
+        self.sums.log(self.trainer.tracker, "Training")
