@@ -335,7 +335,8 @@ class Trainer:
                     zero = torch.zeros((), device=self.device)
                     outputs, loss, targets = modules.post_forward(outputs, zero, targets, shared_memory)
                     task_loss = self.task_loss(outputs, targets, task_key)
-                    loss = loss + shared_memory.get("task_loss_weight", 1.0) * task_loss
+                    weight = shared_memory.get("task_loss_weight")  # set by a module, e.g. distillation's 1 - gamma
+                    loss = loss + (task_loss if weight is None else weight * task_loss)
                 # sums stay on the device: one synchronisation per epoch, not per batch
                 stats = self.batch_statistics(outputs, targets, task_loss)
                 if task_key in sums:

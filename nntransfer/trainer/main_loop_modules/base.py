@@ -186,6 +186,8 @@ class ModuleChain:
         self._calls = {hook: [getattr(m, hook) for m in self.modules if _overrides(m, hook)] for hook in HOOKS}
         # pre_epoch of the base class records the mode, so every module gets it.
         self._calls["pre_epoch"] = [m.pre_epoch for m in self.modules]
+        #: whether the trainer runs the teacher on every training batch (decided once, not per batch)
+        self.uses_teacher_outputs = any(m.uses_teacher_outputs for m in self.modules)
 
     def __iter__(self):
         return iter(self.modules)
@@ -237,9 +239,7 @@ class ModuleChain:
         """Names of the modules that need a teacher."""
         return [type(m).__name__ for m in self.modules if m.needs_teacher or m.uses_teacher_outputs]
 
-    @property
-    def uses_teacher_outputs(self) -> bool:
-        return any(m.uses_teacher_outputs for m in self.modules)
+
 
     def state_dict(self) -> Dict[str, Any]:
         return {f"{i}:{type(m).__name__}": m.state_dict() for i, m in enumerate(self.modules)}
