@@ -74,10 +74,13 @@ def preflight(
 
     def data_of(spec: StepSpec, label: str, exact: bool = False) -> Any:
         # built once per config (any seed shows whether it builds); ``exact``: for this seed (its examples)
-        data_hash = make_hash([spec.dataset_fn, spec.config("dataset")] + ([spec.seed] if exact else []))
-        if data_hash not in loaders:
-            loaders[data_hash] = _attempt(label, "data", lambda: resolve_function(spec.dataset_fn)(seed=spec.seed, **spec.config("dataset")))
-        return loaders[data_hash]
+        config_hash = make_hash([spec.dataset_fn, spec.config("dataset")])
+        found = loaders.get(config_hash) if not exact else loaders.get(make_hash([config_hash, spec.seed]))
+        if found is None:
+            found = _attempt(label, "data", lambda: resolve_function(spec.dataset_fn)(seed=spec.seed, **spec.config("dataset")))
+            loaders.setdefault(config_hash, found)
+            loaders[make_hash([config_hash, spec.seed])] = found  # the same build serves an exact lookup
+        return found
 
     def model_of(spec: StepSpec, fn: str, config: Dict[str, Any], data: Any, label: str, what: str = "model") -> None:
         marker = make_hash([fn, config, make_hash([spec.dataset_fn, spec.config("dataset")])])
