@@ -11,11 +11,17 @@ COPY nntransfer ./nntransfer
 RUN pip install --no-cache-dir torch torchvision --index-url https://download.pytorch.org/whl/cpu \
     && pip install --no-cache-dir ".[demo]"
 
+# Workers run as a user without root rights; the shared store is theirs (a new volume takes this ownership).
+RUN useradd --create-home --uid 1000 --user-group nntransfer \
+    && mkdir -p /store /recipes && chown nntransfer:nntransfer /store
+
 # Recipes are mounted at /recipes; checkpoints and weights go to the shared store.
 ENV RECIPE=/app/nntransfer/recipes/digits_transfer \
     SCHEMA=nntransfer \
     NNTRANSFER_STORE=/store \
     PYTHONUNBUFFERED=1
 VOLUME ["/store", "/recipes"]
+USER nntransfer
+WORKDIR /home/nntransfer
 
 CMD ["sh", "-c", "exec nntransfer worker \"$RECIPE\" --schema \"$SCHEMA\" --order random"]

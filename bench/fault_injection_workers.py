@@ -19,12 +19,17 @@ worker completes whatever is left. Checked each round:
   attempt starts right after the last checkpoint the attempts before it wrote (the toy trainer logs each
   start, epoch and checkpoint to ``FAULT_LOG``), attempts of one step never interleave, and none trains a
   step again after an attempt completed it;
-* nothing is left behind: no reservations or job errors, no checkpoint rows, no heartbeats.
+* nothing is left behind: no reservations or job errors, no checkpoint rows, no heartbeats;
+* the store's file checks: a same-size byte flip in a finished step's weights and handed-on data, and
+  another step's valid weights file copied over a finished step's, are refused when loaded
+  (``DamagedStep``), never loaded; a worker then finds both steps damaged, trains them again, and the
+  results equal the reference again;
+* store files that no row references (a worker killed while uploading a file or before its row was
+  committed) are counted, and ``nntransfer gc`` (``collect_garbage``) removes them all, and nothing a row
+  references.
 
-Store files that no row references (a worker killed after uploading a file and before its row was
-committed) are counted, not failed: ``nntransfer.tables.storage.delete_unused_files`` collects those
-registered in the external table. The schemas (and the nnfabrik core schema) the script creates are
-dropped, and its store folder removed, at the end. Prints a summary; exits 1 on a violation.
+The schemas (and the nnfabrik core schema) the script creates are dropped, and its store folder removed,
+at the end. Prints a summary; exits 1 on a violation.
 """
 
 from __future__ import annotations
@@ -346,6 +351,72 @@ def unreferenced_store_files(harness: Harness, schema: str) -> int:
     return len(on_disk - referenced)
 
 
+def flip_a_byte(path: str) -> None:
+    data = bytearray(Path(path).read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    Path(path).write_bytes(bytes(data))
+
+
+def file_checks(harness: Harness, schema: str, folder: Path, rng: random.Random, stats: Counter, reference: Dict[str, Any]) -> List[str]:
+    """Damage two finished steps' files as the fault-injection round found them loaded silently: a same-size
+    byte flip (weights and handed-on data of one step), another step's valid weights file copied over a
+    second step's. Loading must refuse each (``DamagedStep``); a worker must then train both steps again,
+    and the results must equal the reference."""
+    from nntransfer.tables.storage import file_paths
+    from nntransfer.tables.store import DamagedStep, DataJointStore
+
+    if len(harness.keys) < 3:  # two steps to damage and a third whose file is copied over one of them
+        return []
+    store = DataJointStore(schema, create=False)
+    table = store.table
+    flipped, swapped = rng.sample(harness.keys, 2)
+    donor = next(key for key in harness.keys if key not in (flipped, swapped))
+    damage = [(flipped, table.ModelStorage, "model_state", "byte flipped", store.load_weights),
+              (flipped, table.DataStorage, "transfer_data", "byte flipped", store.load_transfer_data),
+              (swapped, table.ModelStorage, "model_state", "another step's file copied over it", store.load_weights)]  # fmt: skip
+    problems = []
+    for key, part, attribute, how, load in damage:
+        (path,) = file_paths(part & key, attribute)
+        if how == "byte flipped":
+            flip_a_byte(path)
+        else:
+            (other,) = file_paths(part & donor, attribute)
+            shutil.copyfile(other, path)
+        stats[f"stored files damaged: {how}"] += 1
+        try:
+            load(key)
+        except DamagedStep:
+            stats["damaged files refused when loaded"] += 1
+        else:
+            problems.append(f"step {make_hash(key)[:12]}: its {attribute} ({how}) was loaded without an error")
+    log = folder / "repair.jsonl"
+    worker = harness.start(schema, log)
+    if worker.wait(timeout=600) != 0:
+        problems.append(f"the worker after the damage exited with {worker.returncode}")
+    retrained = {event["step"] for event in log_events(log) if event["event"] == "end"}
+    for key in (flipped, swapped):
+        if make_hash(key)[:12] in retrained:
+            stats["damaged steps found and trained again"] += 1
+        else:
+            problems.append(f"step {make_hash(key)[:12]}: damaged, and not trained again")
+    return problems + compare(harness.results(schema), reference)
+
+
+def collect_orphans(harness: Harness, schema: str, stats: Counter) -> List[str]:
+    """``nntransfer gc`` once every worker has stopped (no grace period needed): afterwards no store file is
+    left that no row references."""
+    from nntransfer.tables import activate
+    from nntransfer.tables.storage import collect_garbage
+
+    found = unreferenced_store_files(harness, schema)
+    stats["store files no row references (left by killed workers)"] += found
+    garbage = collect_garbage(activate(schema, create=False).schema, grace_seconds=0)
+    stats["store files removed by gc"] += len(garbage.entries) + len(garbage.files)
+    left = unreferenced_store_files(harness, schema)
+    problems = [f"gc could not remove {error}" for error in garbage.errors]
+    return problems + ([f"{left} store files no row references left after gc"] if left else [])
+
+
 def kill_connection(conn, schema: str, pid: int) -> bool:
     """KILL the database connection with which worker ``pid`` holds a job in ``schema``; False if it holds none."""
     try:
@@ -444,7 +515,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     violations: List[str] = []
     started = time.time()
     harness = steps.Harness(root, prefix, args.chains, args.steps, args.epochs, args.sleep, args.heartbeat)
-    orphans = 0
     try:
         reference_log = root / "reference" / "log.jsonl"
         reference_log.parent.mkdir(parents=True)
@@ -456,7 +526,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             problems = one_round(harness, schema, root / f"round{number}", args.workers, args.kills, rng, stats, conn)
             if not any("final worker" in p for p in problems):
                 problems += compare(harness.results(schema), reference)
-                orphans += unreferenced_store_files(harness, schema)
+                problems += steps.file_checks(harness, schema, root / f"round{number}", rng, stats, reference)
+                problems += steps.collect_orphans(harness, schema, stats)
+                problems += compare(harness.results(schema), reference)  # gc removed nothing a row references
             violations += [f"round {number}: {p}" for p in problems]
     finally:
         harness.stop_all()
@@ -474,7 +546,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     )
     for name, count in sorted(stats.items()):
         print(f"  {name}: {count}")
-    print(f"  store files no row references (killed mid-upload; not a violation): {orphans}")
     print(f"  violations: {len(violations)}")
     for violation in violations:
         print(f"    {violation}")

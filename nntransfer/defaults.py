@@ -8,3 +8,5 @@ TASK_KEY = "img_classification"
 DEFAULT_SCHEMA = "nntransfer"
 #: name of the external store nnfabrik's checkpoint and model-storage tables attach to
 STORE_NAME = "minio"
+#: batches per loop (training, validation, each test set) of ``run --fast-dev-run`` without a number
+FAST_DEV_RUN_BATCHES = 2

@@ -18,3 +18,23 @@ class DatabaseLost(DatabaseError):
     """The database went away while a job ran (server stopped, connection killed). Finished steps are kept
     and the interrupted one resumes from its checkpoints when the run or worker is started again; the
     command line exits with status 1 (the job did not finish), not 2 (bad input)."""
+
+
+class ChainCheckError(ValueError):
+    """The preflight found problems in steps still to train, before anything was trained or written:
+    ``problems`` holds one line per problem (each naming the experiment, seed and step), all of them, and
+    the command line prints each on its own line (exit 2)."""
+
+    def __init__(self, problems):
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+class CodeChanged(ValueError):
+    """Stored steps were trained by user code that has changed since (``nntransfer.pipeline.drift``); nothing
+    was trained. ``problems``: a line saying what to do, then one line per changed step (name, seed, step, id
+    and the changed modules); the command line prints each on its own line (exit 2)."""
+
+    def __init__(self, problems):
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))

@@ -16,6 +16,20 @@ PREFIX = os.environ.setdefault("NNTRANSFER_TEST_PREFIX", f"nnt_test_{uuid.uuid4(
 os.environ["NNFABRIK_SCHEMA_NAME"] = f"{PREFIX}_core"
 
 
+#: the session's own variables (set above or by ``db_prefix``), which every test and subprocess needs
+SESSION_VARIABLES = {"NNTRANSFER_TEST_PREFIX", "NNTRANSFER_STORE", "NNTRANSFER_CI"}
+
+
+@pytest.fixture(autouse=True)
+def plain_environment(monkeypatch):
+    """Each test sees none of the user's ``NNTRANSFER_*`` runtime options and no ``MPLBACKEND`` (a test that
+    needs one sets it): the suite passes whatever the user's shell exports. ``DJ_HOST``/``DJ_USER``/``DJ_PASS``
+    stay: they say where the test server is."""
+    for name in list(os.environ):
+        if (name.startswith("NNTRANSFER_") and name not in SESSION_VARIABLES) or name == "MPLBACKEND":
+            monkeypatch.delenv(name)
+
+
 @pytest.fixture(autouse=True)
 def one_thread():
     """Tests run on one thread: the machines have two cores, and results must not depend on it."""

@@ -1,5 +1,7 @@
 """Analysis: frames and plots from a real tiny run (digits, 2 epochs, two experiments, two seeds, a
-corrupted test set and test noise), the ``report`` command, and incomplete chains."""
+corrupted test set and test noise), the ``report`` command, and incomplete chains. The 5-9 steps test on
+0-4 through a split their dataset function adds ("0-4"); the fine-tuning steps also evaluate the
+pre-training step's test set on their own ("step 0 test"), the same data."""
 
 import logging
 import textwrap
@@ -228,6 +230,7 @@ def test_steps_frame_knows_shared_steps_baselines_and_test_sets(results):
            for split, test_set in (("validation", ""), ("test", "0-4"))},
         **{f"{name}/{step}/{split}": test_set for name, step in (("pretrained", 1), ("frozen", 1), ("scratch", 0))
            for split, test_set in (("validation", ""), ("test", "5-9"), ("0-4", "0-4"))},
+        **{f"{name}/1/step 0 test": "0-4" for name in ("pretrained", "frozen")},
     }
 
 
@@ -258,7 +261,7 @@ def test_final_frame_of_a_real_run(results, run):
     final = results.final
     stored = outputs(run)
     accuracy = final[final["objective"] == "accuracy"]
-    assert set(accuracy["split"]) == {"validation", "test", "c_test", "validation_noise", "0-4"}
+    assert set(accuracy["split"]) == {"validation", "test", "c_test", "validation_noise", "0-4", "step 0 test"}
     c_test = accuracy[accuracy["split"] == "c_test"]
     assert set(c_test["group"]) == {"gaussian_noise", "contrast"} and set(c_test["level"]) == {1.0, 2.0}
     assert len(c_test) == 10 * 2 * 2
@@ -273,6 +276,8 @@ def test_final_frame_of_a_real_run(results, run):
         assert fog2 == output["final"]["c_test"]["contrast"][2][TASK]["accuracy"]
         if step == 1 or name == "scratch":
             assert mine[mine["split"] == "0-4"]["value"].item() == output["final"]["0-4"][TASK]["accuracy"]
+        if step == 1:  # the pre-training test set, found by the pipeline: the same data as the recipe's own split
+            assert mine[mine["split"] == "step 0 test"]["value"].item() == output["final"]["0-4"][TASK]["accuracy"]
     # stronger corruption hurts (mean over every step and seed)
     by_level = c_test[c_test["group"] == "gaussian_noise"].groupby("level")["value"].mean()
     assert by_level[2.0] < by_level[1.0]
@@ -295,7 +300,8 @@ def test_summary_aggregates_seeds(results):
     # every plain split at once: validation, test and the earlier task's test set
     every = results.summary(None).set_index(["name", "step", "split"])
     assert set(every.index) == {(n, 0, s) for n in ("pretrained", "frozen") for s in ("validation", "test")} | {
-        (n, k, s) for n, k in (("pretrained", 1), ("frozen", 1), ("scratch", 0)) for s in ("validation", "test", "0-4")}
+        (n, k, s) for n, k in (("pretrained", 1), ("frozen", 1), ("scratch", 0)) for s in ("validation", "test", "0-4")} | {
+        (n, 1, "step 0 test") for n in ("pretrained", "frozen")}
     assert every.loc[("pretrained", 1, "test"), "mean"] == pytest.approx(row["mean"])
     assert every.loc[("scratch", 0, "0-4"), "test_set"] == "0-4"
 
@@ -501,11 +507,19 @@ def test_report_command_writes_csvs_pngs_and_transfer_metrics(run, tmp_path, cap
     printed = capsys.readouterr().out
     assert "accuracy per split, mean ± std over seeds" in printed
     lines = printed.splitlines()
-    assert lines[1].split() == ["name", "step", "comment", "split", "seeds", "accuracy"]
-    assert lines[2].split()[:5] == ["pretrained", "0", "0-4", "validation", "2/2"]
+    assert lines[1].split() == ["name", "step", "comment", "split", "test", "set", "seeds", "accuracy"]
+    # the pre-training step that two chains share is one step: printed once, named after both
+    assert lines[2].split()[:6] == ["pretrained,", "frozen", "0", "0-4", "validation", "2/2"]
+    assert lines[3].split()[:6] == ["pretrained,", "frozen", "0", "0-4", "test", "0-4"]
+    words = [" ".join(line.split()) for line in lines]
+    assert not any(line.startswith(("pretrained 0 ", "frozen 0 ")) for line in words)
+    # each row names its test set: the fine-tuning step's own, and the pre-training step's
+    frozen = {line.split(" 2/2")[0] for line in words if line.startswith("frozen 1 ")}
+    assert frozen == {"frozen 1 0-4 -> 5-9 validation", "frozen 1 0-4 -> 5-9 test 5-9", "frozen 1 0-4 -> 5-9 0-4 0-4",
+                      "frozen 1 0-4 -> 5-9 step 0 test 0-4"}
     assert {p.name for p in out.iterdir()} == {
         "status.csv", "steps.csv", "curves.csv", "final.csv", "summary.csv", "transfer_gain.csv", "forgetting.csv",
-        "accuracy_matrix.csv", "learning_curves.png", "transfer_steps.png", "final_accuracy.png",
+        "continual_learning.csv", "accuracy_matrix.csv", "learning_curves.png", "transfer_steps.png", "final_accuracy.png",
         "robustness_c_test.png", "robustness_validation_noise.png", "accuracy_matrix.png"}
     for png in out.glob("*.png"):
         assert_png(png)
@@ -514,8 +528,8 @@ def test_report_command_writes_csvs_pngs_and_transfer_metrics(run, tmp_path, cap
     assert len(final) == len(results.final)
     # the summary covers every split, not one at a time
     summary = pd.read_csv(out / "summary.csv", keep_default_na=False)
-    assert set(summary["split"]) == {"validation", "test", "0-4"} and (summary["n_done"] == 2).all()
-    assert len(summary) == 2 * 2 + 3 * 3
+    assert set(summary["split"]) == {"validation", "test", "0-4", "step 0 test"} and (summary["n_done"] == 2).all()
+    assert len(summary) == 2 * 2 + 3 * 3 + 2
     accuracy = results.final[(results.final["objective"] == "accuracy") & (results.final["group"] == "")]
 
     def mean(name, step, test_set):
@@ -534,6 +548,11 @@ def test_report_command_writes_csvs_pngs_and_transfer_metrics(run, tmp_path, cap
     gain_line = next(line for line in lines if line.startswith("  pretrained step 1"))
     assert gain_line.endswith(f"{gain.loc['pretrained', 'gain']:+.2f}") and "(scratch)" in gain_line
     assert any(line.startswith("  frozen step 1 on 0-4 (learned at step 0):") for line in lines)
+    continual = pd.read_csv(out / "continual_learning.csv").set_index("name")
+    assert list(continual.index) == ["pretrained", "frozen"] and set(continual["tasks"]) == {"0-4 -> 5-9"}
+    assert continual.loc["frozen", "bwt"] == pytest.approx(mean("frozen", 1, "0-4") - mean("frozen", 0, "0-4"))
+    assert continual.loc["frozen", "fwt"] == pytest.approx(mean("frozen", 1, "5-9") - mean("scratch", 0, "5-9"))
+    assert any(line.startswith("  frozen (0-4 -> 5-9): ACC ") for line in lines)
 
 
 def test_report_bad_input_is_one_line(run, tmp_path, capsys):
@@ -544,3 +563,115 @@ def test_report_bad_input_is_one_line(run, tmp_path, capsys):
     assert main(["report", str(folder), "--experiment", "chainz", "--workdir", str(tmp_path), "--out", str(tmp_path)]) == 2
     assert "did you mean 'chains'" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+# ---------------------------------------------------------------------------- continual learning, run summary
+
+
+def test_a_fine_tuning_chain_of_plain_digits_configs_has_a_complete_matrix_and_bwt_fwt(tmp_path):
+    from nntransfer.analysis import accuracy_matrix, continual_learning
+    from nntransfer.analysis.metrics import forgetting, transfer_gain
+    from nntransfer.analysis.report import metrics_text
+    from nntransfer.configs import (
+        ClassificationModelConfig,
+        ClassificationTrainerConfig,
+        Experiment,
+        ImageDatasetConfig,
+        TransferExperiment,
+    )
+    from nntransfer.pipeline.runner import run_experiments
+
+    def step(classes, comment, **trainer):
+        return Experiment(ImageDatasetConfig(dataset_cls="Digits", filter_classes=classes, batch_size=256),
+                          ClassificationModelConfig(type="mlp", mlp_hidden_sizes=[16]),
+                          ClassificationTrainerConfig(max_iter=1, show_progress=False, **trainer), seed=1, comment=comment)
+
+    chains = {Description("finetune", 1): TransferExperiment([step((0, 5), "0-4"), step((5, 10), "5-9", reset=["readout"])]),
+              Description("scratch", 1): TransferExperiment([step((5, 10), "5-9")])}
+    workdir = tmp_path / "work"
+    run_experiments(chains, workdir=str(workdir), progress=False)
+    results = load_results(chains, workdir=str(workdir))
+    # the fine-tuning step evaluated the 0-4 test set by itself: no custom data set needed
+    matrix = accuracy_matrix(results)
+    assert list(matrix.columns) == ["0-4", "5-9"]
+    assert matrix.loc[("finetune", 1, "0-4 -> 5-9")].notna().all()
+    final = results.final
+    value = final[(final["objective"] == "accuracy") & (final["group"] == "") & (final["variant"] == "plain")]
+    value = value.set_index(["name", "step", "test_set"])["value"]
+    learned, after = value[("finetune", 0, "0-4")], value[("finetune", 1, "0-4")]
+    assert set(final[(final["name"] == "finetune") & (final["step"] == 1) & (final["test_set"] == "0-4")]["split"]) == {
+        "step 0 test"}
+    row = continual_learning(results).set_index("name").loc["finetune"]
+    assert (row["tasks"], row["n"], row["scratch"]) == ("0-4 -> 5-9", 1, "scratch")
+    assert row["bwt"] == pytest.approx(after - learned)
+    assert row["fwt"] == pytest.approx(value[("finetune", 1, "5-9")] - value[("scratch", 0, "5-9")])
+    assert row["acc"] == pytest.approx((after + value[("finetune", 1, "5-9")]) / 2)
+    text = metrics_text(transfer_gain(results), forgetting(results), continual_learning(results))
+    assert f"  finetune (0-4 -> 5-9): ACC {row['acc']:.2f}, BWT {row['bwt']:+.2f} (n=1), FWT {row['fwt']:+.2f} (n=1)" in text
+
+
+SHARED_TEACHER = """
+from nntransfer.configs import Description, Experiment, TransferExperiment
+from toy_steps import ToyDatasetConfig, ToyModelConfig, ToyTrainerConfig
+
+teacher = Experiment(ToyDatasetConfig(), ToyModelConfig(init=0.5), ToyTrainerConfig(increment=1.0), seed=1, comment="teacher")
+transfer_experiments = {
+    Description(f"student{i}", 1): TransferExperiment([teacher, Experiment(
+        ToyDatasetConfig(), ToyModelConfig(), ToyTrainerConfig(increment=float(i), start_from_previous=False), seed=1,
+        comment=f"student {i}")])
+    for i in (1, 2, 3)
+}
+"""
+
+
+def test_the_run_summary_counts_a_teacher_shared_by_three_students_once(tmp_path, capsys):
+    from recipe_factory import write_recipe
+
+    recipe = write_recipe(tmp_path, "shared_teacher_recipe", SHARED_TEACHER)
+    workdir = tmp_path / "work"
+    assert main(["run", str(recipe), "--workdir", str(workdir), "--quiet"]) == 0
+    assert f"0 reused, 4 trained, 0 failed; results in work folder {workdir}" in capsys.readouterr().out
+    assert len(list((workdir / "steps").iterdir())) == 4
+    assert main(["run", str(recipe), "--workdir", str(workdir), "--quiet"]) == 0
+    assert f"4 reused, 0 trained, 0 failed; results in work folder {workdir}" in capsys.readouterr().out
+
+
+def test_a_worker_counts_what_it_trained_not_what_others_stored():
+    from nntransfer.pipeline.store import DONE, FAILED, WAITING, StepStatus, summarize_run
+
+    def rows(*states):
+        return [StepStatus(f"chain{i}", 1, step, "", state) for i, (step, state) in enumerate(states)]
+
+    # three chains share the teacher "t"; this worker trained the teacher and one student, another worker the rest
+    ids = ["t", "s1", "t", "s2", "t", "s3", "x"]
+    before = rows((0, WAITING), (1, WAITING), (0, WAITING), (1, WAITING), (0, WAITING), (1, WAITING), (0, DONE))
+    after = rows((0, DONE), (1, DONE), (0, DONE), (1, DONE), (0, DONE), (1, FAILED), (0, DONE))
+    summary = summarize_run(before, after, "schema lab", ids, trained_here=["t", "s1"])
+    assert (summary.reused, summary.trained, summary.elsewhere, summary.failed) == (1, 2, 1, 1)
+    assert str(summary) == "1 reused, 2 trained, 1 trained by other runs, 1 failed"
+
+
+def test_an_earlier_test_set_of_another_input_shape_is_skipped_with_a_warning(tmp_path, caplog):
+    from nntransfer.configs import (
+        ClassificationModelConfig,
+        ClassificationTrainerConfig,
+        Experiment,
+        ImageDatasetConfig,
+        TransferExperiment,
+    )
+    from nntransfer.pipeline.runner import run_experiments
+
+    def step(size, comment):
+        return Experiment(ImageDatasetConfig(dataset_cls="Digits", input_size=size, batch_size=256),
+                          ClassificationModelConfig(type="mlp", mlp_hidden_sizes=[8]),
+                          ClassificationTrainerConfig(max_iter=1, show_progress=False, start_from_previous=False),
+                          seed=1, comment=comment)
+
+    chains = {Description("resized", 1): TransferExperiment([step(16, "16 px"), step(8, "8 px")])}
+    with caplog.at_level(logging.WARNING, logger="nntransfer.pipeline"):
+        rows = run_experiments(chains, workdir=str(tmp_path / "work"), progress=False)
+    assert rows.summary.trained == 2 and rows.summary.failed == 0  # the step itself trains all the same
+    assert "step 0's test sets are not evaluated after this step (inputs (1, 16, 16) with 10 classes, this step's " \
+           "(1, 8, 8) with 10 classes)" in caplog.text
+    final = load_results(chains, workdir=str(tmp_path / "work")).final
+    assert set(final[final["step"] == 1]["split"]) == {"validation", "test"}

@@ -67,6 +67,9 @@ def test_results_from_the_tables(tables, db_prefix, tmp_path, caplog):
     assert list(matrix.columns) == ["0-4", "5-9"] and len(matrix) == 2
     test = results.final[(results.final["split"] == "test") & (results.final["objective"] == "accuracy")]
     assert matrix.loc[("db_pretrained", 1, "0-4 -> 5-9"), "5-9"] == test[test["step"] == 1]["value"].item()
+    # the fine-tuning step also evaluated the pre-training step's test set (the tables' make found it)
+    earlier = results.final[(results.final["split"] == "step 0 test") & (results.final["objective"] == "accuracy")]
+    assert matrix.loc[("db_pretrained", 1, "0-4 -> 5-9"), "0-4"] == earlier["value"].item()
     gain = transfer_gain(results)
     assert gain["scratch"].tolist() == [""] and gain["n"].tolist() == [1]  # no from-scratch run in this recipe
 

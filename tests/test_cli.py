@@ -502,3 +502,68 @@ def test_quiet_silences_datajoint_reconnections_and_no_empty_error_line_is_logge
     finally:
         datajoint_logger.handlers, datajoint_logger.propagate, datajoint_logger.filters = saved[0], saved[1], saved[3]
         datajoint_logger.setLevel(saved[2])
+
+
+FOUR_CHAINS = (
+    "from nntransfer.configs import *\n"
+    "data = ImageDatasetConfig(dataset_cls='Digits', train_subset=0.2, batch_size=64)\n"
+    "model = ClassificationModelConfig(type='mlp', mlp_hidden_sizes=[16])\n"
+    "def one(name, seed, lr):\n"
+    "    trainer = ClassificationTrainerConfig(max_iter=1, lr=lr, show_progress=False)\n"
+    "    return TransferExperiment([Experiment(data, model, trainer, seed=seed, comment=name)])\n"
+    "transfer_experiments = {Description(n, s): one(n, s, lr) for n, lr in (('small lr', 0.001), ('large lr', 0.01)) for s in (1, 2)}\n"
+)
+
+
+def table_rows(out):
+    """(name, seed, state) of the rows of a step table (names of two words)."""
+    return [(" ".join(line.split()[:2]), int(line.split()[2]), line.split()[4]) for line in out.splitlines()[1:]
+            if line.startswith(("small lr", "large lr"))]
+
+
+def test_chain_and_seed_filters_run_show_and_report_part_of_a_recipe(tmp_path, capsys):
+    import nntransfer
+
+    recipe = tmp_path / f"{unique('four')}.py"
+    recipe.write_text(FOUR_CHAINS)
+    where = ["--workdir", str(tmp_path / "work")]
+    assert main(["run", str(recipe), *where, "--chain", "small lr", "--seed", "2", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert table_rows(out) == [("small lr", 2, "done")] and "0 reused, 1 trained, 0 failed" in out
+    assert "next: nntransfer report" in out and "--chain 'small lr' --seed 2" in out  # the next command keeps the filter
+
+    assert main(["status", str(recipe), *where, "--chain", "small lr"]) == 0
+    assert table_rows(capsys.readouterr().out) == [("small lr", 1, "waiting"), ("small lr", 2, "done")]
+    assert main(["status", str(recipe), *where]) == 0
+    assert [row[2] for row in table_rows(capsys.readouterr().out)] == ["waiting", "done", "waiting", "waiting"]
+
+    rows = nntransfer.run(str(recipe), workdir=str(tmp_path / "work"), seeds=[2], progress=False)  # the same in Python
+    assert [(r.name, r.seed, r.state) for r in rows] == [("small lr", 2, "done"), ("large lr", 2, "done")]
+    assert (rows.summary.reused, rows.summary.trained) == (1, 1)
+
+    stored = sorted((tmp_path / "work" / "steps").iterdir())
+    for argv, message in [
+        (["run", str(recipe), *where, "--chain", "smal lr"], "has no chain 'smal lr' (chains: 'small lr', 'large lr'); did you mean 'small lr'?"),
+        (["run", str(recipe), *where, "--seed", "7"], "no chain of recipe"),
+        (["status", str(recipe), *where, "--chain", "large lr", "--seed", "3"], "no chain named 'large lr' has seed 3 (seeds: 1, 2)"),
+        (["report", str(recipe), *where, "--chain", "tiny", "--out", str(tmp_path / "r2")], "has no chain 'tiny'"),
+    ]:
+        assert main(argv) == EXIT_BAD_INPUT
+        captured = capsys.readouterr()
+        assert captured.err.startswith("nntransfer: error:") and message in captured.err and captured.err.count("\n") == 1, captured.err
+        assert captured.out == ""
+    assert sorted((tmp_path / "work" / "steps").iterdir()) == stored and not (tmp_path / "r2").exists()
+
+
+@pytest.mark.slow  # a report writes its plots
+def test_report_takes_the_chain_and_seed_filters(tmp_path, capsys):
+    recipe = tmp_path / f"{unique('four')}.py"
+    recipe.write_text(FOUR_CHAINS)
+    where = ["--workdir", str(tmp_path / "work")]
+    assert main(["run", str(recipe), *where, "--chain", "large lr", "--seed", "2", "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["report", str(recipe), *where, "--chain", "large lr", "--seed", "2", "--out", str(tmp_path / "report"), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "large lr" in out and "small lr" not in out and "incomplete" not in out  # the other chains are not asked for
+    status_csv = (tmp_path / "report" / "status.csv").read_text().splitlines()
+    assert len(status_csv) == 2 and status_csv[1].startswith("large lr,2,")

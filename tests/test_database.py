@@ -165,6 +165,27 @@ def test_schemas_are_created_latin1(db_prefix):
     assert _charset(f"{db_prefix}_charset2") == "latin1"
 
 
+@pytest.mark.database
+@pytest.mark.parametrize("in_code", [True, False], ids=["dj.config set in code wins", "DJ_HOST alone is used"])
+def test_dj_config_set_in_code_wins_over_the_environment(db_prefix, in_code):
+    """DataJoint's precedence: ``DJ_HOST``/``DJ_USER``/``DJ_PASS`` are read when DataJoint is imported, and
+    what code sets in ``dj.config`` afterwards (a notebook) wins; ``configure`` must not undo it."""
+    server = dj.config["database.host"]
+    env = dict(os.environ, DJ_USER=dj.config["database.user"], DJ_PASS=dj.config["database.password"] or "",
+               DJ_HOST="127.0.0.1:1" if in_code else server)  # nothing listens on port 1
+    code = (
+        "import datajoint as dj\n"
+        + (f"dj.config['database.host'] = {server!r}\n" if in_code else "")
+        + "from nntransfer.tables import database\n"
+        "database.configure()\n"
+        "database.connect()\n"
+        "print('connected to', dj.config['database.host'])\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"connected to {server}"
+
+
 def test_unreachable_database_gives_one_clear_line():
     saved = dj.config["database.host"]
     dj.config["database.host"] = "127.0.0.1:1"

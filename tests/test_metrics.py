@@ -25,7 +25,11 @@ from nntransfer.configs import (
     Description,
     Experiment,
     ImageDatasetConfig,
+    KnowledgeDistillationMixin,
+    ParameterDistanceMixin,
+    RDLMixin,
     TransferExperiment,
+    TransferMethodMixin,
 )
 from nntransfer.recipes.loading import Recipe
 
@@ -38,7 +42,8 @@ def make_results(steps, values):
     steps = pd.DataFrame(steps, columns=["name", "seed", "step", "comment", "state", "step_id", "scratch_id", "test_set",
                                          "shared_by"])
     steps["label"] = steps["comment"].str.split(" -> ").str[-1]
-    status = steps.assign(score=1.0, error="", chain_steps=0, chain_complete=True)[STATUS_COLUMNS]
+    steps["continues"] = steps["step"] > 0  # fine-tuning chains: every later step trains the network further
+    status = steps.assign(score=1.0, error="", chain_steps=0, chain_complete=True).reindex(columns=STATUS_COLUMNS, fill_value="")
     rows = []
     for (name, seed, step), splits in values.items():
         info = steps[(steps["name"] == name) & (steps["seed"] == seed) & (steps["step"] == step)].iloc[0]
@@ -175,9 +180,7 @@ def test_shared_steps_scratch_baselines_and_test_set_names():
     by_data = {names[split_identity(chain[0].dataset.to_dict(), "test")] for chain in chains.values()}
     # 0-4: every step on it says "pre"; 5-9: its steps say "new" and "quick", so the data names it
     assert by_data == {"pre", "Digits 5-9"}
-    status = pd.DataFrame([(d.name, d.seed, level, "", "done", None, "", 0, True)
-                           for d, chain in chains.items() for level in range(len(chain))], columns=STATUS_COLUMNS)
-    steps = step_frame(recipe, status).set_index(["name", "seed", "step"])
+    steps = done_steps(recipe).set_index(["name", "seed", "step"])
     assert steps.loc[("finetune", 1, 0), "shared_by"] == "finetune, frozen"
     assert steps.loc[("faster", 1, 0), "label"] == "quick" and steps.loc[("faster", 1, 0), "test_set"] == "Digits 5-9"
 
@@ -200,3 +203,149 @@ def test_a_report_without_test_sets_has_no_metrics_and_says_so(tmp_path, caplog)
     assert "no step has accuracy results on a test set: no transfer metrics" in caplog.text
     with pytest.raises(ValueError, match="on a test set"):
         accuracy_matrix(only_validation)
+
+
+# ---------------------------------------------------------------------------- baselines of transfer methods
+
+
+class Distillation(KnowledgeDistillationMixin, ClassificationTrainerConfig):
+    pass
+
+
+class Representational(RDLMixin, ClassificationTrainerConfig):
+    pass
+
+
+class Regularised(ParameterDistanceMixin, ClassificationTrainerConfig):
+    pass
+
+
+class NewMethodMixin(TransferMethodMixin):
+    """A transfer method a recipe defines: its field must be left out like the built-in ones'."""
+
+    def __init__(self, **kwargs):
+        self.set_defaults(new_method_weight=0.5)
+        super().__init__(**kwargs)
+
+
+class NewMethod(NewMethodMixin, ClassificationTrainerConfig):
+    pass
+
+
+DIGITS = ImageDatasetConfig(dataset_cls="Digits", input_size=16)
+MLP = ClassificationModelConfig(type="mlp", mlp_hidden_sizes=[8])
+
+
+def digits_step(trainer, comment, model=MLP, dataset=DIGITS):
+    return Experiment(dataset, model, trainer, seed=1, comment=comment)
+
+
+def transfer_recipe():
+    teacher = digits_step(ClassificationTrainerConfig(max_iter=1), "teacher", model=ClassificationModelConfig(type="lenet5"))
+    pre = digits_step(ClassificationTrainerConfig(max_iter=2, compute_fisher=True), "pre")  # longer: no baseline
+    return Recipe("methods", None, {
+        Description("scratch", 1): TransferExperiment([digits_step(ClassificationTrainerConfig(max_iter=1), "plain")]),
+        Description("kd", 1): TransferExperiment([teacher, digits_step(
+            Distillation(max_iter=1, teacher="previous", start_from_previous=False, kd_weight=0.7, kd_temperature=2.0), "kd")]),
+        Description("rdl", 1): TransferExperiment([teacher, digits_step(
+            Representational(max_iter=1, teacher="previous", start_from_previous=False, rdl_layers={"readout": "readout"}),
+            "rdl")]),
+        Description("l2sp", 1): TransferExperiment([pre, digits_step(Regularised(max_iter=1, param_reg_weight=0.1), "l2sp")]),
+        Description("ewc", 1): TransferExperiment([pre, digits_step(
+            Regularised(max_iter=1, param_reg="ewc", param_reg_weight=100.0, reset=["readout"]), "ewc")]),
+        Description("new", 1): TransferExperiment([teacher, digits_step(
+            NewMethod(max_iter=1, teacher="previous", start_from_previous=False, new_method_weight=0.9), "new")]),
+        Description("faster", 1): TransferExperiment([teacher, digits_step(
+            Distillation(max_iter=1, teacher="previous", start_from_previous=False, lr=0.01), "kd, other lr")]),
+    })
+
+
+def done_steps(recipe):
+    status = pd.DataFrame([dict(name=d.name, seed=d.seed, step=level, comment="", state="done", score=None, error="",
+                                chain_steps=0, chain_complete=True)
+                           for d, chain in recipe.transfer_experiments.items() for level in range(len(chain))])
+    return step_frame(recipe, status.reindex(columns=STATUS_COLUMNS, fill_value=""))
+
+
+def test_kd_rdl_l2sp_and_ewc_steps_get_their_plain_baseline():
+    recipe = transfer_recipe()
+    steps = done_steps(recipe)
+    values = {(name, 1, step): {("test", label): 90.0 + step} for name, step, label in
+              steps[["name", "step", "test_set"]].itertuples(index=False)}
+    values[("scratch", 1, 0)] = {("test", steps["test_set"].iloc[0]): 80.0}
+    hand = make_results([tuple(row) for row in steps[["name", "seed", "step", "comment", "state", "step_id", "scratch_id",
+                                                      "test_set", "shared_by"]].itertuples(index=False)], values)
+    gain = transfer_gain(hand).set_index("name")
+    for name in ("kd", "rdl", "l2sp", "ewc", "new"):  # every transfer method's settings are left out
+        assert gain.loc[name, "scratch"] == "scratch", name
+        assert gain.loc[name, "scratch_mean"] == 80.0 and gain.loc[name, "gain"] == pytest.approx(11.0)
+    # a setting of the training itself is compared: another learning rate has no plain run
+    assert gain.loc["faster", "scratch"] == "" and math.isnan(gain.loc["faster", "gain"])
+
+
+def test_a_teacher_to_student_step_has_no_forgetting():
+    digits_0to4 = ImageDatasetConfig(dataset_cls="Digits", input_size=16, filter_classes=(0, 5))
+    digits_5to9 = ImageDatasetConfig(dataset_cls="Digits", input_size=16, filter_classes=(5, 10))
+    teacher = digits_step(ClassificationTrainerConfig(max_iter=1), "0-4", model=ClassificationModelConfig(type="lenet5"),
+                          dataset=digits_0to4)
+    student = Distillation(max_iter=1, teacher="previous", start_from_previous=False)
+    recipe = Recipe("students", None, {
+        # the same data: the student's accuracy below its teacher's is no forgetting
+        Description("kd", 1): TransferExperiment([teacher, digits_step(student, "0-4", dataset=digits_0to4)]),
+        # other data: the student evaluates the teacher's test set, but it never learned it
+        Description("kd_new_data", 1): TransferExperiment([teacher, digits_step(student, "5-9", dataset=digits_5to9)]),
+        # the same network fine-tuned: this is forgetting
+        Description("finetune", 1): TransferExperiment([teacher, digits_step(
+            ClassificationTrainerConfig(max_iter=1, reset=["readout.fc3"]), "5-9", model=ClassificationModelConfig(type="lenet5"),
+            dataset=digits_5to9)]),
+    })
+    steps = done_steps(recipe)
+    assert steps.set_index(["name", "step"])["continues"].to_dict() == {
+        ("kd", 0): False, ("kd", 1): False, ("kd_new_data", 0): False, ("kd_new_data", 1): False,
+        ("finetune", 0): False, ("finetune", 1): True}
+    values = {("kd", 1, 0): {("test", "0-4"): 95.0}, ("kd", 1, 1): {("test", "0-4"): 80.0},
+              ("kd_new_data", 1, 0): {("test", "0-4"): 95.0},
+              ("kd_new_data", 1, 1): {("test", "5-9"): 90.0, ("step 0 test", "0-4"): 30.0},
+              ("finetune", 1, 0): {("test", "0-4"): 95.0},
+              ("finetune", 1, 1): {("test", "5-9"): 92.0, ("step 0 test", "0-4"): 40.0}}
+    hand = make_results([tuple(row) for row in steps[["name", "seed", "step", "comment", "state", "step_id", "scratch_id",
+                                                      "test_set", "shared_by"]].itertuples(index=False)], values)
+    hand.steps["continues"] = steps["continues"].to_numpy()
+    lost = forgetting(hand)
+    assert lost[["name", "step", "earlier_step", "test_set", "learned", "after", "forgetting"]].values.tolist() == [
+        ["finetune", 1, 0, "0-4", 95.0, 40.0, 55.0]]
+
+
+def test_continual_learning_metrics_of_a_three_task_chain():
+    """ACC, BWT and FWT (Lopez-Paz & Ranzato 2017; FWT against the from-scratch runs) from the matrix by hand."""
+    steps = [
+        ("cl", 1, 0, "A", "done", "a", "sA", "A", "cl"),
+        ("cl", 1, 1, "A -> B", "done", "ab", "sB", "B", "cl"),
+        ("cl", 1, 2, "A -> B -> C", "done", "abc", "sC", "C", "cl"),
+        ("cl", 2, 0, "A", "done", "a", "sA", "A", "cl"),
+        ("cl", 2, 1, "A -> B", "done", "ab", "sB", "B", "cl"),
+        ("cl", 2, 2, "A -> B -> C", "done", "abc", "sC", "C", "cl"),
+        ("scratch_b", 1, 0, "B", "done", "b", "sB", "B", "scratch_b"),
+        ("scratch_c", 1, 0, "C", "done", "c", "sC", "C", "scratch_c"),
+    ]
+    values = {
+        ("cl", 1, 0): {("test", "A"): 90.0},
+        ("cl", 1, 1): {("test", "B"): 80.0, ("step 0 test", "A"): 60.0},
+        ("cl", 1, 2): {("test", "C"): 70.0, ("step 0 test", "A"): 50.0, ("step 1 test", "B"): 40.0},
+        ("cl", 2, 0): {("test", "A"): 92.0},
+        ("cl", 2, 1): {("test", "B"): 82.0, ("step 0 test", "A"): 62.0},
+        ("cl", 2, 2): {("test", "C"): 74.0, ("step 0 test", "A"): 56.0, ("step 1 test", "B"): 44.0},
+        ("scratch_b", 1, 0): {("test", "B"): 75.0},
+        ("scratch_c", 1, 0): {("test", "C"): 60.0},
+    }
+    from nntransfer.analysis import continual_learning
+
+    row = continual_learning(make_results(steps, values)).set_index("name").loc["cl"]
+    assert (row["tasks"], row["steps"], row["n"], row["scratch"]) == ("A -> B -> C", "0, 1, 2", 2, "scratch_b, scratch_c")
+    # seed 1: ACC (50 + 40 + 70) / 3; BWT ((50 - 90) + (40 - 80)) / 2 = -40; FWT ((80 - 75) + (70 - 60)) / 2 = 7.5
+    # seed 2: ACC (56 + 44 + 74) / 3; BWT ((56 - 92) + (44 - 82)) / 2 = -37; FWT ((82 - 75) + (74 - 60)) / 2 = 10.5
+    assert row["acc"] == pytest.approx((160 / 3 + 174 / 3) / 2)
+    assert row["bwt"] == pytest.approx(-38.5) and row["bwt_std"] == pytest.approx(np.std([-40.0, -37.0], ddof=1))
+    assert row["fwt"] == pytest.approx(9.0) and row["fwt_std"] == pytest.approx(np.std([7.5, 10.5], ddof=1))
+    # one task per chain (the scratch runs) is no continual learning
+    assert list(continual_learning(make_results(steps, values))["name"]) == ["cl"]

@@ -7,6 +7,7 @@ import copy
 import functools
 import importlib
 import logging
+import uuid
 
 import pytest
 import torch
@@ -109,10 +110,36 @@ def test_one_d_model_takes_signals_and_image_models_refuse_them():
     check_trains(model, loaders, 10)
     flat = classification_model_builder(loaders, seed=0, **ClassificationModelConfig(type="mlp").to_dict())
     check_trains(flat, loaders, 10)  # MLPs take any shape
-    with pytest.raises(ValueError, match=r"^model type 'vgg11' takes inputs of shape \(C, H, W\), the data has \(1, 64\); types that take it: cnn1d_invariant, conv1d, lenet300-100, mlp$"):
+    with pytest.raises(ValueError, match=r"^model type 'vgg11' takes inputs of shape \(C, H, W\), the data has \(1, 64\); types that take it: cnn1d_invariant, conv1d, lenet300-100, mlp; "
+                       r"a type of your own takes it when registered with input_dims=\(2,\) or without input_dims$"):
         classification_model_builder(loaders, seed=0, **ClassificationModelConfig(type="vgg11").to_dict())
     with pytest.raises(ValueError, match=r"^model type 'conv1d' takes inputs of shape \(C, L\)"):
         classification_model_builder(digit_loaders(), seed=0, **ClassificationModelConfig(type="conv1d").to_dict())
+
+
+def test_a_type_registered_without_input_dims_takes_signals_and_a_declared_one_is_still_checked():
+    """A user package written for 0.1 registers its own 1-D model without ``input_dims``: it builds on
+    (1, 40) signals; a type that declares image inputs is still refused them, with the fix named."""
+    from nntransfer.models import register
+
+    def build_signal_net(config, input_shape, n_classes):
+        core = nn.Sequential(nn.Conv1d(input_shape[0], 4, 3, padding=1), nn.ReLU(), nn.Flatten())
+        return CoreReadoutModel(core, nn.Sequential(nn.Linear(4 * input_shape[-1], n_classes)), config.type, input_shape, n_classes)
+
+    suffix = uuid.uuid4().hex[:8]
+    register(f"user_signals_{suffix}", build_signal_net)
+    register(f"user_images_{suffix}", build_signal_net, input_dims=(3,))
+    signals = torch.randn(8, 1, 40)
+    labels = torch.arange(8) % 4
+    loader = DataLoader(TensorDataset(signals, labels), batch_size=4)
+    loaders = DataLoaders({"train": {TASK: loader}, "validation": {TASK: loader}, "test": {TASK: loader}},
+                          DataInfo(input_shape=(1, 40), n_classes=4))
+    model = classification_model_builder(loaders, seed=0, **ClassificationModelConfig(type=f"user_signals_{suffix}").to_dict())
+    assert model(signals).shape == (8, 4)
+    assert variants(f"user_signals_{suffix}").input_dims is None
+    with pytest.raises(ValueError, match=rf"^model type 'user_images_{suffix}' takes inputs of shape \(C, H, W\), the data has "
+                       r"\(1, 40\); .* registered with input_dims=\(2,\) or without input_dims$"):
+        classification_model_builder(loaders, seed=0, **ClassificationModelConfig(type=f"user_images_{suffix}").to_dict())
 
 
 def test_type_list_is_what_the_issue_asks_for():

@@ -204,7 +204,7 @@ def test_checkpoint_restore_picks_last_or_best_epoch(tables):
 
 def test_diverged_training_is_a_clear_job_error(tables):
     table = tables.TransferredTrainedModel
-    chain = TransferExperiment([Experiment(ToyDatasetConfig(size=61), ToyModelConfig(), ToyTrainerConfig(increment=float("nan")), seed=61)])
+    chain = TransferExperiment([Experiment(ToyDatasetConfig(size=61), ToyModelConfig(), ToyTrainerConfig(increment=1e39), seed=61)])
     table.add_transfer_experiment(chain)
     with pytest.raises(ValueError, match="training diverged"):
         table.populate(chain.get_restrictions(0))

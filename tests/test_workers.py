@@ -176,7 +176,7 @@ def test_digits_recipe_gives_the_same_scores_locally_with_run_and_with_workers(d
     )  # fmt: skip
     assert local.returncode == 0, local.stderr[-2000:]
     expected = _scores(local.stdout)
-    assert len(expected) == 4
+    assert len(expected) == 6  # two seeds of the fine-tuning chain (two steps) and of its from-scratch run
 
     run = subprocess.run(
         [sys.executable, "-m", "nntransfer", "run", recipe, "--backend", "datajoint", "--schema", f"{db_prefix}_digits_run", "--quiet"],

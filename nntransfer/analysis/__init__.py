@@ -33,6 +33,7 @@ _EXPORTS = {
     "write_report": "report",
     "transfer_gain": "metrics",
     "forgetting": "metrics",
+    "continual_learning": "metrics",
     "accuracy_matrix": "metrics",
     "plot_accuracy_matrix": "plots",
 }

@@ -30,6 +30,7 @@ from typing import Any, Dict, List, Optional, Union
 from nntransfer.analysis.lineage import ROLES, Reference, StepRecord, catalog, open_context, resolve
 from nntransfer.pipeline.store import Store
 from nntransfer.recipes.loading import Recipe
+from nntransfer.terminal import printable
 
 __all__ = ["Diff", "DiffRow", "diff", "ABSENT"]
 
@@ -77,7 +78,7 @@ class Diff:
             lines.append("no setting differs: A and B are the same step")
             return "\n".join(lines)
         table = [["step", "role", "field", "A", "B"]]
-        table += [[row.step, row.role, row.field, _shown(row.a), _shown(row.b)] for row in self.rows]
+        table += [[row.step, row.role, printable(row.field), _shown(row.a), _shown(row.b)] for row in self.rows]
         widths = [max(len(line[i]) for line in table) for i in range(5)]
         lines += ["  ".join(v.ljust(w) for v, w in zip(line, widths)).rstrip() for line in table]
         return "\n".join(lines)
@@ -104,7 +105,7 @@ def _comparable(value: Any) -> Any:
 
 
 def _shown(value: Any) -> str:
-    text = value if value is ABSENT else repr(value)
+    text = value if value is ABSENT else printable(repr(value))
     return text if len(text) <= WIDTH else text[: WIDTH - 1] + "…"
 
 

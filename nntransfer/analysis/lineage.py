@@ -35,6 +35,7 @@ from nntransfer.configs.experiment import Experiment
 from nntransfer.configs.transfer_experiment import TransferExperiment
 from nntransfer.pipeline.store import DONE, WAITING, Store
 from nntransfer.recipes.loading import Recipe, as_recipe, load_recipe
+from nntransfer.terminal import printable
 
 __all__ = ["StepRecord", "Lineage", "catalog", "resolve", "lineage", "ROLES"]
 logger = logging.getLogger(__name__)
@@ -79,7 +80,7 @@ class StepRecord:
     def describe(self) -> str:
         """``a8778bf5 digits 0-4 -> 5-9 (seed 1) step 0: pre-train 0-4``."""
         who = f"{self.name} (seed {self.seed})" if self.name else f"seed {self.seed}"
-        return f"{self.short_id} {who} step {self.step}" + (f": {self.comment}" if self.comment else "")
+        return printable(f"{self.short_id} {who} step {self.step}" + (f": {self.comment}" if self.comment else ""))
 
 
 # ---------------------------------------------------------------------- building records
@@ -243,7 +244,7 @@ def _tree_line(depth: int, record: StepRecord, mark: str) -> str:
     score = "" if record.score is None else f" {record.score:.4f}"
     who = f"{record.name} (seed {record.seed})" if record.name else f"seed {record.seed}"
     comment = f": {record.comment}" if record.comment else ""
-    return f"{'   ' * depth}{'└─ ' if depth else ''}{record.short_id}  step {record.step}  {record.state}{score}  {who}{comment}{mark}"
+    return printable(f"{'   ' * depth}{'└─ ' if depth else ''}{record.short_id}  step {record.step}  {record.state}{score}  {who}{comment}{mark}")
 
 
 def descendants_of(record: StepRecord, steps: Mapping[str, StepRecord]) -> List[Tuple[int, StepRecord]]:

@@ -1,30 +1,36 @@
 """Transfer metrics of a recipe's results (:class:`~nntransfer.analysis.results.Results`).
 
-``transfer_gain``     per transfer step: its accuracy minus that of the matching from-scratch run (the same
-                      data, model and trainer without the chain settings, no predecessor), when the recipe
-                      has one
-``forgetting``        per step and earlier step of its chain: how much accuracy on the earlier step's test
-                      set was lost, when the later step evaluates that test set
-``accuracy_matrix``   steps x test sets: the mean accuracy of each step on every test set it evaluated
+``transfer_gain``       per transfer step: its accuracy minus that of its from-scratch run (a first step
+                        with the same data and model whose trainer equals the step's without its transfer
+                        settings; see ``nntransfer.analysis.baselines``), when the recipe has one
+``forgetting``          per step and earlier step of its chain whose network it continues: how much
+                        accuracy on the earlier step's test set was lost (never from a teacher to a student)
+``accuracy_matrix``     steps x test sets: the mean accuracy of each step on every test set it evaluated
+``continual_learning``  per chain of two or more tasks: average accuracy, backward and forward transfer
+                        (BWT, FWT; Lopez-Paz & Ranzato 2017)
 
 All are means over the seeds that finished; ``n`` says how many. A step that several chains share is
 one row (``shared_by`` names the chains). ``nntransfer report`` writes them as ``transfer_gain.csv``,
-``forgetting.csv`` and ``accuracy_matrix.csv``.
+``forgetting.csv``, ``accuracy_matrix.csv`` and ``continual_learning.csv``.
 """
 
 from __future__ import annotations
 
+import logging
 import math
-from typing import Optional
+from typing import Any, Dict, List, Optional
 
 import pandas as pd
 
 from nntransfer.analysis.results import Results, default_task
 
+logger = logging.getLogger(__name__)
+
 GAIN_COLUMNS = ["name", "step", "comment", "split", "test_set", "n", "mean", "scratch", "scratch_n", "scratch_mean",
                 "gain"]
 FORGETTING_COLUMNS = ["name", "step", "comment", "earlier_step", "test_set", "n", "learned", "after", "forgetting",
                       "forgetting_std"]
+CL_COLUMNS = ["name", "tasks", "steps", "n", "acc", "bwt", "bwt_std", "fwt", "fwt_std", "scratch"]
 
 
 def _plain(results: Results, objective: str, task: Optional[str]) -> pd.DataFrame:
@@ -65,8 +71,16 @@ def transfer_gain(results: Results, split: str = "test", objective: str = "accur
     return pd.DataFrame(out, columns=GAIN_COLUMNS)
 
 
+def _continuing(steps: pd.DataFrame, name: str, seed: Any, earlier: int, later: int) -> bool:
+    """Whether every step after ``earlier`` up to ``later`` trains the network of the step before it."""
+    return all((name, seed, k) in steps.index and bool(steps.loc[(name, seed, k), "continues"])
+               for k in range(earlier + 1, later + 1))
+
+
 def forgetting(results: Results, objective: str = "accuracy", task: Optional[str] = None) -> pd.DataFrame:
-    """One row per experiment, step and earlier step of the chain whose test set the step evaluates:
+    """One row per experiment, step and earlier step of the chain whose test set the step evaluates, where
+    the step trained on other data and continues the earlier step's network (each step in between starts
+    from the weights before it; ``steps.continues``), never from a teacher to its student:
     ``learned`` is the earlier step's ``objective`` on its own test set (right after learning it),
     ``after`` the later step's on the same test set, ``forgetting`` = learned - after (mean over the seeds
     that finished both, ``n``; ``forgetting_std`` their std, NaN for one seed)."""
@@ -76,9 +90,14 @@ def forgetting(results: Results, objective: str = "accuracy", task: Optional[str
     for (name, seed), chain in rows.groupby(["name", "seed"], sort=False):
         values = chain.groupby(["step", "test_set"])["value"].mean()
         for (later, test_set), after in values.items():
+            trained_on = steps.loc[(name, seed, later), "test_set"] if (name, seed, later) in steps.index else ""
+            if trained_on == test_set:  # its own task: not forgetting
+                continue
             for earlier in range(later):
                 own = steps.loc[(name, seed, earlier), "test_set"] if (name, seed, earlier) in steps.index else ""
                 if own != test_set or (earlier, test_set) not in values.index:
+                    continue
+                if not _continuing(steps, name, seed, earlier, later):
                     continue
                 learned = values[(earlier, test_set)]
                 per_seed.append({"name": name, "seed": seed, "step": int(later), "earlier_step": earlier,
@@ -114,3 +133,86 @@ def accuracy_matrix(results: Results, objective: str = "accuracy", task: Optiona
     matrix.index = index
     matrix.columns.name = "test set"
     return matrix
+
+
+def _tasks_of(steps: pd.DataFrame, name: str, seed: Any, last: int) -> List[int]:
+    """The steps of one network's training in a chain: the last step and, going back, every step it
+    continues (``steps.continues``), first to last."""
+    sequence = [last]
+    while sequence[0] > 0 and bool(steps.loc[(name, seed, sequence[0]), "continues"]):
+        sequence.insert(0, sequence[0] - 1)
+    return sequence
+
+
+def continual_learning(results: Results, objective: str = "accuracy", task: Optional[str] = None) -> pd.DataFrame:
+    """Continual-learning metrics per experiment whose network learns two or more tasks one after another.
+
+    The tasks of a chain are the steps of the network its last step trains: that step and, going back,
+    every step it continues (it starts from that step's weights, ``steps.continues``), each step's task
+    being its own test set; a chain qualifies when these hold two or more different test sets. With
+    R[i, j] the ``objective`` on task j's test set after training task i (each step evaluates the test
+    sets of the earlier steps; see ``nntransfer.pipeline.step``) and T tasks, per seed:
+
+    ``acc`` = 1/T * sum_j R[T, j]                      the average accuracy at the end
+    ``bwt`` = 1/(T-1) * sum_{j<T} (R[T, j] - R[j, j])  backward transfer (Lopez-Paz & Ranzato 2017):
+                                                       negative = forgetting of the earlier tasks
+    ``fwt`` = 1/(T-1) * sum_{j>1} (R[j, j] - S_j)      forward transfer: what learning the earlier tasks
+                                                       did for task j, against S_j, the mean ``objective``
+                                                       of task j's from-scratch run (the baseline of
+                                                       ``transfer_gain``, over its finished seeds)
+
+    FWT differs from Lopez-Paz & Ranzato's R[j-1, j] - b_j (the accuracy on task j before learning it,
+    against a randomly initialised network's): with a new readout per task that is chance, so the
+    trained from-scratch network is the reference here (as in Díaz-Rodríguez et al. 2018). ``fwt`` is NaN
+    unless every task after the first has a finished from-scratch run (``scratch`` names them).
+
+    One row per experiment (means over the seeds whose matrix is complete, ``n``; ``*_std`` their std, NaN
+    for one seed): name, tasks ("0-4 -> 5-9"), steps ("0, 1"), n, acc, bwt, bwt_std, fwt, fwt_std, scratch.
+    A seed whose chain is incomplete is left out; one whose matrix misses a value although every step
+    finished (e.g. a step stored before steps evaluated the earlier test sets) is left out and logged at
+    WARNING.
+    """
+    rows = _plain(results, objective, task)
+    steps = results.steps.set_index(["name", "seed", "step"])
+    firsts = results.steps[(results.steps["step"] == 0) & (results.steps["state"] == "done")]
+    values = rows.groupby(["name", "seed", "step", "test_set"])["value"].mean()
+    baselines = _scratch_means(rows, firsts)
+    per_seed: List[Dict[str, Any]] = []
+    for (name, seed), chain in results.steps.groupby(["name", "seed"], sort=False):
+        sequence = _tasks_of(steps, name, seed, int(chain["step"].max()))
+        tasks = [steps.loc[(name, seed, k), "test_set"] for k in sequence]
+        if len(set(tasks)) < 2 or any(steps.loc[(name, seed, k), "state"] != "done" for k in sequence):
+            continue  # one task, or an incomplete chain (load_results reported it)
+        matrix = [[values.get((name, seed, i, t), math.nan) for t in tasks] for i in sequence]
+        final, last = matrix[-1], len(tasks) - 1
+        needed = final + [matrix[j][j] for j in range(last)]
+        if any(math.isnan(v) for v in needed):
+            logger.warning("%s seed %s: no %s for every task after every step (%s); left out of the continual-learning "
+                           "metrics", name, seed, objective, " -> ".join(tasks))
+            continue
+        scratch = [baselines.get(steps.loc[(name, seed, k), "scratch_id"], (math.nan, "")) for k in sequence[1:]]
+        fwt = sum(matrix[j][j] - scratch[j - 1][0] for j in range(1, len(tasks))) / last
+        per_seed.append({"name": name, "seed": seed, "tasks": " -> ".join(tasks), "steps": ", ".join(map(str, sequence)),
+                         "acc": sum(final) / len(final), "bwt": sum(final[j] - matrix[j][j] for j in range(last)) / last,
+                         "fwt": fwt, "scratch": ", ".join(dict.fromkeys(n for _, n in scratch)) if fwt == fwt else ""})
+    if not per_seed:
+        return pd.DataFrame(columns=CL_COLUMNS)
+    out = []
+    for (name, tasks), group in pd.DataFrame(per_seed).groupby(["name", "tasks"], sort=False):
+        spread = {f"{m}_std": group[m].std(ddof=1) if len(group) > 1 else math.nan for m in ("bwt", "fwt")}
+        out.append({"name": name, "tasks": tasks, "steps": group["steps"].iloc[0], "n": len(group),
+                    "acc": group["acc"].mean(), "bwt": group["bwt"].mean(), "fwt": group["fwt"].mean(), **spread,
+                    "scratch": group["scratch"].iloc[0]})
+    return pd.DataFrame(out, columns=CL_COLUMNS)
+
+
+def _scratch_means(rows: pd.DataFrame, firsts: pd.DataFrame) -> Dict[str, Any]:
+    """scratch_id -> (mean value on the own test set over the finished seeds, names of the experiments)."""
+    own = rows[rows["split"] == "test"].drop_duplicates(["step_id", "seed"])
+    out = {}
+    for scratch, group in firsts.groupby("scratch_id", sort=False):
+        unique = group.drop_duplicates(["step_id", "seed"])
+        found = own.merge(unique[["name", "seed", "step", "step_id"]], on=["name", "seed", "step", "step_id"])
+        if len(found):
+            out[scratch] = (found["value"].mean(), ", ".join(dict.fromkeys(group["name"])))
+    return out

@@ -16,15 +16,21 @@ dots the single seeds.
 
 A step that several chains share (the same configs up to it, e.g. one pre-training step) is drawn once,
 in gray, labelled with every experiment that shares it.
+
+Many chains (a sweep) keep every plot readable and its size bounded (:data:`MAX_INCHES` at :data:`DPI`):
+beyond :data:`MANY` experiments or steps, lines are drawn thin without legend entries beside their mean (in
+black), the bars become a ranked dot plot per test set that names the best and the worst steps, and the
+heat map drops its cell labels; the CSVs of ``nntransfer report`` hold every value.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import matplotlib
 
@@ -35,10 +41,12 @@ if not os.environ.get("MPLBACKEND") and "ipykernel" not in sys.modules and sys.p
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.collections import LineCollection  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
 from nntransfer.analysis.results import NOT_TEST_SETS, Results, default_task, seed_stats, select  # noqa: E402
+from nntransfer.safe_files import write_atomically  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +58,13 @@ SHARED_COLOR = "0.35"
 SPLIT_NAMES = {"c_test": "test", "validation_noise": "validation", "test_rotated": "rotated test"}
 GROUP_NAMES = {"noise_std": "Gaussian noise (std)", "noise_snr": "Gaussian noise (SNR)"}
 LEVEL_NAMES = {"noise_std": "noise std", "noise_snr": "signal-to-noise ratio"}
+#: resolution of saved plots, and the largest figure (width, height) in inches: at most 2200 x 1760 pixels
+DPI = 110
+MAX_INCHES = (20.0, 16.0)
+#: more lines or bars than this in one plot are drawn in the compact form (module docstring)
+MANY = 16
+#: columns of a grid of panels
+MAX_COLUMNS = 4
 
 
 def _label(objective: str) -> str:
@@ -78,11 +93,30 @@ def experiment_colors(names: Sequence[str]) -> Dict[str, Any]:
     return {name: cycle[i % len(cycle)] for i, name in enumerate(dict.fromkeys(names))}
 
 
+def _figure(width: float, height: float, rows: int = 1, columns: int = 1, **options: Any):
+    """``plt.subplots`` with the size clamped to :data:`MAX_INCHES`."""
+    size = (min(width, MAX_INCHES[0]), min(height, MAX_INCHES[1]))
+    return plt.subplots(rows, columns, figsize=size, squeeze=False, **options)
+
+
+def _grid(count: int) -> Tuple[int, int]:
+    """(rows, columns) of a grid of ``count`` panels, at most :data:`MAX_COLUMNS` wide."""
+    columns = max(1, min(count, MAX_COLUMNS))
+    return -(-count // columns), columns
+
+
+def _hide_unused(axes: np.ndarray, used: int) -> None:
+    for ax in list(axes.flat)[used:]:
+        ax.set_visible(False)
+
+
 def _save(fig: Figure, path: Optional[PathLike]) -> Figure:
     if path is not None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=110, bbox_inches="tight")
+        image = io.BytesIO()
+        fig.savefig(image, format="png", dpi=DPI)
+        write_atomically(path, image.getvalue())  # a link planted at ``path`` is replaced, never written through
         logger.info("wrote %s", path)
     return fig
 
@@ -151,31 +185,52 @@ def plot_learning_curves(
         data = {}
     rows = rows.assign(panel=[data.get(step_id) or _own_comment(comment) or f"step {step}"
                               for step_id, comment, step in zip(rows["step_id"], rows["comment"], rows["step"])])
+    first_chain = {step_id: names[0] for step_id, names in sharing.items()}
+    rows = rows[rows["name"].to_numpy() == rows["step_id"].map(first_chain).to_numpy()]  # a shared step once
+    stats = (rows.groupby(["panel", "step_id", "mode", "epoch"], sort=False)["value"].agg(["mean", "std"])
+             .reset_index().sort_values("epoch", kind="stable"))  # fmt: skip
+    step_of = rows.drop_duplicates("step_id").set_index("step_id")["step"]
     panels = list(dict.fromkeys(rows["panel"]))
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels) + 1.0, 3.6), squeeze=False, sharey=True)
-    for ax, panel in zip(axes[0], panels):
-        in_panel = rows[rows["panel"] == panel]
-        for step_id in dict.fromkeys(in_panel["step_id"]):
-            names = sharing[step_id]
-            of_step = in_panel[(in_panel["step_id"] == step_id) & (in_panel["name"] == names[0])]
-            for mode in modes:
-                values = of_step[of_step["mode"] == mode]
-                if values.empty:
-                    continue
-                by_epoch = values.groupby("epoch")["value"]
-                mean, std = by_epoch.mean(), by_epoch.std(ddof=1).fillna(0.0)
-                color = _color(names, colors)
-                ax.plot(mean.index, mean.values, MODE_STYLES.get(mode, ":"), color=color, marker=".",
-                        label=f"{_who(names)}, step {int(values['step'].iloc[0])} ({mode.lower()})")
-                ax.fill_between(mean.index, mean - std, mean + std, color=color, alpha=0.15, linewidth=0)
+    lines, columns = _grid(len(panels))
+    fig, axes = _figure(4.6 * columns + 1.0, 3.6 * lines, lines, columns, sharey=True)
+    for ax, (panel, in_panel) in zip(axes.flat, stats.groupby("panel", sort=False)):
+        if in_panel["step_id"].nunique() > MANY:
+            _many_curves(ax, in_panel, modes, sharing, colors)
+        for (step_id, mode), line in [] if in_panel["step_id"].nunique() > MANY else in_panel.groupby(
+                ["step_id", "mode"], sort=False):  # fmt: skip
+            names, color = sharing[step_id], _color(sharing[step_id], colors)
+            mean, std = line["mean"].to_numpy(), line["std"].fillna(0.0).to_numpy()
+            ax.plot(line["epoch"], mean, MODE_STYLES.get(mode, ":"), color=color, marker=".",
+                    label=f"{_who(names)}, step {int(step_of[step_id])} ({mode.lower()})")
+            ax.fill_between(line["epoch"], mean - std, mean + std, color=color, alpha=0.15, linewidth=0)
         ax.set_title(f"trained on {panel}")
         ax.set_xlabel("epoch")
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
-    axes[0][0].set_ylabel(_label(objective))
+    _hide_unused(axes, len(panels))
+    for ax in axes[:, 0]:
+        ax.set_ylabel(_label(objective))
     fig.tight_layout()
     return _save(fig, path)
+
+
+def _many_curves(ax, stats: pd.DataFrame, modes: Sequence[str], sharing: Mapping[str, List[str]],
+                 colors: Mapping[str, Any]) -> None:
+    """Many steps in one panel: a thin line per step and mode (one collection: fast to draw), and per mode
+    the mean over the steps in black, which alone has a legend entry."""
+    for mode in modes:
+        of_mode = stats[stats["mode"] == mode]
+        if of_mode.empty:
+            continue
+        groups = list(of_mode.groupby("step_id", sort=False))
+        ax.add_collection(LineCollection([line[["epoch", "mean"]].to_numpy() for _, line in groups],
+                                         colors=[_color(sharing[step_id], colors) for step_id, _ in groups],
+                                         linestyles=MODE_STYLES.get(mode, ":"), linewidths=0.6, alpha=0.35))
+        overall = of_mode.groupby("epoch")["mean"].mean()
+        ax.plot(overall.index, overall.values, MODE_STYLES.get(mode, ":"), color="black", linewidth=2,
+                label=f"mean of {len(groups)} steps ({mode.lower()})")
+    ax.autoscale_view()
 
 
 def _test_rows(final: pd.DataFrame, split: Optional[str], objective: str, task: Optional[str]) -> pd.DataFrame:
@@ -212,10 +267,14 @@ def plot_transfer_steps(
     test_sets = list(dict.fromkeys(rows["test_set"]))
     markers = {test_set: MARKERS[i % len(MARKERS)] for i, test_set in enumerate(test_sets)}
     names = _names(rows)
-    offsets = np.linspace(-0.08, 0.08, len(names)) if len(names) > 1 else [0.0]
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    many = len(names) > MANY
+    offsets = np.linspace(-0.08, 0.08, len(names)) if len(names) > 1 and not many else np.zeros(len(names))
+    fig, axes = _figure(6.5 if not many else 9.0, 4.2 if not many else 5.5)
+    ax = axes[0][0]
+    if many:
+        _many_transfer_steps(ax, rows, names, colors, markers)
     drawn_shared = set()
-    for offset, name in zip(offsets, names):
+    for offset, name in zip(offsets, [] if many else names):
         for test_set in test_sets:
             values = rows[(rows["name"] == name) & (rows["test_set"] == test_set)]
             if values.empty:
@@ -244,8 +303,12 @@ def plot_transfer_steps(
     ax.set_xlabel("transfer step")
     ax.set_ylabel(_label(objective) if split is None else f"{split_name(split)} {_label(objective)}")
     where = "each test set" if split is None else f"the {split_name(split)} set"
-    ax.set_title(f"{objective} on {where} after each transfer step")
-    handles = [Line2D([], [], color=colors[name], label=name) for name in names]
+    ax.set_title(f"{objective} on {where} after each transfer step" + (" (mean over seeds)" if many else ""))
+    if many:
+        handles = [Line2D([], [], color="0.5", linewidth=0.8, label=f"each of {len(names)} experiments"),
+                   Line2D([], [], color="black", linewidth=2, label="their mean")]
+    else:
+        handles = [Line2D([], [], color=colors[name], label=name) for name in names]
     handles += [Line2D([], [], color="0.2", marker=markers[t], linestyle="none", label=f"tested on {t}") for t in test_sets]
     if any(len(sharing[step_id]) > 1 for step_id in sharing):
         handles.append(Line2D([], [], color=SHARED_COLOR, marker="o", linestyle="none", label="a step several chains share"))
@@ -253,6 +316,21 @@ def plot_transfer_steps(
     ax.legend(handles=handles, fontsize="small", loc="best")
     fig.tight_layout()
     return _save(fig, path)
+
+
+def _many_transfer_steps(ax, rows: pd.DataFrame, names: Sequence[str], colors: Mapping[str, Any],
+                         markers: Mapping[str, str]) -> None:
+    """Many experiments: per experiment and test set one thin line through its seeds' means, then the mean
+    over the experiments in black (with the spread over them as error bars)."""
+    means = rows.groupby(["name", "test_set", "step"], sort=False)["value"].mean().reset_index().sort_values("step")
+    groups = list(means.groupby(["name", "test_set"], sort=False))
+    ax.add_collection(LineCollection([line[["step", "value"]].to_numpy() for _, line in groups],
+                                     colors=[colors[name] for (name, _), _ in groups], linewidths=0.6, alpha=0.35))
+    for test_set, of_set in means.groupby("test_set", sort=False):
+        ax.scatter(of_set["step"], of_set["value"], s=5, marker=markers[test_set], color="0.45", alpha=0.4, linewidths=0)
+        overall = of_set.groupby("step")["value"]
+        ax.errorbar(overall.mean().index, overall.mean().values, yerr=overall.std(ddof=1).fillna(0.0).values,
+                    color="black", linewidth=2, marker=markers[test_set], capsize=3, gid=f"mean|{test_set}")
 
 
 def plot_final_accuracy(
@@ -279,7 +357,12 @@ def plot_final_accuracy(
     bars = []  # (test set, step_id)
     for test_set in test_sets:
         bars += [(test_set, step_id) for step_id in dict.fromkeys(rows[rows["test_set"] == test_set]["step_id"])]
-    fig, ax = plt.subplots(figsize=(1.25 * len(bars) + 2.5, 4.2))
+    which = "every step" if step is None else f"transfer step {step}"
+    if len(bars) > MANY:
+        return _save(_ranked_steps(rows, sharing, test_sets, f"{split_name(split)} {objective} of {which}",
+                                   f"{split_name(split)} {_label(objective)}"), path)
+    fig, axes = _figure(1.25 * len(bars) + 2.5, 4.2)
+    ax = axes[0][0]
     x = np.arange(len(bars))
     means, stds, labels, bar_colors = [], [], [], []
     for i, (test_set, step_id) in enumerate(bars):
@@ -304,11 +387,46 @@ def plot_final_accuracy(
                 ha="center", va="bottom", fontsize="small")
         start += width
     ax.set_ylabel(f"{split_name(split)} {_label(objective)}")
-    which = "every step" if step is None else f"transfer step {step}"
     ax.set_title(f"{split_name(split)} {objective} of {which} (mean ± std over seeds)", pad=18)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def _ranked_steps(rows: pd.DataFrame, sharing: Mapping[str, List[str]], test_sets: Sequence[str], what: str,
+                  ylabel: str, named: int = 3) -> Figure:
+    """Many steps: a panel per test set, each step a point at its rank (mean over seeds, error bar one std),
+    the ``named`` best and worst steps listed in the panel."""
+    lines, columns = _grid(len(test_sets))
+    fig, axes = _figure(5.5 * columns + 1.0, 4.2 * lines, lines, columns, sharey=True)
+    for ax, test_set in zip(axes.flat, test_sets):
+        of_set = rows[rows["test_set"] == test_set].drop_duplicates(["step_id", "seed"])
+        stats = of_set.groupby("step_id", sort=False).agg(mean=("value", "mean"), std=("value", "std"),
+                                                          step=("step", "first"), comment=("comment", "first"))
+        stats = stats.sort_values("mean", ascending=False)
+        rank = np.arange(1, len(stats) + 1)
+        colors = [SHARED_COLOR if len(sharing[step_id]) > 1 else "C0" for step_id in stats.index]
+        ax.errorbar(rank, stats["mean"], yerr=np.nan_to_num(stats["std"].to_numpy()), fmt="none", ecolor="0.6",
+                    linewidth=0.6)
+        ax.scatter(rank, stats["mean"], c=colors, s=9, zorder=3)
+
+        def who(step_id: str, row: Any) -> str:
+            return f"{_who(sharing[step_id])}, {_own_comment(row.comment)} (step {int(row.step)}): {row['mean']:.1f}"
+
+        best = [who(i, r) for i, r in stats.head(named).iterrows()]
+        worst = [who(i, r) for i, r in stats.tail(named).iterrows()] if len(stats) > 2 * named else []
+        text = "best: " + "\n      ".join(best) + ("\nworst: " + "\n      ".join(worst) if worst else "")
+        ax.text(0.02, 0.03, text, transform=ax.transAxes, fontsize="x-small", va="bottom", family="monospace",
+                bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "0.8"})
+        ax.set_title(f"tested on {test_set}: {len(stats)} steps")
+        ax.set_xlabel("rank")
+        ax.grid(alpha=0.3)
+    _hide_unused(axes, len(test_sets))
+    for ax in axes[:, 0]:
+        ax.set_ylabel(ylabel)
+    fig.suptitle(f"{what}, ranked (mean ± std over seeds; gray: shared by several chains)")
+    fig.tight_layout()
+    return fig
 
 
 def plot_robustness(
@@ -330,9 +448,8 @@ def plot_robustness(
     groups = list(dict.fromkeys(rows["group"]))
     panels = [(robustness_title(split, None, objective), None)] if len(groups) > 1 else []
     panels += [(robustness_title(split, group, objective), group) for group in groups]
-    columns = min(len(panels), 4)
-    lines = -(-len(panels) // columns)
-    fig, axes = plt.subplots(lines, columns, figsize=(4.0 * columns + 1.0, 3.4 * lines), squeeze=False, sharey=True)
+    lines, columns = _grid(len(panels))
+    fig, axes = _figure(4.0 * columns + 1.0, 3.4 * lines, lines, columns, sharey=True)
     colors = experiment_colors(_names(final))
     for ax, (title, group) in zip(axes.flat, panels):
         panel = rows if group is None else rows[rows["group"] == group]
@@ -341,7 +458,8 @@ def plot_robustness(
             per_seed = values.groupby(["seed", "level"])["value"].mean().reset_index()  # mean over the groups
             by_level = per_seed.groupby("level")["value"]
             mean, std = by_level.mean(), by_level.std(ddof=1).fillna(0.0)
-            ax.errorbar(mean.index, mean.values, yerr=std.values, color=colors[name], marker="o", capsize=3, label=name)
+            ax.errorbar(mean.index, mean.values, yerr=std.values, color=colors[name], marker="o", capsize=3, label=name,
+                        **({"linewidth": 0.6, "markersize": 2, "alpha": 0.5} if len(_names(panel)) > MANY else {}))
         ax.set_title(title)
         if split == "c_test":
             ax.set_xlabel("severity")
@@ -349,9 +467,9 @@ def plot_robustness(
         else:
             ax.set_xlabel(LEVEL_NAMES.get(group, (group or "level").replace("_", " ")))
         ax.grid(alpha=0.3)
-        ax.legend(fontsize="small")
-    for ax in list(axes.flat)[len(panels):]:
-        ax.set_visible(False)
+        if len(_names(panel)) <= MANY:  # a legend of a sweep would cover the panel
+            ax.legend(fontsize="small")
+    _hide_unused(axes, len(panels))
     for ax in axes[:, 0]:
         ax.set_ylabel(_label(objective))
     fig.tight_layout()
@@ -365,14 +483,18 @@ def plot_accuracy_matrix(matrix: pd.DataFrame, objective: str = "accuracy", path
         raise ValueError("the accuracy matrix is empty: no finished step has results on a test set")
     values = matrix.to_numpy(dtype=float)
     rows = [f"{experiment} · step {step}" for experiment, step, _ in matrix.index]
-    fig, ax = plt.subplots(figsize=(1.4 * values.shape[1] + 3.5, 0.45 * values.shape[0] + 1.8))
+    fig, axes = _figure(1.4 * values.shape[1] + 3.5, 0.45 * values.shape[0] + 1.8)
+    ax = axes[0][0]
     image = ax.imshow(np.ma.masked_invalid(values), cmap="viridis", aspect="auto")
-    for (i, j), value in np.ndenumerate(values):
-        if np.isfinite(value):
-            ax.text(j, i, f"{value:.1f}", ha="center", va="center", fontsize="small",
-                    color="white" if value < np.nanmean(values) else "black")
+    if len(rows) <= 2 * MANY:  # beyond, the cells are too small to be labelled (accuracy_matrix.csv has them)
+        middle = np.nanmean(values)
+        for (i, j), value in np.ndenumerate(values):
+            if np.isfinite(value):
+                ax.text(j, i, f"{value:.1f}", ha="center", va="center", fontsize="small",
+                        color="white" if value < middle else "black")
     ax.set_xticks(range(values.shape[1]), [f"tested on {c}" for c in matrix.columns], rotation=20, ha="right")
-    ax.set_yticks(range(values.shape[0]), rows)
+    every = max(1, -(-len(rows) // 60))  # at most 60 row labels
+    ax.set_yticks(range(0, len(rows), every), rows[::every], fontsize="small" if every == 1 else "x-small")
     ax.set_title(f"{objective} of every step on every test set (mean over seeds)")
     fig.colorbar(image, ax=ax, label=_label(objective))
     fig.tight_layout()

@@ -1,12 +1,13 @@
 """``nntransfer report``: a recipe's results as CSVs and PNGs in one folder.
 
-    nntransfer report RECIPE [--experiment NAME] [--schema NAME | --workdir DIR] --out DIR
+    nntransfer report RECIPE [--experiment NAME] [--chain NAME] [--seed N] [--schema NAME | --workdir DIR] --out DIR
                       [--split test] [--objective accuracy]
 
 writes ``status.csv``, ``steps.csv``, ``curves.csv``, ``final.csv``, ``summary.csv`` (every split; see
-``nntransfer.analysis.results``), the transfer metrics ``transfer_gain.csv``, ``forgetting.csv`` and
-``accuracy_matrix.csv`` (see ``nntransfer.analysis.metrics``) and the PNGs of
-``nntransfer.analysis.plots.plot_all`` to ``--out``, and prints the summary and the metrics.
+``nntransfer.analysis.results``), the transfer metrics ``transfer_gain.csv``, ``forgetting.csv``,
+``continual_learning.csv`` and ``accuracy_matrix.csv`` (see ``nntransfer.analysis.metrics``) and the PNGs
+of ``nntransfer.analysis.plots.plot_all`` to ``--out``, and prints the summary (a step several chains
+share once, with the test set of each row) and the metrics.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from pathlib import Path
 from typing import Dict, Union
 
 from nntransfer.defaults import DEFAULT_WORKDIR
+from nntransfer.recipes.selection import add_selection_arguments
+from nntransfer.safe_files import write_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -26,7 +29,7 @@ def write_report(results, out: Union[str, Path], split: str = "test", objective:
     """Write the frames of ``results`` (:class:`~nntransfer.analysis.results.Results`), the summary over
     every split, the transfer metrics (``objective``; the gain on ``split``) as CSVs and every plot as a
     PNG (the bar plot on ``split``) into ``out``; returns name -> path of everything written."""
-    from nntransfer.analysis.metrics import accuracy_matrix, forgetting, transfer_gain
+    from nntransfer.analysis.metrics import accuracy_matrix, continual_learning, forgetting, transfer_gain
     from nntransfer.analysis.plots import plot_all  # matplotlib only when a report is written
 
     out = Path(out)
@@ -42,16 +45,17 @@ def write_report(results, out: Union[str, Path], split: str = "test", objective:
     if ((final["test_set"] != "") & (final["objective"] == objective)).any():  # metrics need a test set
         frames["transfer_gain"] = transfer_gain(results, split, objective)
         frames["forgetting"] = forgetting(results, objective)
+        frames["continual_learning"] = continual_learning(results, objective)
     else:
         logger.warning("no step has %s results on a test set: no transfer metrics", objective)
     written: Dict[str, Path] = {}
     for name, frame in frames.items():
         path = out / f"{name}.csv"
-        frame.to_csv(path, index=False)
+        write_atomically(path, frame.to_csv(index=False).encode())  # a link planted there is replaced, not followed
         written[name] = path
     if "transfer_gain" in frames:
         written["accuracy_matrix"] = out / "accuracy_matrix.csv"
-        accuracy_matrix(results, objective).to_csv(written["accuracy_matrix"])
+        write_atomically(written["accuracy_matrix"], accuracy_matrix(results, objective).to_csv().encode())
     for name in plot_all(results, out=out, split=split, objective=objective, close=True):
         written[f"{name}.png"] = out / f"{name}.png"
     return written
@@ -63,19 +67,35 @@ def _value(mean: float, std: float, n: int) -> str:
     return f"{mean:.2f} ± {std:.2f}" if std == std else f"{mean:.2f} (n={n})"
 
 
+def shared_once(results, objective: str = "accuracy"):
+    """The summary over every split (:func:`~nntransfer.analysis.results.summarize`) with a step that several
+    chains share as one row, named after all of them (``steps.shared_by``), over the seeds of every chain
+    that shares it (each seed once)."""
+    from nntransfer.analysis.results import summarize
+
+    who = results.steps[["name", "seed", "step", "step_id", "shared_by"]]
+    final = results.final.merge(who[["name", "seed", "step", "shared_by"]], on=["name", "seed", "step"])
+    final = final.drop_duplicates(["step_id", "seed", "split", "variant", "group", "level", "task", "objective"])
+    status = results.status.merge(who, on=["name", "seed", "step"]).drop_duplicates(["step_id", "seed"])
+    return summarize(final.assign(name=final["shared_by"]), status.assign(name=status["shared_by"]), None, objective)
+
+
 def summary_text(summary, objective: str = "accuracy") -> str:
-    """The summary frame as a plain-text table: name, step, comment, split, seeds done, mean ± std
-    (one seed: the value and ``n=1``, no spread)."""
+    """The summary frame as a plain-text table: name, step, comment, split, the test set it is, seeds
+    done, mean ± std (one seed: the value and ``n=1``, no spread)."""
     lines = summary.assign(
         seeds=[f"{d}/{n}" for d, n in zip(summary["n_done"], summary["n_seeds"])],
         **{objective: [_value(m, s, n) for m, s, n in zip(summary["mean"], summary["std"], summary["n_done"])]},
     )
-    columns = ["name", "step", "comment"] + (["split"] if "split" in lines else []) + ["seeds", objective]
+    if "test_set" in lines:
+        lines = lines.rename(columns={"test_set": "test set"})
+    columns = ["name", "step", "comment"] + [c for c in ("split", "test set") if c in lines] + ["seeds", objective]
     return lines[columns].to_string(index=False)
 
 
-def metrics_text(gain, lost) -> str:
-    """The transfer gain and the forgetting as plain text (empty when the recipe allows neither)."""
+def metrics_text(gain, lost, continual=None) -> str:
+    """The transfer gain, the forgetting and the continual-learning metrics as plain text (empty when the
+    recipe allows none)."""
     parts = []
     if not gain.empty:
         lines = [f"gain over the from-scratch run ({gain['split'].iloc[0]}):"]
@@ -94,7 +114,35 @@ def metrics_text(gain, lost) -> str:
             lines.append(f"  {row.name} step {row.step} on {row.test_set} (learned at step {row.earlier_step}): "
                          f"{row.learned:.2f} -> {row.after:.2f}, forgetting {row.forgetting:.2f}{spread}")
         parts.append("\n".join(lines))
+    if continual is not None and not continual.empty:
+        lines = ["continual learning (ACC: final accuracy over the tasks; BWT, FWT: Lopez-Paz & Ranzato 2017, "
+                 "FWT against each task's from-scratch run):"]
+        for row in continual.itertuples():
+            fwt = (f"FWT {_signed(row.fwt, row.fwt_std, row.n)}" if row.scratch
+                   else "FWT - (a task has no from-scratch run in the recipe)")
+            lines.append(f"  {row.name} ({row.tasks}): ACC {row.acc:.2f}, BWT {_signed(row.bwt, row.bwt_std, row.n)}, {fwt}")
+        parts.append("\n".join(lines))
     return "\n".join(parts)
+
+
+def _signed(mean: float, std: float, n: int) -> str:
+    return f"{mean:+.2f} ± {std:.2f}" if std == std else f"{mean:+.2f} (n={n})"
+
+
+def code_text(status) -> str:
+    """Lines flagging the steps whose results come from code that has changed since (the ``code`` column of
+    the status frame; ``nntransfer.pipeline.drift``), and how many steps have no code fingerprint."""
+    from nntransfer.pipeline.drift import UNRECORDED_NOTE
+
+    noted = status[status["code"] != ""]
+    unrecorded = noted[noted["code"] == UNRECORDED_NOTE]
+    lines = [f"code: {row.name} (seed {row.seed}) step {row.step}: {row.code}" for row in noted.itertuples() if row.code != UNRECORDED_NOTE]
+    if lines:
+        lines.insert(0, f"{len(lines)} step(s) were trained with code that has changed since (their results may not be "
+                        "what the code loaded now gives; 'nntransfer run --rerun-changed' trains them again):")
+    if len(unrecorded):
+        lines.append(f"{len(unrecorded)} step(s) were stored before code fingerprints were recorded: their code is not checked")
+    return "".join(line + "\n" for line in lines)
 
 
 def run_report(args: argparse.Namespace) -> int:
@@ -102,17 +150,19 @@ def run_report(args: argparse.Namespace) -> int:
     from nntransfer.analysis.results import load_results
 
     workdir = None if args.schema else (args.workdir or DEFAULT_WORKDIR)
-    results = load_results(args.recipe, args.experiment, workdir=workdir, schema=args.schema)
+    results = load_results(args.recipe, args.experiment, workdir=workdir, schema=args.schema, chains=args.chain, seeds=args.seed)
     written = write_report(results, args.out, args.split, args.objective)
     logger.info("wrote %s to %s", ", ".join(path.name for path in written.values()), args.out)
     print(f"{results.recipe} ({results.where}): {args.objective} per split, mean ± std over seeds")
-    print(summary_text(results.summary(None, args.objective), args.objective))
+    print(summary_text(shared_once(results, args.objective), args.objective))
     if "transfer_gain" in written:
-        from nntransfer.analysis.metrics import forgetting, transfer_gain
+        from nntransfer.analysis.metrics import continual_learning, forgetting, transfer_gain
 
-        metrics = metrics_text(transfer_gain(results, args.split, args.objective), forgetting(results, args.objective))
+        metrics = metrics_text(transfer_gain(results, args.split, args.objective), forgetting(results, args.objective),
+                               continual_learning(results, args.objective))
         if metrics:
             print(metrics)
+    print(code_text(results.status), end="")
     if not results.incomplete.empty:
         chains = results.incomplete.groupby(["name", "seed"]).ngroups
         print(f"{chains} chain(s) incomplete; see {Path(args.out) / 'status.csv'}")
@@ -124,6 +174,7 @@ def add_report_command(subparsers) -> None:
     report = subparsers.add_parser("report", help="write a recipe's results as CSVs and PNGs, print a summary")
     report.add_argument("recipe", help="recipe folder, .py file or dotted module name")
     report.add_argument("--experiment", help="only this module of the recipe folder")
+    add_selection_arguments(report)
     where = report.add_mutually_exclusive_group()
     where.add_argument("--schema", help="read the tables of this schema")
     where.add_argument("--workdir", default=None, help=f"read this local work folder (default {DEFAULT_WORKDIR})")

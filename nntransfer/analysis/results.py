@@ -4,14 +4,14 @@ Every finished step of every transfer experiment stores ``output = {"tracker": A
 "final": final evaluation, ...}`` (see ``nntransfer.trainer``). This module turns them into three frames:
 
 ``status``  one row per (name, seed, step) of the recipe, finished or not:
-            name, seed, step, comment, state, score, error, chain_steps, chain_complete
+            name, seed, step, comment, state, score, error, chain_steps, chain_complete, code
 ``curves``  one row per value of the training log:
             name, seed, step, comment, mode, task, objective, epoch, value
 ``final``   one row per value of the final evaluation:
             name, seed, step, comment, split, variant, group, level, task, objective, value,
             chain_steps, chain_complete, test_set, step_id
 ``steps``   one row per (name, seed, step) of the recipe: who a step is (see below)
-            name, seed, step, comment, label, state, step_id, shared_by, scratch_id, test_set
+            name, seed, step, comment, label, state, step_id, shared_by, scratch_id, test_set, continues, code
 
 In ``final``, ``split`` is the evaluated split ("validation", "test", "test_rotated", "c_test",
 "validation_noise"), ``variant`` how it was evaluated ("plain", "bn_train", "mc_dropout"), ``group`` the
@@ -26,16 +26,21 @@ Which rows are comparable:
   same test set when the config's test-relevant fields are equal (training-only settings such as
   ``batch_size``, ``examples_per_class`` or augmentation do not count); the name is the steps' own comment
   (``"0-4"``), or the data set and classes when the steps on it have different comments, plus the split
-  (``"0-4 test_unseen"``). A split a custom dataset function adds is the test set its name says: name it
-  after an earlier step's test set (e.g. ``"0-4"``) and it counts as that test set in the forgetting and
-  the accuracy matrix of ``nntransfer.analysis.metrics``.
+  (``"0-4 test_unseen"``). A step whose training data differ from an earlier step's in its chain also
+  evaluates that step's test sets at the end, as the splits ``"step 0 test"`` (see
+  ``nntransfer.pipeline.step``): they are the earlier step's test sets. A split a custom dataset function
+  adds is the test set its name says: name it after an earlier step's test set (e.g. ``"0-4"``) and it
+  counts as that test set in the forgetting and the accuracy matrix of ``nntransfer.analysis.metrics``.
 - ``step_id`` is the same for the same configs from the chain's first step up to this one (the seed left
   out): chains that share a pre-training step share its ``step_id``, and plots draw it once.
   ``shared_by`` lists the experiments that share it.
-- ``scratch_id`` identifies a step's data, model and trainer without the settings that only mean
-  something after a previous step (``CHAIN_SETTINGS``: reset, freeze, start_from_previous, teacher,
-  data_transfer, compute_transfer_data, compute_fisher); a first step with a later step's ``scratch_id``
-  is that step's from-scratch baseline.
+- ``scratch_id`` identifies a step's data, model and trainer without its transfer settings (the chain
+  settings and every field and main-loop module of a transfer method's mixin; see
+  ``nntransfer.analysis.baselines``); a first step with a later step's ``scratch_id`` is that step's
+  from-scratch baseline.
+- ``continues`` says whether a step trains the previous step's network further (it starts from its
+  weights and is not a student of it): forgetting and the continual-learning metrics follow only such
+  steps, never a teacher to its student.
 """
 
 from __future__ import annotations
@@ -50,36 +55,25 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import pandas as pd
 
-from nntransfer.configs.codec import make_hash
+from nntransfer.analysis.baselines import continues_previous, scratch_id
+from nntransfer.configs.test_sets import DERIVED_SPLITS, NOT_TEST_SETS, parse_earlier_split, short_hash, split_identity
 from nntransfer.configs.transfer_experiment import TransferExperiment
 from nntransfer.defaults import TASK_KEY
+from nntransfer.pipeline.drift import current_drift, mark_drift
 from nntransfer.pipeline.runner import open_store
 from nntransfer.pipeline.store import DONE, Store, step_status
 from nntransfer.recipes.loading import Recipe, as_recipe
+from nntransfer.recipes.selection import select_chains
 from nntransfer.trainer.tensorboard import tracker_rows
 
 logger = logging.getLogger(__name__)
 
 STEP_COLUMNS = ["name", "seed", "step", "comment"]
-STATUS_COLUMNS = STEP_COLUMNS + ["state", "score", "error", "chain_steps", "chain_complete"]
+STATUS_COLUMNS = STEP_COLUMNS + ["state", "score", "error", "chain_steps", "chain_complete", "code"]
 CURVE_COLUMNS = STEP_COLUMNS + ["mode", "task", "objective", "epoch", "value", "step_id"]
 FINAL_COLUMNS = STEP_COLUMNS + ["split", "variant", "group", "level", "task", "objective", "value",
                                 "chain_steps", "chain_complete", "test_set", "step_id"]
-STEPS_COLUMNS = STEP_COLUMNS + ["label", "state", "step_id", "shared_by", "scratch_id", "test_set"]
-#: trainer settings that only mean something after a previous step: left out when looking for a step's
-#: from-scratch baseline (the same data, model and trainer, no predecessor)
-CHAIN_SETTINGS = ("start_from_previous", "teacher", "data_transfer", "reset", "freeze", "compute_transfer_data",
-                  "compute_fisher")
-#: dataset settings that change the training data or its loading but not the test sets
-TRAINING_ONLY = ("batch_size", "valid_size", "shuffle", "train_subset", "data_repeats", "examples_per_class",
-                 "augment_crop", "crop_padding", "augment_flip", "augment_rotation", "rotation_degrees", "download")
-#: splits the image dataset config defines beside ``test`` (and its ``test_transforms``), with their settings
-DERIVED_SPLITS = {"test_rotated": ("rotated_test_angle",),
-                  "c_test": ("corrupted_data_dir", "corruptions", "corruption_severities", "stacked_severities")}
-TEST_SET_DEFINITIONS = ("add_rotated_test", "add_corrupted_test", "test_transforms") + tuple(
-    name for names in DERIVED_SPLITS.values() for name in names)
-#: splits that are not test sets
-NOT_TEST_SETS = ("train", "validation", "validation_noise")
+STEPS_COLUMNS = STEP_COLUMNS + ["label", "state", "step_id", "shared_by", "scratch_id", "test_set", "continues", "code"]
 #: suffixes the trainer appends to a split evaluated another way (e.g. "test_bn_train")
 VARIANTS = ("bn_train", "mc_dropout")
 MAIN_TASK = TASK_KEY
@@ -194,10 +188,6 @@ def own_comments(chain: TransferExperiment) -> List[str]:
     return [entry.get("comment") or "" for entry in chain.to_dict()["configs"]]
 
 
-def _short(value: Any) -> str:
-    return make_hash(value)[:12]
-
-
 def step_ids(chain: TransferExperiment) -> List[str]:
     """Per step: the hash of the configs from the chain's first step up to it, seeds left out (the same
     for a pre-training step that several chains share)."""
@@ -205,34 +195,8 @@ def step_ids(chain: TransferExperiment) -> List[str]:
     for level, step in enumerate(chain):
         history.append({role: config.to_dict() for role, config in step.configs.items()})
         history[-1]["data_transfer"] = bool(getattr(step.trainer, "data_transfer", False)) if level else False
-        ids.append(_short(history))
+        ids.append(short_hash(history))
     return ids
-
-
-def scratch_id(step) -> str:
-    """The hash of a step's data, model and trainer without ``CHAIN_SETTINGS`` (and without the seed)."""
-    trainer = {k: v for k, v in step.trainer.to_dict().items() if k not in CHAIN_SETTINGS}
-    return _short({"dataset": step.dataset.to_dict(), "model": step.model.to_dict(), "trainer": trainer})
-
-
-def split_identity(dataset: Mapping[str, Any], split: str) -> Optional[str]:
-    """The identity of the data ``split`` tests on, from a dataset config's ``to_dict()``: its
-    test-relevant fields and the settings of the split; None for a split the config does not define
-    (a custom dataset function's) and for splits that are not test sets."""
-    split = str(split)
-    if split in NOT_TEST_SETS:
-        return None
-    base = {k: v for k, v in dataset.items() if k not in TRAINING_ONLY and k not in TEST_SET_DEFINITIONS}
-    transforms = dataset.get("test_transforms") or {}
-    if split == "test":
-        extra: Any = None
-    elif split in DERIVED_SPLITS:
-        extra = {k: dataset.get(k) for k in DERIVED_SPLITS[split]}
-    elif isinstance(transforms, Mapping) and split in transforms:
-        extra = transforms[split]
-    else:
-        return None
-    return _short({"data": base, "split": split, "settings": extra})
 
 
 def _data_name(dataset: Mapping[str, Any]) -> str:
@@ -277,24 +241,32 @@ def step_frame(recipe: Recipe, status: pd.DataFrame) -> pd.DataFrame:
     """The ``steps`` frame (see the module docstring): one row per step of ``recipe``."""
     names = name_test_sets(recipe)
     state = status.set_index(["name", "seed", "step"])["state"]
+    code = status.set_index(["name", "seed", "step"])["code"] if "code" in status else None
     rows = []
     for description, chain in recipe.transfer_experiments.items():
         for level, (step, label, step_id) in enumerate(zip(chain, own_comments(chain), step_ids(chain))):
             identity = split_identity(step.dataset.to_dict(), "test")
             rows.append(dict(name=description.name, seed=description.seed, step=level, comment=step.comment,
                              label=label or step.comment or f"step {level}", state=state[(description.name, description.seed, level)],
-                             step_id=step_id, scratch_id=scratch_id(step), test_set=names.get(identity, "")))
+                             step_id=step_id, scratch_id=scratch_id(step), test_set=names.get(identity, ""),
+                             continues=continues_previous(step, level),
+                             code="" if code is None else code[(description.name, description.seed, level)]))
     frame = pd.DataFrame(rows, columns=[c for c in STEPS_COLUMNS if c != "shared_by"])
     sharing = frame.groupby("step_id", sort=False)["name"].agg(lambda n: ", ".join(dict.fromkeys(n)))
     frame["shared_by"] = frame["step_id"].map(sharing)
     return frame[STEPS_COLUMNS]
 
 
-def split_test_sets(final: pd.DataFrame, dataset: Mapping[str, Any], names: Mapping[str, str]) -> List[str]:
-    """The ``test_set`` of each row of one step's ``final`` frame (``dataset``: its config's ``to_dict()``)."""
+def split_test_sets(final: pd.DataFrame, dataset: Mapping[str, Any], names: Mapping[str, str],
+                    earlier: Sequence[Mapping[str, Any]] = ()) -> List[str]:
+    """The ``test_set`` of each row of one step's ``final`` frame (``dataset``: its config's ``to_dict()``;
+    ``earlier``: those of the steps before it in its chain, whose test sets it evaluated as "step 0 test")."""
     out = []
     for split in final["split"]:
         identity = split_identity(dataset, split)
+        of_earlier = parse_earlier_split(split)
+        if of_earlier is not None and of_earlier[0] < len(earlier):
+            identity = split_identity(earlier[of_earlier[0]], of_earlier[1])
         if identity is not None:
             out.append(names.get(identity, str(split)))
         else:
@@ -332,10 +304,11 @@ def _warn_incomplete(status: pd.DataFrame) -> None:
 def collect_results(recipe: Recipe, store: Store) -> Results:
     """Read every finished step of ``recipe`` from ``store`` (any :class:`~nntransfer.pipeline.store.Store`)
     into :class:`Results`. ValueError when no step is finished."""
-    status_rows = step_status(store, recipe)
+    # a step trained by code that changed since stays done (its results are read) and says so in ``code``
+    status_rows = mark_drift(step_status(store, recipe), current_drift(store, recipe), changed_state=False)
     status = pd.DataFrame(
-        [(r.name, r.seed, r.step, r.comment, r.state, r.score, r.error) for r in status_rows],
-        columns=STATUS_COLUMNS[:7],
+        [(r.name, r.seed, r.step, r.comment, r.state, r.score, r.error, r.code) for r in status_rows],
+        columns=STATUS_COLUMNS[:7] + ["code"],
     )
     if status.empty:
         raise ValueError(f"recipe {recipe.name} defines no experiments")
@@ -372,7 +345,8 @@ def collect_results(recipe: Recipe, store: Store) -> Results:
             if "final" in output:
                 completeness = dict(chain_steps=int(info["chain_steps"]), chain_complete=bool(info["chain_complete"]))
                 rows = final_frame(output["final"]).assign(**ids, **completeness)
-                rows["test_set"] = split_test_sets(rows, chain[level].dataset.to_dict(), test_sets)
+                rows["test_set"] = split_test_sets(rows, chain[level].dataset.to_dict(), test_sets,
+                                                   [chain[k].dataset.to_dict() for k in range(level)])
                 finals.append(rows)
     order = _chain_order(status)
     curves_frame = pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(columns=CURVE_COLUMNS)
@@ -402,14 +376,17 @@ def load_results(
     experiment: Optional[str] = None,
     workdir: Optional[Union[str, Path]] = None,
     schema: Optional[str] = None,
+    chains: Optional[Sequence[str]] = None,
+    seeds: Optional[Sequence[int]] = None,
 ) -> Results:
     """Load the results of ``recipe`` (a folder, ``.py`` file, module name, :class:`Recipe`, or the
     experiments themselves as :func:`nntransfer.run` takes them) from the
     local work folder ``workdir`` (default ``./nntransfer_work``) or from the tables of ``schema``.
 
-    ``experiment`` picks one module of a recipe folder (like ``nntransfer run --experiment``).
+    ``experiment`` picks one module of a recipe folder (like ``nntransfer run --experiment``); ``chains``
+    (names) and ``seeds`` pick chains of the recipe (like ``--chain`` and ``--seed``).
     """
-    recipe = as_recipe(recipe, experiment)
+    recipe = select_chains(as_recipe(recipe, experiment), chains, seeds)
     return collect_results(recipe, open_results_store(workdir, schema))
 
 

@@ -1,11 +1,14 @@
 """The ``nntransfer`` command.
 
-    nntransfer run RECIPE [--experiment NAME] [--backend local|datajoint] [--schema NAME] [--workdir DIR] [--order original|random]
-    nntransfer worker RECIPE [--experiment NAME] --schema NAME [--order ...] [--poll SECONDS]
-    nntransfer status RECIPE [--experiment NAME] (--schema NAME | --workdir DIR)
-    nntransfer report RECIPE [--experiment NAME] (--schema NAME | --workdir DIR) [--out DIR]
+    nntransfer run RECIPE [--experiment NAME] [--chain NAME] [--seed N] [--backend local|datajoint] [--schema NAME] [--workdir DIR]
+                   [--order original|random] [--fast-dev-run [BATCHES]] [--dry-run] [--rerun-changed | --reuse-changed]
+    nntransfer worker RECIPE [--experiment NAME] --schema NAME [--order ...] [--poll SECONDS] [--rerun-changed | --reuse-changed]
+    nntransfer status RECIPE [--experiment NAME] [--chain NAME] [--seed N] (--schema NAME | --workdir DIR)
+    nntransfer report RECIPE [--experiment NAME] [--chain NAME] [--seed N] (--schema NAME | --workdir DIR) [--out DIR]
     nntransfer diff A B [--recipe RECIPE] (--schema NAME | --workdir DIR)
     nntransfer lineage STEP [--recipe RECIPE] (--schema NAME | --workdir DIR)
+    nntransfer forget STEP [--recipe RECIPE] (--schema NAME | --workdir DIR) [--yes]
+    nntransfer gc --schema NAME [--dry-run] [--grace SECONDS]
 
 ``run`` and ``worker`` also take the runtime options ``--device``, ``--data-dir`` and ``--num-workers``:
 they change where and how steps run, never which experiment they are (they are not hashed).
@@ -31,8 +34,10 @@ import sys
 from importlib import metadata
 from typing import Any, Dict, List, Optional
 
-from nntransfer.defaults import DEFAULT_WORKDIR
+from nntransfer.defaults import DEFAULT_WORKDIR, FAST_DEV_RUN_BATCHES
 from nntransfer.errors import DatabaseError, DatabaseLost, StorageError
+from nntransfer.recipes.selection import add_selection_arguments, select_chains
+from nntransfer.terminal import PrintableStream, printable
 
 # The pipeline, recipes and analysis load in the handlers: ``--help`` and ``--version`` answer at once, and
 # a Ctrl-C while they load is handled like any other.
@@ -56,6 +61,9 @@ examples:
                                                                     which settings differ between two steps
   nntransfer lineage "digits 0-4 -> 5-9:1:0" --recipe nntransfer.recipes.digits_transfer
                                                                     a step's ancestors and descendants
+  nntransfer run nntransfer.recipes.digits_transfer --fast-dev-run  every pending step for 2 batches; stores nothing
+  nntransfer run nntransfer.recipes.digits_transfer --dry-run       per step: reuse, train, changed or blocked; writes nothing
+  nntransfer forget a8778bf5                                        delete a stored step and the steps after it
   nntransfer run my_recipe --backend datajoint --schema lab         fill and populate the tables of schema lab
   nntransfer worker my_recipe --schema lab                          one of many workers sharing schema lab
 
@@ -82,12 +90,18 @@ def version() -> str:
 def _recipe_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("recipe", help="recipe folder, .py file or dotted module name")
     parser.add_argument("--experiment", help="run only this module of the recipe folder")
+    add_selection_arguments(parser)
     parser.add_argument("--order", choices=("original", "random"), default="original", help="order of the jobs")
     parser.add_argument("--quiet", action="store_true", help="no progress bars, warnings only (nntransfer's and DataJoint's)")
     parser.add_argument(
         "--retry-failed", action="store_true",
         help="run failed jobs again (datajoint backend; the local backend always retries failed steps)",
     )  # fmt: skip
+    changed = parser.add_mutually_exclusive_group()  # a stored step whose user code changed stops the run otherwise
+    changed.add_argument("--rerun-changed", action="store_true",
+                         help="train stored steps whose code changed since, and the steps after them in their chains, again")
+    changed.add_argument("--reuse-changed", action="store_true",
+                         help="keep stored steps whose code changed since, and record in each that it was kept")  # fmt: skip
     runtime = parser.add_argument_group("runtime options (not hashed: the same experiment wherever it runs)")
     runtime.add_argument("--device", help="'cpu', 'cuda', 'cuda:1' or 'auto' (default: each trainer config's)")
     runtime.add_argument("--data-dir", help="folder the data sets are read from (default: each dataset config's)")
@@ -116,6 +130,13 @@ def build_parser() -> argparse.ArgumentParser:
                           "(no database; the default); 'datajoint' fills and populates the nnfabrik tables of --schema")  # fmt: skip
     run.add_argument("--schema", help="DataJoint schema of the tables (datajoint backend)")
     run.add_argument("--workdir", default=DEFAULT_WORKDIR, help=f"work folder (local backend; default {DEFAULT_WORKDIR})")
+    run.add_argument("--fast-dev-run", nargs="?", const=FAST_DEV_RUN_BATCHES, type=int, metavar="BATCHES",
+                     help=f"check instead of train: every step not stored yet, for BATCHES (default {FAST_DEV_RUN_BATCHES}) "
+                          "batches of training, validation and each test set, handing on what the chain needs; "
+                          "stores nothing; exits 1 if a step broke")  # fmt: skip
+    run.add_argument("--dry-run", action="store_true",
+                     help="print what a run would do per step (reuse, train, changed, blocked) after the checks before "
+                          "training; trains and writes nothing")  # fmt: skip
     run.set_defaults(handler=run_command)
 
     worker = commands.add_parser("worker", help="populate the tables until every step is done or failed")
@@ -127,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="done / running / failed / waiting per experiment and step")
     status.add_argument("recipe", help="recipe folder, .py file or dotted module name")
     status.add_argument("--experiment", help="only this module of the recipe folder")
+    add_selection_arguments(status)
     _where_arguments(status)
     status.set_defaults(handler=status_command)
 
@@ -160,6 +182,32 @@ def build_parser() -> argparse.ArgumentParser:
     lineage.add_argument("step", metavar="STEP", help="a step id or NAME:SEED:STEP (see below)")
     _reference_arguments(lineage)
     lineage.set_defaults(handler=lineage_command)
+
+    gc = commands.add_parser(
+        "gc", help="remove the store files no row of a schema references (what killed workers leave)",
+        description="Remove what no row of the schema references in its external stores: files no entry registers "
+                    "(a killed worker's partial *.copying copy, the upload of a transaction that rolled back) and "
+                    "entries no row references, once older than --grace (a live worker's upload is young).",
+    )  # fmt: skip
+    gc.add_argument("--schema", required=True, help="DataJoint schema whose store files are collected")
+    gc.add_argument("--dry-run", action="store_true", help="list what would be removed; remove nothing")
+    gc.add_argument("--grace", type=float, default=3600.0, metavar="SECONDS",
+                    help="leave what is younger than this (default 3600)")  # fmt: skip
+    gc.set_defaults(handler=gc_command)
+
+    forget = commands.add_parser(
+        "forget", help="delete a stored step and every step stored after it, so that 'run' trains them again",
+        description="Delete a stored step and its descendants (every stored step of any chain that continues from it, "
+                    "as 'lineage' shows them), with their weights, handed-on data, checkpoints and failure records. "
+                    "Lists them and asks first (answer y); without a terminal, --yes is needed.",
+        epilog=REFERENCE_HELP + "\n\nexamples:\n  nntransfer forget a8778bf5 --workdir ./nntransfer_work\n"
+                                '  nntransfer forget "digits 0-4 -> 5-9:1:1" --recipe nntransfer.recipes.digits_transfer --yes',
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    forget.add_argument("step", metavar="STEP", help="a step id or NAME:SEED:STEP (see below)")
+    _reference_arguments(forget)
+    forget.add_argument("--yes", action="store_true", help="delete without asking")
+    forget.set_defaults(handler=forget_command)
     return parser
 
 
@@ -254,6 +302,7 @@ def _step_table(recipe, rows) -> str:
 
 def _recipe_words(args: argparse.Namespace) -> str:
     words = [args.recipe] + (["--experiment", args.experiment] if args.experiment else [])
+    words += [w for name in args.chain or () for w in ("--chain", name)] + [w for seed in args.seed or () for w in ("--seed", str(seed))]
     return " ".join(shlex.quote(w) for w in words)
 
 
@@ -270,13 +319,22 @@ def run_command(args: argparse.Namespace) -> int:
 
     if args.backend == "datajoint" and not args.schema:
         raise ValueError("the datajoint backend needs --schema NAME: the database schema of the tables")
-    recipe = load_recipe(args.recipe, args.experiment)
+    if getattr(args, "fast_dev_run", None) is not None and args.fast_dev_run < 1:
+        raise ValueError(f"--fast-dev-run takes a number of batches of at least 1, got {args.fast_dev_run}")
+    recipe = select_chains(load_recipe(args.recipe, args.experiment), args.chain, args.seed)
     rows = run_experiments(
         recipe, backend=args.backend, workdir=args.workdir, schema=args.schema, order=args.order,
         progress=not args.quiet, runtime=_runtime_overrides(args), worker=args.command == "worker",
         retry_failed=args.retry_failed, poll_seconds=getattr(args, "poll", 2.0), resume_hint=None,
+        fast_dev_run=getattr(args, "fast_dev_run", None) or False, rerun_changed=args.rerun_changed,
+        reuse_changed=args.reuse_changed, dry_run=getattr(args, "dry_run", False),
     )  # fmt: skip
+    if getattr(args, "dry_run", False):
+        print(rows)  # the plan
+        return 0
     print(_step_table(recipe, rows))
+    if getattr(args, "fast_dev_run", None):
+        return _fast_dev_run_report(recipe, rows)
     summary = rows.summary
     print(f"\n{summary}; results in {summary.where}")
     where = " ".join(w for w in (_recipe_words(args), _where_words(args)) if w)
@@ -290,18 +348,33 @@ def run_command(args: argparse.Namespace) -> int:
     return EXIT_FAILED_JOBS if summary.failed else 0
 
 
+def _fast_dev_run_report(recipe, rows) -> int:
+    """After ``run --fast-dev-run``'s table: one line per step that broke, the summary; 1 if any broke."""
+    from nntransfer.pipeline.runner import SHORT_ID, step_ids
+
+    ids = step_ids(recipe)
+    for row in rows.broken:
+        index = rows.index(row)
+        print(f"broke: {row.name} (seed {row.seed}) step {row.step} [{ids[index][:SHORT_ID]}]: {row.error.splitlines()[0]}")
+    print(f"\n{rows.summary}")
+    if not rows.summary.checked:
+        print("nothing to check: every step is stored ('nntransfer forget STEP' deletes one so that it is checked and trained again)")
+    return EXIT_FAILED_JOBS if rows.broken else 0
+
+
 def status_command(args: argparse.Namespace) -> int:
     """``status``: the state of every step, read from the work folder or the tables (never created)."""
+    from nntransfer.pipeline.drift import current_drift, mark_drift
     from nntransfer.pipeline.runner import open_store
     from nntransfer.pipeline.store import step_status
     from nntransfer.recipes.loading import load_recipe
 
-    recipe = load_recipe(args.recipe, args.experiment)
+    recipe = select_chains(load_recipe(args.recipe, args.experiment), args.chain, args.seed)
     if args.schema:
         store = open_store("datajoint", schema=args.schema, create=False)
     else:
         store = open_store("local", workdir=args.workdir or DEFAULT_WORKDIR, create=False)
-    print(_step_table(recipe, step_status(store, recipe)))
+    print(_step_table(recipe, mark_drift(step_status(store, recipe), current_drift(store, recipe))))
     return 0
 
 
@@ -332,7 +405,48 @@ def lineage_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def gc_command(args: argparse.Namespace) -> int:
+    """``gc``: list, and unless ``--dry-run`` remove, the store files no row of the schema references."""
+    from nntransfer.tables import activate
+    from nntransfer.tables.storage import collect_garbage
+
+    garbage = collect_garbage(activate(args.schema, create=False).schema, dry_run=args.dry_run, grace_seconds=args.grace)
+    for path in garbage.entries + garbage.files:
+        print(path)
+    print(garbage)
+    for error in garbage.errors:
+        print(f"    could not remove {error}")
+    return EXIT_FAILED_JOBS if garbage.errors else 0
+
+
+def forget_command(args: argparse.Namespace) -> int:
+    """``forget``: list a stored step and its descendants, ask, delete them."""
+    from nntransfer.analysis.forget import plan_forget
+
+    if not args.yes and not sys.stdin.isatty():  # before anything is read: a script must say --yes
+        raise ValueError("forget deletes stored steps and asks first; without a terminal, pass --yes")
+    plan = plan_forget(args.step, **_reference_context(args))
+    print(f"{len(plan.records)} step(s) to delete from {plan.store.where} (the step and every step stored after it):")
+    print(plan)
+    if not args.yes:
+        answer = input("delete them? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("nothing deleted")
+            return EXIT_FAILED_JOBS
+    deleted = plan.execute()
+    print(f"deleted {len(deleted)} step(s); running their recipes again trains them again")
+    return 0
+
+
 def main(argv: Optional[List[str]] = None) -> int:
+    stdout, sys.stdout = sys.stdout, PrintableStream(sys.stdout)  # names and errors come from others' files
+    try:
+        return _main(argv)
+    finally:
+        sys.stdout = stdout
+
+
+def _main(argv: Optional[List[str]]) -> int:
     try:
         args = build_parser().parse_args(argv)
         setup_logging(getattr(args, "quiet", False), database=_uses_database(args))
@@ -346,12 +460,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         return EXIT_FAILED_JOBS
     except (ValueError, DatabaseError, FileNotFoundError) as err:
         logger.debug("bad input", exc_info=True)
-        print(f"nntransfer: error: {_first_line(err)}", file=sys.stderr)
+        for line in getattr(err, "problems", None) or [_first_line(err)]:  # the preflight reports every problem
+            print(f"nntransfer: error: {printable(line)}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
 
 def _first_line(err: BaseException) -> str:
-    return str(err).splitlines()[0] if str(err) else type(err).__name__
+    return printable(str(err).splitlines()[0]) if str(err) else type(err).__name__
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from nntransfer.configs.trainer import (
     RepresentationMatchingMixin,
     RepresentationMonitorMixin,
     TrainerConfig,
+    TransferMethodMixin,
 )
 from nntransfer.configs.transfer_experiment import TransferExperiment
 
@@ -41,6 +42,7 @@ __all__ = [
     "NoiseAugmentationMixin",
     "RepresentationMatchingMixin",
     "RepresentationMonitorMixin",
+    "TransferMethodMixin",
     "Experiment",
     "TransferExperiment",
 ]

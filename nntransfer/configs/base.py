@@ -37,7 +37,13 @@ original, reads a field that no class has set yet as ``None``)::
             super().__init__(**kwargs)
 
 A keyword that no class declared is a ``ValueError`` (one line, naming the closest field) once the
-outermost ``__init__`` returns. A field a recipe's subclass declares reaches the function the config names;
+outermost ``__init__`` returns.
+
+Every number a config holds is finite: a NaN or an infinity in any field (nested in lists, tuples and dicts,
+keys included) is a ``ValueError`` naming the field, when the config is made, updated or assigned to, so
+that a setting such as ``kd_temperature=float("nan")`` never reaches a trainer. A class names the fields
+where an infinity has a meaning in ``INFINITE_FIELDS`` (merged along the class hierarchy, e.g. a
+signal-to-noise ratio of inf, a clean level); NaN is refused everywhere. A field a recipe's subclass declares reaches the function the config names;
 the library's functions rebuild their config with ``from_dict``, which accepts the fields that subclasses of
 the same role have declared by assignment in this process (they carry them and ignore them; the fields of
 the library's classes and mixins, declared with ``set_defaults``, are not among them).
@@ -65,6 +71,8 @@ import contextvars
 import copy
 import functools
 import json
+import math
+import numbers
 import sys
 import warnings
 from collections import namedtuple
@@ -173,6 +181,38 @@ def input_size_alias(index: int, square: bool) -> Alias:
                  hint=f"{name!r} is the original nntransfer's name; use input_size=... ({shape})")
 
 
+_INFINITE_CACHE: Dict[type, FrozenSet[str]] = {}
+
+
+def infinite_fields_of(cls: type) -> FrozenSet[str]:
+    """The fields of a config class that may hold an infinity: ``INFINITE_FIELDS`` of every class in its hierarchy."""
+    found = _INFINITE_CACHE.get(cls)
+    if found is None:
+        found = frozenset(name for klass in cls.__mro__ for name in klass.__dict__.get("INFINITE_FIELDS", ()))
+        _INFINITE_CACHE[cls] = found
+    return found
+
+
+def _first_non_finite(value: Any, infinite_ok: bool) -> Any:
+    """The first number in ``value`` (itself, or nested in dict keys and values, lists, tuples and sets) that is
+    NaN, or infinite unless ``infinite_ok``; ``_MISSING`` if there is none. A nested config checked itself."""
+    if isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral):
+        if math.isnan(value) or (math.isinf(value) and not infinite_ok):
+            return value
+        return _MISSING
+    if isinstance(value, Mapping):
+        parts: Any = (part for item in value.items() for part in item)
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        parts = value
+    else:
+        return _MISSING
+    for part in parts:
+        found = _first_non_finite(part, infinite_ok)
+        if found is not _MISSING:
+            return found
+    return _MISSING
+
+
 def _warn(message: str) -> None:
     """A DeprecationWarning attributed to the first caller outside ``nntransfer.configs`` (the recipe)."""
     frame, level = sys._getframe(0), 1
@@ -235,12 +275,14 @@ class BaseConfig:
         table: name of the nnfabrik table in ``nntransfer.tables.nnfabrik`` the config is stored in.
         fn: dotted path of the function the table calls with this config.
         ALIASES: original nntransfer names of this class's fields (module docstring).
+        INFINITE_FIELDS: the fields where an infinity is a meaningful value (every other number must be finite).
     """
 
     config_name: ClassVar[str] = "config"
     table: ClassVar[Optional[str]] = None
     fn: Optional[str] = None
     ALIASES: ClassVar[Dict[str, Any]] = {}
+    INFINITE_FIELDS: ClassVar[Tuple[str, ...]] = ()
 
     _registry: ClassVar[Dict[str, type]] = {}
 
@@ -312,6 +354,9 @@ class BaseConfig:
         # whose fields the library functions add themselves); from_dict of the same role accepts these
         declared = set(self.field_names()) - state.library - state.extras_used - {"fn"}
         _SEEN_FIELDS.setdefault(type(self), set()).update(declared)
+        for name, value in self.__dict__.items():
+            if not name.startswith("_") and name not in _NOT_FIELDS:
+                self._check_finite(name, value)
 
     # ------------------------------------------------------------------ fields and values
 
@@ -327,6 +372,8 @@ class BaseConfig:
             return
         entries, used = self._translate({name: value}, state, {}, default_mode=False)
         for field, converted, via in entries:
+            if state is None:  # while built, the whole config is checked when construction ends
+                self._check_finite(field, converted)
             object.__setattr__(self, field, converted)
             if state is not None:
                 state.loaded_only.discard(field)
@@ -470,6 +517,8 @@ class BaseConfig:
                 raise self._no_field(field)
         for field, value, via in entries:
             self._check_type(field, value)
+            self._check_finite(field, value)
+        for field, value, via in entries:
             self._store(field, value, via, state, keyword=False)
         self._finish_aliases(used, {field: via for field, _, via in entries if via})
 
@@ -497,6 +546,17 @@ class BaseConfig:
                 f"{type(self).__name__}.{name} expects a {type(default).__name__} "
                 f"(default {default!r}), got {value!r}"
             )
+
+    def _check_finite(self, name: str, value: Any) -> None:
+        """Refuse a NaN or an infinity in a field's value, nested ones too (module docstring)."""
+        infinite_ok = name in infinite_fields_of(type(self))
+        bad = _first_non_finite(value, infinite_ok)
+        if bad is _MISSING:
+            return
+        rule = "may be inf but never NaN" if infinite_ok else "must be a finite number"
+        if bad is value:
+            raise ValueError(f"{type(self).__name__}.{name} {rule}, got {bad!r}")
+        raise ValueError(f"{type(self).__name__}.{name} holds {bad!r} (in {value!r}); every number in it {rule}")
 
     def __getattr__(self, name: str):
         # Only called when normal lookup fails: name the closest field instead of returning None.

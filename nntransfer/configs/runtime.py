@@ -6,7 +6,8 @@ experiment and retrains nothing. Each config role has its own (defined once, her
 
     dataset   num_workers, pin_memory, data_dir
     trainer   device, force_cpu, checkpoint_dir, chkpt_options (retention), keep_checkpoints,
-              show_progress, show_epoch_progress, tensorboard_dir (TensorBoard event files)
+              show_progress, show_epoch_progress, tensorboard_dir (TensorBoard event files),
+              fast_dev_run (batches per loop of ``run --fast-dev-run``, whose results are never stored)
 
 A step's effective options are, lowest first: its config's values, the environment
 (``NNTRANSFER_DEVICE``, ``NNTRANSFER_DATA_DIR``, ``NNTRANSFER_NUM_WORKERS``, ``NNTRANSFER_PIN_MEMORY``,
@@ -32,6 +33,7 @@ RUNTIME_FIELDS: Dict[str, Tuple[str, ...]] = {
         "show_progress",
         "show_epoch_progress",
         "tensorboard_dir",
+        "fast_dev_run",
     ),
 }
 

@@ -66,6 +66,14 @@ class TransferExperiment:
                     f"set compute_transfer_data=True in step {i - 1}'s trainer"
                 )
 
+    def check_seed(self, seed: Any) -> None:
+        """Refuse (one-line ``ValueError``) to be named with ``seed`` (its ``Description``'s) when a step trains
+        with another seed: that step's results would be recorded under a seed it was not trained with."""
+        other = [f"step {i} trains with seed {step.seed!r}" for i, step in enumerate(self.configs) if step.seed != seed]
+        if other:
+            raise ValueError(f"{', '.join(other)}, but the chain is named with seed {seed!r}; every step trains with its "
+                             f"chain's seed: give its Experiments seed={seed!r}, or the Description theirs")
+
     def update(self, settings: Sequence[Dict[str, Dict[str, Any]]]) -> "TransferExperiment":
         """Change steps in place, as in the original nntransfer: ``settings[i] = {"dataset": {...}, "model":
         {...}, "trainer": {...}}`` is applied to step ``i`` (the chain's own copies: the recipe's objects,

@@ -56,7 +56,7 @@ CORE_LAYERS: Dict[str, Callable[..., nn.Module]] = {
 }
 
 
-@register("lenet5", core_types=tuple(CORE_LAYERS))
+@register("lenet5", core_types=tuple(CORE_LAYERS), input_dims=(3,))
 def build_lenet5(config, input_shape: Tuple[int, int, int], n_classes: int) -> CoreReadoutModel:
     """LeNet-5 for ``input_shape`` (``config.core_type`` picks the core's layers)."""
     core_layer = CORE_LAYERS[config.core_type]

@@ -37,13 +37,13 @@ def build_mlp_model(config, input_shape: Tuple[int, int, int], n_classes: int, h
     return CoreReadoutModel(layers(*named), readout, config.type, input_shape, n_classes)
 
 
-@register("mlp", input_dims=None)
+@register("mlp")
 def build_mlp(config, input_shape: Tuple[int, int, int], n_classes: int) -> CoreReadoutModel:
     """MLP with ``config.mlp_hidden_sizes`` hidden layers."""
     return build_mlp_model(config, input_shape, n_classes, config.mlp_hidden_sizes)
 
 
-@register("lenet300-100", input_dims=None)
+@register("lenet300-100")
 def build_lenet300_100(config, input_shape: Tuple[int, int, int], n_classes: int) -> CoreReadoutModel:
     """LeNet-300-100: hidden layers of 300 and 100 units."""
     return build_mlp_model(config, input_shape, n_classes, (300, 100))

@@ -2,7 +2,8 @@
 
 A builder has the signature ``build(config, input_shape, n_classes) -> nn.Module`` where ``config`` is a
 ``ClassificationModelConfig``, ``input_shape`` is the shape of one input (``(channels, height, width)``
-for image models; a type declares the shapes it takes with ``input_dims``), and the module it returns
+for image models; a type that declares ``input_dims`` is refused other shapes before anything is built, one
+registered without it takes inputs of any shape), and the module it returns
 has the submodules ``core`` and ``readout`` (see ``nntransfer.models.base.CoreReadoutModel``)::
 
     @register("my_net")
@@ -34,7 +35,7 @@ class ModelVariants:
     core_types: Tuple[str, ...] = ("conv",)
     readout_types: Tuple[str, ...] = ("dense",)
     #: numbers of input dimensions (without the batch) the type takes; None: any
-    input_dims: Optional[Tuple[int, ...]] = (3,)
+    input_dims: Optional[Tuple[int, ...]] = None
 
 
 MODELS: Registry[ModelBuilder] = Registry(
@@ -49,11 +50,12 @@ def register(
     *,
     core_types: Sequence[str] = ("conv",),
     readout_types: Sequence[str] = ("dense",),
-    input_dims: Optional[Sequence[int]] = (3,),
+    input_dims: Optional[Sequence[int]] = None,
 ):
     """Register ``builder`` under ``name``; without ``builder`` this is a decorator. ``core_types`` and
     ``readout_types``: the ``core_type``/``readout_type`` values it builds; ``input_dims``: the numbers of
-    input dimensions it takes (``(3,)``: images ``(C, H, W)``; ``(2,)``: signals ``(C, L)``; None: any).
+    input dimensions it takes (``(3,)``: images ``(C, H, W)``; ``(2,)``: signals ``(C, L)``; None, the
+    default: any, as for a type registered before ``input_dims`` existed).
 
     Registering another builder under a taken name is an error (a silent replacement would change what
     stored configs build)."""
@@ -109,5 +111,6 @@ def check_input_shape(model_type: str, input_shape: Sequence[int]) -> None:
         wanted = " or ".join("(C, H, W)" if d == 3 else "(C, L)" if d == 2 else f"{d}-D" for d in dims)
         raise ValueError(
             f"model type {model_type!r} takes inputs of shape {wanted}, the data has {tuple(input_shape)}; "
-            f"types that take it: {', '.join(takes) or 'none'}"
+            f"types that take it: {', '.join(takes) or 'none'}; a type of your own takes it when registered with "
+            f"input_dims=({len(input_shape)},) or without input_dims"
         )

@@ -131,4 +131,4 @@ def build_resnet(config, input_shape: Tuple[int, int, int], n_classes: int, dept
 
 
 for _depth in _DEPTHS:
-    register(f"resnet{_depth}", partial(build_resnet, depth=_depth))
+    register(f"resnet{_depth}", partial(build_resnet, depth=_depth), input_dims=(3,))

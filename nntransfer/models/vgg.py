@@ -84,4 +84,4 @@ def build_vgg(config, input_shape: Tuple[int, int, int], n_classes: int, depth: 
 
 
 for _depth in _BLOCKS:
-    register(f"vgg{_depth}", partial(build_vgg, depth=_depth), readout_types=tuple(READOUTS))
+    register(f"vgg{_depth}", partial(build_vgg, depth=_depth), readout_types=tuple(READOUTS), input_dims=(3,))

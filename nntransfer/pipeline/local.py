@@ -2,8 +2,9 @@
 
     <workdir>/steps/<hash of the step key>/   one folder per finished step, written whole or not at all:
         key.json          the step's key and experiment (configs), for people and tools
-        result.json       score, name, seed, step, comment, seconds, finished, provenance, and ``files``:
-                          the size and sha256 of each file below
+        result.json       score, name, seed, step, comment, seconds, finished, provenance (with the fingerprint
+                          of the user code, ``nntransfer.fingerprint``; ``code_reused`` when a run kept the
+                          step although its code changed), and ``files``: the size and sha256 of each file below
         output.json       the trainer's output (tracker log, final evaluation), through the one codec
         model_state.pt    the trained weights (read back with ``torch.load(weights_only=True)``)
         transfer_data.npz the data handed to the next step, if any (read without pickle)
@@ -27,6 +28,11 @@ What the folder guarantees:
   NFS with working locks).
 * A full disk or an unwritable folder is a one-line :class:`~nntransfer.errors.StorageError`; nothing is left
   half-written and ``status`` keeps working.
+* The folder is data, never a trap (see :mod:`nntransfer.safe_files`): only regular files are read, without
+  following a link or waiting on a FIFO, JSON records up to a size and nesting limit; anything else makes its
+  step damaged (one WARNING) or its failure record unreadable, and the command goes on. Nothing is written
+  outside the folder: a link where a sub-folder, a step folder, a lock or a checkpoint folder should be is
+  refused (a ``StorageError``) or removed, never followed.
 """
 
 from __future__ import annotations
@@ -37,8 +43,8 @@ import io
 import json
 import logging
 import os
-import shutil
 import socket
+import stat
 import time
 import traceback
 from pathlib import Path
@@ -51,10 +57,23 @@ from nntransfer.configs.codec import make_hash
 from nntransfer.configs.transfer_experiment import TransferExperiment
 from nntransfer.defaults import DEFAULT_WORKDIR
 from nntransfer.errors import StorageError
+from nntransfer.fingerprint import LoadedCode
 from nntransfer.pipeline.step import StepMeta, StepResult, StepSpec
 from nntransfer.pipeline.store import DONE, FAILED, RUNNING, WAITING, Key, StepState, Store, StoredKey, StoredStep
 from nntransfer.provenance import RecipeSource
 from nntransfer.recipes.loading import Recipe
+from nntransfer.safe_files import (
+    OUTPUT_LIMIT,
+    RECORD_LIMIT,
+    ensure_folder,
+    is_real_folder,
+    open_for_reading,
+    open_regular,
+    read_bytes,
+    read_text,
+    remove_entry,
+    write_atomically,
+)
 
 try:
     import fcntl
@@ -104,14 +123,18 @@ class LocalStore(Store):
         if there is no step folder; ``(None, what is wrong)`` if it is damaged. ``full``: compare checksums
         too (else sizes only, for ``status``)."""
         folder = self.step_dir(key)
-        if not folder.exists():
+        if not os.path.lexists(folder):
             return None, ""
+        if not is_real_folder(folder):
+            return None, f"{folder} is not a folder (a symbolic link or a file)"
         result = folder / "result.json"
         try:
-            info = json.loads(result.read_text())
+            info = _read_json(result)
             float(info["score"])
         except FileNotFoundError:
             return None, f"{result} is missing"
+        except OSError as err:  # a FIFO, a link, a device, too large
+            return None, f"{result} cannot be read ({_reason(err)})"
         except Exception as err:  # truncated, garbage, not an object, no score
             return None, f"{result} cannot be read ({type(err).__name__}: {_first_line(err)})"
         files = info.get("files")
@@ -133,11 +156,13 @@ class LocalStore(Store):
         if not (isinstance(expected, dict) and isinstance(expected.get("size"), int) and isinstance(expected.get("sha256"), str)):
             return f"{path.parent / 'result.json'} records no size and checksum of {path.name}"
         try:
-            found = path.stat()
+            found = path.lstat()
         except FileNotFoundError:
             return f"{path} is missing"
         except OSError as err:
             return f"{path} cannot be read ({_reason(err)})"
+        if not stat.S_ISREG(found.st_mode):
+            return f"{path} is not a regular file (a symbolic link, FIFO or device)"
         if found.st_size != expected["size"]:
             return f"{path} has {found.st_size} bytes, result.json records {expected['size']}"
         if full:
@@ -154,10 +179,10 @@ class LocalStore(Store):
     def _legacy_problem(self, folder: Path, names: Optional[Iterable[str]], full: bool) -> str:
         for name in REQUIRED_FILES if names is None else names:
             path = folder / name
-            if name not in REQUIRED_FILES and not path.exists():
+            if name not in REQUIRED_FILES and not os.path.lexists(path):
                 continue
-            if not path.is_file() or path.stat().st_size == 0:
-                return f"{path} is missing or empty"
+            if path.is_symlink() or not path.is_file() or path.stat().st_size == 0:
+                return f"{path} is missing, empty or not a regular file"
             if full:
                 try:
                     _read_file(path)
@@ -196,7 +221,7 @@ class LocalStore(Store):
                 continue
             failure = self.failure_file(key)
             try:
-                text = failure.read_text(errors="replace").strip()
+                text = read_text(failure).strip()
             except FileNotFoundError:
                 found.append(StepState(WAITING))
                 continue
@@ -222,24 +247,46 @@ class LocalStore(Store):
         info = {k: v for k, v in info.items() if k != "files"}
         return StoredStep(float(info["score"]), output, info)
 
+    def code_records(self, keys: Sequence[Key]) -> List[Dict[str, Any]]:
+        """Each step's ``result.json`` (``{}`` where it cannot be read: ``states`` warns about that)."""
+        found = []
+        for key in keys:
+            try:
+                info = _read_json(self.step_dir(key) / "result.json")
+            except (OSError, ValueError):
+                info = {}
+            found.append(info if isinstance(info, dict) else {})
+        return found
+
+    def record_code_reuse(self, key: Key, record: Dict[str, Any]) -> None:
+        """``record`` becomes the step's ``code_reused`` in its ``result.json`` (rewritten whole: the other
+        files and their checksums are untouched)."""
+        path = self.step_dir(key) / "result.json"
+        try:
+            info = _read_json(path)
+            info["code_reused"] = record
+            write_atomically(path, json.dumps(info, indent=2).encode())
+        except OSError as err:
+            raise StorageError(f"cannot record in {path} that the step is kept ({_reason(err)}); pass a writable --workdir") from None
+
     def stored_steps(self) -> List[StoredKey]:
         """The step folders: ``key.json`` (key and configs) and ``result.json`` (name, comment)."""
         entries = []
         folder = self.workdir / "steps"
         for step_dir in sorted(folder.iterdir()) if folder.is_dir() else []:
-            if step_dir.name.startswith(".") or not step_dir.is_dir():
-                continue  # a step being written
+            if step_dir.name.startswith(".") or not is_real_folder(step_dir):
+                continue  # a step being written, or not a step folder
             try:
-                stored = codec.loads((step_dir / "key.json").read_text())
+                stored = _read_json(step_dir / "key.json", codec.loads)
                 experiment = stored["experiment"]
                 configs = {role: {"class": experiment[role].get("config_class", ""), "fields": codec.decode(experiment[role]["fields"])}
                            for role in ("dataset", "model", "trainer")}
                 key = dict(stored["key"])
             except Exception as err:  # damaged or foreign: listed without it
-                logger.warning("skipped %s: cannot read its key.json (%s: %s)", step_dir, type(err).__name__, err)
+                logger.warning("skipped %s: cannot read its key.json (%s: %s)", step_dir, type(err).__name__, _first_line(err))
                 continue
             try:
-                info = json.loads((step_dir / "result.json").read_text())
+                info = _read_json(step_dir / "result.json")
             except (OSError, ValueError):
                 info = {}
             entries.append(StoredKey(step_dir.name, key, configs, str(info.get("name", "")), str(info.get("comment", ""))))
@@ -256,7 +303,7 @@ class LocalStore(Store):
     def load_transfer_data(self, key: Key) -> Optional[Dict[str, np.ndarray]]:
         info = self._verified(key, ["transfer_data.npz"])
         path = self.step_dir(key) / "transfer_data.npz"
-        if "transfer_data.npz" not in info.get("files", {}) and not path.exists():
+        if "transfer_data.npz" not in info.get("files", {}) and not os.path.lexists(path):
             return None
         try:
             return _read_file(path)
@@ -281,23 +328,26 @@ class LocalStore(Store):
             seconds=result.seconds,
             finished=_now(),
             **RecipeSource.record(),
+            **LoadedCode.record_for(key),
             files={name: {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()} for name, data in contents.items()},
         )
         try:
-            shutil.rmtree(temporary, ignore_errors=True)
-            temporary.mkdir(parents=True)
+            remove_entry(temporary)
+            ensure_folder(final.parent, self.workdir)
+            temporary.mkdir()
             (temporary / "key.json").write_text(codec.dumps({"key": key, "experiment": meta.experiment}, indent=2))
             for name, data in contents.items():
                 (temporary / name).write_bytes(data)
             (temporary / "result.json").write_text(json.dumps(info, indent=2))  # last: it vouches for the others
-            if final.exists():  # a damaged folder of this step (this run holds the step)
-                shutil.rmtree(final)
+            remove_entry(final)  # a damaged folder of this step, or a link in its place (this run holds the step)
             os.replace(temporary, final)
         except OSError as err:
-            shutil.rmtree(temporary, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                remove_entry(temporary)
             raise StorageError(f"cannot store the step in {final} ({_reason(err)}); free some space or pass a writable --workdir") from None
         except BaseException:  # interrupted: nothing half-written stays
-            shutil.rmtree(temporary, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                remove_entry(temporary)
             raise
         try:
             self.failure_file(key).unlink(missing_ok=True)
@@ -305,12 +355,10 @@ class LocalStore(Store):
             logger.warning("cannot remove the old failure record %s (%s)", self.failure_file(key), _reason(err))
 
     def record_failure(self, key: Key, error: BaseException, meta: StepMeta) -> None:
-        from nntransfer.trainer.checkpointing import write_atomically
-
         failure = self.failure_file(key)
         text = f"{type(error).__name__}: {error}\n\n{''.join(traceback.format_exception(type(error), error, error.__traceback__))}"
         try:
-            failure.parent.mkdir(parents=True, exist_ok=True)
+            ensure_folder(failure.parent, self.workdir)
             write_atomically(failure, text.encode())  # whole or not at all: never an empty record
         except OSError as err:
             raise StorageError(f"cannot record the failure in {failure} ({_reason(err)}); free some space or pass a writable --workdir") from None
@@ -323,6 +371,37 @@ class LocalStore(Store):
     def clear_checkpoints(self, key: Key) -> None:
         self.checkpoints(key).clear(dict(key))
 
+    def delete(self, keys: Sequence[Key]) -> int:
+        """Remove each step's folder, failure record, checkpoints and lock. The folder is first renamed to a
+        temporary name (the step is gone at once; a run killed meanwhile leaves a temporary folder the next run
+        removes). A link is removed, never followed; a sub-folder that is a link (out of the work folder) is
+        refused (``StorageError``) before anything is deleted, and so is a step a live run holds."""
+        for sub in SUBFOLDERS:
+            if os.path.lexists(self.workdir / sub) and not is_real_folder(self.workdir / sub):
+                raise StorageError(f"{self.workdir / sub} is not a folder of the work folder (a symbolic link or a file); nothing deleted")
+        digests = [make_hash(dict(key)) for key in keys]
+        held = [digest[:8] for digest in digests if self._locked_elsewhere(digest)]
+        if held:
+            raise StorageError(f"another run holds step(s) {', '.join(held)} of the work folder {self.workdir}; nothing deleted")
+        stored = 0
+        for key, digest in zip(keys, digests):
+            folder = self.step_dir(key)
+            try:
+                if is_real_folder(folder):
+                    doomed = folder.parent / f".{digest}.{os.getpid()}.tmp"
+                    os.replace(folder, doomed)
+                    stored += 1
+                    remove_entry(doomed)
+                else:
+                    remove_entry(folder)  # a link or a file in its place: removed, not followed
+                for path in (self.failure_file(key), self.workdir / "checkpoints" / digest, self._lock_path(digest)):
+                    remove_entry(path)
+            except OSError as err:
+                raise StorageError(f"cannot delete step {digest[:8]} from {self.workdir} ({_reason(err)}); "
+                                   f"{stored} of {len(keys)} step(s) deleted") from None
+            logger.info("deleted step %s from %s", digest[:8], self.where)
+        return stored
+
     # ------------------------------------------------------------------ running
 
     def prepare(self, recipe: Recipe) -> None:
@@ -330,8 +409,8 @@ class LocalStore(Store):
         is trained), and tidy what killed runs left: temporary files, and the checkpoints and locks of steps
         that were stored just before the kill."""
         try:
-            for sub in SUBFOLDERS:
-                (self.workdir / sub).mkdir(parents=True, exist_ok=True)
+            for sub in SUBFOLDERS:  # a link in place of one is refused: nothing is written outside the folder
+                ensure_folder(self.workdir / sub, self.workdir)
             probe = self.workdir / f".write-test.{os.getpid()}.tmp"
             probe.write_bytes(b"nntransfer")
             probe.unlink()
@@ -345,12 +424,14 @@ class LocalStore(Store):
         """Delete the temporary files and folders of runs that are gone (no live run holds their step);
         returns how many."""
         candidates = [(p, p.name[1:].split(".")[0]) for sub in ("steps", "failed") for p in (self.workdir / sub).glob(".*.tmp")]
-        candidates += [(p, p.parent.name) for p in (self.workdir / "checkpoints").glob("*/*.tmp")]
+        candidates += [(p, folder.name) for folder in (self.workdir / "checkpoints").glob("*") if is_real_folder(folder)
+                       for p in folder.glob("*.tmp")]  # never into a link: what it leads to is not ours
         removed = 0
         for path, digest in candidates:
             if self._locked_elsewhere(digest):
                 continue
-            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                remove_entry(path)
             logger.info("removed %s, left by a run that was stopped", path)
             removed += 1
         return removed
@@ -361,7 +442,7 @@ class LocalStore(Store):
             digest = make_hash(key)
             if self._verify(key, full=False)[0] is None or self._locked_elsewhere(digest):
                 continue
-            if not StepSpec.from_experiment(chain[level]).keep_checkpoints and (self.workdir / "checkpoints" / digest).exists():
+            if not StepSpec.from_experiment(chain[level]).keep_checkpoints and os.path.lexists(self.workdir / "checkpoints" / digest):
                 self.clear_checkpoints(key)
             self._lock_path(digest).unlink(missing_ok=True)
 
@@ -383,7 +464,8 @@ class LocalStore(Store):
                 os.ftruncate(descriptor, 0)
                 os.write(descriptor, f"pid {os.getpid()} on {socket.gethostname()}\n".encode())
             for partial in (self.workdir / "steps").glob(f".{digest}.*.tmp"):  # of a run that was killed saving
-                shutil.rmtree(partial, ignore_errors=True)
+                with contextlib.suppress(OSError):
+                    remove_entry(partial)
             yield True
         finally:
             del self._held[digest]
@@ -395,8 +477,8 @@ class LocalStore(Store):
     def _try_lock(self, digest: str) -> Optional[int]:
         path = self._lock_path(digest)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            descriptor = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+            ensure_folder(path.parent, self.workdir)
+            descriptor = open_regular(path, os.O_RDWR | os.O_CREAT)  # never truncates what a planted link leads to
         except OSError as err:
             raise StorageError(f"cannot create the lock {path} ({_reason(err)}); pass a writable --workdir") from None
         try:
@@ -415,7 +497,7 @@ class LocalStore(Store):
         if fcntl is None or digest in self._held:
             return False
         try:
-            descriptor = os.open(self._lock_path(digest), os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            descriptor = open_regular(self._lock_path(digest))  # a FIFO there is no lock, not a wait
         except OSError:
             return False
         try:
@@ -435,24 +517,36 @@ class LocalStore(Store):
         with self.claim(key) as mine:
             if not mine:
                 raise RuntimeError(f"{description.name} step {level} is being trained by another run (lock {self.lock_file(key)}); wait for it")
-            if self.step_dir(key).exists() and not self.is_done(key):
-                shutil.rmtree(self.step_dir(key), ignore_errors=True)
+            if os.path.lexists(self.step_dir(key)) and not self.is_done(key):
+                with contextlib.suppress(OSError):
+                    remove_entry(self.step_dir(key))
             return super().train(description, chain, level, runtime)
 
 
 # ---------------------------------------------------------------------- files
 
 
-def _read_file(path: Path) -> Any:
-    """The content of one of a step's files, read without executing anything."""
-    if path.suffix == ".json":
-        return codec.loads(path.read_text())
-    if path.suffix == ".npz":
-        with np.load(path, allow_pickle=False) as archive:
-            return {name: archive[name] for name in archive.files}
-    import torch
+def _read_json(path: Path, loads: Callable[[str], Any] = json.loads, limit: int = RECORD_LIMIT) -> Any:
+    """A JSON file of the folder: a regular file of at most ``limit`` bytes; nesting too deep for the parser
+    is a ``ValueError``, not a ``RecursionError``."""
+    text = read_bytes(path, limit).decode("utf-8")
+    try:
+        return loads(text)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
 
-    return torch.load(path, map_location="cpu", weights_only=True)
+
+def _read_file(path: Path) -> Any:
+    """The content of one of a step's files (regular files only), read without executing anything."""
+    if path.suffix == ".json":
+        return _read_json(path, codec.loads, OUTPUT_LIMIT)
+    with open_for_reading(path) as handle:
+        if path.suffix == ".npz":
+            with np.load(handle, allow_pickle=False) as archive:
+                return {name: archive[name] for name in archive.files}
+        import torch
+
+        return torch.load(handle, map_location="cpu", weights_only=True)
 
 
 def _torch_bytes(value: Any) -> bytes:
@@ -471,7 +565,7 @@ def _npz_bytes(arrays: Dict[str, Any]) -> bytes:
 
 def _sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    with open_for_reading(path) as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()

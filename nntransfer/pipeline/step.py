@@ -32,13 +32,15 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
 from nntransfer.configs.codec import make_hash
 from nntransfer.configs.experiment import Experiment
 from nntransfer.configs.runtime import RUNTIME_FIELDS
+from nntransfer.configs.test_sets import earlier_split, split_identity
+from nntransfer.fingerprint import LoadedCode
 from nntransfer.registry import import_object
 
 logger = logging.getLogger(__name__)
@@ -46,13 +48,15 @@ logger = logging.getLogger(__name__)
 ROLES = ("dataset", "model", "trainer")
 
 
-def resolve_function(path: str, role: str = "function") -> Callable:
-    """The callable a dotted path names (``"package.module.function"``); ``ValueError`` with one line."""
+def resolve_function(path: str, role: str = "") -> Callable:
+    """The callable a dotted path names (``"package.module.function"``); ``ValueError`` with one line naming
+    it as the ``role``'s function (``"dataset"``...; none: just "function")."""
     if callable(path):
         return path
-    found = import_object(path, f"{role} function")
+    kind = f"{role} function" if role else "function"
+    found = import_object(path, kind)
     if not callable(found):
-        raise ValueError(f"the {role} function {path!r} is a {type(found).__name__}, not a function")
+        raise ValueError(f"the {kind} {path!r} is a {type(found).__name__}, not a function")
     return found
 
 
@@ -168,9 +172,12 @@ def run_step(
     uid: Optional[Dict[str, Any]] = None,
     checkpoints: Optional[Callable] = None,
     data_transfer: bool = False,
+    earlier_specs: Sequence[StepSpec] = (),
 ) -> StepResult:
     """Build data, student and teacher, train, collect what the step hands on (module docstring).
     ``data_transfer``: the data set receives the previous step's per-example data (the key's flag).
+    ``earlier_specs``: the specs of the steps before this one in its chain, first to last; their test sets
+    that this step's data do not test on are evaluated at the end too (:func:`earlier_test_sets`).
     A non-finite score (a diverged run) is a ``ValueError``."""
     started = time.time()
     dataset_fn = resolve_function(spec.dataset_fn, "dataset")
@@ -187,7 +194,7 @@ def run_step(
         data_kwargs["transfer_data"] = examples
     dataloaders = dataset_fn(seed=spec.seed, **data_kwargs)
     if data_transfer:
-        check_alignment(record, spec, getattr(dataloaders, "train_ids", None))
+        check_alignment(record, spec, getattr(dataloaders, "train_ids", None), producer=previous.spec)
 
     teacher = None
     if spec.student_model:  # the original form: the step's model is the teacher
@@ -212,6 +219,8 @@ def run_step(
             teacher = build_trained_model(resolve_function(teacher_fn, "model"), teacher_fn, teacher_config, dataloaders,
                                           previous.spec.seed, previous.weights, "the teacher (the previous step's model)")
 
+    if earlier_specs and isinstance(dataloaders, dict):  # after the models: they are built for the step's own data
+        dataloaders.update(earlier_test_sets(spec, earlier_specs, dataloaders))
     extra: Dict[str, Any] = {}
     if teacher is not None:
         extra["teacher_model"] = teacher
@@ -232,6 +241,58 @@ def run_step(
         if any(not name.startswith(FISHER_PREFIX) for name in produced):
             produced.update(handed_on_record(spec, getattr(dataloaders, "train_ids", None)))
     return StepResult(score, output, model_state, produced or None, seconds=round(time.time() - started, 3))
+
+
+def earlier_test_sets(spec: StepSpec, earlier_specs: Sequence[StepSpec], dataloaders: Mapping[str, Any]) -> Dict[str, Any]:
+    """The test splits of the earlier steps of a chain that this step's own data do not test on, as
+    ``{"step 0 test": loaders}``: a step trained on other data than an earlier step is also evaluated on
+    that step's task, so that the step x test-set matrix of a continual-learning chain is complete.
+
+    Candidates are the splits an earlier dataset config defines (``test``, ``test_rotated``, each
+    ``test_transforms`` entry; not the corrupted ``c_test``, to keep it cheap), compared by test-set
+    identity (``nntransfer.configs.test_sets``) with this step's splits and with one another. An earlier
+    data set is built only when it has such a split, with its own function, config and seed (so that it
+    is exactly the test set that step was evaluated on); one whose inputs or classes differ from this
+    step's data cannot be evaluated by this model and is skipped with a warning, as is a data set that
+    reports no ``DataInfo``."""
+    from nntransfer.dataset.info import data_info  # torch only where data are built
+
+    def defined_splits(config: Mapping[str, Any]) -> List[str]:
+        transforms = config.get("test_transforms") or {}
+        return ["test", "test_rotated", *(transforms if isinstance(transforms, Mapping) else ())]
+
+    own = [*dataloaders, *defined_splits(spec.dataset_config)]
+    seen = {split_identity(spec.dataset_config, split) for split in own} - {None}
+    own_info = data_info(dataloaders)
+    added: Dict[str, Any] = {}
+    for level, other in enumerate(earlier_specs):
+        wanted = {}
+        for split in defined_splits(other.dataset_config):
+            identity = split_identity(other.dataset_config, split)
+            if identity is not None and identity not in seen:
+                wanted[split] = identity
+        if not wanted:
+            continue
+        try:
+            loaders = resolve_function(other.dataset_fn, "dataset")(seed=other.seed, **other.config("dataset"))
+        except Exception as err:  # an extra evaluation: the step itself trains all the same
+            loaders, failure = {}, f"building them raised {type(err).__name__}: {err}"
+        else:
+            failure = ""
+        info = data_info(loaders)
+        if failure or own_info is None or info is None or \
+                (info.input_shape, info.n_classes) != (own_info.input_shape, own_info.n_classes):
+            reason = failure or ("a data set reports no DataInfo" if own_info is None or info is None else
+                                 f"inputs {info.input_shape} with {info.n_classes} classes, this step's "
+                                 f"{own_info.input_shape} with {own_info.n_classes} classes")
+            logger.warning("step %d's test sets are not evaluated after this step (%s); the continual-learning "
+                           "metrics leave them out", level, reason)
+            continue
+        for split, identity in wanted.items():
+            if split in loaders:
+                added[earlier_split(level, split)] = loaders[split]
+                seen.add(identity)
+    return added
 
 
 def build_trained_model(model_fn: Callable, fn_name: str, config: Mapping[str, Any], dataloaders: Any, seed: int,
@@ -263,27 +324,66 @@ def handed_on_record(spec: StepSpec, train_ids: Optional[Any]) -> Dict[str, np.n
     return record
 
 
-def check_alignment(record: Mapping[str, Any], spec: StepSpec, train_ids: Optional[Any]) -> None:
+def check_alignment(record: Mapping[str, Any], spec: StepSpec, train_ids: Optional[Any],
+                    producer: Optional[StepSpec] = None) -> None:
     """Refuse (one-line ``ValueError``) handed-on data that belongs to other examples than this step's
     training set, compared by example ids (``DataLoaders.train_ids``, which the built-in data sets report).
     A data set that does not report them is only checked by its row count; a differing data config or
-    seed is then logged at WARNING."""
+    seed is then logged at WARNING. ``producer``: the spec of the step that handed the data on; a record of
+    another data config or seed than that step's is not its data (the store holds another step's file), which
+    no change to the recipe mends."""
     produced_ids = record.get("example_ids")
     source = f"dataset {str(record.get('dataset_hash', '?'))[:8]}, seed {record.get('seed', '?')}"
     own = f"dataset {spec.dataset_hash[:8]}, seed {spec.seed}"
+    if producer is not None and "dataset_hash" in record and (
+            str(record["dataset_hash"]) != producer.dataset_hash or int(record.get("seed", -1)) != int(producer.seed)):
+        raise ValueError(
+            f"data_transfer refused: the data stored as the previous step's hand-on was made from {source}, but that step "
+            f"trains on dataset {producer.dataset_hash[:8]}, seed {producer.seed}: the store holds another step's data "
+            "(a file copied over it?); delete the previous step with 'nntransfer forget' and run again to retrain it")
     if produced_ids is not None and train_ids is not None:
         produced_ids, train_ids = np.asarray(produced_ids), np.asarray(train_ids)
         if produced_ids.shape == train_ids.shape and np.array_equal(produced_ids, train_ids):
             return
-        differ = len(set(train_ids.tolist()) - set(produced_ids.tolist()))
+        if produced_ids.shape == train_ids.shape and np.array_equal(np.sort(produced_ids), np.sort(train_ids)):
+            raise ValueError(
+                f"data_transfer refused: the previous step handed on data for the same {len(train_ids)} training examples "
+                f"({source}) in another order than this step's ({own}), so its rows would go to the wrong examples; the "
+                "data set orders its examples differently from when that step ran: delete the previous step with "
+                "'nntransfer forget' and run again to retrain it")
+        produced, own_ids = set(produced_ids.tolist()), set(train_ids.tolist())
+        if produced == own_ids:
+            raise ValueError(
+                f"data_transfer refused: the previous step handed on {len(produced_ids)} rows ({source}) for the same "
+                f"training examples that this step trains on as {len(train_ids)} ({own}), repeated differently; give "
+                "both steps the same dataset config (subset, repeats) and seed")
         raise ValueError(
             f"data_transfer refused: the previous step handed on data for {len(produced_ids)} training examples "
-            f"({source}), this step trains on {len(train_ids)} ({own}) and {differ} of them differ; give both steps the "
-            "same dataset config (split, subset, classes) and seed")
+            f"({source}), this step trains on {len(train_ids)} ({own}): {len(own_ids - produced)} of this step's "
+            f"examples have no handed-on row and {len(produced - own_ids)} rows are for examples it does not train on, "
+            "so the two differ; give both steps the same dataset config (split, subset, classes) and seed")
     if str(record.get("dataset_hash")) != spec.dataset_hash or int(record.get("seed", -1)) != int(spec.seed):
         # only the row count was checked (by the data set): say what could not be verified
         logger.warning("data_transfer: the previous step's data comes from %s, this step uses %s; the data set does not "
                        "report its example ids (DataLoaders.train_ids), so only the number of rows was checked", source, own)
+
+
+def check_storable(spec: StepSpec) -> None:
+    """Refuse (one-line ``ValueError``) to train a step for a store when its trainer runs a fast dev run: a
+    result of a couple of batches must never be kept under the step's key."""
+    if spec.config("trainer").get("fast_dev_run"):
+        raise ValueError("the trainer option fast_dev_run is set: a fast dev run's result is never stored; "
+                         "unset it, or check the recipe with 'nntransfer run --fast-dev-run', which stores nothing")
+
+
+#: ids (the hash of the full key) of the steps this process trained and stored, in order
+_TRAINED_HERE: List[str] = []
+
+
+def trained_in_this_process() -> List[str]:
+    """The ids of the steps this process trained and stored so far, in order: what a run's summary counts
+    as trained by this run (a worker's, not the steps other workers stored meanwhile)."""
+    return list(_TRAINED_HERE)
 
 
 @dataclass
@@ -303,20 +403,28 @@ def train_and_store(
     key: Dict[str, Any],
     previous_key: Optional[Dict[str, Any]],
     meta: StepMeta,
-    previous_spec: Optional[StepSpec] = None,
+    earlier_specs: Sequence[StepSpec] = (),
 ) -> StepResult:
-    """Train the step ``key`` of ``store`` (see module docstring) and save it. The previous step
-    (``previous_key``, whose spec is ``previous_spec``) must be done; its weights, model and handed-on
-    data are what this step may use (``Predecessor``)."""
+    """Train the step ``key`` of ``store`` (see module docstring) and save it. ``earlier_specs``: the specs
+    of the steps before it in its chain, first to last. The previous step (``previous_key``, whose spec is
+    the last of them) must be done; its weights, model and handed-on data are what this step may use
+    (``Predecessor``); the earlier steps' test sets are evaluated too (:func:`earlier_test_sets`)."""
+    if store.keeps_results:
+        check_storable(spec)
     previous = None
     if previous_key is not None:
-        if previous_spec is None:
+        if not earlier_specs:
             raise ValueError(f"step {key.get('transfer_step')}: the previous step's spec is needed to rebuild its model")
-        previous = Predecessor(previous_spec, store.load_weights(previous_key), store.load_transfer_data(previous_key))
+        previous = Predecessor(earlier_specs[-1], store.load_weights(previous_key), store.load_transfer_data(previous_key))
+    # the code a run fingerprinted when it started; a step trained outside a run: its code now
+    LoadedCode.ensure(key, spec, [config.get("config_class", "") for config in (meta.experiment or {}).values()
+                                  if isinstance(config, dict) and config.get("config_class")])
     logger.info("training %s (seed %s) step %d: %s", meta.name, meta.seed, meta.step, meta.comment)
     result = run_step(spec, previous, uid=dict(key), checkpoints=store.checkpoints(key),
-                      data_transfer=bool(key.get("data_transfer")))
+                      data_transfer=bool(key.get("data_transfer")), earlier_specs=earlier_specs)
     store.save(key, result, meta)
+    if store.keeps_results:
+        _TRAINED_HERE.append(make_hash(key))
     if not spec.keep_checkpoints:  # only now: a kill before the save resumes from them
         store.clear_checkpoints(key)
     logger.info("finished %s (seed %s) step %d: score %.4f in %.1fs", meta.name, meta.seed, meta.step, result.score, result.seconds)

@@ -25,13 +25,14 @@ import signal
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, ContextManager, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Collection, ContextManager, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from nntransfer.configs.base import Description
 from nntransfer.configs.transfer_experiment import TransferExperiment
 from nntransfer.errors import StorageError
 from nntransfer.pipeline.step import StepMeta, StepResult, StepSpec, train_and_store
 from nntransfer.recipes.loading import Recipe
+from nntransfer.terminal import printable
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +72,7 @@ class StepStatus:
     state: str
     score: Optional[float] = None
     error: str = ""
+    code: str = ""  # how its code compares with the code loaded now, where it differs (``nntransfer.pipeline.drift``)
 
 
 @dataclass
@@ -92,6 +94,8 @@ class Store(abc.ABC):
     name: str = ""
     #: where the results live, for messages (``work folder ./w``, ``schema lab``)
     where: str = ""
+    #: whether what is saved is kept (False for the fast dev run's store, which forgets everything)
+    keeps_results: bool = True
 
     # ------------------------------------------------------------------ reading
 
@@ -118,6 +122,17 @@ class Store(abc.ABC):
     def is_done(self, key: Key) -> bool:
         return self.states([key])[0].state == DONE
 
+    def code_records(self, keys: Sequence[Key]) -> List[Dict[str, Any]]:
+        """What each finished step recorded of the code and packages that trained it (``code_hash``,
+        ``code_files``, ``code_reused``, ``nntransfer_version``, ``torch_version``; a key it lacks was not
+        recorded). Stores override this with a cheaper read than :meth:`load`."""
+        return [self.load(key).info for key in keys]
+
+    def record_code_reuse(self, key: Key, record: Dict[str, Any]) -> None:
+        """Record in the finished step ``key`` that it is kept for the code ``record`` describes although the
+        code that trained it differs (``reuse_changed``; ``nntransfer.pipeline.drift``). A store that keeps
+        nothing (``keeps_results`` False) has nothing to record this in."""
+
     # ------------------------------------------------------------------ writing
 
     @abc.abstractmethod
@@ -135,6 +150,12 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def clear_checkpoints(self, key: Key) -> None:
         """Delete the step's checkpoints (called after its result is stored)."""
+
+    @abc.abstractmethod
+    def delete(self, keys: Sequence[Key]) -> int:
+        """Delete the stored steps ``keys`` in this order, each with everything kept for it (result, weights,
+        handed-on data, checkpoints, failure record), so that the next run trains them again; returns how
+        many were stored. The caller (``nntransfer.forget``) passes a step's descendants before the step."""
 
     def clear_failures(self, recipe: Recipe) -> int:
         """Forget the failures of ``recipe``'s steps so that they run again; returns how many."""
@@ -238,8 +259,8 @@ class Store(abc.ABC):
         if previous is not None and not self.is_done(previous):
             raise RuntimeError(f"{description.name} step {level - 1} is not done; run the steps in order")
         spec = StepSpec.from_experiment(chain[level], runtime)
-        previous_spec = StepSpec.from_experiment(chain[level - 1], runtime) if level else None
-        return train_and_store(self, spec, chain.step_key(level), previous, _meta(description, chain, level), previous_spec)
+        earlier = [StepSpec.from_experiment(chain[k], runtime) for k in range(level)]
+        return train_and_store(self, spec, chain.step_key(level), previous, _meta(description, chain, level), earlier)
 
     def work(self, recipe: Recipe, order: str = "original", runtime: Optional[Dict[str, Dict[str, Any]]] = None, progress: bool = True, poll_seconds: float = 2.0) -> None:
         """What a worker does: here the same as :meth:`run` (stores shared by many workers override it)."""
@@ -303,43 +324,59 @@ def status_table(rows: List[StepStatus], score_label: str = "score", ids: Option
     header = ["name", "seed", "step", "state", score_label] + (["step id"] if ids is not None else []) + ["comment"]
     lines = []
     for index, r in enumerate(rows):
-        line = [r.name, str(r.seed), str(r.step), r.state, "" if r.score is None else f"{r.score:.4f}"]
-        lines.append(line + ([ids[index]] if ids is not None else []) + [r.comment])
+        line = [printable(r.name), str(r.seed), str(r.step), r.state, "" if r.score is None else f"{r.score:.4f}"]
+        lines.append(line + ([ids[index]] if ids is not None else []) + [printable(r.comment)])
     widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h) for i, h in enumerate(header)]
     out = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip()]
     for row, line in zip(rows, lines):
         out.append("  ".join(v.ljust(w) for v, w in zip(line, widths)).rstrip())
         if row.error:
-            out.append(f"    error: {row.error.splitlines()[0]}")
+            out.append(f"    error: {printable(row.error.splitlines()[0])}")
+        if row.code:
+            out.append(f"    code: {row.code}")
     return "\n".join(out)
 
 
 @dataclass
 class RunSummary:
-    """What one run did, counted over the recipe's steps: ``reused`` (done before it started), ``trained``
-    (done since: by this run or, with shared stores, by other workers), ``failed`` (failed now), ``other``
-    (state -> count of the steps neither done nor failed: running elsewhere, waiting, blocked) and ``where``
-    the results are (``work folder ./w``, ``schema lab``)."""
+    """What one run did, counted over the recipe's steps (a step that several chains share once):
+    ``reused`` (done before it started), ``trained`` (trained and stored by this run), ``failed`` (failed
+    now), ``other`` (state -> count of the steps neither done nor failed: running elsewhere, waiting,
+    blocked), ``where`` the results are (``work folder ./w``, ``schema lab``) and ``elsewhere`` (done
+    since it started, trained by other runs or workers sharing the store)."""
 
     reused: int
     trained: int
     failed: int
     other: Dict[str, int]
     where: str
+    elsewhere: int = 0
 
     def __str__(self) -> str:
-        parts = [f"{self.reused} reused", f"{self.trained} trained", f"{self.failed} failed"]
+        parts = [f"{self.reused} reused", f"{self.trained} trained"]
+        parts += [f"{self.elsewhere} trained by other runs"] if self.elsewhere else []
+        parts += [f"{self.failed} failed"]
         parts += [f"{count} {state}" for state, count in self.other.items() if count]
         return ", ".join(parts)
 
 
-def summarize_run(before: Sequence[StepStatus], after: Sequence[StepStatus], where: str) -> RunSummary:
-    """Compare the status of the same steps before and after a run (both from :func:`step_status`)."""
-    was_done = [row.state == DONE for row in before]
-    reused = sum(1 for done, row in zip(was_done, after) if done and row.state == DONE)
-    trained = sum(1 for done, row in zip(was_done, after) if not done and row.state == DONE)
+def summarize_run(before: Sequence[StepStatus], after: Sequence[StepStatus], where: str, ids: Sequence[str],
+                  trained_here: Collection[str] = ()) -> RunSummary:
+    """Compare the status of the same steps before and after a run (both from :func:`step_status`; ``ids``:
+    each row's step id, so that a step several chains share counts once). ``trained_here``: the ids of
+    the steps this run trained and stored (``nntransfer.pipeline.step.trained_in_this_process``); a step
+    done since the run started that it did not train was trained elsewhere."""
+    steps: Dict[str, Tuple[StepStatus, StepStatus]] = {}
+    for step_id, old, new in zip(ids, before, after):
+        steps.setdefault(step_id, (old, new))
+    mine = set(trained_here)
+    counts = {"reused": 0, "trained": 0, "elsewhere": 0, "failed": 0}
     other: Dict[str, int] = {}
-    for row in after:
-        if row.state not in (DONE, FAILED):
-            other[row.state] = other.get(row.state, 0) + 1
-    return RunSummary(reused, trained, sum(1 for row in after if row.state == FAILED), other, where)
+    for step_id, (old, new) in steps.items():
+        if new.state == DONE:
+            counts["trained" if step_id in mine else "reused" if old.state == DONE else "elsewhere"] += 1
+        elif new.state == FAILED:
+            counts["failed"] += 1
+        else:
+            other[new.state] = other.get(new.state, 0) + 1
+    return RunSummary(counts["reused"], counts["trained"], counts["failed"], other, where, counts["elsewhere"])

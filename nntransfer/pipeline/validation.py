@@ -6,27 +6,42 @@ loader checks ``dataset_cls`` against the data set registry, the model builder t
 trainer the optimizer, losses, scheduler, cycler and main-loop modules. A problem is one ``ValueError``
 line that names the config class, the field and what exists.
 
-``preflight`` then builds, once per distinct data set and model of the steps still to train, the data
-loaders and the model (on the CPU, untrained): a missing data file or a model too large for its input
-(``lenet5`` on 8x8 images) is one line naming the experiment and step, before any result or failure
-record is written. For a step that receives the previous step's per-example data it compares the two
-steps' training examples, and for a step with a teacher it builds the teacher's model for the step's data,
-so that a chain which cannot work is refused before its first step trains.
+``preflight`` then checks every chain whole, for the steps still to train, before any result or failure
+record is written (each distinct data set and model built once, on the CPU, untrained):
+
+- the data loaders and the model build (a missing data file, ``lenet5`` on 8x8 images);
+- the teacher (``teacher="previous"``: the previous step's model; the original form's step model) builds
+  for the step's data, and the weights it will have, trained on the previous step's data, fit it;
+- a step that starts from the previous step's weights with data of another number of classes resets
+  the parameters that do not fit (its readout); ``reset`` and ``freeze`` name layers the model has;
+- a step that receives the previous step's per-example data trains on the same examples;
+- every main-loop module's ``check_step`` (``nntransfer.trainer.main_loop_modules.chain_check``) runs with
+  the untrained student and teacher and one batch of the step's data: layer paths exist, the layers a
+  method compares fit it, and the chain hands on what the method needs (a teacher, a Fisher, logits,
+  an orbit).
+
+Every problem is one line naming the experiment, seed and step; all of them are raised together as a
+:class:`~nntransfer.errors.ChainCheckError`.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Dict, Mapping, Optional, Set
+from types import SimpleNamespace
+from typing import Any, Callable, Dict, List, Mapping, Optional, Set
 
 import numpy as np
 
 from nntransfer.configs.base import BaseConfig
 from nntransfer.configs.codec import make_hash
+from nntransfer.errors import ChainCheckError
 from nntransfer.pipeline.step import StepSpec, resolve_function
 from nntransfer.recipes.loading import Recipe
 
 logger = logging.getLogger(__name__)
+
+#: examples of the first training batch that the preflight runs through a step's models
+BATCH_EXAMPLES = 8
 
 
 def check_config(config: BaseConfig) -> None:
@@ -65,68 +80,208 @@ def preflight(
     runtime: Optional[Mapping[str, Mapping[str, Any]]] = None,
     needs_training: Optional[Callable[[Dict[str, Any]], bool]] = None,
 ) -> None:
-    """Build the data and the model of every step still to train (``needs_training(step key)``; all
-    steps if None), each distinct data set and model once; compare the examples of steps that hand data
-    on and build the teachers; ``ValueError`` (one line) on the first that fails. Nothing is trained and
-    nothing is written."""
-    loaders: Dict[str, Any] = {}
-    built: Set[str] = set()
-
-    def data_of(spec: StepSpec, label: str, exact: bool = False) -> Any:
-        # built once per config (any seed shows whether it builds); ``exact``: for this seed (its examples)
-        config_hash = make_hash([spec.dataset_fn, spec.config("dataset")])
-        found = loaders.get(config_hash) if not exact else loaders.get(make_hash([config_hash, spec.seed]))
-        if found is None:
-            found = _attempt(label, "data", lambda: resolve_function(spec.dataset_fn)(seed=spec.seed, **spec.config("dataset")))
-            loaders.setdefault(config_hash, found)
-            loaders[make_hash([config_hash, spec.seed])] = found  # the same build serves an exact lookup
-        return found
-
-    def model_of(spec: StepSpec, fn: str, config: Dict[str, Any], data: Any, label: str, what: str = "model") -> None:
-        marker = make_hash([fn, config, make_hash([spec.dataset_fn, spec.config("dataset")])])
-        if marker not in built:
-            _attempt(label, what, lambda: resolve_function(fn)(data, seed=spec.seed, **config))
-            built.add(marker)
-
+    """Check every step still to train (``needs_training(step key)``; all steps if None) as the module
+    docstring says; :class:`~nntransfer.errors.ChainCheckError` with one line per problem, all of them.
+    Nothing is trained and nothing is written."""
+    checker = _ChainChecker(runtime)
     pending = 0
     for description, chain in recipe.transfer_experiments.items():
         for level, step in enumerate(chain):
             if needs_training is not None and not needs_training(chain.step_key(level)):
                 continue
             pending += 1
-            spec = StepSpec.from_experiment(step, runtime)
             label = f"experiment {description.name!r} (seed {description.seed}) step {level}"
-            data = data_of(spec, label)
-            model_of(spec, spec.model_fn, spec.config("model"), data, label)
-            if spec.student_model:
-                model_of(spec, *spec.student(), data, label, "student model")
-            if level == 0:
-                continue
-            previous = StepSpec.from_experiment(chain[level - 1], runtime)
-            if spec.trainer_config.get("teacher") == "previous":
-                model_of(spec, *previous.trained_model(), data, label,
-                         "teacher (the previous step's model) for its data")
-            if chain.step_key(level).get("data_transfer"):
-                _compare_examples(label, getattr(data_of(spec, label, exact=True), "train_ids", None),
-                                  getattr(data_of(previous, label, exact=True), "train_ids", None))
+            previous = chain[level - 1] if level else None
+            checker.check_step(label, step, previous, bool(chain.step_key(level).get("data_transfer")))
+    if checker.problems:
+        raise ChainCheckError(checker.problems)
     if pending:
-        logger.info("checked the data and models of %d step(s) before training", pending)
+        logger.info("checked the data, models and transfer methods of %d step(s) before training", pending)
 
 
-def _compare_examples(label: str, own: Any, previous: Any) -> None:
-    if own is None or previous is None:
-        return  # a data set that does not report its examples is checked when the data arrives
-    own, previous = np.asarray(own), np.asarray(previous)
-    if own.shape != previous.shape or not np.array_equal(own, previous):
-        differ = len(set(own.tolist()) - set(previous.tolist()))
-        raise ValueError(
-            f"{label}: data_transfer refused: it trains on {len(own)} examples, the previous step hands on data for "
-            f"{len(previous)}, and {differ} differ; give both steps the same dataset config (split, subset, classes) and seed")
+class _ChainChecker:
+    """Builds what the checks need, each distinct data set and model once, and collects the problems."""
+
+    def __init__(self, runtime: Optional[Mapping[str, Mapping[str, Any]]]) -> None:
+        self.runtime = runtime
+        self.problems: List[str] = []
+        self.data: Dict[str, Any] = {}
+        self.models: Dict[str, Any] = {}
+        self.batches: Dict[str, Any] = {}
+
+    def problem(self, label: str, line: str) -> None:
+        line = f"{label}: {line}"
+        if line not in self.problems:
+            self.problems.append(line)
+
+    def data_of(self, spec: StepSpec, label: str, exact: bool = False) -> Any:
+        """The data loaders of ``spec`` (None: they do not build, reported); built once per config (any seed
+        shows whether it builds), ``exact``: for this seed (its examples)."""
+        config_hash = make_hash([spec.dataset_fn, spec.config("dataset")])
+        seeded = make_hash([config_hash, spec.seed])
+        if seeded in self.data or (not exact and config_hash in self.data):
+            return self.data[seeded if seeded in self.data else config_hash]
+        found = self.attempt(label, "data", lambda: resolve_function(spec.dataset_fn)(seed=spec.seed, **spec.config("dataset")))
+        self.data.setdefault(config_hash, found)
+        self.data[seeded] = found  # the same build serves an exact lookup
+        return found
+
+    def model_of(self, spec: StepSpec, fn: str, config: Dict[str, Any], data_spec: StepSpec, label: str, what: str) -> Any:
+        """The untrained model ``fn(**config)`` for the data of ``data_spec`` (None: it does not build, reported)."""
+        marker = make_hash([fn, config, make_hash([data_spec.dataset_fn, data_spec.config("dataset")])])
+        if marker not in self.models:
+            data = self.data_of(data_spec, label)
+            self.models[marker] = None if data is None else self.attempt(
+                label, what, lambda: resolve_function(fn)(data, seed=spec.seed, **config))
+        return self.models[marker]
+
+    def batch_of(self, spec: StepSpec, data: Any, label: str) -> Any:
+        """A few examples of the first training batch of ``spec``'s data (None: none can be read, reported)."""
+        marker = make_hash([spec.dataset_fn, spec.config("dataset")])
+        if marker not in self.batches:
+            def first_inputs():
+                from nntransfer.models.builder import train_loader
+
+                batch = next(iter(train_loader(data)))
+                inputs = batch[0] if isinstance(batch, (tuple, list)) else batch
+                return inputs[:BATCH_EXAMPLES]
+
+            self.batches[marker] = self.attempt(label, "first training batch", first_inputs)
+        return self.batches[marker]
+
+    def attempt(self, label: str, what: str, build: Callable[[], Any]) -> Any:
+        try:
+            return build()
+        except Exception as err:  # a missing file, a model that does not fit its input, a bad option
+            message = str(err).splitlines()[0] if str(err) else type(err).__name__
+            self.problem(label, f"cannot build its {what}: {message}")
+            return None
+
+    def check_step(self, label: str, step: Any, previous_step: Any, data_transfer: bool) -> None:
+        spec = StepSpec.from_experiment(step, self.runtime)
+        previous = StepSpec.from_experiment(previous_step, self.runtime) if previous_step is not None else None
+        data = self.data_of(spec, label)
+        if data is None:
+            return
+        trainer = spec.trainer_config
+        model = self.model_of(spec, spec.model_fn, spec.config("model"), spec, label, "model")
+        student, teacher = model, None
+        if spec.student_model:  # the original form: the step's model is the teacher
+            student = self.model_of(spec, *spec.student(), spec, label, "student model")
+            teacher = model
+            if previous is None:
+                self.problem(label, "student_model: the step's model is the teacher and needs the previous step's weights; "
+                             "put the step after the step that trains the teacher")
+            elif model is not None:
+                self.check_teacher_weights(label, spec, previous, model, "the teacher (this step's model config)")
+        elif trainer.get("teacher") == "previous":
+            if previous is None:
+                self.problem(label, "teacher='previous' needs a previous step: put the step after the one that trains the teacher")
+            else:
+                teacher = self.model_of(previous, *previous.trained_model(), spec, label,
+                                        "teacher (the previous step's model) for its data")
+                if teacher is not None:
+                    self.check_teacher_weights(label, spec, previous, teacher, "the teacher (the previous step's model)")
+        if previous is not None and not spec.student_model and trainer.get("start_from_previous", True) and model is not None:
+            self.check_start(label, spec, previous, model)
+        if student is not None:
+            from nntransfer.models.utils import select_parameters
+
+            for field in ("reset", "freeze"):
+                if trainer.get(field):
+                    try:
+                        select_parameters(student, trainer[field], field)
+                    except ValueError as err:
+                        self.problem(label, str(err))
+        if data_transfer and previous is not None:
+            self.compare_examples(label, spec, previous)
+        self.check_modules(label, spec, previous, student, teacher, data)
+
+    def check_teacher_weights(self, label: str, spec: StepSpec, previous: StepSpec, teacher: Any, what: str) -> None:
+        """The weights the teacher will load (the previous step's model, trained on its data) fit exactly."""
+        trained = self.model_of(previous, *previous.trained_model(), previous, label, "previous step's model")
+        if trained is None:
+            return
+        own, theirs = teacher.state_dict(), trained.state_dict()
+        wrong = sorted(set(own) ^ set(theirs)) + sorted(n for n in set(own) & set(theirs) if own[n].shape != theirs[n].shape)
+        if wrong:
+            classes = self.class_counts(spec, previous)
+            self.problem(label, f"{what} cannot load its trained weights: {_names(wrong)} differ between the model trained "
+                         f"on the previous step's data and the one built for this step's data{classes}; give the step data "
+                         "with the teacher's input shape and classes")
+
+    def n_classes(self, spec: StepSpec) -> Optional[int]:
+        from nntransfer.models.builder import input_shape_and_classes
+
+        data = self.data_of(spec, "")
+        try:
+            return input_shape_and_classes(data)[1] if data is not None else None
+        except Exception:  # data of the user's own making that tells no class count: nothing to compare
+            return None
+
+    def class_counts(self, spec: StepSpec, previous: StepSpec) -> str:
+        """`` (trained for N classes, this step's data has M)`` where the two steps' data differ in classes, else ""."""
+        own, theirs = self.n_classes(spec), self.n_classes(previous)
+        if theirs is None or own is None or theirs == own:
+            return ""
+        return f" (trained for {theirs} classes, this step's data has {own})"
+
+    def check_start(self, label: str, spec: StepSpec, previous: StepSpec, model: Any) -> None:
+        """Starting from the previous step's weights with another number of classes: the parameters that do
+        not fit (the readout) must be reset, else the step would silently keep their initial values."""
+        trained = self.model_of(previous, *previous.trained_model(), previous, label, "previous step's model")
+        if trained is None:
+            return
+        theirs = {name: p.shape for name, p in trained.named_parameters()}
+        differ = [name for name, p in model.named_parameters() if name in theirs and theirs[name] != p.shape]
+        classes = self.class_counts(spec, previous) if differ else ""
+        if not classes:
+            return
+        from nntransfer.models.utils import select_parameters
+
+        reset = spec.trainer_config.get("reset") or []
+        try:
+            covered = set(select_parameters(model, reset, "reset")) if reset else set()
+        except ValueError:
+            return  # reported with the step's other reset problems
+        left = [name for name in differ if name not in covered]
+        if left:
+            self.problem(label, f"starts from the previous step's weights{classes}, but {_names(left)} would not be "
+                         "loaded and keep their initial values; reset them (e.g. reset=['readout'] for a new readout) "
+                         "or set start_from_previous=False")
+
+    def compare_examples(self, label: str, spec: StepSpec, previous: StepSpec) -> None:
+        own = getattr(self.data_of(spec, label, exact=True), "train_ids", None)
+        theirs = getattr(self.data_of(previous, label, exact=True), "train_ids", None)
+        if own is None or theirs is None:
+            return  # a data set that does not report its examples is checked when the data arrives
+        own, theirs = np.asarray(own), np.asarray(theirs)
+        if own.shape != theirs.shape or not np.array_equal(own, theirs):
+            differ = len(set(own.tolist()) - set(theirs.tolist()))
+            self.problem(label, f"data_transfer refused: it trains on {len(own)} examples, the previous step hands on data "
+                         f"for {len(theirs)}, and {differ} differ; give both steps the same dataset config (split, subset, "
+                         "classes) and seed")
+
+    def check_modules(self, label: str, spec: StepSpec, previous: Optional[StepSpec], student: Any, teacher: Any,
+                      data: Any) -> None:
+        """Every configured main-loop module's ``check_step`` on the untrained models and one batch."""
+        from nntransfer.trainer.main_loop_modules import get as get_module
+        from nntransfer.trainer.main_loop_modules.chain_check import PreviousStep, StepCheck
+
+        names = spec.trainer_config.get("main_loop_modules") or []
+        if not names:
+            return
+        handed_on = None
+        if previous is not None:
+            handed_on = PreviousStep(hands_on_logits=bool(previous.trainer_config.get("compute_transfer_data")),
+                                     hands_on_fisher=bool(previous.trainer_config.get("compute_fisher")))
+        step = StepCheck(SimpleNamespace(**spec.trainer_config), student, teacher, self.batch_of(spec, data, label),
+                         handed_on)
+        for name in names:
+            get_module(name).check_step(step)
+        for line in step.problems:
+            self.problem(label, line)
 
 
-def _attempt(label: str, what: str, build: Callable[[], Any]) -> Any:
-    try:
-        return build()
-    except Exception as err:  # a missing file, a model that does not fit its input, a bad option
-        message = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise ValueError(f"{label}: cannot build its {what}: {message}") from None
+def _names(names: List[str]) -> str:
+    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")

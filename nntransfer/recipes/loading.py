@@ -6,6 +6,10 @@ A recipe is a package folder whose modules define ``transfer_experiments``
 ``transfer_experiments`` only: as in the original nntransfer's runner, its ``experiments`` is a leftover (the
 list the module built its chains from) and is not read. A recipe may also be a single ``.py`` file or a
 dotted module name.
+
+A ``Description`` names exactly one chain, with the seed its steps train with: a ``Description`` whose seed is
+not every step's, or that two modules of a folder define for different chains, is a ``RecipeError`` (one
+line, before anything runs), never a chain recorded under another seed or silently replaced.
 """
 
 from __future__ import annotations
@@ -87,7 +91,12 @@ def _collect(module: ModuleType, label: str) -> Dict[Description, TransferExperi
                 chain = TransferExperiment([chain])
             if not isinstance(chain, TransferExperiment):
                 raise RecipeError(f"{label}.transfer_experiments[{description!r}] is a {type(chain).__name__}, not a TransferExperiment")
-            found[Description(*description)] = chain
+            description = Description(*description)
+            try:
+                chain.check_seed(description.seed)
+            except ValueError as err:
+                raise RecipeError(f"{label}.transfer_experiments[{description!r}]: {err}") from None
+            found[description] = chain
         return found  # a leftover ``experiments`` list is not read (module docstring)
     for index, experiment in enumerate(plain):
         if not isinstance(experiment, Experiment):
@@ -97,8 +106,24 @@ def _collect(module: ModuleType, label: str) -> Dict[Description, TransferExperi
             chain = TransferExperiment([experiment])
         except ValueError as err:  # it needs a previous step (data_transfer, teacher, student_model)
             raise RecipeError(f"{label}.experiments[{index}] cannot run alone: {err}") from None
-        found.setdefault(Description(name, experiment.seed), chain)
+        description = Description(name, experiment.seed)
+        if description in found and found[description] != chain:
+            raise RecipeError(f"{label}.experiments[{index}] and an earlier experiment are both named {name!r} with seed "
+                              f"{experiment.seed!r}, but differ; give them different comments")
+        found[description] = chain
     return found
+
+
+def _merge(collected: Dict[Description, TransferExperiment], found: Dict[Description, TransferExperiment],
+           origin: Dict[Description, str], label: str) -> None:
+    """Add the chains of the module ``label`` to those of the modules before it; a ``Description`` that an
+    earlier module names for another chain is a ``RecipeError`` (one would silently replace the other)."""
+    for description, chain in found.items():
+        if description in collected and collected[description] != chain:
+            raise RecipeError(f"{description!r} is defined by both {origin[description]} and {label} for different "
+                              "chains; only one could run under that name and seed: rename one of them")
+        collected[description] = chain
+        origin.setdefault(description, label)
 
 
 def as_recipe(experiments: Any, experiment: Optional[str] = None, name: str = "experiments") -> Recipe:
@@ -202,10 +227,11 @@ def load_recipe(recipe: str, experiment: Optional[str] = None) -> Recipe:
     if hasattr(package, "transfer_experiments") or hasattr(package, "experiments") or not hasattr(package, "__path__"):
         return Recipe(label, location, _collect(package, label))
     collected: Dict[Description, TransferExperiment] = {}
+    origin: Dict[Description, str] = {}
     for name in _submodules(package):
         module = _import_recipe_module(lambda: importlib.import_module(f"{package.__name__}.{name}"), f"{label}.{name}")
         if hasattr(module, "transfer_experiments") or hasattr(module, "experiments"):
-            collected.update(_collect(module, module.__name__))
+            _merge(collected, _collect(module, module.__name__), origin, module.__name__)
     if not collected:
         raise RecipeError(f"recipe folder {label} has no module defining 'transfer_experiments'")
     return Recipe(label, location, collected)

@@ -46,6 +46,8 @@ class Tables:
             for the ``make`` calls of this process.
         pending_clears: (table name, key) of jobs whose checkpoints are deleted once their result is
             committed (``TrainedModelMixin.clear_checkpoints``).
+        pending_uploads: files results copied to the store inside a transaction not yet ended; removed if it
+            rolls back (``TrainedModelMixin.clear_rolled_back_uploads``).
 
     ``tables["Model"]`` works too: table templates find their nnfabrik tables that way.
     """
@@ -55,6 +57,7 @@ class Tables:
         self.connection = connection
         self.prepared: Dict[str, Tuple[str, Dict[str, Dict[str, Any]]]] = {}
         self.pending_clears: List[Tuple[str, Dict[str, Any]]] = []
+        self.pending_uploads: List[Tuple[str, str, Any, str]] = []
 
     def __getitem__(self, name: str) -> Any:
         try:

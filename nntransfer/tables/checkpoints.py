@@ -5,8 +5,9 @@ checkpoint is stored at once, outside the transaction of the ``make`` that train
 checkpoints for the next worker. Their definitions name nnfabrik's tables as ``nnfabrik.<Table>``.
 
 Deleting a checkpoint row deletes its file in the external store (:class:`~nntransfer.tables.storage.ExternalFilesMixin`),
-and a checkpoint that cannot be read (a truncated or garbage file, a file missing from the store) is
-skipped with a warning and deleted: the job resumes from an earlier checkpoint, or starts over.
+a checkpoint records its file's SHA-256 and size (:class:`~nntransfer.tables.storage.ChecksummedFileMixin`),
+and a checkpoint that cannot be read (a truncated, garbage or altered file, a file missing from the store)
+is skipped with a warning and deleted: the job resumes from an earlier checkpoint, or starts over.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import torch
 
 from nntransfer.defaults import STORE_NAME
 from nntransfer.tables.compat import VerboseDeleteMixin
-from nntransfer.tables.storage import ExternalFilesMixin, file_paths
+from nntransfer.tables.storage import CHECKSUM_DEFINITION, ChecksummedFileMixin, ExternalFilesMixin, file_paths
 
 logger = logging.getLogger(__name__)
 
@@ -30,13 +31,15 @@ score:                             float            # current score at epoch
 state:                             attach@{STORE_NAME}   # model, optimizer, scheduler, tracker, ... at that epoch
 ->[nullable] nnfabrik.Fabrikant
 trainedmodel_ts=CURRENT_TIMESTAMP: timestamp
-"""
+""" + CHECKSUM_DEFINITION
 
 
-class _CheckpointTableMixin(ExternalFilesMixin, VerboseDeleteMixin):
-    """What both checkpoint tables share: files deleted with their rows; nnfabrik's ``delete(verbose=False)``
+class _CheckpointTableMixin(ChecksummedFileMixin, ExternalFilesMixin, VerboseDeleteMixin):
+    """What both checkpoint tables share: files checksummed, and deleted with their rows; nnfabrik's ``delete(verbose=False)``
     (dropping older checkpoints after every epoch) deletes without logging "Deleting N rows" each time
     (checkpoint rows have no dependents, so nothing cascades)."""
+
+    file_attribute = "state"
 
     def delete(self, *args: Any, verbose: Optional[bool] = None, **kwargs: Any):
         if verbose is False and not args and not kwargs:
@@ -54,6 +57,7 @@ class CheckpointMixin(_CheckpointTableMixin):
         state (attach): model, optimizer, scheduler, tracker, ... (a ``torch.save`` file).
         fabrikant (nullable): -> ``Fabrikant``.
         trainedmodel_ts (timestamp): when it was saved.
+        file_sha256 (char(64)), file_size (bigint): the state file's checksum, checked when it is read back.
     """
 
     definition = (
@@ -80,6 +84,7 @@ class TransferredCheckpointMixin(_CheckpointTableMixin):
         state (attach): model, optimizer, scheduler, tracker, ... (a ``torch.save`` file).
         fabrikant (nullable): -> ``Fabrikant``.
         trainedmodel_ts (timestamp): when it was saved.
+        file_sha256 (char(64)), file_size (bigint): the state file's checksum, checked when it is read back.
     """
 
     definition = (
@@ -130,7 +135,7 @@ class CheckpointRestoreMixin:
 
     def _load_checkpoint(self, key: Dict[str, Any]) -> Dict[str, Any]:
         with tempfile.TemporaryDirectory() as temp_dir:
-            path = (self.checkpoint_table & key).fetch1("state", download_path=temp_dir)
+            path = (self.checkpoint_table & key).fetch_file(temp_dir)
             loaded = torch.load(path, map_location="cpu", weights_only=True)
         if not isinstance(loaded, dict):
             raise ValueError(f"holds a {type(loaded).__name__}, not a training state")

@@ -4,7 +4,8 @@ Nothing here opens a database connection until :func:`connect` (or :func:`nntran
 asks for one.
 
 * :func:`configure` fills ``dj.config`` the way the tables need it: host, user and password from
-  DataJoint's own config or ``DJ_HOST``/``DJ_USER``/``DJ_PASS``; TLS off unless asked for (``DJ_TLS=1``);
+  ``dj.config`` (where DataJoint put ``DJ_HOST``/``DJ_USER``/``DJ_PASS`` when it was imported; what code
+  set there since wins); TLS off unless asked for (``DJ_TLS=1``);
   schemas created with a character set whose keys fit; a file store named ``minio`` as default external
   store (``$NNTRANSFER_STORE``, else ``~/.nntransfer/store``); nnfabrik's core schema from
   ``$NNFABRIK_SCHEMA_NAME`` when set (sites where users may only create schemas with their own prefix).
@@ -67,17 +68,21 @@ def configure(
     use_tls: Optional[bool] = None,
     store_location: Optional[str] = None,
 ) -> None:
-    """Configure DataJoint for nntransfer. Arguments left ``None`` keep what ``dj.config`` (and the
-    ``DJ_*`` environment variables it reads) already says; TLS stays off unless requested."""
+    """Configure DataJoint for nntransfer. Arguments left ``None`` keep what ``dj.config`` already says,
+    with DataJoint's precedence: ``DJ_HOST``/``DJ_USER``/``DJ_PASS`` are read once, when DataJoint is
+    imported, and what code sets in ``dj.config`` afterwards (a notebook, ``dj_local_conf.json``) wins over
+    them; unset values become ``root`` with an empty password. TLS stays off unless ``use_tls``,
+    ``dj.config["database.use_tls"]`` or ``DJ_TLS=1`` asks for it."""
     env = os.environ
-    dj.config["database.host"] = host or env.get("DJ_HOST") or dj.config.get("database.host") or "127.0.0.1"
-    dj.config["database.user"] = user or env.get("DJ_USER") or dj.config.get("database.user") or "root"
-    if password is not None or "DJ_PASS" in env:
-        dj.config["database.password"] = password if password is not None else env["DJ_PASS"]
+    dj.config["database.host"] = host or dj.config.get("database.host") or "127.0.0.1"
+    dj.config["database.user"] = user or dj.config.get("database.user") or "root"
+    if password is not None:
+        dj.config["database.password"] = password
     elif dj.config.get("database.password") is None:
         dj.config["database.password"] = ""
     if use_tls is None:
-        use_tls = env.get("DJ_TLS", "").lower() in ("1", "true", "yes") or bool(dj.config.get("database.use_tls"))
+        configured = dj.config.get("database.use_tls")  # DataJoint reads no variable for it: DJ_TLS is ours
+        use_tls = bool(configured) if configured is not None else env.get("DJ_TLS", "").lower() in ("1", "true", "yes")
     dj.config["database.use_tls"] = bool(use_tls)
     dj.config["connection.init_function"] = SCHEMA_CHARSET_INIT
     stores = dict(dj.config.get("stores") or {})

@@ -7,6 +7,7 @@ from typing import Any, Dict
 
 import datajoint as dj
 
+from nntransfer.fingerprint import LoadedCode
 from nntransfer.provenance import RecipeSource
 
 logger = logging.getLogger(__name__)
@@ -22,8 +23,14 @@ class ProvenanceMixin:
         recipe_path (varchar(255)): file or folder of the recipe, when run from one.
         recipe_commit (varchar(64)): git commit of the recipe's repository (``-dirty``: uncommitted changes).
         recipe_hash (varchar(64)): SHA-256 of the recipe's source files (``nntransfer.provenance.source_hash``),
-            recorded in and outside git. A schema declared before this column existed keeps its table; the
-            hash is then not recorded there.
+            recorded in and outside git.
+        code_hash (varchar(64)), code_files (longblob): the fingerprint of the user code the step ran
+            (``nntransfer.fingerprint``: one hash, and ``{module: hash}``); ``run`` compares it with the code
+            loaded then (``nntransfer.pipeline.drift``).
+        code_reused (longblob): set when a run kept the step although its code changed (``--reuse-changed``):
+            the code it was kept for, the changed modules and when.
+    A schema declared before a column existed keeps its table; what the column holds is then not recorded
+    there (one warning), and a step without a code fingerprint is reused with a warning.
     """
 
     class Provenance(dj.Part):
@@ -37,11 +44,14 @@ class ProvenanceMixin:
         recipe_path="":      varchar(255)   # file or folder of the recipe, when run from one
         recipe_commit="":    varchar(64)    # git commit of the recipe's repository ("-dirty": uncommitted changes)
         recipe_hash="":      varchar(64)    # SHA-256 of the recipe's source files (in and outside git)
+        code_hash="":        varchar(64)    # fingerprint of the user code the step ran (nntransfer.fingerprint)
+        code_files=null:     longblob       # per user module, the SHA-256 of the code of it the step ran
+        code_reused=null:    longblob       # kept by --reuse-changed although its code changed: for which code, when
         """
 
     def record_provenance(self, key: Dict[str, Any]) -> None:
         primary = {k: key[k] for k in self.heading.primary_key}
-        record = RecipeSource.record()
+        record = dict(RecipeSource.record(), **LoadedCode.record_for(primary))
         missing = sorted(set(record) - set(self.Provenance.heading.names))
         if missing and self.database not in _warned:  # a schema declared before these columns existed
             _warned.add(self.database)

@@ -1,7 +1,8 @@
 """``DataJointStore``: finished steps in the nnfabrik tables of one schema, shared by many workers.
 
     TransferredTrainedModel            one row per finished step (score, output, fabrikant, comment)
-        .ModelStorage / .DataStorage   trained weights / data handed to the next step (external store)
+        .ModelStorage / .DataStorage   trained weights / data handed to the next step (external store;
+                                       each file's SHA-256 and size beside it)
         .CollapsedHistory              step key -> the collapsed_history of its successor
         .Provenance                    package versions, recipe path and commit
     TransferredCheckpoint              checkpoints of steps being trained (a second connection)
@@ -14,10 +15,13 @@ reservation, so any number of workers can share one schema; ``TransferredTrained
 step through :func:`nntransfer.pipeline.step.train_and_store` with this store.
 
 Faults: a reservation whose worker stopped beating (killed, lost its machine) is cleared by the next worker
-and its step resumes from its checkpoints; SIGTERM and Ctrl-C stop a worker after the step it is training,
-releasing that step; losing the database raises the one-line :class:`~nntransfer.errors.DatabaseLost`
-and leaves the step resumable; a damaged weights file of a finished step is named, with the line that
-deletes the step to retrain it.
+and its step resumes from its checkpoints; SIGTERM and Ctrl-C stop a worker (``KeyboardInterrupt``: the
+command exits 130 with the line that resumes), releasing the step it was training; losing the database
+raises the one-line :class:`~nntransfer.errors.DatabaseLost` and leaves the step resumable. Every stored
+file has its SHA-256 and size in the tables: before populating, a finished step whose files do not match
+is deleted with a warning and trained again (as the work folder does); a damaged file met when a later
+step loads it is a one-line error naming the step, the file and the ``nntransfer forget`` line that
+deletes the step; the next run retries the later step.
 """
 
 from __future__ import annotations
@@ -27,8 +31,6 @@ import logging
 import os
 import platform
 import random
-import signal
-import threading
 import time
 import traceback
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
@@ -51,6 +53,7 @@ from nntransfer.pipeline.store import (
     Store,
     StoredKey,
     StoredStep,
+    interrupt_on_sigterm,
     ordered_chains,
     step_status,
 )
@@ -60,17 +63,25 @@ from nntransfer.tables import heartbeat as liveness
 from nntransfer.tables.nnfabrik import add_transfer_experiments
 from nntransfer.tables.storage import file_paths
 
-__all__ = ["DataJointStore"]
+__all__ = ["DataJointStore", "DamagedStep"]
 logger = logging.getLogger(__name__)
 
 DEADLOCK = 1213  # MySQL/MariaDB error code of a deadlock between two transactions
 IGNORED_JOB = "job marked 'ignore' in the jobs table"
 #: job errors that are no failure of the step: it was interrupted, and runs again
 INTERRUPTIONS = ("SystemExit", "KeyboardInterrupt", "DatabaseLost")
+#: what DataJoint's ``populate`` raises (``SystemExit``) when SIGTERM arrives while it runs
+DATAJOINT_SIGTERM = "SIGTERM received"
 #: seconds between two "waiting for ..." lines about the same steps
 WAIT_LOG_SECONDS = 30.0
 #: times a job the server rolled back in a deadlock is tried again before it counts as failed
 LOCK_RETRIES = 3
+
+
+class DamagedStep(ValueError):
+    """A later step found a finished step's stored file damaged. Recorded as the later step's failure, which
+    the next ``run`` or ``worker`` retries: by then the damaged step is deleted (``nntransfer forget``) or is
+    found damaged before populating, and trained again."""
 
 
 class DataJointStore(Store):
@@ -91,6 +102,8 @@ class DataJointStore(Store):
         self.tables = tables if tables is not None else activate(schema, create=create)
         self.where = f"schema {self.tables.schema_name}"
         self.heartbeat_timeout = liveness.heartbeat_timeout(heartbeat_timeout)
+        self._verified: set = set()  # ids of finished steps whose files matched their checksums
+        self._warned: set = set()  # (id, problems) of damaged steps already warned about
 
     @property
     def table(self):
@@ -154,6 +167,27 @@ class DataJointStore(Store):
             info.update({k: v for k, v in provenance[0].items() if k not in self.table.primary_key})
         return StoredStep(float(row["score"]), row["output"], info)
 
+    def code_records(self, keys: Sequence[Key]) -> List[Dict[str, Any]]:
+        """The ``Provenance`` rows of the steps ``keys`` in one query (``{}`` for a step without one)."""
+        keys = [dict(key) for key in keys]
+        if not keys:
+            return []
+        rows = (self.table.Provenance & keys).fetch(as_dict=True)
+        by_hash = {key_hash({k: row[k] for k in self.table.primary_key}): row for row in rows}
+        return [by_hash.get(key_hash(key), {}) for key in keys]
+
+    def record_code_reuse(self, key: Key, record: Dict[str, Any]) -> None:
+        """``record`` becomes the step's ``Provenance.code_reused`` (a schema without that column: a warning,
+        and the step is reported as changed again next time)."""
+        provenance = self.table.Provenance
+        if "code_reused" not in provenance.heading.names:
+            logger.warning("the Provenance table of %s has no column code_reused: that %s is kept cannot be recorded",
+                           self.where, _describe(key))
+            return
+        primary = {k: key[k] for k in self.table.primary_key}
+        with _database_guard("recording a kept step"):
+            provenance.update1(dict(primary, code_reused=record))
+
     def stored_steps(self) -> List[StoredKey]:
         """The ``TransferredTrainedModel`` rows, with their configs from ``Dataset``, ``Model`` and
         ``Trainer`` (the hashed fields, as inserted; the config class is not stored)."""
@@ -176,7 +210,7 @@ class DataJointStore(Store):
     def load_weights(self, key: Key) -> Dict[str, Any]:
         try:
             weights = self.table().fetch_weights(key)
-        except Exception as err:  # a missing or damaged file in the external store
+        except Exception as err:  # a missing, altered or unreadable file in the external store
             if database.connection_lost(err):
                 raise
             raise self._damaged(key, "weights", self.table.ModelStorage, "model_state", err) from None
@@ -192,22 +226,75 @@ class DataJointStore(Store):
                 raise
             raise self._damaged(key, "handed-on data", self.table.DataStorage, "transfer_data", err) from None
 
-    def _damaged(self, key: Key, what: str, part, attribute: str, error: BaseException) -> ValueError:
-        """The one-line error for a finished step whose ``what`` cannot be read: names the file and the
-        line that deletes the step (and its files) so that the next run trains it again."""
+    def forget_line(self, key: Key) -> str:
+        """The command that deletes the finished step ``key`` and the steps trained from it (with their
+        files), so that the next run trains it again."""
+        return f"nntransfer forget {make_hash(dict(key))} --schema {self.tables.schema_name}"
+
+    def _damaged(self, key: Key, what: str, part, attribute: str, error: BaseException) -> DamagedStep:
+        """The one-line error for a finished step whose ``what`` cannot be read: names the step, the file
+        and the command that deletes the step (and its files) so that the next run trains it again."""
         try:
             where = ", ".join(file_paths(part & key, attribute)) or "no file"
         except Exception:  # naming the file is a courtesy; the error goes out anyway
             where = "its store file"
         reason = str(error).splitlines()[0] if str(error) else ""
-        delete = (
-            f"python -c \"from nntransfer.tables import activate; "
-            f"(activate('{self.tables.schema_name}').{self.table.__name__} & {dict(key)!r}).delete()\""
-        )
-        return ValueError(
+        return DamagedStep(
             f"the stored {what} of finished {_describe(key)} in {self.where} are damaged ({type(error).__name__}: {reason}; "
-            f"file {where}); delete that step to retrain it: {delete}"
+            f"file {where}); delete that step to retrain it: {self.forget_line(key)}"
         )
+
+    def damage(self, key: Key) -> List[str]:
+        """What is wrong with the stored files of the finished step ``key``: one line per file that is
+        missing or does not match the checksum recorded with it (empty: none, or the step is not stored).
+        A step found whole is not checked again by this store (loading its files checks them anyway);
+        each problem is logged once at WARNING."""
+        digest = make_hash(dict(key))
+        if digest in self._verified:
+            return []
+        problems: List[str] = []
+        for part in (self.table.ModelStorage, self.table.DataStorage):
+            problems += (part & key).damaged_files()
+        if not problems:
+            self._verified.add(digest)
+        elif (digest, tuple(problems)) not in self._warned:
+            self._warned.add((digest, tuple(problems)))
+            logger.warning("damaged step: %s in %s: %s; it will be trained again", _describe(key), self.where, "; ".join(problems))
+        return problems
+
+    def is_done(self, key: Key) -> bool:
+        """Stored, and every file matches its checksum (a damaged step is trained again)."""
+        return self.states([key])[0].state == DONE and not self.damage(key)
+
+    def retrain_damaged(self, keys: Sequence[Key]) -> int:
+        """Delete the finished steps among ``keys`` whose stored files are missing or do not match their
+        checksums (with their files; a warning names them), so that populating trains them again. Returns
+        how many."""
+        keys = [dict(key) for key in keys]
+        finished = (self.table & keys).fetch("KEY") if keys else []
+        deleted = 0
+        for row in finished:
+            key = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in row.items()}
+            if self.damage(key):
+                (self.table & key).delete(safemode=False)
+                self._warned = {item for item in self._warned if item[0] != make_hash(key)}
+                deleted += 1
+        return deleted
+
+    def retry_damage_failures(self, recipe: Recipe) -> int:
+        """Delete the failures of ``recipe``'s steps that a damaged earlier step caused (:class:`DamagedStep`),
+        so that they run again: that step is deleted by now, or is found damaged and trained again. Returns
+        how many."""
+        hashes = [key_hash(chain.step_key(level)) for chain in recipe.transfer_experiments.values() for level in range(len(chain))]
+        failed = (
+            self.jobs & {"table_name": self.table.table_name, "status": "error"} & [{"key_hash": h} for h in hashes]
+            & f'error_message LIKE "{DamagedStep.__name__}:%%"'
+        )  # fmt: skip
+        count = len(failed)
+        if count:
+            failed.delete_quick()
+            logger.info("%d step(s) failed on a damaged earlier step in %s; they run again", count, self.where)
+        return count
 
     # ------------------------------------------------------------------ writing
 
@@ -218,9 +305,12 @@ class DataJointStore(Store):
         fabrikant = self.tables.Fabrikant.current_user()
         if table.connection.in_transaction:
             table.insert_result(dict(key), result, meta.comment, fabrikant)
-        else:
+            return
+        try:
             with table.connection.transaction:
                 table.insert_result(dict(key), result, meta.comment, fabrikant)
+        finally:
+            table.clear_rolled_back_uploads()
 
     def record_failure(self, key: Key, error: BaseException, meta: StepMeta) -> None:
         """Record ``error`` in the jobs table, as ``populate`` does for the jobs it runs."""
@@ -233,6 +323,29 @@ class DataJointStore(Store):
 
     def clear_checkpoints(self, key: Key) -> None:
         self.table().clear_checkpoints(key)
+
+    def delete(self, keys: Sequence[Key]) -> int:
+        """Delete the steps' rows with their parts in one transaction (the table's ``delete`` then removes
+        their weights and handed-on data from the external store), then their checkpoints (with their files),
+        the checkpoints of steps that continue from them (a half-trained successor must not resume on top of
+        weights that are gone) and the error entries of their jobs."""
+        keys = [dict(key) for key in keys]
+        if not keys:
+            return 0
+        with _database_guard("deleting steps"):
+            rows = self.table & keys
+            stored = len(rows)
+            if stored:
+                rows.delete(safemode=False)
+            for key in keys:
+                self.clear_checkpoints(key)
+            successors = self.tables.TransferredCheckpoint & [{"collapsed_history": make_hash(key)} for key in keys]
+            if successors:
+                successors.delete_quick()
+            failures = self.jobs & {"table_name": self.table.table_name, "status": "error"} & [{"key_hash": key_hash(k)} for k in keys]
+            failures.delete_quick()
+        logger.info("deleted %d step(s) from %s", stored, self.where)
+        return stored
 
     def clear_failures(self, recipe: Recipe) -> int:
         """Delete the error entries of ``recipe``'s jobs so that they run again; returns how many."""
@@ -316,6 +429,7 @@ class DataJointStore(Store):
         """One pass: populate every step of ``recipe`` whose previous step is done, level by level and one
         step at a time, with DataJoint's job reservation; returns how many steps this pass trained.
 
+        A finished step whose stored files do not match their checksums is deleted first, and trained again.
         A failed job is recorded in the jobs table (its chain stops). SIGTERM and Ctrl-C stop the pass
         after releasing the interrupted step, which resumes from its checkpoints (one step at a time, because
         DataJoint's ``populate`` goes on with its next key after a Ctrl-C). A lost database raises
@@ -323,9 +437,11 @@ class DataJointStore(Store):
         chains = ordered_chains(recipe, order)
         depth = max((len(chain) for _, chain in chains), default=0)
         made = 0
-        with _database_guard("populating the tables"), liveness.heartbeat(self.tables), _sigterm_exits():
+        with _database_guard("populating the tables"), liveness.heartbeat(self.tables), interrupt_on_sigterm():
             for level in range(depth):
-                for key in [chain.step_key(level) for _, chain in chains if len(chain) > level]:
+                keys = [chain.step_key(level) for _, chain in chains if len(chain) > level]
+                self.retrain_damaged(keys)
+                for key in keys:
                     made += self._populate_one(key)
         return made
 
@@ -333,7 +449,12 @@ class DataJointStore(Store):
         for attempt in range(LOCK_RETRIES + 1):
             try:
                 outcome = self.table.populate(key, reserve_jobs=True, suppress_errors=True, return_exception_objects=True)
-            except BaseException:  # SIGTERM (SystemExit), Ctrl-C outside make, a lost database
+            except SystemExit as err:
+                self._release_quietly()
+                if str(err) == DATAJOINT_SIGTERM:  # stopped like Ctrl-C: exit 130 and the resume line
+                    raise KeyboardInterrupt("SIGTERM") from None
+                raise
+            except BaseException:  # Ctrl-C outside make, a lost database
                 self._release_quietly()
                 raise
             for _, error in outcome["error_list"]:
@@ -380,6 +501,7 @@ class DataJointStore(Store):
         with _database_guard("filling the tables"):
             self.prepare(recipe, runtime)
             _housekeeping(self.clear_finished_checkpoints, recipe, runtime)
+            _housekeeping(self.retry_damage_failures, recipe)
         self.populate(recipe, order, progress)
 
     def work(
@@ -401,8 +523,9 @@ class DataJointStore(Store):
         with _database_guard("filling the tables"):
             self.prepare(recipe, runtime)
             _housekeeping(self.clear_finished_checkpoints, recipe, runtime)
-        # one heartbeat (and SIGTERM handler) for all passes, not one per pass
-        with _database_guard("populating the tables"), liveness.heartbeat(self.tables), _sigterm_exits():
+            _housekeeping(self.retry_damage_failures, recipe)
+        # one heartbeat (and SIGTERM handler: SIGTERM stops the worker like Ctrl-C) for all passes, not one per pass
+        with _database_guard("populating the tables"), liveness.heartbeat(self.tables), interrupt_on_sigterm():
             self._work(recipe, order, progress, poll_seconds, timeout)
 
     def _work(self, recipe: Recipe, order: str, progress: bool, poll_seconds: float, timeout: Optional[float]) -> None:
@@ -482,24 +605,6 @@ def _database_guard(doing: str) -> Iterator[None]:
         if database.connection_lost(err):
             raise database.database_lost(err, doing) from err
         raise
-
-
-@contextlib.contextmanager
-def _sigterm_exits() -> Iterator[None]:
-    """SIGTERM raises ``SystemExit`` (as inside DataJoint's ``populate``) for the whole pass, so that a stop
-    between two steps also removes the heartbeat and releases what this process holds."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame):
-        raise SystemExit("SIGTERM received")
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _describe(key: Key) -> str:

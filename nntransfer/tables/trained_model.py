@@ -14,16 +14,24 @@ import os
 import tempfile
 from typing import Any, Callable, Dict, Iterator, Mapping, Optional
 
+import datajoint as dj
 import numpy as np
 import torch
 
 from nntransfer.configs.codec import make_hash
-from nntransfer.pipeline.step import StepResult, run_step
+from nntransfer.pipeline.step import StepResult, check_storable, run_step
 from nntransfer.tables import active, database
 from nntransfer.tables.checkpoints import CheckpointRestoreMixin
 from nntransfer.tables.heartbeat import heartbeat
 from nntransfer.tables.provenance import ProvenanceMixin
-from nntransfer.tables.storage import delete_unused_store_files, stored_files
+from nntransfer.tables.storage import (
+    CHECKSUM_DEFINITION,
+    ChecksummedFileMixin,
+    delete_unused_store_files,
+    remove_rolled_back_uploads,
+    stored_files,
+    upload_of,
+)
 
 #: names this module hands out from the active tables (PEP 562 ``__getattr__``)
 TABLE_NAMES = ("TrainedModel", "Checkpoint")
@@ -54,13 +62,28 @@ class TrainedModelMixin(CheckpointRestoreMixin, ProvenanceMixin):
         fabrikant_name (nullable): who trained it (-> ``Fabrikant``, the schema's own row).
         trainedmodel_ts (timestamp): when it was stored.
 
-    Parts: ``ModelStorage`` (the trained state dict), ``Provenance``. Checkpoints: ``checkpoint_table``.
+    Parts: ``ModelStorage`` (the trained state dict, with its SHA-256 and size, checked when read back),
+    ``Provenance``. Checkpoints: ``checkpoint_table``.
 
     ``populate`` beats in the schema's ``~heartbeat`` while it runs (other workers see that its
     reservations are alive); deleting rows deletes their files in the external store.
     """
 
     table_comment = "Trained models (nntransfer)"
+
+    class ModelStorage(ChecksummedFileMixin, dj.Part):
+        """The trained state dict of the master's row (nnfabrik's part, with the file's checksum)."""
+
+        file_attribute = "model_state"
+
+        @property
+        def definition(self):
+            return f"""
+            # the trained state dict, stored externally
+            -> master
+            ---
+            model_state:                       attach@{self._master.storage}
+            """ + CHECKSUM_DEFINITION
 
     # ------------------------------------------------------------------ training
 
@@ -72,11 +95,13 @@ class TrainedModelMixin(CheckpointRestoreMixin, ProvenanceMixin):
                 return super().populate(*restrictions, **kwargs)
             finally:
                 self.clear_pending_checkpoints()
+                self.clear_rolled_back_uploads()
 
     def make(self, key: Dict[str, Any]) -> None:
         primary = plain_key(self, key)
         with self.database_lost_is_one_line(primary):
             spec = self.nnfabrik.step_spec(primary)
+            check_storable(spec)
             result = run_step(spec, uid=dict(primary), checkpoints=self.checkpoint_callback())
             self.insert_result(primary, result, comment=self.nnfabrik.comment(primary), fabrikant=self.nnfabrik.Fabrikant.current_user())
         if not spec.keep_checkpoints:
@@ -109,19 +134,41 @@ class TrainedModelMixin(CheckpointRestoreMixin, ProvenanceMixin):
             if result.transfer_data and hasattr(self, "DataStorage"):
                 data_path = os.path.join(temp_dir, name + "_transfer_data.npz")
                 np.savez(data_path, **{k: np.asarray(v) for k, v in result.transfer_data.items()})
-                self.DataStorage.insert1(dict(primary, transfer_data=data_path))
+                self._upload(self.DataStorage, dict(primary, transfer_data=data_path))
             state_path = os.path.join(temp_dir, name + ".pth.tar")
             torch.save(result.model_state, state_path)
-            self.ModelStorage.insert1(dict(primary, model_state=state_path))
+            self._upload(self.ModelStorage, dict(primary, model_state=state_path))
+
+    def _upload(self, part, row: Dict[str, Any]) -> None:
+        """Insert ``row`` (with its file) into ``part``; inside a transaction the file is remembered, so that
+        :meth:`clear_rolled_back_uploads` removes it from the store if the transaction rolls back."""
+        if self.connection.in_transaction:
+            self.nnfabrik.pending_uploads.append(upload_of(part, row[part.file_attribute]))
+        part.insert1(row)
+
+    def clear_rolled_back_uploads(self) -> None:
+        """Remove the files that results inserted in a transaction copied to the store, where the transaction
+        rolled back (a failed or interrupted job): no entry registers them, and nothing else would."""
+        if not self.nnfabrik.pending_uploads or self.connection.in_transaction:
+            return
+        uploads, self.nnfabrik.pending_uploads[:] = list(self.nnfabrik.pending_uploads), []
+        try:
+            removed = remove_rolled_back_uploads(self.connection, uploads)
+        except Exception as err:  # e.g. the database is gone: the caller reports that; `nntransfer gc` removes them
+            logger.warning("could not remove the store files of a job that was rolled back: %s", err)
+        else:
+            if removed:
+                logger.debug("removed %d store file(s) of a job that was rolled back", removed)
 
     def fetch_weights(self, key: Dict[str, Any]) -> Optional[Dict[str, Any]]:
         """The stored weights of the row ``key`` restricts to (on the CPU), or None if it has none; a file
-        that is not a state dict of tensors is a ``ValueError``."""
+        that does not match its checksum (:class:`~nntransfer.tables.storage.DamagedFile`) or is not a state
+        dict of tensors is a ``ValueError``."""
         storage = self.ModelStorage & key
         if not storage:
             return None
         with tempfile.TemporaryDirectory() as temp_dir:
-            path = storage.fetch1("model_state", download_path=temp_dir)
+            path = storage.fetch_file(temp_dir)
             weights = torch.load(path, map_location="cpu", weights_only=True)
         if not isinstance(weights, Mapping) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
             raise ValueError(f"holds a {type(weights).__name__}, not a state dict of tensors")

@@ -12,13 +12,12 @@ The protocol, ``cb(uid=uid, epoch=epoch, model=model, state=state)``:
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import math
 import os
 import random
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple
 
@@ -27,6 +26,14 @@ import torch
 
 from nntransfer.configs.codec import make_hash  # nnfabrik's hash, without loading DataJoint
 from nntransfer.errors import StorageError
+from nntransfer.safe_files import (
+    ensure_folder,
+    is_real_folder,
+    open_for_reading,
+    read_text,
+    remove_entry,
+    write_atomically,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +92,9 @@ class LocalCheckpoints:
     or garbage ``.score``) never blocks the job: restoring skips and deletes it with a WARNING naming the
     file, and falls back to an earlier one or starts the job over; choosing what to keep deletes a checkpoint
     whose score cannot be read. A full disk or an unwritable folder is a
-    :class:`~nntransfer.errors.StorageError` (one line) and leaves no partial file.
+    :class:`~nntransfer.errors.StorageError` (one line) and leaves no partial file. Only regular files are
+    read (a link, FIFO or device named like a checkpoint is damaged), and a link where the run's folder should
+    be is a ``StorageError``: nothing is read, written or deleted outside ``folder`` through it.
     """
 
     def __init__(self, folder: os.PathLike) -> None:
@@ -110,7 +119,7 @@ class LocalCheckpoints:
     def checkpoints(self, uid=None) -> Dict[int, Path]:
         """Stored checkpoint files by epoch (whether their scores are readable or not)."""
         folder = self.run_folder(uid)
-        if not folder.is_dir():
+        if not self._own_folder(folder):
             return {}
         found = {}
         for path in folder.glob("epoch_*.pt"):
@@ -120,8 +129,19 @@ class LocalCheckpoints:
         return found
 
     def clear(self, uid=None) -> None:
-        """Delete the checkpoints of ``uid``."""
-        shutil.rmtree(self.run_folder(uid), ignore_errors=True)
+        """Delete the checkpoints of ``uid`` (a link in their place is removed, not followed)."""
+        with contextlib.suppress(OSError):
+            remove_entry(self.run_folder(uid))
+
+    def _own_folder(self, folder: Path) -> bool:
+        """Whether ``folder`` is a real folder (False if there is none); a link or a file in its place is a
+        :class:`~nntransfer.errors.StorageError`: checkpoints are never read, written or deleted through it."""
+        if is_real_folder(folder):
+            return True
+        if not os.path.lexists(folder):
+            return False
+        raise StorageError(f"{folder} is not a folder (a symbolic link or a file someone put there): no checkpoint is "
+                           "read or written through it; remove it and run again")
 
     # ------------------------------------------------------------------ saving
 
@@ -137,8 +157,9 @@ class LocalCheckpoints:
         path = folder / f"epoch_{epoch:06d}.pt"
         buffer = io.BytesIO()  # serialised in memory: writing the bytes raises a plain OSError on a full disk
         torch.save({"epoch": epoch, "score": float(score), "state": state}, buffer)
+        self._own_folder(folder)
         try:
-            folder.mkdir(parents=True, exist_ok=True)
+            ensure_folder(folder, self.folder)
             # the score first: a kill between the two leaves a score without checkpoint, which is ignored
             write_atomically(path.with_suffix(".score"), repr(float(score)).encode())
             write_atomically(path, buffer.getbuffer())
@@ -154,7 +175,7 @@ class LocalCheckpoints:
         for epoch, path in self.checkpoints(uid).items():
             score_file = path.with_suffix(".score")
             try:
-                score = float(score_file.read_text())
+                score = float(read_text(score_file, limit=64))
             except FileNotFoundError:
                 broken[epoch] = f"{path} has no score file {score_file.name}"
                 continue
@@ -185,6 +206,8 @@ class LocalCheckpoints:
 
     def _restore(self, uid, action: str, maximize: bool, state: Dict[str, Any]) -> None:
         folder = self.run_folder(uid)
+        if not self._own_folder(folder):
+            return
         for partial in folder.glob("*.tmp"):  # of a job killed while saving; this job owns the folder now
             partial.unlink(missing_ok=True)
         files = self.checkpoints(uid)
@@ -217,7 +240,8 @@ class LocalCheckpoints:
     def _load(path: Path) -> Optional[Dict[str, Any]]:
         """The checkpoint in ``path``, or None (with a WARNING naming it) if it cannot be read whole."""
         try:
-            stored = torch.load(path, map_location="cpu", weights_only=True)  # resumable without the GPU
+            with open_for_reading(path) as handle:  # a regular file: never a link, a FIFO or a device
+                stored = torch.load(handle, map_location="cpu", weights_only=True)  # resumable without the GPU
             if not (isinstance(stored, dict) and {"epoch", "score", "state"} <= set(stored) and isinstance(stored["state"], dict)):
                 raise ValueError("not a checkpoint of this format")
         except Exception as err:  # truncated, garbage, or not a checkpoint: torch raises many kinds
@@ -246,17 +270,3 @@ def _epoch_of(path: Path) -> Optional[int]:
 
 def _reason(err: OSError) -> str:
     return err.strerror or str(err) or type(err).__name__
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename, so that ``path``
-    is whole or untouched. The temporary file is removed if writing fails (the error is re-raised; a full
-    disk often shows only when the file is closed)."""
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union
 
@@ -16,6 +17,7 @@ from nntransfer.configs.trainer.classification import ClassificationTrainerConfi
 from nntransfer.dataset.info import data_info
 from nntransfer.dataset.memory import MemoryLoader, MemoryView
 from nntransfer.trainer.checks import check_trainer_config
+from nntransfer.trainer.finite import check_fisher
 from nntransfer.trainer.fisher import FISHER_PREFIX, diagonal_fisher
 from nntransfer.trainer.main_loop_modules import apply_noise, unwrap_output
 from nntransfer.trainer.main_loop_modules import get as get_module
@@ -152,10 +154,13 @@ class ImgClassificationTrainer(Trainer):
 
     def compute_fisher(self) -> Dict[str, np.ndarray]:
         """The diagonal empirical Fisher information of the trained model on the training set (main task),
-        as ``{"fisher/<parameter name>": array}`` (see ``nntransfer.trainer.fisher``)."""
+        as ``{"fisher/<parameter name>": array}`` (see ``nntransfer.trainer.fisher``); a fast dev run estimates
+        it on its first batches."""
         loader = self.train_loaders[self.task_keys[0]]
-        batches = (self.split_batch(batch)[:2] for batch in loader)
-        fisher = diagonal_fisher(self.model, batches, self.criterion[self.task_keys[0]])
+        batches = (self.split_batch(batch)[:2] for batch in itertools.islice(loader, self.batch_limit or None))
+        task = self.task_keys[0]
+        fisher = diagonal_fisher(self.model, batches, lambda outputs, targets: self.task_loss(outputs, targets, task))
+        check_fisher(fisher, "this step's", "nothing of this step is stored; train it with a lower learning rate")
         return {FISHER_PREFIX + name: value.cpu().numpy() for name, value in fisher.items()}
 
     def extra_output(self) -> Dict[str, Any]:
@@ -194,3 +199,11 @@ def classification_trainer(
 
 
 classification_trainer.check_config = check_trainer_config
+
+
+def trainer_code_used(config: Mapping[str, Any]) -> list:
+    """What a trainer config resolves through the registries: its main-loop modules (``nntransfer.fingerprint``)."""
+    return [get_module(name) for name in config.get("main_loop_modules", [])]
+
+
+classification_trainer.code_used = trainer_code_used

@@ -12,6 +12,7 @@ One run (``Trainer.train``)::
         early-stopping counters, modules, RNG state)
     for epoch in (resumed epoch + 1) .. max_iter:
         run_epoch("Training")                       # + warm-up, accumulation, AMP
+        a non-finite training loss or weights stop the step (``finite.TrainingDiverged``): nothing is returned
         if epoch % interval == 0 or epoch == max_iter:
             score = run_epoch("Validation")         # empty validation set: the epoch's training objective
             early stopping: improved | wait | decay (restore best, lr *= lr_decay) | stop
@@ -42,6 +43,7 @@ from nntransfer.trainer import controls
 from nntransfer.trainer.checkpointing import LocalCheckpoints, get_rng_state, loader_generators, set_rng_state
 from nntransfer.trainer.cycler import TaskCycler, sequential
 from nntransfer.trainer.early_stopping import EarlyStopping, copy_state
+from nntransfer.trainer.finite import check_fisher, first_non_finite, loss_diverged, non_finite_terms, weights_diverged
 from nntransfer.trainer.main_loop_modules import ModuleChain
 from nntransfer.trainer.main_loop_modules import get as get_module
 from nntransfer.trainer.tensorboard import TensorBoardLog
@@ -112,6 +114,22 @@ def with_layers(model: nn.Module, paths: Sequence[str]) -> nn.Module:
     return IntermediateLayerWrapper(model, {path: path for path in paths})
 
 
+def loss_mismatch(loss: str, task: str, outputs: Any, targets: Any, err: Exception) -> str:
+    """What a loss function that failed on a batch got, in one line (instead of torch's shape or dtype error)."""
+
+    def described(tensor: Any) -> str:
+        if not isinstance(tensor, torch.Tensor):
+            return type(tensor).__name__
+        return f"{tuple(tensor.shape)} {str(tensor.dtype).removeprefix('torch.')}"
+
+    hint = ""
+    if isinstance(targets, torch.Tensor) and not torch.is_floating_point(targets):
+        hint = "; the targets are class indices, which a classification loss such as CrossEntropyLoss takes"
+    reason = (str(err).strip().splitlines() or [""])[0]
+    return (f"loss_functions[{task!r}] = {loss!r} cannot compare the model's outputs {described(outputs)} with the "
+            f"targets {described(targets)} ({reason}){hint}")
+
+
 def module_names(names: Sequence[str]) -> List[str]:
     """The configured main-loop modules with the output unwrapper moved (or added) to the end."""
     return [n for n in names if n != UNWRAPPER] + [UNWRAPPER]
@@ -165,6 +183,8 @@ class Trainer:
         self.teacher = freeze_teacher(teacher_model, self.device)
         #: diagonal Fisher information the previous step handed on (parameter name -> tensor), or None
         self.fisher = {name: torch.as_tensor(value).to(self.device) for name, value in (fisher or {}).items()} or None
+        if self.fisher is not None:
+            check_fisher(self.fisher, "the previous step's", "train that step again with a lower learning rate")
         # modules first: a teacher copies the model before any reset
         self.modules = ModuleChain([get_module(name)(self) for name in module_names(config.main_loop_modules)])
         needing = self.modules.needing_teacher()
@@ -191,9 +211,11 @@ class Trainer:
         self.early_stopping = EarlyStopping(
             config.maximize, config.patience, config.tolerance, config.lr_decay_steps, enabled=config.early_stopping
         )
-        self.checkpoints = cb
+        #: > 0: a fast dev run: one epoch, at most this many batches per loop, nothing written (no checkpoints)
+        self.batch_limit = int(getattr(config, "fast_dev_run", 0) or 0)
+        self.checkpoints = None if self.batch_limit else cb
         # a store's callback is cleared by the store, after the result is saved; our own folder by us
-        self.owns_checkpoints = cb is None and bool(config.checkpoint_dir)
+        self.owns_checkpoints = cb is None and bool(config.checkpoint_dir) and not self.batch_limit
         if self.owns_checkpoints:
             self.checkpoints = LocalCheckpoints(config.checkpoint_dir)
         self.generators = loader_generators(self.train_loaders)
@@ -204,6 +226,8 @@ class Trainer:
             for group, target in zip(self.optimizer.param_groups, self.target_lrs):
                 group["lr"] = target * controls.warmup_factor(0, self.warmup_steps)
         self.last_score = float("nan")
+        #: the summed total loss of the last training epoch (on the device), or None before the first
+        self.training_loss: Optional[torch.Tensor] = None
         self._end_epoch = False
         self.eval_variant = "plain"
         # valid_size=0: select and score on the training objective instead (NaN would break the tables)
@@ -269,8 +293,14 @@ class Trainer:
         return model(inputs)
 
     def task_loss(self, outputs: torch.Tensor, targets: torch.Tensor, task_key: str) -> torch.Tensor:
-        """The task's loss function (``loss_functions``) on the outputs the modules returned."""
-        return self.criterion[task_key](outputs, targets)
+        """The task's loss function (``loss_functions``) on the outputs the modules returned; one that cannot take
+        them is a one-line ``ValueError`` naming it and what it got, not torch's error."""
+        try:
+            return self.criterion[task_key](outputs, targets)
+        except RuntimeError as err:
+            if isinstance(err, torch.OutOfMemoryError):
+                raise
+            raise ValueError(loss_mismatch(self.config.loss_functions[task_key], task_key, outputs, targets, err)) from None
 
     def batch_statistics(self, outputs: torch.Tensor, targets: torch.Tensor, task_loss: torch.Tensor) -> torch.Tensor:
         """Sums over the batch, one per name in ``statistics``, as one tensor (no device sync)."""
@@ -313,10 +343,13 @@ class Trainer:
         else:
             self.set_eval_mode()
             batches, n_batches = sequential(loaders), sum(len(loader) for loader in loaders.values())
+        if self.batch_limit:
+            n_batches = min(n_batches, self.batch_limit)
         modules.pre_epoch(model, mode, epoch=self.epoch, **options)
         self._end_epoch = False
         sums: Dict[str, torch.Tensor] = {}
         counts: Dict[str, int] = {}
+        total_loss: Optional[torch.Tensor] = None  # of every training batch, on the device: checked once per epoch
         progress = tqdm(batches, total=n_batches, desc=f"{mode} {self.epoch}", leave=False,  # None: off unless a terminal
                         disable=True if not self.config.show_epoch_progress else None)
         with torch.set_grad_enabled(train):
@@ -345,10 +378,13 @@ class Trainer:
                 else:
                     sums[task_key], counts[task_key] = stats, targets.shape[0]
                 if train:
+                    total_loss = loss.detach() if total_loss is None else total_loss + loss.detach()
                     self.backward_and_step(loss, index, n_batches)
-                if self._end_epoch:
+                if self._end_epoch or index + 1 == n_batches:
                     break
         modules.post_epoch(model)
+        if train:
+            self.training_loss = total_loss
         return {task: {**dict(zip(self.statistics, values.tolist())), "normalization": float(counts[task])}
                 for task, values in sums.items()}
 
@@ -473,7 +509,8 @@ class Trainer:
     def train_epochs(self) -> None:
         """The epoch loop (from the resumed epoch on)."""
         config = self.config
-        epochs = range(self.epoch + 1, config.max_iter + 1)
+        last_epoch = 1 if self.batch_limit else config.max_iter
+        epochs = range(self.epoch + 1, last_epoch + 1)
         for epoch in tqdm(epochs, desc="epochs", disable=True if not config.show_progress or self.early_stopping.stopped else None):
             if self.early_stopping.stopped:
                 break
@@ -482,8 +519,9 @@ class Trainer:
             self.tracker.log_objective(self.optimizer.param_groups[0]["lr"], ("lr",))
             training = self.run_epoch("Training", self.train_loaders, train=True)
             self.log_epoch("Training", training)
+            self.check_finite()
             action = None
-            if epoch % config.interval == 0 or epoch == config.max_iter:
+            if epoch % config.interval == 0 or epoch == last_epoch:
                 if self.validation_is_empty:
                     self.last_score = self.score_of(self.normalized(training))
                 else:
@@ -502,6 +540,16 @@ class Trainer:
             if action == "stop":
                 logger.info("early stopping after epoch %d (best: epoch %d)", epoch, self.early_stopping.best_epoch)
                 break
+
+    def check_finite(self) -> None:
+        """After a training epoch: stop the step (``TrainingDiverged``, naming the epoch and the loss term) when
+        the epoch's training loss or the model's weights are not finite, before anything of it is saved."""
+        total = self.training_loss
+        if total is not None and not bool(torch.isfinite(total)):
+            raise loss_diverged(self.epoch, float(total), non_finite_terms(self.tracker.log["Training"], len(self.train_loaders)))
+        bad = first_non_finite(self.model.state_dict().items())
+        if bad is not None:
+            raise weights_diverged(self.epoch, bad)
 
     def train(self) -> Tuple[float, Dict[str, Any], Dict[str, torch.Tensor]]:
         """Train, evaluate; returns ``(score, output, model_state)``."""
@@ -524,7 +572,7 @@ class Trainer:
         """With the runtime option ``tensorboard_dir``: the tracked curves of the epochs so far (and, given
         ``final``, the final evaluation) as TensorBoard events in ``<tensorboard_dir>/<step hash>``."""
         folder = getattr(self.config, "tensorboard_dir", "")
-        if not folder:
+        if not folder or self.batch_limit:  # a fast dev run writes nothing
             return
         if getattr(self, "_tensorboard", None) is None:
             from nntransfer.configs.codec import make_hash

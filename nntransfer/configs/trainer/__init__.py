@@ -9,6 +9,7 @@ from nntransfer.configs.trainer.mixins import (
     RDLMixin,
     RepresentationMatchingMixin,
     RepresentationMonitorMixin,
+    TransferMethodMixin,
 )
 from nntransfer.configs.trainer.orbit import OrbitLearningMixin, OrbitTransferMixin
 
@@ -25,4 +26,5 @@ __all__ = [
     "NoiseAugmentationMixin",
     "RepresentationMatchingMixin",
     "RepresentationMonitorMixin",
+    "TransferMethodMixin",
 ]

@@ -135,6 +135,9 @@ class ClassificationTrainerConfig(TrainerConfig):
         tensorboard_dir: folder for TensorBoard event files of every tracked curve, one run per step
             (``<folder>/<step hash>``), written each epoch ("" = none; needs ``nntransfer[tensorboard]``).
         show_progress: a progress bar over epochs; show_epoch_progress: one over the batches of each epoch.
+        fast_dev_run: > 0: a check, not a run: one epoch of this many batches of training and of validation,
+            this many batches of each test set, no checkpoints or TensorBoard (``nntransfer run --fast-dev-run``;
+            a store refuses to keep such a result).
     """
 
     fn = "nntransfer.trainer.classification_trainer"
@@ -207,6 +210,7 @@ class ClassificationTrainerConfig(TrainerConfig):
             chkpt_options={"save_every_n": 1, "keep_best_n": 1, "keep_last_n": 1, "keep_selection": ()},
             show_progress=True,
             show_epoch_progress=False,
+            fast_dev_run=0,
         )
         super().__init__(**kwargs)
 

@@ -7,6 +7,7 @@
     NoisyTrainerConfig(noise_std={0.1: 0.5, (0.2, 0.4): 0.25})  # half at std 0.1, a quarter in [0.2, 0.4], rest clean
 """
 
+import math
 from numbers import Real
 from typing import Any, Mapping
 
@@ -18,11 +19,12 @@ PARAM_REGULARISERS = ("l2sp", "ewc")
 
 
 def check_noise_levels(owner: str, field: str, levels: Mapping[Any, float]) -> None:
-    """Validate ``{level: fraction}``: a level is a number >= 0, ``None`` (clean) or a range ``(low, high)``
-    sampled once per batch; the fractions of the batch sum to at most 1 (the rest stays clean)."""
+    """Validate ``{level: fraction}``: a level is a number >= 0, ``None`` (clean) or a range ``(low, high)`` of
+    finite numbers sampled once per batch; the fractions of the batch sum to at most 1 (the rest stays clean)."""
     for level, fraction in levels.items():
         if isinstance(level, (tuple, list)):
-            ok = len(level) == 2 and all(isinstance(v, Real) for v in level) and 0 <= level[0] <= level[1]
+            ok = (len(level) == 2 and all(isinstance(v, Real) and math.isfinite(v) for v in level)
+                  and 0 <= level[0] <= level[1])
         else:
             ok = level is None or (isinstance(level, Real) and level >= 0)
         if not ok:
@@ -60,6 +62,13 @@ def _check_one_noise(owner: str, std_field: str, snr_field: str, std: Mapping, s
     check_noise_levels(owner, snr_field, snr)
 
 
+class TransferMethodMixin:
+    """Base of the mixins of transfer methods (knowledge distillation, RDL, attention transfer, layer matching,
+    L2-SP/EWC, orbit transfer): the fields such a mixin declares and the main-loop module it adds only
+    mean something after a previous step. The analysis leaves them out when it looks for a step's
+    from-scratch baseline; a new transfer method's mixin derives from this class to be left out too."""
+
+
 class NoiseAugmentationMixin:
     """Gaussian noise on the training inputs (module ``NoiseAugmentation``).
 
@@ -69,6 +78,8 @@ class NoiseAugmentationMixin:
         noise_snr: the same by signal-to-noise ratio (power ratio per image) instead of std; give one of both.
         noise_in_evaluation: also add noise during validation, with the same noise on every evaluation.
     """
+
+    INFINITE_FIELDS = ("noise_snr",)  # a signal-to-noise ratio of inf is a clean level
 
     def __init__(self, **kwargs):
         self.set_defaults(
@@ -99,6 +110,8 @@ class RepresentationMatchingMixin:
             ``exp(-s) * d + s`` with a trained ``s`` per layer).
         rep_matching_noise_std, rep_matching_noise_snr: noise of the noisy copy, as in ``NoiseAugmentationMixin``.
     """
+
+    INFINITE_FIELDS = ("rep_matching_noise_snr",)  # a signal-to-noise ratio of inf is a clean level
 
     def __init__(self, **kwargs):
         self.set_defaults(
@@ -149,7 +162,7 @@ class RepresentationMonitorMixin:
         self.add_main_loop_module("RepresentationMonitor")
 
 
-class KnowledgeDistillationMixin:
+class KnowledgeDistillationMixin(TransferMethodMixin):
     """Distil a teacher's logits into the trained model (module ``KnowledgeDistillation``; Hinton et al.,
     2015). In training the loss is ``(1 - kd_weight) * task loss + kd_weight * T^2 * KL(softmax(teacher / T)
     || softmax(student / T))``; in evaluation the task loss alone (weight 1). The distillation term is
@@ -193,7 +206,7 @@ class KnowledgeDistillationMixin:
         self.add_main_loop_module("KnowledgeDistillation")
 
 
-class RDLMixin:
+class RDLMixin(TransferMethodMixin):
     """Representational distance learning (module ``RDL``; McClure & Kriegeskorte, 2016): per pair of
     layers, the representational dissimilarity matrix (RDM) of the batch in the student is pulled towards
     the teacher's: ``rdl_weight * mean over pairs of mean((RDM_student - RDM_teacher)^2)`` over the
@@ -228,7 +241,7 @@ class RDLMixin:
         self.add_main_loop_module("RDL")
 
 
-class AttentionTransferMixin:
+class AttentionTransferMixin(TransferMethodMixin):
     """Attention transfer (module ``AttentionTransfer``; Zagoruyko & Komodakis, 2017): per pair of layers
     the spatial attention map of the student (mean over channels of ``|a|^p``, flattened, L2-normalised)
     is pulled towards the teacher's: ``at_weight / 2 * mean over pairs of (mean over the batch of
@@ -262,7 +275,7 @@ class AttentionTransferMixin:
         self.add_main_loop_module("AttentionTransfer")
 
 
-class LayerMatchingMixin:
+class LayerMatchingMixin(TransferMethodMixin):
     """Direct matching of layers or outputs (module ``LayerMatching``): per pair of layers the student's
     representation is pulled towards the teacher's, ``match_weight * mean over pairs of the distance``
     (e.g. ``{"output": "output"}`` matches the logits, as in logit regression). The two layers of a pair
@@ -293,7 +306,7 @@ class LayerMatchingMixin:
         self.add_main_loop_module("LayerMatching")
 
 
-class ParameterDistanceMixin:
+class ParameterDistanceMixin(TransferMethodMixin):
     """Keep fine-tuned parameters near the starting point w0, the weights the step starts from (module
     ``ParameterDistance``): ``"l2sp"`` adds ``param_reg_weight / 2 * sum ||w - w0||^2`` (L2-SP, Li et al.,
     2018), ``"ewc"`` adds ``param_reg_weight / 2 * sum F * (w - w0)^2`` with the diagonal Fisher information

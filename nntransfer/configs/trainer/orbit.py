@@ -14,6 +14,8 @@ import math
 from numbers import Real
 from typing import Mapping
 
+from nntransfer.configs.trainer.mixins import TransferMethodMixin
+
 #: the layer path / orbit layer name of the logits
 ORBIT_OUTPUT = "output"
 
@@ -40,7 +42,7 @@ def _check_chain(config, owner: str) -> None:
         raise ValueError(f"{owner}: this step's model is new, not the previous step's; set start_from_previous=False")
 
 
-class OrbitLearningMixin:
+class OrbitLearningMixin(TransferMethodMixin):
     """Learn the orbit (module ``OrbitLearning``): the step's model is a ``LearnedOrbit`` (``OrbitConfig``),
     its teacher the frozen network of the previous step. Every example gets a random group element g and
     another h != g; the loss is
@@ -95,7 +97,7 @@ class OrbitLearningMixin:
         self.add_main_loop_module("OrbitLearning")
 
 
-class OrbitTransferMixin:
+class OrbitTransferMixin(TransferMethodMixin):
     """Transfer the orbit (module ``OrbitTransfer``): the teacher is the frozen ``LearnedOrbit`` of the
     previous step. In training every batch is doubled, ``[x; rho_g x]`` with one random g per example, and
 

@@ -1,4 +1,5 @@
-"""Pre-train on digits 0-4, then fine-tune on digits 5-9 starting from those weights (new readout)."""
+"""Pre-train on digits 0-4, then fine-tune on digits 5-9 starting from those weights (new readout); and
+digits 5-9 from scratch, the fine-tuning's baseline (its transfer gain and forward transfer)."""
 
 from nntransfer.configs import (
     ClassificationModelConfig,
@@ -32,3 +33,9 @@ transfer_experiments = {
     )
     for seed in SEEDS
 }
+transfer_experiments.update({
+    Description(name="digits 5-9 from scratch", seed=seed): TransferExperiment(
+        [Experiment(digits(5, 10, "digits 5-9"), model, trainer("from scratch"), seed=seed, comment="from scratch 5-9")]
+    )
+    for seed in SEEDS
+})

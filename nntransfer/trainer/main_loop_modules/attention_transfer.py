@@ -97,6 +97,6 @@ class AttentionTransfer(TeacherLayerModule):
     objective = "attention_transfer"
     layers_field = "at_layers"
 
-    def loss(self, pairs):
-        c = self.config
-        return attention_transfer_loss([s for s, _ in pairs], [t for _, t in pairs], p=c.at_p, beta=c.at_weight)
+    @classmethod
+    def loss(cls, config, pairs):
+        return attention_transfer_loss([s for s, _ in pairs], [t for _, t in pairs], p=config.at_p, beta=config.at_weight)

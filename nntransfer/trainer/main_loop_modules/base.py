@@ -40,6 +40,12 @@ Teacher and layers: a module that reads the outputs of named layers lists their 
 ``(extra_outputs, logits)`` with ``extra_outputs[path]``; read them with ``layer_output(outputs, path)``.
 ``trainer.teacher`` is the step's teacher (frozen, in eval mode, on the device) or None; a module with
 ``needs_teacher = True`` refuses to start without one.
+
+Before anything of a recipe trains, the preflight calls every configured module's classmethod
+``check_step(step)`` with a :class:`~nntransfer.trainer.main_loop_modules.chain_check.StepCheck`: the step's
+trainer config, its untrained student and teacher, one batch of its training data and what the previous
+step hands on. A module reports what cannot work with ``step.problem(line)`` (a missing teacher, an
+unknown layer, layers it cannot compare), so that a chain is refused before its first step trains.
 """
 
 from __future__ import annotations
@@ -51,6 +57,7 @@ import torch
 from torch import nn
 
 if TYPE_CHECKING:  # pragma: no cover
+    from nntransfer.trainer.main_loop_modules.chain_check import StepCheck
     from nntransfer.trainer.trainer import Trainer
 
 logger = logging.getLogger(__name__)
@@ -115,6 +122,14 @@ class MainLoopModule:
 
     def post_epoch(self, model: nn.Module) -> None:
         """Called after every epoch."""
+
+    @classmethod
+    def check_step(cls, step: "StepCheck") -> None:
+        """Before anything trains: report with ``step.problem(line)`` what cannot work in this step (see the
+        module docstring). The base class refuses a module that needs a teacher in a step without one."""
+        if (cls.needs_teacher or cls.uses_teacher_outputs) and step.teacher is None:
+            step.problem(f"{cls.__name__} needs a teacher: set teacher='previous' in this step's trainer config, "
+                         "in a chain whose previous step trains the teacher")
 
     def student_layers(self) -> List[str]:
         """Paths of the student's layers whose outputs this module reads (see the module docstring)."""

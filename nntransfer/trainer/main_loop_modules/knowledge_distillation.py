@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from nntransfer.configs.trainer.mixins import KnowledgeDistillationMixin
+from nntransfer.models.orbit import LearnedOrbit
 from nntransfer.trainer.main_loop_modules.base import EpochSums, MainLoopModule
 from nntransfer.trainer.main_loop_modules.layer_matching import model_logits
 from nntransfer.trainer.main_loop_modules.registry import register
@@ -20,6 +21,11 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
     log_student = F.log_softmax(student_logits.float() / t, dim=1)
     teacher = F.softmax(teacher_logits.float() / t, dim=1)
     return F.kl_div(log_student, teacher, reduction="batchmean") * (t * t)
+
+
+def _classes(logits: torch.Tensor) -> str:
+    """The number of classes of a batch of logits ``[B, classes]`` (the shape after the batch otherwise)."""
+    return str(logits.shape[1]) if logits.dim() == 2 else str(tuple(logits.shape[1:]))
 
 
 @register
@@ -51,6 +57,34 @@ class KnowledgeDistillation(MainLoopModule):
                 p.requires_grad_(False)
         self.sums = EpochSums()
         trainer.tracker.add_objectives({"Training": {task: {"distillation": 0.0} for task in trainer.train_loaders}})
+
+    @classmethod
+    def check_step(cls, step):
+        """The logits exist where ``kd_teacher`` takes them from: the step's teacher, a network with the
+        student's number of classes (not an orbit), or the previous step's handed-on logits."""
+        source = step.config.kd_teacher
+        if source == "transfer_data":
+            if step.previous is None or not step.previous.hands_on_logits:
+                step.problem("KnowledgeDistillation with kd_teacher='transfer_data' needs the logits the previous step "
+                             "hands on: set compute_transfer_data=True in the previous step's trainer config")
+            return
+        if source != "teacher":
+            return
+        if step.teacher is None:
+            step.problem("KnowledgeDistillation (kd_teacher='teacher') needs a teacher: set teacher='previous' in this "
+                         "step's trainer config, in a chain whose previous step trains the teacher")
+            return
+        if isinstance(step.teacher, LearnedOrbit):
+            step.problem("KnowledgeDistillation: the teacher is the learned orbit of an orbit-learning step, not a network "
+                         "with logits; distil from the network's step, or train on the orbit with OrbitTransfer")
+            return
+        student = step.layer_outputs("student", [], "KnowledgeDistillation")
+        teacher = step.layer_outputs("teacher", [], "KnowledgeDistillation")
+        if student is not None and teacher is not None:
+            s, t = model_logits(student), model_logits(teacher)
+            if s.shape[1:] != t.shape[1:]:
+                step.problem(f"KnowledgeDistillation: the teacher has {t.shape[1]} classes, the student {s.shape[1]}; "
+                             "distillation compares their predictions class by class, so both need the same classes")
 
     def pre_forward(self, model, inputs, task_key, shared_memory):
         """In training: weight the task loss by ``1 - gamma``; compute (or fetch) the teacher's logits
@@ -89,6 +123,12 @@ class KnowledgeDistillation(MainLoopModule):
         if student.shape[0] != teacher.shape[0] and student.shape[0] % teacher.shape[0] == 0:
             # an earlier module (e.g. representation matching) stacked copies of the batch
             teacher = teacher.repeat(student.shape[0] // teacher.shape[0], 1)
+        if student.shape[1:] != teacher.shape[1:]:  # torch's own error would name neither side
+            sources = {"transfer_data": "the logits the previous step handed on", "initial": "the initial model's logits"}
+            source = sources.get(self.config.kd_teacher, "the teacher's logits")
+            raise ValueError(f"KnowledgeDistillation: {source} have "
+                             f"{_classes(teacher)} classes, the student {_classes(student)}; distillation compares "
+                             "predictions class by class, so both need the same classes")
         kd = self.gamma * distillation_loss(student, teacher, self.config.kd_temperature)
         self.sums.add(shared_memory["task_key"], "distillation", kd, targets.shape[0])
         return outputs, loss + kd, targets

@@ -7,7 +7,7 @@ Also the common base of the modules that compare pairs of student and teacher la
 from __future__ import annotations
 
 from abc import ABCMeta, abstractmethod
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -15,6 +15,9 @@ import torch.nn.functional as F
 from nntransfer.configs.trainer.mixins import MATCH_CRITERIA, LayerMatchingMixin
 from nntransfer.trainer.main_loop_modules.base import OUTPUT, EpochSums, MainLoopModule, layer_output
 from nntransfer.trainer.main_loop_modules.registry import register
+
+if TYPE_CHECKING:  # pragma: no cover
+    from nntransfer.trainer.main_loop_modules.chain_check import StepCheck
 
 
 def model_logits(outputs: Any) -> torch.Tensor:
@@ -52,8 +55,10 @@ def layer_matching_loss(student: torch.Tensor, teacher: torch.Tensor, criterion:
 class TeacherLayerModule(MainLoopModule, metaclass=ABCMeta):
     """Base of the modules that compare pairs ``{student layer path: teacher layer path}`` in training:
     the trainer captures both layers (``student_layers``/``teacher_layers``) and runs the teacher on the
-    student's batch; ``loss(pairs)`` turns the pairs into the (weighted) term added to the loss, which is
-    logged per task as ``("Training", task, objective)``.
+    student's batch; ``loss(config, pairs)`` turns the pairs into the (weighted) term added to the loss,
+    which is logged per task as ``("Training", task, objective)``. Before anything trains, ``check_step``
+    runs the same ``loss`` on one batch of the step's untrained student and teacher, so that an unknown
+    layer path or a pair of layers the method cannot compare is refused then.
 
     Subclasses set ``objective`` and ``layers_field`` (the config field holding the pairs) and implement ``loss``.
     """
@@ -75,9 +80,25 @@ class TeacherLayerModule(MainLoopModule, metaclass=ABCMeta):
     def teacher_layers(self) -> List[str]:
         return list(dict.fromkeys(self.pairs.values()))
 
+    @classmethod
     @abstractmethod
-    def loss(self, pairs: Sequence[Tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    def loss(cls, config: Any, pairs: Sequence[Tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
         """The term added to the loss for ``[(student layer, teacher layer), ...]`` of one batch."""
+
+    @classmethod
+    def check_step(cls, step: "StepCheck") -> None:
+        """The layers exist in the student and the teacher, and ``loss`` takes what they return for one batch."""
+        super().check_step(step)
+        pairs = dict(getattr(step.config, cls.layers_field))
+        what = f"{cls.__name__} ({cls.layers_field})"
+        student = step.layer_outputs("student", list(pairs), what)
+        teacher = step.layer_outputs("teacher", list(pairs.values()), what)
+        if student is None or teacher is None:
+            return
+        try:
+            cls.loss(step.config, [(layer_output(student, s), layer_output(teacher, t)) for s, t in pairs.items()])
+        except ValueError as err:
+            step.problem(f"{what}: {err}")
 
     def post_forward(self, outputs, loss, targets, **shared_memory):
         """Add the term (training batches, where the trainer ran the teacher)."""
@@ -85,7 +106,7 @@ class TeacherLayerModule(MainLoopModule, metaclass=ABCMeta):
         if not self.train_mode or teacher is None:
             return outputs, loss, targets
         pairs = [(layer_output(outputs, s), layer_output(teacher, t)) for s, t in self.pairs.items()]
-        term = self.loss(pairs)
+        term = self.loss(self.config, pairs)
         self.sums.add(shared_memory["task_key"], self.objective, term, targets.shape[0])
         return outputs, loss + term, targets
 
@@ -104,8 +125,8 @@ class LayerMatching(TeacherLayerModule):
     objective = "layer_matching"
     layers_field = "match_layers"
 
-    def loss(self, pairs):
-        c = self.config
-        distances = [layer_matching_loss(s, t, c.match_criterion) for s, t in pairs]
-        return c.match_weight * torch.stack(distances).mean()
+    @classmethod
+    def loss(cls, config, pairs):
+        distances = [layer_matching_loss(s, t, config.match_criterion) for s, t in pairs]
+        return config.match_weight * torch.stack(distances).mean()
 

@@ -60,6 +60,24 @@ def _check_orbit(orbit: Any, owner: str, role: str, layers: Mapping[str, str], f
     return orbit
 
 
+def _check_orbit_lengths(step: Any, orbit: LearnedOrbit, role: str, layers: Mapping[str, str], what: str) -> None:
+    """Report (``step.problem``) each layer of the ``role`` network whose output on the step's batch the
+    orbit layer mapped to it cannot act on (another length), and inputs the orbit cannot transform."""
+    try:
+        if step.inputs is not None:
+            orbit.transform(step.inputs, 0, INPUT)
+    except ValueError as err:
+        step.problem(f"{what}: the step's inputs {tuple(step.inputs.shape[1:])}: {err}")
+    outputs = step.layer_outputs(role, list(layers), what)
+    if outputs is None:
+        return
+    for path, layer in layers.items():
+        try:
+            orbit.transform(layer_output(outputs, path), 0, layer)
+        except ValueError as err:
+            step.problem(f"{what}: the {role}'s layer {path!r} for orbit layer {layer!r}: {err}")
+
+
 # ---------------------------------------------------------------------------------------- learning the orbit
 
 class TeacherOnOrbit(nn.Module):
@@ -110,6 +128,19 @@ class OrbitLearning(MainLoopModule):
 
     def teacher_layers(self) -> List[str]:
         return [path for path in self.layers if path != OUTPUT]
+
+    @classmethod
+    def check_step(cls, step):
+        """The step's model is an orbit with the layers ``orbit_layers_teacher`` names, each as long as the
+        teacher's layer it acts on."""
+        super().check_step(step)
+        layers = dict(step.config.orbit_layers_teacher)
+        try:
+            orbit = _check_orbit(step.student, "OrbitLearning", "the step's model", layers, "orbit_layers_teacher")
+        except ValueError as err:
+            step.problem(str(err))
+            return
+        _check_orbit_lengths(step, orbit, "teacher", layers, "OrbitLearning (orbit_layers_teacher)")
 
     def pre_epoch(self, model, mode, **options):
         """Outside training, elements come from a generator seeded by the trainer's seed."""
@@ -185,6 +216,23 @@ class OrbitTransfer(MainLoopModule):
 
     def student_layers(self) -> List[str]:
         return [path for path in self.layers if path != OUTPUT]
+
+    @classmethod
+    def check_step(cls, step):
+        """The teacher is the orbit of an orbit-learning step before this one, with the layers
+        ``orbit_student_layers`` names, each as long as the student's layer it acts on."""
+        super().check_step(step)
+        if step.teacher is None:
+            return
+        layers = dict(step.config.orbit_student_layers)
+        try:
+            orbit = _check_orbit(step.teacher, "OrbitTransfer", "the teacher (the previous step's model)", layers,
+                                 "orbit_student_layers")
+        except ValueError as err:
+            orbit_step = "" if isinstance(step.teacher, LearnedOrbit) else "; put an orbit-learning step (OrbitLearning) right before this one"
+            step.problem(f"{err}{orbit_step}")
+            return
+        _check_orbit_lengths(step, orbit, "student", layers, "OrbitTransfer (orbit_student_layers)")
 
     def pre_forward(self, model, inputs, task_key, shared_memory):
         """Append rho_g x, one random g per example (training only)."""

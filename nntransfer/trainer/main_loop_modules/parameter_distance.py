@@ -108,6 +108,13 @@ class ParameterDistance(MainLoopModule):
                                  f"the parameter {tuple(w0.shape)}; exclude it with param_reg_exclude")
         return {name: fisher[name].to(device=w0.device, dtype=torch.float32) for name, w0 in self.reference.items()}
 
+    @classmethod
+    def check_step(cls, step):
+        """EWC needs the Fisher information the previous step hands on."""
+        if step.config.param_reg == "ewc" and (step.previous is None or not step.previous.hands_on_fisher):
+            step.problem("ParameterDistance with param_reg='ewc' needs the Fisher information of the previous step: "
+                         "set compute_fisher=True in the previous step's trainer config")
+
     def pre_epoch(self, model, mode, **options):
         """Before the first training epoch, find the trained parameters."""
         super().pre_epoch(model, mode, **options)

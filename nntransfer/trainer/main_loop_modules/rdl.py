@@ -64,6 +64,6 @@ class RDL(TeacherLayerModule):
     objective = "rdl"
     layers_field = "rdl_layers"
 
-    def loss(self, pairs):
-        c = self.config
-        return c.rdl_weight * torch.stack([rdl_loss(s, t, c.rdl_distance) for s, t in pairs]).mean()
+    @classmethod
+    def loss(cls, config, pairs):
+        return config.rdl_weight * torch.stack([rdl_loss(s, t, config.rdl_distance) for s, t in pairs]).mean()
