@@ -65,6 +65,7 @@ from nntransfer.recipes.loading import Recipe
 from nntransfer.safe_files import (
     OUTPUT_LIMIT,
     RECORD_LIMIT,
+    NotARegularFile,
     ensure_folder,
     is_real_folder,
     open_for_reading,
@@ -479,6 +480,8 @@ class LocalStore(Store):
         try:
             ensure_folder(path.parent, self.workdir)
             descriptor = open_regular(path, os.O_RDWR | os.O_CREAT)  # never truncates what a planted link leads to
+        except NotARegularFile as err:
+            raise StorageError(f"cannot use the lock {path} ({_reason(err)}); remove it and run again") from None
         except OSError as err:
             raise StorageError(f"cannot create the lock {path} ({_reason(err)}); pass a writable --workdir") from None
         try:
