@@ -286,3 +286,10 @@ def test_current_user_comes_from_the_schemas_own_fabrikant_table(tables, db_pref
     finally:
         (core.Fabrikant & {"fabrikant_name": "core_person"}).delete_quick()
         activate(tables.schema_name)
+
+
+def test_scores_are_stored_in_double_precision_like_a_work_folder(tables):
+    # nnfabrik declares a single-precision float: 73/74 (a validation accuracy of 73 of 74) would read back
+    # as 0.98648649 in a work folder and 0.98648650 from the tables
+    for table in (tables.TrainedModel, tables.TransferredTrainedModel):
+        assert table.heading.attributes["score"].type == "double"

@@ -41,6 +41,7 @@ class _DeclarationRecorder:
         self.__dict__.update(defaults)
 
 
+@functools.lru_cache(maxsize=None)  # a class's declarations do not change; a report asks once per step
 def declared_fields(mixin: type) -> FrozenSet[str]:
     """The fields ``mixin``'s ``__init__`` declares (by ``set_defaults`` or assignment), minus those every
     classification trainer has (an orbit mixin's own defaults for ``lr`` stay part of the comparison)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import tempfile
 from typing import Any, Callable, Dict, Iterator, Mapping, Optional
 
@@ -57,7 +58,7 @@ class TrainedModelMixin(CheckpointRestoreMixin, ProvenanceMixin):
     Attributes (nnfabrik's ``TrainedModelBase``):
         model/dataset/trainer/seed: the experiment's key (-> ``Model``, ``Dataset``, ``Trainer``, ``Seed``).
         comment (varchar(768)): the trainer, model and dataset comments.
-        score (float): the trainer's score.
+        score (double): the trainer's score (nnfabrik declares a single-precision float).
         output (longblob): the trainer's output (tracker state and final evaluation).
         fabrikant_name (nullable): who trained it (-> ``Fabrikant``, the schema's own row).
         trainedmodel_ts (timestamp): when it was stored.
@@ -70,6 +71,16 @@ class TrainedModelMixin(CheckpointRestoreMixin, ProvenanceMixin):
     """
 
     table_comment = "Trained models (nntransfer)"
+
+    @property
+    def definition(self) -> str:
+        """nnfabrik's definition with ``score`` as a double: its ``float`` column is single precision and would
+        round the score (98.64865 of 73/74 read back as 98.64865112...), so that the tables and a work folder
+        showed different numbers for one step. A schema declared before keeps its column."""
+        definition, found = re.subn(r"(\n\s*score\s*:\s*)float\b", r"\1double", super().definition)
+        if found != 1:  # nnfabrik changed its definition: say so rather than store rounded scores silently
+            raise RuntimeError("nnfabrik's TrainedModel definition has no 'score: float' line to declare as double")
+        return definition
 
     class ModelStorage(ChecksummedFileMixin, dj.Part):
         """The trained state dict of the master's row (nnfabrik's part, with the file's checksum)."""
