@@ -35,6 +35,10 @@ setup(
         "tensorboard": ["tensorboard"],  # event files of the tracked curves (runtime option tensorboard_dir)
         "test": ["pytest", "scikit-learn", "mnist1d>=0.0.2", "nbclient", "nbformat", "ipykernel", "ruff", "tensorboard"],
     },
-    entry_points={"console_scripts": ["nntransfer=nntransfer.cli.main:main"]},
+    entry_points={
+        "console_scripts": ["nntransfer=nntransfer.cli.main:main"],
+        # store backends by scheme (nntransfer.pipeline.backends); the tables are loaded only when a datajoint: address is used
+        "nntransfer.stores": ["datajoint = nntransfer.tables.store:DataJointStore"],
+    },
     include_package_data=True,
 )

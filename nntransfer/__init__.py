@@ -11,10 +11,12 @@ __version__ = "0.3.0"
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 
-def run(experiments, backend="local", workdir=None, schema=None, order="original", progress=True, runtime=None,
+def run(experiments, store=None, workdir=None, schema=None, order="original", progress=True, runtime=None,
         chains=None, seeds=None, fast_dev_run=False, rerun_changed=False, reuse_changed=False, dry_run=False):
     """Train ``experiments`` (a recipe, ``{Description: TransferExperiment}``, a ``TransferExperiment``,
-    an ``Experiment`` or a list of those) locally or in the tables; returns every step's status.
+    an ``Experiment`` or a list of those) in the store at the address ``store`` (``"local:DIR"``,
+    ``"datajoint:SCHEMA"``; default ``local:./nntransfer_work``; ``workdir=DIR`` and ``schema=NAME`` are
+    shortcuts); returns every step's status.
     ``chains`` and ``seeds`` pick part of a recipe; ``fast_dev_run=True`` checks the pending steps for a couple
     of batches each and stores nothing. A stored step whose user code changed since it was trained stops the run
     (``nntransfer.errors.CodeChanged``) unless ``rerun_changed`` or ``reuse_changed``; ``dry_run=True`` returns
@@ -22,15 +24,15 @@ def run(experiments, backend="local", workdir=None, schema=None, order="original
     # Loaded on call: importing nntransfer (e.g. for its configs) must not load torch.
     from nntransfer.pipeline.runner import run_experiments
 
-    return run_experiments(experiments, backend=backend, workdir=workdir, schema=schema, order=order, progress=progress, runtime=runtime,
+    return run_experiments(experiments, store=store, workdir=workdir, schema=schema, order=order, progress=progress, runtime=runtime,
                            chains=chains, seeds=seeds, fast_dev_run=fast_dev_run, rerun_changed=rerun_changed,
                            reuse_changed=reuse_changed, dry_run=dry_run)
 
 
-def forget(step, workdir=None, schema=None, recipe=None, experiment=None):
+def forget(step, store=None, workdir=None, schema=None, recipe=None, experiment=None):
     """Delete a stored step (an id or unique prefix, or ``NAME:SEED:STEP`` with ``recipe``) and every step
-    stored after it in any chain, from the work folder ``workdir`` or the schema ``schema``; returns the
-    deleted steps' records. See :func:`nntransfer.analysis.forget.forget`."""
+    stored after it in any chain, from the store at the address ``store`` (or the work folder ``workdir``,
+    or the schema ``schema``); returns the deleted steps' records. See :func:`nntransfer.analysis.forget.forget`."""
     from nntransfer.analysis.forget import forget as forget_steps
 
-    return forget_steps(step, workdir=workdir, schema=schema, recipe=recipe, experiment=experiment)
+    return forget_steps(step, store=store, workdir=workdir, schema=schema, recipe=recipe, experiment=experiment)

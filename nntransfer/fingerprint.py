@@ -16,9 +16,9 @@ code of its module-level definition together with the module-level definitions i
 A fingerprint is ``{module name: SHA-256 of the definitions of that module the step uses}`` plus one combined
 hash. Code from the nntransfer package and installed packages is covered by their recorded versions.
 
-Fingerprints are taken when a run starts (:meth:`LoadedCode.use`), from the files just loaded: editing the
-code while the run trains does not change what its results record. Only the standard library is imported
-here.
+Fingerprints are taken when a run starts (``nntransfer.provenance.RunProvenance``), from the files just
+loaded: editing the code while the run trains does not change what its results record. Only the standard
+library is imported here.
 """
 
 from __future__ import annotations
@@ -438,41 +438,17 @@ def spec_fingerprint(spec: Any, config_classes: Iterable[Any] = ()) -> CodeFinge
     return step_fingerprint(functions, config_classes)
 
 
-def chain_fingerprints(chains: Iterable[Any]) -> Dict[str, CodeFingerprint]:
-    """Step id -> fingerprint of every step of ``chains`` (``TransferExperiment``\\ s), each distinct step read once."""
+def chain_fingerprints(chains: Iterable[Any], keys: Optional[Sequence[Mapping[str, Any]]] = None) -> Dict[str, CodeFingerprint]:
+    """Step id -> fingerprint of every step of ``chains`` (``TransferExperiment``\\ s), each distinct step read once.
+    ``keys``: the steps' keys, chain by chain, if already computed."""
     found: Dict[str, CodeFingerprint] = {}
     by_experiment: Dict[Tuple[str, ...], CodeFingerprint] = {}
+    given = iter(keys) if keys is not None else None
     for chain in chains:
         for level in range(len(chain)):
             experiment = chain[level]
             marker = tuple(f"{type(c).__module__}.{type(c).__qualname__}:{make_hash(c.to_dict())}" for c in experiment.configs.values())
             if marker not in by_experiment:
                 by_experiment[marker] = experiment_fingerprint(experiment)
-            found[make_hash(chain.step_key(level))] = by_experiment[marker]
+            found[make_hash(next(given) if given is not None else chain.step_key(level))] = by_experiment[marker]
     return found
-
-
-class LoadedCode:
-    """The fingerprint of each step being run: taken for a recipe's steps when a run starts (:meth:`use`),
-    read by the stores when they save a step (:meth:`record_for`)."""
-
-    _by_step: Dict[str, CodeFingerprint] = {}
-
-    @classmethod
-    def use(cls, chains: Iterable[Any]) -> Dict[str, CodeFingerprint]:
-        """Fingerprint every step of ``chains`` now (:func:`chain_fingerprints`) for the stores to record."""
-        cls._by_step = chain_fingerprints(chains)
-        return dict(cls._by_step)
-
-    @classmethod
-    def ensure(cls, key: Mapping[str, Any], spec: Any, config_classes: Iterable[Any] = ()) -> None:
-        """Fingerprint the step ``key`` from its spec now unless a run did (a step trained outside a run)."""
-        step_id = make_hash(dict(key))
-        if step_id not in cls._by_step:
-            cls._by_step[step_id] = spec_fingerprint(spec, config_classes)
-
-    @classmethod
-    def record_for(cls, key: Mapping[str, Any]) -> Dict[str, Any]:
-        """What a store records with the step ``key``: ``code_hash`` and ``code_files`` (``{}`` if unknown)."""
-        found = cls._by_step.get(make_hash(dict(key)))
-        return found.record() if found is not None else {}

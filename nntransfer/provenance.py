@@ -1,4 +1,6 @@
-"""What produced a result: package versions, the recipe's path, its git commit and a hash of its source.
+"""What produced a result: package versions, the recipe's path, its git commit and a hash of its source, and
+the fingerprint of the user code (``nntransfer.fingerprint``). The runner takes it when a run starts
+(:class:`RunProvenance`) and hands it to the store with each step; nothing is kept in process state.
 
 The git commit is empty outside a repository (an installed package, a Docker image); the source hash is
 not: ``recipe_hash`` is the SHA-256 of the recipe's Python files (their paths relative to the recipe and
@@ -9,10 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
+
+from nntransfer.configs.codec import make_hash
+from nntransfer.fingerprint import CodeFingerprint, chain_fingerprints, spec_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -79,32 +85,36 @@ def source_hash(path: Optional[str]) -> str:
     return digest.hexdigest()
 
 
-class RecipeSource:
-    """Where the recipe being run lives; set by the runner (:meth:`use`), read when results are stored.
+def recipe_record(path: Optional[str]) -> Dict[str, str]:
+    """``nntransfer_version``, ``torch_version``, ``nnfabrik_version``, ``recipe_path`` (its last 255
+    characters), ``recipe_commit`` (``""`` outside git) and ``recipe_hash`` (``""`` without a recipe file) of
+    the recipe at ``path`` (None: experiments given as objects, no recipe file), read now."""
+    path = str(path) if path else None
+    return dict(package_versions(), recipe_path=(path or "")[-255:], recipe_commit=git_commit(path), recipe_hash=source_hash(path))
 
-    The source hash is taken when the recipe is set, from the files that were just loaded: editing the
-    recipe while it runs does not change what its results record."""
 
-    path: Optional[str] = None
-    _hashed: Optional[str] = None  # the path ``_hash`` belongs to
-    _hash: str = ""
+@dataclass(frozen=True)
+class RunProvenance:
+    """What a run records with each step it stores, taken when the run starts from the files just loaded
+    (editing the recipe or its code while it trains does not change what its results record): ``recipe``
+    (:func:`recipe_record`) and ``code``, step id -> the fingerprint of the user code the step runs. The
+    runner hands it to the store, which passes :meth:`for_step` with each step (``StepMeta.provenance``)."""
+
+    recipe: Dict[str, str]
+    code: Mapping[str, CodeFingerprint] = field(default_factory=dict)
 
     @classmethod
-    def use(cls, path: Optional[str]) -> None:
-        """The recipe at ``path`` (None: experiments given as objects, no recipe file) is being run."""
-        cls.path = str(path) if path else None
-        cls._hashed, cls._hash = cls.path, source_hash(cls.path)
+    def of(cls, path: Optional[str], chains: Iterable[Any]) -> "RunProvenance":
+        """The provenance of running the chains (``TransferExperiment``\\ s) of the recipe at ``path``."""
+        return cls(recipe_record(path), chain_fingerprints(chains))
 
-    @classmethod
-    def record(cls) -> Dict[str, str]:
-        """``nntransfer_version``, ``torch_version``, ``nnfabrik_version``, ``recipe_path`` (its last 255
-        characters), ``recipe_commit`` (``""`` outside git) and ``recipe_hash`` (``""`` without a recipe file)."""
-        path = str(cls.path) if cls.path else None
-        if cls._hashed != path:  # ``path`` was assigned directly
-            cls._hashed, cls._hash = path, source_hash(path)
-        return dict(
-            package_versions(),
-            recipe_path=(path or "")[-255:],
-            recipe_commit=git_commit(path),
-            recipe_hash=cls._hash,
-        )
+    def for_step(self, key: Mapping[str, Any]) -> Dict[str, Any]:
+        """What the store records with the step ``key``: the recipe record, ``code_hash`` and ``code_files``."""
+        found = self.code.get(make_hash(dict(key)))
+        return dict(self.recipe, **(found.record() if found is not None else {}))
+
+
+def step_provenance(spec: Any, config_classes: Iterable[Any] = ()) -> Dict[str, Any]:
+    """The provenance of a step trained outside a run (no recipe): the versions and the fingerprint of the
+    code its :class:`~nntransfer.pipeline.step.StepSpec` names now."""
+    return dict(recipe_record(None), **spec_fingerprint(spec, config_classes).record())

@@ -33,6 +33,7 @@ def chain(seed):
     return TransferExperiment([step((0, 5)), step((5, 10), reset=["readout"])])
 
 
+@pytest.mark.slow
 def test_results_from_the_tables(tables, db_prefix, tmp_path, caplog):
     torch.set_num_threads(1)
     done, waiting = Description("db_pretrained", 1), Description("db_pretrained", 2)

@@ -86,11 +86,12 @@ def test_unresolvable_function_is_one_line_and_writes_nothing(tmp_path, capsys):
     assert not (tmp_path / "w").exists()
 
 
+@pytest.mark.slow
 def test_unreachable_database_is_one_line(tmp_path):
     recipe = write_toy_recipe(tmp_path, unique("unreach"))
     env = {"PYTHONPATH": str(TESTS), "DJ_HOST": "127.0.0.1:1", "PATH": "/usr/bin:/bin"}
     result = subprocess.run(
-        [sys.executable, "-m", "nntransfer", "run", str(recipe), "--backend", "datajoint", "--schema", "nnt_unreachable"],
+        [sys.executable, "-m", "nntransfer", "run", str(recipe), "--store", "datajoint:nnt_unreachable"],
         capture_output=True, text=True, env=env, timeout=120,
     )  # fmt: skip
     assert result.returncode == EXIT_BAD_INPUT
@@ -162,17 +163,12 @@ def test_reading_commands_do_not_create_what_is_missing(tmp_path, capsys):
     assert not (tmp_path / "nowhere").exists()
 
 
-def test_datajoint_backend_needs_a_schema(tmp_path, capsys):
-    import datajoint as dj
-
+def test_the_removed_backend_option_names_the_store_option_that_replaces_it(tmp_path, capsys):
     recipe = write_toy_recipe(tmp_path, unique("noschema"))
-    saved = dj.config.get("custom")
-    dj.config["custom"] = {}  # no schema configured in DataJoint's own config either
-    try:
-        assert main(["run", str(recipe), "--backend", "datajoint", "--quiet"]) == EXIT_BAD_INPUT
-    finally:
-        dj.config["custom"] = saved
-    assert "needs --schema" in capsys.readouterr().err
+    assert main(["run", str(recipe), "--backend", "datajoint", "--schema", "x", "--quiet"]) == EXIT_BAD_INPUT
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "nntransfer: error: --backend is gone: name the store with --store ADDRESS (datajoint:SCHEMA or local:DIR), "
+        "or its shortcuts --schema SCHEMA and --workdir DIR"]
 
 
 def test_a_name_that_is_not_registered_in_a_later_step_is_caught_before_training(tmp_path, capsys, monkeypatch):
@@ -223,7 +219,12 @@ BAD_RECIPES = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(BAD_RECIPES))
+# these two load torch and build data in a fresh process: slow
+SLOW_BAD_RECIPES = {"missing_files", "model_too_large"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.slow) if name in SLOW_BAD_RECIPES else name
+                                  for name in sorted(BAD_RECIPES)])
 def test_bad_input_in_a_recipe_is_one_line_before_anything_is_written(tmp_path, name):
     """A model too large for its input, missing data files, a NaN learning rate, a recipe that raises:
     one line naming the experiment (or the file and line), exit 2, no work folder."""
@@ -283,7 +284,7 @@ def test_run_prints_a_summary_where_the_results_are_and_what_to_run_next(tmp_pat
     ids = {line.split()[5] for line in lines[1:5]}
     assert ids == {folder.name[:8] for folder in (workdir / "steps").iterdir()}  # the step ids diff and lineage take
     assert f"0 reused, 4 trained, 0 failed; results in work folder {workdir}" in lines
-    assert lines[-1].startswith(f"next: nntransfer report {recipe} --workdir {workdir}")
+    assert lines[-1].startswith(f"next: nntransfer report {recipe} --store local:{workdir}")  # the one address
     assert main(["run", str(recipe), "--workdir", str(workdir), "--quiet"]) == 0
     assert f"4 reused, 0 trained, 0 failed; results in work folder {workdir}" in capsys.readouterr().out
 
@@ -322,8 +323,8 @@ def test_version_help_and_examples(capsys):
     assert "examples:" in text and "nntransfer diff" in text and "nntransfer report" in text
     with pytest.raises(SystemExit):
         main(["run", "--help"])
-    backend = capsys.readouterr().out.rsplit("--backend {local,datajoint}", 1)[1].split("--schema")[0]
-    assert "'local' trains in this process" in " ".join(backend.split())
+    store = " ".join(capsys.readouterr().out.rsplit("--store ADDRESS", 1)[1].split("--workdir")[0].split())
+    assert "local:DIR, datajoint:SCHEMA" in store and "--backend" not in store
     for command in ("diff", "lineage"):
         with pytest.raises(SystemExit):
             main([command, "--help"])
@@ -340,6 +341,7 @@ def test_report_without_out_writes_to_a_default_folder_and_says_where(tmp_path, 
     assert (tmp_path / DEFAULT_REPORT_DIR / "summary.csv").exists()
 
 
+@pytest.mark.slow
 def test_ctrl_c_is_one_line_and_running_again_resumes(tmp_path):
     recipe = write_toy_recipe(tmp_path, unique("ctrlc"), chains=1, sleep=0.3, epochs=8)
     workdir = tmp_path / "work"
@@ -372,6 +374,7 @@ def test_ctrl_c_in_python_logs_how_to_resume_and_propagates(tmp_path, monkeypatc
     assert len(hints) == 1
 
 
+@pytest.mark.slow
 def test_run_in_python_shows_each_epoch_and_no_progress_bars_off_a_terminal(tmp_path):
     """Nothing configured logging (a notebook, a script): ``nntransfer.run`` shows its INFO lines, one per
     epoch with the validation accuracy; progress bars (on in this config) stay off when stderr is a pipe."""
@@ -387,6 +390,7 @@ def test_run_in_python_shows_each_epoch_and_no_progress_bars_off_a_terminal(tmp_
     assert done.stdout.strip() == "0 reused, 1 trained, 0 failed"
 
 
+@pytest.mark.slow
 def test_progress_bars_on_a_terminal_never_share_a_line_with_a_log_line(tmp_path):
     import fcntl
     import pty
@@ -436,6 +440,7 @@ def test_results_record_a_hash_of_the_recipe_source_outside_git(tmp_path, capsys
     assert source_hash(str(moved)) != digest
 
 
+@pytest.mark.slow
 @pytest.mark.database
 def test_worker_logs_in_one_format_quietly_and_ctrl_c_is_one_line(db_prefix, tmp_path):
     """DataJoint's lines in nntransfer's format, no "Deleting 0 rows" as checkpoints are replaced every epoch,
@@ -482,11 +487,13 @@ def test_quiet_silences_datajoint_reconnections_and_no_empty_error_line_is_logge
     """What a worker's ``--quiet`` keeps of DataJoint: its real warnings and errors, not its automatic
     reconnections, and never the empty error ``populate`` logs for an interrupted job."""
     from nntransfer.cli.main import setup_logging
+    from nntransfer.tables.store import DataJointStore
 
     datajoint_logger = logging.getLogger("datajoint")
     saved = (datajoint_logger.handlers[:], datajoint_logger.propagate, datajoint_logger.level, datajoint_logger.filters[:])
     try:
-        setup_logging(quiet=True, database=True)
+        setup_logging(quiet=True)
+        DataJointStore.configure_logging(quiet=True)
         with caplog.at_level(logging.INFO):
             datajoint_logger.warning("Reconnecting to MySQL server.")
             datajoint_logger.error(KeyboardInterrupt())
@@ -494,7 +501,8 @@ def test_quiet_silences_datajoint_reconnections_and_no_empty_error_line_is_logge
             datajoint_logger.warning("a real warning")
         assert [r.getMessage() for r in caplog.records if r.name == "datajoint"] == ["a real warning"]
         caplog.clear()
-        setup_logging(quiet=False, database=True)
+        setup_logging(quiet=False)
+        DataJointStore.configure_logging(quiet=False)
         with caplog.at_level(logging.INFO):
             datajoint_logger.warning("Reconnecting to MySQL server.")
             datajoint_logger.error(KeyboardInterrupt())

@@ -364,7 +364,7 @@ def test_the_tables_record_the_fingerprint_and_stop_keep_or_retrain_changed_step
     from nntransfer.tables import activate
 
     schema = f"{db_prefix}_drift_{uuid.uuid4().hex[:6]}"
-    where = ["--backend", "datajoint", "--schema", schema]
+    where = ["--store", f"datajoint:{schema}"]
 
     def run(*args):
         _forget_modules(recipe.name)

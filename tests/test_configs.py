@@ -171,7 +171,8 @@ def test_subclass_defaults_survive_library_defaults():
         # 0.2.0: runtime options (device, data folder, loader workers, progress bars, checkpoint folder and
         # retention) left the hash; the dataset config gained the field test_transforms; see CHANGELOG.md
         (ImageDatasetConfig, "1248f23cc6dd2b9ce22cda3d96b6537c"),
-        (ClassificationModelConfig, "0efaef606a9f8ae185e977568e3f86c5"),
+        # 0.5.0: a model type's own hyper-parameters moved into ``options`` (only what a config sets is hashed)
+        (ClassificationModelConfig, "9e8d5d420096034a561d5c8a192e2e68"),
         # 0.3.0: the trainer config gained start_from_previous, teacher, student_model and compute_fisher
         (ClassificationTrainerConfig, "019489f15271c9aff3e7e12ee83dd0ed"),
     ],
@@ -195,6 +196,117 @@ def test_configs_import_nothing_heavy():
         "'nntransfer.models', 'nntransfer.pipeline'} & set(sys.modules); assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ---------------------------------------------------------------------------- no process state
+
+
+RECIPE_CLASS = """
+from nntransfer.configs import ClassificationModelConfig
+
+class BaselineModel(ClassificationModelConfig):  # a recipe's subclass with a field of its own
+    def __init__(self, **kwargs):
+        self.coreset_size = 200
+        super().__init__(**kwargs)
+"""
+
+
+def test_from_dict_accepts_the_same_before_and_after_a_subclass_was_built_in_a_fresh_process():
+    """A worker imports the recipe but never builds its class (another process inserted the row): the
+    library's class refuses the recipe's field and carries it when asked, the same before and after."""
+    import subprocess
+    import sys
+
+    code = RECIPE_CLASS + """
+import json, sys
+from nntransfer.configs import codec
+
+row = codec.loads(sys.argv[1])
+seen = []
+for attempt in ("before", "after"):
+    try:
+        ClassificationModelConfig.from_dict(row)
+        seen.append("accepted")
+    except ValueError as err:
+        seen.append(str(err))
+    carried = ClassificationModelConfig.from_dict(row, carry_unknown=True)
+    seen.append([carried.coreset_size, carried.get_key()["model_hash"]])
+    BaselineModel()  # from now on the process has built the recipe's class
+print(json.dumps(seen))
+"""
+    from nntransfer.configs import codec
+
+    namespace: dict = {}
+    exec(RECIPE_CLASS, namespace)
+    row = namespace["BaselineModel"](type="mlp", options={"hidden_sizes": [3]}).to_dict()
+    out = subprocess.run([sys.executable, "-c", code, codec.dumps(row)], check=True, capture_output=True, text=True)
+    refused, carried, refused_again, carried_again = json.loads(out.stdout.strip().splitlines()[-1])
+    assert refused == refused_again and refused.startswith("ClassificationModelConfig has no field 'coreset_size'")
+    assert carried == carried_again == [200, make_hash(row)]
+
+
+def test_the_model_builder_takes_a_row_of_a_recipe_subclass_never_built_in_this_process():
+    import uuid
+
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from nntransfer.dataset.info import DataInfo, DataLoaders
+    from nntransfer.models import classification_model_builder
+
+    field = f"coreset_{uuid.uuid4().hex[:8]}"  # a field no config of this process has had
+    row = dict(ClassificationModelConfig(type="mlp", options={"hidden_sizes": [3]}).to_dict(), **{field: 200})
+    loader = DataLoader(TensorDataset(torch.zeros(4, 1, 8), torch.arange(4) % 2), batch_size=2)
+    loaders = DataLoaders({"train": {"img_classification": loader}}, DataInfo(input_shape=(1, 8), n_classes=2))
+    model = classification_model_builder(loaders, seed=1, **row)
+    assert model.core.fc1.out_features == 3
+
+
+def test_add_to_table_is_installed_by_the_tables_and_configs_never_import_them():
+    import ast
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import nntransfer.configs
+
+    for path in Path(nntransfer.configs.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            assert not any(n.split(".")[:2] == ["nntransfer", "tables"] for n in names), f"{path} imports the tables"
+    code = (
+        "from nntransfer.configs import ClassificationModelConfig, Experiment, ImageDatasetConfig, ClassificationTrainerConfig\n"
+        "for call in (lambda: ClassificationModelConfig().add_to_table(), lambda: Experiment(ImageDatasetConfig(), "
+        "ClassificationModelConfig(), ClassificationTrainerConfig(), seed=1).add_to_table()):\n"
+        "    try:\n"
+        "        call()\n"
+        "    except RuntimeError as err:\n"
+        "        print(err)\n"
+        "import nntransfer.tables\n"
+        "from nntransfer.configs.table_writer import table_writer\n"
+        "print(type(table_writer()).__module__)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.splitlines()
+    assert len(out) == 3 and out[0] == out[1] and out[0].startswith("add_to_table writes to the DataJoint tables: import nntransfer.tables first")
+    assert out[2] == "nntransfer.tables"
+
+
+def test_model_options_round_trip_and_the_keywords_of_0_4_set_them():
+    explicit = ClassificationModelConfig(type="mlp", options={"hidden_sizes": [64], "core_bias": False})
+    with pytest.warns(DeprecationWarning, match=r"'mlp_hidden_sizes' is an option of mlp since 0.5.0; use options="):
+        keywords = ClassificationModelConfig(type="mlp", mlp_hidden_sizes=[64], core_bias=False)
+    assert keywords.options == explicit.options and keywords.get_key() == explicit.get_key()
+    assert "mlp_hidden_sizes" not in keywords.to_dict() and "core_bias" not in keywords.to_dict()
+    assert ClassificationModelConfig.from_dict(explicit.to_dict()).get_key() == explicit.get_key()
+    assert BaseConfig.from_json(explicit.to_json()).options == {"hidden_sizes": [64], "core_bias": False}
+    with pytest.warns(DeprecationWarning):
+        keywords.update(core_bias=True)  # adds to the options the config has
+    assert keywords.options == {"hidden_sizes": [64], "core_bias": True}
+    with pytest.raises(ValueError, match=r"'options' is given twice, as 'options' and by its original name 'core_bias'"):
+        ClassificationModelConfig(type="mlp", options={"hidden_sizes": [64]}, core_bias=False)
+    # only what a config sets is hashed: a type's options leave the others' keys alone
+    assert ClassificationModelConfig().options == {}
+    assert "options" in ClassificationModelConfig().to_dict()
 
 
 HASH_VALUES = [

@@ -17,6 +17,7 @@ from nntransfer.tables import activate, compat, database
 # ---------------------------------------------------------------------------- binding on demand
 
 
+@pytest.mark.slow
 def test_importing_the_tables_connects_to_nothing():
     code = (
         "import sys\n"
@@ -165,6 +166,7 @@ def test_schemas_are_created_latin1(db_prefix):
     assert _charset(f"{db_prefix}_charset2") == "latin1"
 
 
+@pytest.mark.slow
 @pytest.mark.database
 @pytest.mark.parametrize("in_code", [True, False], ids=["dj.config set in code wins", "DJ_HOST alone is used"])
 def test_dj_config_set_in_code_wins_over_the_environment(db_prefix, in_code):
@@ -204,6 +206,7 @@ def test_unreachable_database_gives_one_clear_line():
 # ---------------------------------------------------------------------------- the nnfabrik 0.2.1 fixes
 
 
+@pytest.mark.slow
 def test_nnfabrik_needs_and_gets_the_collections_fix():
     plain = subprocess.run([sys.executable, "-c", "import nnfabrik.utility.dj_helpers"], capture_output=True, text=True)
     assert plain.returncode != 0 and "Iterable" in plain.stderr  # the bug is real on this Python

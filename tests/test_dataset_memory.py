@@ -79,6 +79,7 @@ def chi_square_uniform(counts):
 # ---------------------------------------------------------------------- augmentation statistics
 
 
+@pytest.mark.slow
 def test_crop_offsets_are_uniform_over_the_padded_range_like_torchvision():
     padding, n = 2, 4000
     image = marker_image()
@@ -366,6 +367,7 @@ def test_unknown_test_transform_or_parameter_is_one_line():
 # ---------------------------------------------------------------------- MNIST-1D
 
 
+@pytest.mark.slow
 def test_mnist1d_splits_follow_the_shift_protocol():
     pytest.importorskip("mnist1d")
     from nntransfer.configs.dataset import MNIST1DConfig

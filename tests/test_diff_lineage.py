@@ -30,7 +30,7 @@ def digits(first, stop):
 
 
 def chain(seed=1, lr=0.001, hidden=(32,), trainer_class=ClassificationTrainerConfig):
-    model = ClassificationModelConfig(type="mlp", mlp_hidden_sizes=list(hidden))
+    model = ClassificationModelConfig(type="mlp", options={"hidden_sizes": list(hidden)})
     return TransferExperiment([
         Experiment(digits(0, 5), model, ClassificationTrainerConfig(max_iter=2), seed=seed, comment="pre-train"),
         Experiment(digits(5, 10), model, trainer_class(max_iter=2, lr=lr, reset=["readout"]), seed=seed, comment="fine-tune"),
@@ -46,7 +46,8 @@ def test_diff_of_chains_names_each_field_with_both_values():
     assert rows(diff(chain(), chain(seed=2))) == [("0", "seed", "seed", 1, 2), ("1", "seed", "seed", 1, 2)]
     # the model of step 0 differs: step 1's history differs too, and its own model
     assert rows(diff(chain(), chain(hidden=(64,)))) == [
-        ("0", "model", "mlp_hidden_sizes", [32], [64]), ("1", "model", "mlp_hidden_sizes", [32], [64])]
+        ("0", "model", "options", {"hidden_sizes": [32]}, {"hidden_sizes": [64]}),
+        ("1", "model", "options", {"hidden_sizes": [32]}, {"hidden_sizes": [64]})]
     same = diff(chain(), chain())
     assert same.same and "no setting differs" in str(same)
 
@@ -175,6 +176,7 @@ def test_bad_references_are_one_line(tmp_path, capsys):
         assert err.startswith("nntransfer: error:") and message in err and err.count("\n") == 1, err
 
 
+@pytest.mark.slow
 @pytest.mark.database
 def test_the_tables_give_the_same_ids_lineage_and_diff(tables, db_prefix, tmp_path, capsys):
     from nntransfer.tables import activate
@@ -183,7 +185,7 @@ def test_the_tables_give_the_same_ids_lineage_and_diff(tables, db_prefix, tmp_pa
     schema = f"{db_prefix}_lineage"
     workdir = str(tmp_path / "work")
     try:
-        assert main(["run", str(recipe), "--backend", "datajoint", "--schema", schema, "--quiet"]) == 0
+        assert main(["run", str(recipe), "--schema", schema, "--quiet"]) == 0
         assert main(["run", str(recipe), "--workdir", workdir, "--quiet"]) == 0
         capsys.readouterr()
         ids = status_ids(capsys, ["status", str(recipe), "--schema", schema])

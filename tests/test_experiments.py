@@ -105,6 +105,7 @@ def test_same_configs_different_history_give_different_restrictions():
     assert a.get_restrictions(0) != b.get_restrictions(0)
 
 
+@pytest.mark.slow
 def test_importing_configs_opens_no_connection():
     code = (
         "import datajoint as dj\n"

@@ -109,7 +109,7 @@ def test_a_fast_dev_run_on_the_tables_writes_no_rows(tables, db_prefix, tmp_path
     recipe = write_recipe(tmp_path, f"fdr_dj_{uuid.uuid4().hex[:6]}", recipe_code(teacher_epochs=500, with_broken=False))
     schema = f"{db_prefix}_fdr_{uuid.uuid4().hex[:6]}"
     try:
-        assert main(["run", str(recipe), "--backend", "datajoint", "--schema", schema, "--fast-dev-run", "--quiet"]) == 0
+        assert main(["run", str(recipe), "--schema", schema, "--fast-dev-run", "--quiet"]) == 0
         assert not database.schema_exists(database.connect(), schema)  # not even created
     finally:
         activate(f"{db_prefix}_main")
@@ -125,11 +125,10 @@ class CountsBatches(MainLoopModule):
         super().__init__(trainer)
         self.batches = {}
 
-    def post_forward(self, outputs, loss, targets, **shared_memory):
-        self.batches[shared_memory["mode"]] = self.batches.get(shared_memory["mode"], 0) + 1
-        return outputs, loss, targets
+    def post_forward(self, state):
+        self.batches[state.mode] = self.batches.get(state.mode, 0) + 1
 
-    def post_epoch(self, model):
+    def post_epoch(self, mode):
         CountsBatches.SEEN.append(dict(self.batches))
 
 

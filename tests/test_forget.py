@@ -151,6 +151,7 @@ def _cli(args, **kwargs):
                           capture_output=True, text=True, timeout=120, **kwargs)
 
 
+@pytest.mark.slow
 def test_forget_asks_on_a_terminal_and_refuses_without_one(tmp_path, capsys):
     recipe = write_recipe(tmp_path, f"asks_{uuid.uuid4().hex[:6]}", RECIPE)
     workdir = tmp_path / "work"
@@ -192,7 +193,7 @@ def test_forget_deletes_rows_files_checkpoints_and_failures_in_the_tables(tables
     schema = f"{db_prefix}_forget"
     ids = step_ids(recipe)
     try:
-        assert main(["run", str(recipe), "--backend", "datajoint", "--schema", schema, "--quiet"]) == 0
+        assert main(["run", str(recipe), "--schema", schema, "--quiet"]) == 0
         store = DataJointStore(schema, create=False)
         keys = {entry.id: entry.key for entry in store.stored_steps()}
         assert set(keys) == {ids[name] for name in NAMES}
@@ -215,7 +216,7 @@ def test_forget_deletes_rows_files_checkpoints_and_failures_in_the_tables(tables
         assert {entry.id for entry in store.stored_steps()} == {ids[("long", 0)]}
 
         capsys.readouterr()
-        assert main(["run", str(recipe), "--backend", "datajoint", "--schema", schema, "--quiet"]) == 0
+        assert main(["run", str(recipe), "--schema", schema, "--quiet"]) == 0
         assert "1 reused, 5 trained, 0 failed" in capsys.readouterr().out
     finally:
         activate(f"{db_prefix}_main")

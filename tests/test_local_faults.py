@@ -328,6 +328,7 @@ def test_a_kill_after_a_step_is_stored_trains_nothing_again_and_tidies_up(tmp_pa
 # ---------------------------------------------------------------------- item 13: two runs on one folder
 
 
+@pytest.mark.slow
 def test_two_runs_on_one_folder_share_the_work_step_by_step(tmp_path):
     """Defect: two local runs on one work folder both trained every step."""
     recipe = write_toy_recipe(tmp_path, unique("shared"), chains=3, sleep=0.25, epochs=2)
@@ -392,6 +393,7 @@ def test_a_step_another_run_holds_is_left_to_it(tmp_path, monkeypatch, holder_en
 # ---------------------------------------------------------------------- item 2: SIGTERM and Ctrl-C
 
 
+@pytest.mark.slow
 def test_sigterm_leaves_the_step_resumable(tmp_path, monkeypatch):
     """Defect: SIGTERM (docker stop, pre-emption) killed a local run without a word or any cleanup; it now
     stops the run like Ctrl-C: no failure record, checkpoints kept, the step waiting."""
@@ -412,6 +414,7 @@ def test_sigterm_leaves_the_step_resumable(tmp_path, monkeypatch):
     assert len(first_epochs) == 3 and first_epochs[0] == 1 and first_epochs[1] > 1  # resumed, not restarted
 
 
+@pytest.mark.slow
 def test_ctrl_c_leaves_the_step_resumable(tmp_path, monkeypatch, caplog):
     log = tmp_path / "log.jsonl"
     monkeypatch.setenv("TOY_LOG", str(log))

@@ -12,77 +12,87 @@ from nntransfer.configs.trainer.mixins import (
     RepresentationMatchingMixin,
     RepresentationMonitorMixin,
 )
-from nntransfer.trainer.main_loop_modules import (
-    MainLoopModule,
-    apply_noise,
-    available,
-    distillation_loss,
-    get,
-    register,
-    representation_distance,
-    sample_noise_levels,
-)
+from nntransfer.trainer.main_loop_modules import MainLoopModule, available, get, register
+from nntransfer.trainer.main_loop_modules.base import BatchState
+from nntransfer.trainer.main_loop_modules.knowledge_distillation import distillation_loss
+from nntransfer.trainer.main_loop_modules.noise_augmentation import apply_noise, sample_noise_levels
+from nntransfer.trainer.main_loop_modules.representation_matching import representation_distance
+
+CALLS = []
+
+
+class Probe(MainLoopModule):
+    """Records every event as ``<name>.<hook>`` (``:tuple`` when the output carries layers)."""
+
+    name = ""
+
+    def pre_epoch(self, mode):
+        CALLS.append(f"{self.name}.pre_epoch:{mode}")
+
+    def pre_forward(self, state):
+        CALLS.append(f"{self.name}.pre_forward")
+
+    def post_forward(self, state):
+        CALLS.append(f"{self.name}.post_forward" + (":layers" if state.output.layers else ""))
+
+    def post_loss(self, state):
+        CALLS.append(f"{self.name}.post_loss")
+
+    def post_backward(self, state):
+        CALLS.append(f"{self.name}.post_backward")
+
+    def post_optimizer(self, state):
+        CALLS.append(f"{self.name}.post_optimizer")
+
+    def post_epoch(self, mode):
+        CALLS.append(f"{self.name}.post_epoch")
 
 
 @register
-class HookRecorder(MainLoopModule):
-    """Records every event; ``saw_tuple`` tells whether it ran before the output unwrapper."""
-
-    calls = []
-
-    def pre_epoch(self, model, mode, **options):
-        super().pre_epoch(model, mode, **options)
-        HookRecorder.calls.append(f"pre_epoch:{mode}")
-
-    def pre_forward(self, model, inputs, task_key, shared_memory):
-        HookRecorder.calls.append("pre_forward")
-        return model, inputs
-
-    def post_forward(self, outputs, loss, targets, **shared_memory):
-        HookRecorder.calls.append("post_forward:tuple" if isinstance(outputs, tuple) else "post_forward")
-        return outputs, loss, targets
-
-    def post_backward(self, model):
-        HookRecorder.calls.append("post_backward")
-
-    def post_optimizer(self, model):
-        HookRecorder.calls.append("post_optimizer")
-
-    def post_epoch(self, model):
-        HookRecorder.calls.append("post_epoch")
+class ProbeA(Probe):
+    name = "A"
 
 
-def test_exact_order_of_hook_calls_for_two_batches_in_training_and_evaluation():
-    HookRecorder.calls = []
+@register
+class ProbeB(Probe):
+    name = "B"
+
+
+def test_exact_order_of_hook_calls_before_events_in_order_after_events_in_reverse():
+    CALLS.clear()
     loaders = digits_loaders(n_train=128)  # 2 training, 2 validation, 2 test batches of 64
-    # listed after the unwrapper in the config, it still runs before it and sees (extra_outputs, logits)
-    cfg = config(max_iter=1, main_loop_modules=["OutputUnwrapper", "HookRecorder"])
-    train(cfg, model=TinyNet(extra=True), loaders=loaders)
-    train_batch = ["pre_forward", "post_forward:tuple", "post_backward", "post_optimizer"]
-    eval_batch = ["pre_forward", "post_forward:tuple"]
-    expected = (
-        ["pre_epoch:Training"] + train_batch * 2 + ["post_epoch"]
-        + ["pre_epoch:Validation"] + eval_batch * 2 + ["post_epoch"]
-        + (["pre_epoch:Test"] + eval_batch * 2 + ["post_epoch"]) * 2  # final: validation and test split
-    )
-    assert HookRecorder.calls == expected
+    train(config(max_iter=1, main_loop_modules=["ProbeA", "ProbeB"]), model=TinyNet(extra=True), loaders=loaders)
+    train_batch = ["A.pre_forward", "B.pre_forward", "B.post_forward:layers", "A.post_forward:layers", "B.post_loss",
+                   "A.post_loss", "B.post_backward", "A.post_backward", "B.post_optimizer", "A.post_optimizer"]
+    eval_batch = ["A.pre_forward", "B.pre_forward", "B.post_forward:layers", "A.post_forward:layers", "B.post_loss",
+                  "A.post_loss"]
+
+    def epoch(mode, batch):
+        return [f"A.pre_epoch:{mode}", f"B.pre_epoch:{mode}"] + batch * 2 + ["B.post_epoch", "A.post_epoch"]
+
+    expected = epoch("Training", train_batch) + epoch("Validation", eval_batch) + epoch("Test", eval_batch) * 2
+    assert CALLS == expected  # the final evaluation: the validation and the test split
+
+
+@register
+class HookRecorder(Probe):
+    name = "R"
 
 
 def test_post_optimizer_follows_each_optimizer_step_under_accumulation():
-    HookRecorder.calls = []
+    CALLS.clear()
     cfg = config(max_iter=1, accumulate_grad_batches=2, main_loop_modules=["HookRecorder"])
     train(cfg, loaders=digits_loaders(n_train=192))  # 3 batches: steps after batch 2 and after the last
-    training = HookRecorder.calls[: HookRecorder.calls.index("post_epoch")]
-    assert [c for c in training if c in ("post_backward", "post_optimizer")] == [
-        "post_backward", "post_backward", "post_optimizer", "post_backward", "post_optimizer"]
+    training = CALLS[: CALLS.index("R.post_epoch")]
+    assert [c for c in training if c in ("R.post_backward", "R.post_optimizer")] == [
+        "R.post_backward", "R.post_backward", "R.post_optimizer", "R.post_backward", "R.post_optimizer"]
 
 
 @register
 class EndAfterFirstBatch(MainLoopModule):
-    def post_forward(self, outputs, loss, targets, **shared_memory):
-        if self.train_mode:
-            self.trainer.request_end_of_epoch()
-        return outputs, loss, targets
+    def post_forward(self, state):
+        if state.training:
+            self.context.request_end_of_epoch()
 
 
 def test_a_module_can_end_the_epoch_early():
@@ -94,7 +104,7 @@ def test_a_module_can_end_the_epoch_early():
 
 def test_registry_names_what_exists_and_imports_dotted_paths():
     assert {"NoiseAugmentation", "RepresentationMatching", "RepresentationMonitor", "KnowledgeDistillation",
-            "OutputUnwrapper"} <= set(available())
+            "RDL", "AttentionTransfer", "LayerMatching", "ParameterDistance", "OrbitLearning", "OrbitTransfer"} <= set(available())
     with pytest.raises(ValueError, match=r"did you mean 'NoiseAugmentation'\? \(available: .*RepresentationMonitor"):
         get("NoiseAugmentaton")
     path = "nntransfer.trainer.main_loop_modules.representation_monitor.RepresentationMonitor"
@@ -143,9 +153,8 @@ def test_noise_levels_follow_the_fractions_and_ranges():
 class InputRecorder(MainLoopModule):
     inputs = []
 
-    def pre_forward(self, model, inputs, task_key, shared_memory):
-        InputRecorder.inputs.append((self.mode, inputs.clone()))
-        return model, inputs
+    def pre_forward(self, state):
+        InputRecorder.inputs.append((state.mode, state.inputs.clone()))
 
 
 class NoisyConfig(NoiseAugmentationMixin, ClassificationTrainerConfig):
@@ -231,7 +240,7 @@ def test_distillation_from_the_initial_model_keeps_the_teacher_frozen():
     cfg = DistillConfig(kd_teacher="initial", max_iter=1, show_progress=False, reset=["readout"])
     trainer = ImgClassificationTrainer(model, digits_loaders(), 1, trainer_config_from_dict(cfg.to_dict()))
     _, output, _ = trainer.train()
-    teacher = next(m for m in trainer.modules if type(m).__name__ == "KnowledgeDistillation").teacher
+    teacher = next(m for m in trainer.modules if type(m).__name__ == "KnowledgeDistillation").initial
     assert all(torch.equal(initial[k], v) for k, v in teacher.state_dict().items())  # copied before the reset
     assert output["tracker"]["log"]["Training"][TASK]["distillation"][1] > 0
 
@@ -273,15 +282,34 @@ def test_mixins_compose_append_once_and_check_their_fields():
 
 
 @register
-class InPlacePenalty(MainLoopModule):
-    """Adds a small weight penalty to the loss in place (``loss += ...``), as a user module may."""
+class ReadoutPenalty(MainLoopModule):
+    """Adds the term ``penalty`` (weight 1e-3): the squared readout weights; records each batch's value."""
 
-    def post_forward(self, outputs, loss, targets, **shared_memory):
-        loss += 1e-3 * sum(p.pow(2).sum() for p in self.trainer.model.readout.parameters())
-        return outputs, loss, targets
+    values = []
+
+    def post_forward(self, state):
+        if state.training:
+            value = sum(p.pow(2).sum() for p in self.context.model.readout.parameters())
+            ReadoutPenalty.values.append((value.item(), state.targets.shape[0]))
+            state.add_loss("penalty", value, weight=1e-3)
 
 
-def test_a_module_may_add_to_the_loss_in_place():
-    # every batch starts from its own zero: an in-place sum does not leak into the next batch
-    score, _, _ = train(config(max_iter=2, main_loop_modules=["InPlacePenalty"]))
-    assert score > 50
+def test_the_trainer_trains_on_a_modules_weighted_term_and_tracks_its_value():
+    ReadoutPenalty.values = []
+    _, output, state = train(config(max_iter=1, main_loop_modules=["ReadoutPenalty"]))
+    _, _, plain = train(config(max_iter=1))
+    log = output["tracker"]["log"]["Training"][TASK]
+    expected = sum(value * n for value, n in ReadoutPenalty.values)  # tracked unweighted, summed per example
+    assert log["penalty"][1] == pytest.approx(expected, rel=1e-5) and log["normalization"][1] == 256
+    assert not all(torch.equal(state[k], plain[k]) for k in state)  # the term was trained on
+
+
+def test_two_modules_scaling_the_task_loss_multiply_in_any_order():
+    state = BatchState("Training", TASK, IMAGES[:2], torch.zeros(2, dtype=torch.long), {}, TinyNet())
+    state.scale_task_loss(0.5)
+    state.scale_task_loss(0.2)
+    assert state.task_loss_weight == pytest.approx(0.1)
+    with pytest.raises(AttributeError):
+        state.task_loss_weight = 1.0  # a module multiplies the weight, never sets it
+    with pytest.raises(ValueError, match="added twice"):
+        state.add_loss("a", torch.ones(())) or state.add_loss("a", torch.ones(()))

@@ -1,5 +1,5 @@
 """The two models of the MNIST-1D experiments of Nix, Sinz et al. (AISTATS 2022): the shift-invariant
-teacher ``cnn1d_invariant`` and the bias-free MLP student (``mlp`` with ``core_bias=False``)."""
+teacher ``cnn1d_invariant`` and the bias-free MLP student (``mlp`` with the option ``core_bias=False``)."""
 
 import pytest
 import torch
@@ -7,12 +7,12 @@ from torch import nn
 
 from nntransfer.configs import ClassificationModelConfig, ClassificationTrainerConfig, MNIST1DConfig
 from nntransfer.defaults import TASK_KEY
-from nntransfer.models import build_model, classification_model_builder, registered_types, variants
+from nntransfer.models import build_model, classification_model_builder, model_spec, registered_types
 from nntransfer.models.cnn1d import CNN1D_CHANNELS, CNN1D_KERNEL, CNN1D_LAYERS
 
 SIGNAL = (1, 40)
-TEACHER = dict(type="cnn1d_invariant", core_bias=False, readout_bias=False)
-STUDENT = dict(type="mlp", mlp_hidden_sizes=[600, 400], core_bias=False, readout_bias=False)
+TEACHER = dict(type="cnn1d_invariant", options={"core_bias": False}, readout_bias=False)
+STUDENT = dict(type="mlp", options={"hidden_sizes": [600, 400], "core_bias": False}, readout_bias=False)
 
 
 def build(shape=SIGNAL, n_classes=10, seed=0, **options):
@@ -36,7 +36,7 @@ def assert_shift_invariant(model, x, atol):
 
 def test_teacher_is_registered_for_signals_with_the_documented_layers():
     assert "cnn1d_invariant" in registered_types()
-    assert variants("cnn1d_invariant").input_dims == (2,)
+    assert model_spec("cnn1d_invariant").input_dims == (2,)
     model = build(**TEACHER)
     names = [name for name, _ in model.core.named_children()]
     expected = [f"{kind}{i}" for i in range(1, CNN1D_LAYERS + 1) for kind in ("conv", "relu")] + ["pool", "flatten"]
@@ -104,24 +104,25 @@ def test_paper_mlp_has_268000_weights_and_no_biases():
 
 
 def test_core_bias_defaults_to_true_and_is_honoured_by_the_mlps():
-    assert ClassificationModelConfig().core_bias is True
-    with_biases = build(type="mlp", mlp_hidden_sizes=[600, 400])
+    assert all(model_spec(t).options["core_bias"] is True for t in ("mlp", "lenet300-100", "cnn1d_invariant"))
+    with_biases = build(type="mlp", options={"hidden_sizes": [600, 400]})
     assert bias_parameters(with_biases) == ["core.fc1.bias", "core.fc2.bias", "readout.fc.bias"]
     assert sum(p.numel() for p in with_biases.parameters()) == 268000 + 600 + 400 + 10
-    lenet = build(type="lenet300-100", core_bias=False)
+    lenet = build(type="lenet300-100", options={"core_bias": False})
     assert bias_parameters(lenet) == ["readout.fc.bias"]
-    assert bias_parameters(build(type="lenet300-100", core_bias=False, readout_bias=False)) == []
+    assert bias_parameters(build(type="lenet300-100", options={"core_bias": False}, readout_bias=False)) == []
     # batch norm keeps its shift parameters (documented)
-    assert bias_parameters(build(type="mlp", mlp_hidden_sizes=[8], core_bias=False, readout_bias=False, batch_norm=True)) == ["core.bn1.bias"]
+    assert bias_parameters(build(type="mlp", options={"hidden_sizes": [8], "core_bias": False}, readout_bias=False,
+                                 batch_norm=True)) == ["core.bn1.bias"]
 
 
-def test_core_bias_must_be_a_bool():
-    with pytest.raises(ValueError, match=r"core_bias expects a bool"):
-        ClassificationModelConfig(core_bias="no")
-    # not 0/1 or None either: they would build the same model under another hash
-    for value in (0, None):
-        with pytest.raises(ValueError, match=rf"core_bias must be True or False, got {value!r}"):
-            ClassificationModelConfig(core_bias=value)
+def test_core_bias_must_be_a_bool_and_is_refused_by_types_without_it():
+    # not "no", 0/1 or None either: they would build the same model under another hash
+    for value in ("no", 0, None):
+        with pytest.raises(ValueError, match=r"'core_bias' of model type 'mlp' expects a bool"):
+            build(type="mlp", options={"core_bias": value})
+    with pytest.raises(ValueError, match=r"model type 'lenet5' has no option 'core_bias'"):
+        build(shape=(1, 16, 16), type="lenet5", options={"core_bias": False})
 
 
 @pytest.mark.parametrize("options", [TEACHER, STUDENT], ids=["teacher", "student"])

@@ -77,7 +77,7 @@ def test_freeze_selectors(selector, expected):
 
 
 def test_selectors_do_not_match_name_prefixes_within_a_level():
-    model = build_model(ClassificationModelConfig(type="mlp", mlp_hidden_sizes=[8] * 11), (1, 8, 8), 10, seed=0)
+    model = build_model(ClassificationModelConfig(type="mlp", options={"hidden_sizes": [8] * 11}), (1, 8, 8), 10, seed=0)
     assert select_parameters(model, "core.fc1") == ["core.fc1.weight", "core.fc1.bias"]  # not core.fc10/fc11
 
 
@@ -131,7 +131,7 @@ def test_reset_one_parameter_keeps_the_rest_of_its_layer():
 
 
 def test_reset_locally_connected_layers_and_seeded_reset():
-    a, b = (lenet(core_type="locally_connected", batch_norm=False) for _ in range(2))
+    a, b = (lenet(options={"core_type": "locally_connected"}, batch_norm=False) for _ in range(2))
     before = snapshot(a)
     reset_params(a, "core", seed=11)
     reset_params(b, "core", seed=11)
@@ -211,9 +211,9 @@ def test_ensemble_buffers_from_another_architecture_restore_what_could_not_be_lo
     # A 10-class model's ensemble copies go into a 5-class model with an extra hidden layer: the readout
     # copies do not fit and the new layer has none. Restoring must keep those at the model's own values
     # (not zeros, and no error), and give the transferred values everywhere else.
-    source = build_model(ClassificationModelConfig(type="mlp", mlp_hidden_sizes=[6]), (1, 4, 4), 10, seed=0)
+    source = build_model(ClassificationModelConfig(type="mlp", options={"hidden_sizes": [6]}), (1, 4, 4), 10, seed=0)
     copy_to_ensemble_buffers(source)
-    target = build_model(ClassificationModelConfig(type="mlp", mlp_hidden_sizes=[6, 3]), (1, 4, 4), 5, seed=1)
+    target = build_model(ClassificationModelConfig(type="mlp", options={"hidden_sizes": [6, 3]}), (1, 4, 4), 5, seed=1)
     own = snapshot(target)
     report = load_state_dict_leniently(target, source.state_dict())
     assert "readout.fc.weight_ensemble0" in report["mismatched"]

@@ -20,7 +20,7 @@ from nntransfer.configs import (
 from nntransfer.pipeline.store import BLOCKED, FAILED
 from nntransfer.trainer import ImgClassificationTrainer, trainer_config_from_dict
 from nntransfer.trainer.finite import TrainingDiverged
-from nntransfer.trainer.main_loop_modules import EpochSums, MainLoopModule, register
+from nntransfer.trainer.main_loop_modules import MainLoopModule, register
 
 NAN, INF = float("nan"), float("inf")
 
@@ -79,31 +79,19 @@ class NonFiniteTerm(MainLoopModule):
 
     epoch, value = 2, NAN
 
-    def __init__(self, trainer):
-        super().__init__(trainer)
-        self.sums = EpochSums()
-        trainer.tracker.add_objectives({"Training": {task: {"probe": 0.0} for task in trainer.train_loaders}})
-
-    def post_forward(self, outputs, loss, targets, **shared_memory):
-        if not self.train_mode:
-            return outputs, loss, targets
-        term = outputs.sum() * 0 + (self.value if self.trainer.epoch >= self.epoch else 0.0)
-        self.sums.add(shared_memory["task_key"], "probe", term, targets.shape[0])
-        return outputs, loss + term, targets
-
-    def post_epoch(self, model):
-        if self.train_mode:
-            self.sums.log(self.trainer.tracker, "Training")
+    def post_forward(self, state):
+        if state.training:
+            state.add_loss("probe", state.output.logits.sum() * 0 + (self.value if self.context.epoch >= self.epoch else 0.0))
 
 
 @register
 class NonFiniteWeight(MainLoopModule):
     """Sets one weight of the model to NaN after the training part of epoch 2 (the loss stays finite)."""
 
-    def post_epoch(self, model):
-        if self.train_mode and self.trainer.epoch == 2:
+    def post_epoch(self, mode):
+        if mode == "Training" and self.context.epoch == 2:
             with torch.no_grad():
-                model.readout[1].weight[0, 0] = NAN
+                self.context.model.readout[1].weight[0, 0] = NAN
 
 
 @pytest.mark.parametrize("value", [NAN, INF])

@@ -12,6 +12,7 @@ from nntransfer.configs.trainer.orbit import OrbitLearningMixin, OrbitTransferMi
 from nntransfer.defaults import TASK_KEY as TASK
 from nntransfer.models.orbit import circular_convolution, learned_orbit_builder, shift_kernel
 from nntransfer.trainer import classification_trainer, trainer_config_from_dict
+from nntransfer.trainer.main_loop_modules import read_output
 from nntransfer.trainer.main_loop_modules.orbit import (  # importing registers OrbitLearning, OrbitTransfer
     equivariance_loss,
     identity_loss,
@@ -148,10 +149,11 @@ def test_equivariance_loss_is_zero_for_an_exactly_equivariant_pair_only():
     wrapped = IntermediateLayerWrapper(teacher, {"core.1": "core.1"})
     exact = orbit("shift", group_size=8, layers={"output": None, "features": LENGTH})
     with torch.no_grad():
-        loss = layer_equivariance(exact, layers, wrapped(x), wrapped(exact.transform(x, g)), g)
+        loss = layer_equivariance(exact, layers, read_output(wrapped(x)), read_output(wrapped(exact.transform(x, g))), g)
         assert loss.item() == pytest.approx(0, abs=1e-8)
         noisy = orbit("shift", group_size=8, layers={"output": None, "features": LENGTH}, init_noise=0.3)
-        assert layer_equivariance(noisy, layers, wrapped(x), wrapped(noisy.transform(x, g)), g).item() > 1e-3
+        outputs = read_output(wrapped(x)), read_output(wrapped(noisy.transform(x, g)))
+        assert layer_equivariance(noisy, layers, *outputs, g).item() > 1e-3
     assert equivariance_loss(torch.ones(2, 3), torch.zeros(2, 3)).item() == 1.0
 
 

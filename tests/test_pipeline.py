@@ -130,6 +130,7 @@ def test_runtime_options_reach_the_functions(tmp_path):
     assert spec.config("trainer")["device"] == "cpu" and "device" not in spec.trainer_config
 
 
+@pytest.mark.slow
 def test_local_run_never_imports_datajoint(tmp_path):
     recipe = write_toy_recipe(tmp_path, "nodj_recipe", chains=1)
     code = textwrap.dedent(f"""

@@ -3,6 +3,8 @@
 import re
 from pathlib import Path
 
+import pytest
+
 README = (Path(__file__).parent.parent / "README.md").read_text()
 
 
@@ -11,6 +13,7 @@ def python_blocks_after(heading):
     return re.findall(r"```python\n(.*?)```", section, re.S)
 
 
+@pytest.mark.slow
 def test_concepts_and_analysis_examples_train_and_plot(tmp_path, monkeypatch):
     import nntransfer
 

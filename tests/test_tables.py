@@ -259,7 +259,7 @@ def test_runtime_options_reach_make_through_prepare(tables, tmp_path):
     chain = TransferExperiment([Experiment(ToyDatasetConfig(size=81), ToyModelConfig(), ToyTrainerConfig(keep_checkpoints=True), seed=81)])
     store = DataJointStore(tables=tables)
     store.run(Recipe("runtime", None, {Description("runtime", 81): chain}), progress=False)
-    name, runtime = store.prepared(chain.step_key(0))
+    name, runtime, _ = store.prepared(chain.step_key(0))
     assert name == "runtime" and runtime["trainer"]["keep_checkpoints"] is True
     assert len(tables.TransferredCheckpoint & chain.get_restrictions(0)) == 1  # kept, as the option asks
 
@@ -275,7 +275,7 @@ def test_current_user_comes_from_the_schemas_own_fabrikant_table(tables, db_pref
     core.Fabrikant.insert1(core_row, skip_duplicates=True)
     schema = f"{db_prefix}_fabrikant"
     try:
-        rows = run_experiments(three_step_chain(seed=91), backend="datajoint", schema=schema, progress=False)
+        rows = run_experiments(three_step_chain(seed=91), schema=schema, progress=False)
         assert [row.state for row in rows] == [DONE] * 3
         own = activate(schema)
         expected = (own.Fabrikant & {"dj_username": user}).fetch1("fabrikant_name")

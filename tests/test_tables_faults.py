@@ -214,6 +214,7 @@ def test_a_reservation_whose_heartbeat_stopped_is_cleared_and_trained_once(fault
     assert faults.connection.query(mine).fetchone()[0] == 0  # this process removed its beat when it stopped
 
 
+@pytest.mark.slow
 def test_a_live_worker_beats_while_it_trains(faults, monkeypatch):
     """The heartbeat of a populating process is fresh while its step trains (longer than the timeout),
     so another worker never takes the step over; afterwards the beat is removed."""
@@ -430,6 +431,7 @@ def kill_when_reserved_after_a_checkpoint(schema, conn, seed=1):
     conn.query(f"KILL {int(wait_for(reserved_after_a_checkpoint))}")
 
 
+@pytest.mark.slow
 def test_losing_the_database_mid_job_raises_one_line_and_leaves_the_job_resumable(faults, tmp_path, monkeypatch):
     """Item 10 (the API ``nntransfer run --backend datajoint`` calls): the old code recorded the job as
     failed with the connection error (or, with the server gone, raised a long traceback)."""

@@ -25,6 +25,7 @@ from nntransfer.configs import Description, Experiment, TransferExperiment
 from nntransfer.configs.codec import make_hash
 from nntransfer.pipeline.step import StepResult
 from nntransfer.pipeline.store import DONE, FAILED
+from nntransfer.provenance import recipe_record
 from nntransfer.recipes.loading import Recipe
 from nntransfer.tables import activate, database
 from nntransfer.tables.storage import collect_garbage, file_paths
@@ -239,8 +240,6 @@ def test_sigterm_stops_the_datajoint_backend_like_ctrl_c(db_prefix, tmp_path, co
     log = tmp_path / "log.jsonl"
     env = dict(os.environ, TOY_LOG=str(log), PYTHONPATH=os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])))
     args = [sys.executable, "-m", "nntransfer", command, str(recipe), "--schema", schema, "--quiet"]
-    if command == "run":
-        args += ["--backend", "datajoint"]
     conn = database.connect()
     worker = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
@@ -338,7 +337,7 @@ def test_files_copied_to_the_store_by_a_job_whose_transaction_rolls_back_are_rem
     before = {p for p in folder.rglob("*") if p.is_file()}
     with pytest.raises(KeyboardInterrupt):
         with table.connection.transaction:
-            table().insert_result(key, result, "rolled back", fabrikant)
+            table().insert_result(key, result, "rolled back", fabrikant, recipe_record(None))
             assert len({p for p in folder.rglob("*") if p.is_file()} - before) == 2  # weights and data, copied
             raise KeyboardInterrupt  # before the commit
     table().clear_rolled_back_uploads()

@@ -20,7 +20,7 @@ from nntransfer.configs import (
 from nntransfer.pipeline.local import LocalStore
 from nntransfer.pipeline.step import Predecessor, StepSpec, check_alignment, handed_on_record, run_step
 from nntransfer.pipeline.store import DONE
-from nntransfer.trainer.main_loop_modules import MainLoopModule, layer_output, register
+from nntransfer.trainer.main_loop_modules import OUTPUTS, MainLoopModule, register
 
 DATA = ImageDatasetConfig(dataset_cls="Digits", train_subset=0.25, batch_size=64)
 TEACHER = ClassificationModelConfig(type="lenet300-100")
@@ -32,35 +32,35 @@ class TeacherProbe(MainLoopModule):
     """Checks, on every training batch, that the teacher ran frozen and in eval mode on exactly the inputs
     the student saw (the student's flattened input is the output of its ``core.flatten``)."""
 
-    uses_teacher_outputs = True
+    needs_teacher = OUTPUTS
     batches = 0
     widths = set()  # of the teacher's first hidden layer
 
-    def student_layers(self):
+    @classmethod
+    def student_layers(cls, config):
         return ["core.flatten"]
 
-    def teacher_layers(self):
+    @classmethod
+    def teacher_layers(cls, config):
         return ["core.fc1"]
 
-    def pre_forward(self, model, inputs, task_key, shared_memory):
-        if self.train_mode:
-            shared_memory["probe_inputs_before_noise"] = inputs.clone()
-        return model, inputs
+    def pre_forward(self, state):
+        if state.training:
+            self.before_noise = state.inputs.clone()
 
-    def post_forward(self, outputs, loss, targets, **shared_memory):
-        if not self.train_mode:
-            return outputs, loss, targets
-        teacher = self.trainer.teacher
+    def post_forward(self, state):
+        if not state.training:
+            return
+        teacher = self.context.teacher
         assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
-        extras, logits = shared_memory["teacher_outputs"]
-        TeacherProbe.widths.add(extras["core.fc1"].shape[1])
-        seen = layer_output(outputs, "core.flatten").detach().reshape(shared_memory["probe_inputs_before_noise"].shape)
+        logits = state.teacher_output.logits
+        TeacherProbe.widths.add(state.teacher_output.layer("core.fc1").shape[1])
+        seen = state.output.layer("core.flatten").detach().reshape(self.before_noise.shape)
         with torch.no_grad():
             assert torch.allclose(logits, teacher(seen)[1], atol=1e-5)
             if getattr(self.config, "noise_std", None):  # the noise came after this module's pre_forward
-                assert not torch.allclose(logits, teacher(shared_memory["probe_inputs_before_noise"])[1], atol=1e-3)
+                assert not torch.allclose(logits, teacher(self.before_noise)[1], atol=1e-3)
         TeacherProbe.batches += 1
-        return outputs, loss, targets
 
 
 class ProbedNoisyTrainer(NoiseAugmentationMixin, ClassificationTrainerConfig):
@@ -221,7 +221,8 @@ def test_chain_with_a_teacher_of_another_architecture_scores_the_same_on_both_ba
     recipe = {Description(name="teacher", seed=11): teacher_chain(seed=11, main_loop_modules=["TeacherProbe"])}
     scores = {}
     for backend in ("local", "datajoint"):
-        rows = nntransfer.run(recipe, backend=backend, workdir=tmp_path, schema=tables.schema_name, progress=False)
+        store = f"local:{tmp_path}" if backend == "local" else f"datajoint:{tables.schema_name}"
+        rows = nntransfer.run(recipe, store=store, progress=False)
         assert [row.state for row in rows] == [DONE, DONE], backend
         scores[backend] = [row.score for row in rows]
     assert scores["local"] == scores["datajoint"]

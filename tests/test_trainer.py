@@ -112,16 +112,12 @@ def test_same_seed_same_numbers_and_other_seed_differs():
     assert out3["final"] != out1["final"]
 
 
-def test_early_stopping_waits_patience_then_stops_and_restores_best():
+def test_early_stopping_waits_patience_then_stops():
     # lr 1e-30 (the smallest change float32 weights ignore): nothing improves after the first validation
+    # (that the best state is restored: test_restore_best_false_keeps_the_last_state, test_every_lr_decay_...)
     score, output, _ = train(config(max_iter=20, lr=1e-30, patience=2))
     assert output["best_epoch"] == 1 and output["epochs"] == 3
     assert output["tracker"]["log"]["Validation"]["patience"][1:] == [0.0, 1.0, 0.0]
-
-
-def test_lr_decay_steps_restore_best_and_decay():
-    _, output, _ = train(config(max_iter=20, lr=1e-30, optimizer="SGD", patience=1, lr_decay_steps=2))
-    assert output["epochs"] == 4  # 1 best, then 3 plateaus: 2 decays and the stop
 
 
 def test_interval_validates_every_nth_epoch_and_the_last():
@@ -131,12 +127,20 @@ def test_interval_validates_every_nth_epoch_and_the_last():
 
 
 def test_restore_best_false_keeps_the_last_state():
-    cfg = config(max_iter=3, restore_best=False, lr=0.05)
-    _, out, state = train(cfg)
-    _, out_best, state_best = train(config(max_iter=3, restore_best=True, lr=0.05))
-    if out_best["best_epoch"] == 3:
-        assert all(torch.equal(state[k], state_best[k]) for k in state)
-    assert out["epochs"] == 3
+    # tolerance 100: only the first validation counts as an improvement, so epoch 1 of 3 is the best
+    def run(restore_best):
+        cfg = config(max_iter=3, lr=0.1, optimizer="SGD", patience=5, tolerance=100.0, restore_best=restore_best)
+        return train(cfg, model=TinyNet(dropout=0.0))
+
+    _, last, last_state = run(False)
+    _, best, best_state = run(True)
+    assert last["best_epoch"] == best["best_epoch"] == 1 and last["epochs"] == best["epochs"] == 3
+    log = last["tracker"]["log"]["Validation"][TASK]
+    per_epoch = [total / n for total, n in zip(log["accuracy"][1:], log["normalization"][1:])]
+    assert per_epoch[0] != per_epoch[-1]
+    assert last["final"]["validation"][TASK]["accuracy"] == pytest.approx(per_epoch[-1])  # the state after epoch 3
+    assert best["final"]["validation"][TASK]["accuracy"] == pytest.approx(per_epoch[0])  # the state after epoch 1
+    assert not all(torch.equal(last_state[k], best_state[k]) for k in last_state)
 
 
 def test_gradient_accumulation_equals_a_larger_batch():
@@ -154,8 +158,8 @@ def test_gradient_accumulation_equals_a_larger_batch():
 class LrRecorder(MainLoopModule):
     lrs = []
 
-    def post_optimizer(self, model):
-        LrRecorder.lrs.append(self.trainer.optimizer.param_groups[0]["lr"])
+    def post_optimizer(self, state):
+        LrRecorder.lrs.append(self.context.learning_rates()[0])
 
 
 register(LrRecorder)
@@ -193,9 +197,8 @@ def test_plateau_scheduler_reduces_when_validation_stalls():
 class DtypeRecorder(MainLoopModule):
     dtypes = []
 
-    def post_forward(self, outputs, loss, targets, **shared_memory):
-        DtypeRecorder.dtypes.append(outputs.dtype)
-        return outputs, loss, targets
+    def post_forward(self, state):
+        DtypeRecorder.dtypes.append(state.output.logits.dtype)
 
 
 register(DtypeRecorder)
@@ -440,11 +443,10 @@ class StartRecorder(MainLoopModule):
 
     starts = []
 
-    def pre_epoch(self, model, mode, **options):
-        super().pre_epoch(model, mode, **options)
+    def pre_epoch(self, mode):
         if mode == "Training":
-            StartRecorder.starts.append(({k: v.clone() for k, v in model.state_dict().items()},
-                                         self.trainer.optimizer.param_groups[0]["lr"]))
+            StartRecorder.starts.append(({k: v.clone() for k, v in self.context.model.state_dict().items()},
+                                         self.context.learning_rates()[0]))
 
 
 register(StartRecorder)

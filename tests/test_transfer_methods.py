@@ -20,20 +20,12 @@ from nntransfer.configs.trainer.mixins import (
 )
 from nntransfer.models.intermediate import IntermediateLayerWrapper
 from nntransfer.trainer import ImgClassificationTrainer, trainer_config_from_dict
-from nntransfer.trainer.main_loop_modules import (
-    OUTPUT,
-    MainLoopModule,
-    attention_map,
-    attention_transfer_loss,
-    distillation_loss,
-    ewc_penalty,
-    l2sp_penalty,
-    layer_matching_loss,
-    model_logits,
-    rdl_loss,
-    register,
-    representational_dissimilarity,
-)
+from nntransfer.trainer.main_loop_modules import OUTPUT, MainLoopModule, register
+from nntransfer.trainer.main_loop_modules.attention_transfer import attention_map, attention_transfer_loss
+from nntransfer.trainer.main_loop_modules.knowledge_distillation import distillation_loss
+from nntransfer.trainer.main_loop_modules.layer_matching import layer_matching_loss
+from nntransfer.trainer.main_loop_modules.parameter_distance import ewc_penalty, l2sp_penalty
+from nntransfer.trainer.main_loop_modules.rdl import rdl_loss, representational_dissimilarity
 
 
 class KDConfig(KnowledgeDistillationMixin, ClassificationTrainerConfig):
@@ -149,19 +141,20 @@ def test_a_conv_teacher_pulls_an_mlp_student_and_the_term_falls(method, teacher_
 
 @register
 class KDWeightProbe(MainLoopModule):
-    """Runs after KnowledgeDistillation: records the loss so far, the expected distillation term and the
-    task-loss weight of every batch."""
+    """Records, after the loss, the distillation term (weighted), the expected term, the task-loss weight and
+    whether the loss is their sum, for every batch."""
 
     records = []
     gamma = 0.0
 
-    def post_forward(self, outputs, loss, targets, **shared_memory):
-        expected = None
-        if shared_memory.get("teacher_outputs") is not None:
-            teacher = model_logits(shared_memory["teacher_outputs"])
-            expected = KDWeightProbe.gamma * distillation_loss(model_logits(outputs), teacher, 4.0).item()
-        KDWeightProbe.records.append((self.mode, loss.item(), expected, shared_memory.get("task_loss_weight")))
-        return outputs, loss, targets
+    def post_loss(self, state):
+        expected, term = None, state.losses.get("distillation")
+        if state.teacher_output is not None:
+            expected = KDWeightProbe.gamma * distillation_loss(state.output.logits, state.teacher_output.logits, 4.0).item()
+        weighted = None if term is None else term.weighted().item()
+        total = (0.0 if term is None else term.weighted()) + state.task_loss_weight * state.task_loss
+        KDWeightProbe.records.append((state.mode, weighted, expected, state.task_loss_weight,
+                                      torch.allclose(total, state.loss)))
 
 
 @pytest.mark.parametrize("gamma", [0.0, 0.3, 1.0])
@@ -173,12 +166,12 @@ def test_online_distillation_weights_task_and_distillation_by_one_minus_gamma_an
     training = [r for r in KDWeightProbe.records if r[0] == "Training"]
     evaluation = [r for r in KDWeightProbe.records if r[0] != "Training"]
     assert len(training) == 4 and evaluation
-    for _, loss, expected, weight in training:
-        assert weight == pytest.approx(1 - gamma)
-        assert loss == pytest.approx(expected, rel=1e-5, abs=1e-7)
-    assert gamma == 0.0 or all(loss > 0 for _, loss, _, _ in training)
-    for _, loss, expected, weight in evaluation:  # the task loss alone, weight 1
-        assert (loss, expected, weight) == (0.0, None, None)
+    for _, term, expected, weight, summed in training:
+        assert weight == pytest.approx(1 - gamma) and summed
+        assert term == pytest.approx(expected, rel=1e-5, abs=1e-7)
+    assert gamma == 0.0 or all(term > 0 for _, term, _, _, _ in training)
+    for _, term, expected, weight, summed in evaluation:  # the task loss alone, weight 1
+        assert (term, expected, weight, summed) == (None, None, 1.0, True)
 
 
 @register
@@ -187,10 +180,9 @@ class TeacherInputProbe(MainLoopModule):
 
     records = []
 
-    def post_forward(self, outputs, loss, targets, **shared_memory):
-        if shared_memory.get("teacher_outputs") is not None:
-            TeacherInputProbe.records.append(model_logits(shared_memory["teacher_outputs"]).clone())
-        return outputs, loss, targets
+    def post_forward(self, state):
+        if state.teacher_output is not None:
+            TeacherInputProbe.records.append(state.teacher_output.logits.clone())
 
 
 @register
@@ -199,10 +191,9 @@ class StudentInputs(MainLoopModule):
 
     inputs = []
 
-    def pre_forward(self, model, inputs, task_key, shared_memory):
-        if self.train_mode:
-            StudentInputs.inputs.append(inputs.clone())
-        return model, inputs
+    def pre_forward(self, state):
+        if state.training:
+            StudentInputs.inputs.append(state.inputs.clone())
 
 
 def test_online_distillation_sees_the_teacher_on_the_students_noisy_batch(teacher_state):

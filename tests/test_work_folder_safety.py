@@ -117,6 +117,7 @@ def test_a_fifo_as_a_failure_record_hangs_no_status(tmp_path, capsys):
     assert " failed " in out and "cannot be read: a FIFO, not a regular file" in out
 
 
+@pytest.mark.slow
 def test_a_link_to_dev_zero_is_not_read(tmp_path):
     """Defect: ``status`` read ``/dev/zero`` behind a ``result.json`` link until memory ran out. Run in a
     process whose memory is capped, so that the old behaviour fails fast instead of eating the machine."""
@@ -301,6 +302,7 @@ def sweep_results(chains):
                    pd.DataFrame(steps))
 
 
+@pytest.mark.slow
 def test_plots_of_many_chains_keep_a_readable_size(tmp_path):
     """Defect: 300 chains made an 82763 x 450 pixel bar plot, a 29885 pixel tall heat map and legends of
     hundreds of entries."""

@@ -179,7 +179,7 @@ def test_digits_recipe_gives_the_same_scores_locally_with_run_and_with_workers(d
     assert len(expected) == 6  # two seeds of the fine-tuning chain (two steps) and of its from-scratch run
 
     run = subprocess.run(
-        [sys.executable, "-m", "nntransfer", "run", recipe, "--backend", "datajoint", "--schema", f"{db_prefix}_digits_run", "--quiet"],
+        [sys.executable, "-m", "nntransfer", "run", recipe, "--schema", f"{db_prefix}_digits_run", "--quiet"],
         capture_output=True, text=True, env=env, timeout=300,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-2000:]

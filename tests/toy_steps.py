@@ -95,3 +95,15 @@ def toy_trainer(model, dataloaders, seed, uid=None, cb=None, **config):
 
 def cfg_size(dataloaders):
     return len(dataloaders["train"]["toy"])
+
+
+class ToyScoredTrainerConfig(ToyTrainerConfig):
+    """The toy trainer with a final evaluation, so that ``report`` has results to summarise."""
+
+    fn = "toy_steps.toy_scored_trainer"
+
+
+def toy_scored_trainer(model, dataloaders, seed, uid=None, cb=None, **config):
+    score, output, state = toy_trainer(model, dataloaders, seed, uid=uid, cb=cb, **config)
+    output["final"] = {"test": {"img_classification": {"accuracy": score}}}
+    return score, output, state

@@ -57,8 +57,8 @@ class OrbitTransferTrainer(OrbitTransferMixin, ClassificationTrainerConfig):
 
 
 DATA = MNIST1DConfig()
-TEACHER = ClassificationModelConfig(type="cnn1d_invariant", core_bias=False, readout_bias=False, comment="cnn")
-STUDENT = ClassificationModelConfig(type="mlp", mlp_hidden_sizes=[600, 400], core_bias=False, readout_bias=False,
+TEACHER = ClassificationModelConfig(type="cnn1d_invariant", options={"core_bias": False}, readout_bias=False, comment="cnn")
+STUDENT = ClassificationModelConfig(type="mlp", options={"hidden_sizes": [600, 400], "core_bias": False}, readout_bias=False,
                                     comment="mlp")
 ORBIT = OrbitConfig(group_size=40, comment="orbit")
 METHODS = ("kd", "rdl", "attention", "matching", "orbit")

@@ -3,10 +3,10 @@
 In a notebook::
 
     from nntransfer.analysis import load_results, plot_all
-    results = load_results("my_recipe", workdir="nntransfer_work")   # or schema="my_schema"
+    results = load_results("my_recipe", store="local:nntransfer_work")   # or "datajoint:my_schema"
     figures = plot_all(results, out="plots")
 
-From the shell: ``nntransfer report my_recipe --workdir nntransfer_work --out plots``.
+From the shell: ``nntransfer report my_recipe --store local:nntransfer_work --out plots``.
 """
 
 from __future__ import annotations

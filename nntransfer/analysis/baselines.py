@@ -24,29 +24,18 @@ from typing import Any, Dict, FrozenSet, Mapping
 from nntransfer.configs.base import BaseConfig
 from nntransfer.configs.test_sets import short_hash
 from nntransfer.configs.trainer.classification import ClassificationTrainerConfig
-from nntransfer.configs.trainer.mixins import TransferMethodMixin
+from nntransfer.configs.trainer.mixins import TransferMethodMixin, mixin_fields
 
 #: trainer settings that only mean something after a previous step (or for the next one)
 CHAIN_SETTINGS = ("start_from_previous", "teacher", "student_model", "data_transfer", "reset", "freeze",
                   "compute_transfer_data", "compute_fisher")
 
 
-class _DeclarationRecorder:
-    """The end of a probe's MRO: records what a mixin's ``__init__`` declares, runs no validation."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        pass
-
-    def set_defaults(self, **defaults: Any) -> None:
-        self.__dict__.update(defaults)
-
-
 @functools.lru_cache(maxsize=None)  # a class's declarations do not change; a report asks once per step
 def declared_fields(mixin: type) -> FrozenSet[str]:
     """The fields ``mixin``'s ``__init__`` declares (by ``set_defaults`` or assignment), minus those every
     classification trainer has (an orbit mixin's own defaults for ``lr`` stay part of the comparison)."""
-    probe = type(f"Probe{mixin.__name__}", (mixin, _DeclarationRecorder), {})()
-    return frozenset(probe.__dict__) - _trainer_fields()
+    return mixin_fields(mixin) - _trainer_fields()
 
 
 @functools.lru_cache(maxsize=None)

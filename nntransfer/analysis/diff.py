@@ -18,7 +18,7 @@ in Python, ``Experiment`` and ``TransferExperiment`` objects (no store needed)::
     d = diff("digits 0-4 -> 5-9:1:0", "digits 0-4 -> 5-9:1:1", recipe="nntransfer.recipes.digits_transfer")
     print(d); d.frame()      # columns step, role, field, a, b
 
-From the shell: ``nntransfer diff A B [--recipe RECIPE] [--workdir DIR | --schema NAME]``.
+From the shell: ``nntransfer diff A B [--recipe RECIPE] [--store ADDRESS | --workdir DIR | --schema NAME]``.
 """
 
 from __future__ import annotations
@@ -157,14 +157,14 @@ def diff(
     schema: Optional[str] = None,
     recipe: Optional[Union[str, Recipe, Any]] = None,
     experiment: Optional[str] = None,
-    store: Optional[Store] = None,
+    store: Optional[Union[str, Store]] = None,
 ) -> Diff:
     """Which settings make ``a`` and ``b`` differ (see the module docstring). Step ids are looked up in the
-    work folder ``workdir`` or the schema ``schema`` (or ``store``) and in ``recipe``; ``NAME:SEED[:STEP]``
+    store at the address ``store`` (or the work folder ``workdir``, or the schema ``schema``) and in ``recipe``; ``NAME:SEED[:STEP]``
     in ``recipe`` (``experiment``: one module of a recipe folder). Objects need neither."""
     store, recipe = open_context(recipe, experiment, workdir, schema, store)
     if store is None and recipe is None and (isinstance(a, str) or isinstance(b, str)):
-        raise ValueError("give where the steps are: a work folder (workdir=/--workdir), a schema (schema=/--schema) or a recipe")
+        raise ValueError("give where the steps are: a store (store=/--store, or workdir=, schema=) or a recipe")
     steps: Dict[str, StepRecord] = catalog(store, recipe) if store is not None or recipe is not None else {}
     where = store.where if store is not None else ""
     chain_a, chain_b = resolve(a, steps, recipe, where), resolve(b, steps, recipe, where)

@@ -8,9 +8,9 @@ reference that names nothing or more than one step is a one-line ``ValueError`` 
 In Python::
 
     import nntransfer
-    deleted = nntransfer.forget("a8778bf5", workdir="nntransfer_work")   # the StepRecords deleted
+    deleted = nntransfer.forget("d710c56a", workdir="nntransfer_work")   # the StepRecords deleted
 
-From the shell: ``nntransfer forget a8778bf5 --workdir nntransfer_work`` lists the steps and asks first.
+From the shell: ``nntransfer forget d710c56a --store local:nntransfer_work`` lists the steps and asks first.
 """
 
 from __future__ import annotations
@@ -74,14 +74,14 @@ def plan_forget(
     schema: Optional[str] = None,
     recipe: Optional[Union[str, Recipe, Any]] = None,
     experiment: Optional[str] = None,
-    store: Optional[Store] = None,
+    store: Optional[Union[str, Store]] = None,
 ) -> ForgetPlan:
     """What forgetting ``step`` (a step id or prefix, ``NAME:SEED:STEP`` of ``recipe``, or an ``Experiment`` /
-    ``TransferExperiment``: its last step) deletes from the work folder ``workdir`` or schema ``schema`` (or
-    ``store``); nothing is deleted. ``ValueError`` (one line) when the reference names no stored step."""
+    ``TransferExperiment``: its last step) deletes from the store at the address ``store`` (or the work folder
+    ``workdir``, or the schema ``schema``); nothing is deleted. ``ValueError`` (one line) when the reference names no stored step."""
     store, recipe = open_context(recipe, experiment, workdir, schema, store)
     if store is None:
-        raise ValueError("give the store to delete from: a work folder (workdir=/--workdir) or a schema (schema=/--schema)")
+        raise ValueError("give the store to delete from: store=/--store ADDRESS (or workdir=, schema=)")
     stored = {entry.id: StepRecord(entry.id, entry.key, entry.configs, name=entry.name, comment=entry.comment)
               for entry in store.stored_steps()}  # damaged ones too: they are deleted with the others
     steps = catalog(store, recipe)
@@ -102,7 +102,7 @@ def forget(
     schema: Optional[str] = None,
     recipe: Optional[Union[str, Recipe, Any]] = None,
     experiment: Optional[str] = None,
-    store: Optional[Store] = None,
+    store: Optional[Union[str, Store]] = None,
 ) -> List[StepRecord]:
     """Delete ``step`` and every step stored after it in any chain (see :func:`plan_forget`), with their
     weights, handed-on data, checkpoints and failure records; returns the records deleted (the named step

@@ -16,9 +16,9 @@ A *reference* to steps is one of:
 In Python::
 
     from nntransfer.analysis import lineage
-    print(lineage("a8778bf5", workdir="nntransfer_work"))         # a tree; .frame() is a DataFrame
+    print(lineage("d710c56a", workdir="nntransfer_work"))         # a tree; .frame() is a DataFrame
 
-From the shell: ``nntransfer lineage a8778bf5 --workdir nntransfer_work``.
+From the shell: ``nntransfer lineage d710c56a --store local:nntransfer_work`` (or ``--workdir nntransfer_work``).
 """
 
 from __future__ import annotations
@@ -29,10 +29,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
-from nntransfer.configs.base import class_path
 from nntransfer.configs.codec import make_hash
 from nntransfer.configs.experiment import Experiment
+from nntransfer.configs.json_io import class_path
 from nntransfer.configs.transfer_experiment import TransferExperiment
+from nntransfer.pipeline.addresses import open_store
+from nntransfer.pipeline.backends import store_address
 from nntransfer.pipeline.store import DONE, WAITING, Store
 from nntransfer.recipes.loading import Recipe, as_recipe, load_recipe
 from nntransfer.terminal import printable
@@ -78,7 +80,7 @@ class StepRecord:
         return self.id[:SHORT]
 
     def describe(self) -> str:
-        """``a8778bf5 digits 0-4 -> 5-9 (seed 1) step 0: pre-train 0-4``."""
+        """``d710c56a digits 0-4 -> 5-9 (seed 1) step 0: pre-train 0-4``."""
         who = f"{self.name} (seed {self.seed})" if self.name else f"seed {self.seed}"
         return printable(f"{self.short_id} {who} step {self.step}" + (f": {self.comment}" if self.comment else ""))
 
@@ -270,17 +272,12 @@ def open_context(
     experiment: Optional[str] = None,
     workdir: Optional[Union[str, Path]] = None,
     schema: Optional[str] = None,
-    store: Optional[Store] = None,
+    store: Optional[Union[str, Store]] = None,
 ) -> Tuple[Optional[Store], Optional[Recipe]]:
-    """The store (``store``, else the schema, else the work folder if it exists) and recipe that references
-    are looked up in. Nothing is created."""
-    from nntransfer.pipeline.runner import open_store
-
-    if store is None:
-        if schema:
-            store = open_store("datajoint", schema=schema, create=False)
-        elif workdir is not None:
-            store = open_store("local", workdir=str(workdir), create=False)
+    """The store (at the address ``store``, or a Store; or the work folder ``workdir`` or schema ``schema``;
+    none if none is named) and recipe that references are looked up in. Nothing is created."""
+    address = store_address(store, workdir, schema, default=None)
+    store = open_store(address, create=False) if address is not None else None
     if recipe is not None and not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe, experiment) if isinstance(recipe, (str, Path)) else as_recipe(recipe)
     return store, recipe
@@ -292,14 +289,14 @@ def lineage(
     schema: Optional[str] = None,
     recipe: Optional[Union[str, Recipe, Any]] = None,
     experiment: Optional[str] = None,
-    store: Optional[Store] = None,
+    store: Optional[Union[str, Store]] = None,
 ) -> Lineage:
     """The ancestors and descendants of ``step`` (a step id or prefix, ``NAME:SEED:STEP`` of ``recipe``, or
-    an ``Experiment``/``TransferExperiment``: its last step) among the steps stored in the work folder
-    ``workdir`` or the schema ``schema`` (or ``store``) and the steps of ``recipe``."""
+    an ``Experiment``/``TransferExperiment``: its last step) among the steps stored in the store at the
+    address ``store`` (or the work folder ``workdir``, or the schema ``schema``) and the steps of ``recipe``."""
     store, recipe = open_context(recipe, experiment, workdir, schema, store)
     if store is None and recipe is None and isinstance(step, str):
-        raise ValueError("give where the steps are: a work folder (workdir=/--workdir), a schema (schema=/--schema) or a recipe")
+        raise ValueError("give where the steps are: a store (store=/--store, or workdir=, schema=) or a recipe")
     steps = catalog(store, recipe)
     chain = resolve(step, steps, recipe, where=store.where if store is not None else "")
     target = steps.get(chain[-1].id, chain[-1])

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import pandas as pd
 
@@ -54,27 +54,69 @@ def transfer_gain(results: Results, split: str = "test", objective: str = "accur
     rows = rows[rows["split"] == split]
     steps = results.steps
     firsts = steps[(steps["step"] == 0) & (steps["state"] == "done")]
+    scratch_values = _scratch_values(rows, firsts)
+    scratch_names = _scratch_names(firsts)
+    mine = _values_by(rows, ["name", "step"])
+    mine_test_set = _first(rows, ["name", "step"], "test_set")
     out = []
-    for (name, level), group in steps[steps["step"] > 0].groupby(["name", "step"], sort=False):
-        mine = rows[(rows["name"] == name) & (rows["step"] == level)]
-        baseline = firsts[firsts["scratch_id"] == group["scratch_id"].iloc[0]]
-        # each trained step once, however many chains share it
-        unique = baseline.drop_duplicates(["step_id", "seed"])
-        values = rows.merge(unique[["name", "seed", "step", "step_id"]], on=["name", "seed", "step", "step_id"])
-        values = values.drop_duplicates(["step_id", "seed"])["value"]
-        mean = mine["value"].mean() if len(mine) else math.nan
-        scratch_mean = values.mean() if len(values) else math.nan
-        out.append({"name": name, "step": int(level), "comment": group["comment"].iloc[0], "split": split,
-                    "test_set": mine["test_set"].iloc[0] if len(mine) else group["test_set"].iloc[0], "n": len(mine),
-                    "mean": mean, "scratch": ", ".join(dict.fromkeys(baseline["name"])), "scratch_n": len(values),
-                    "scratch_mean": scratch_mean, "gain": mean - scratch_mean})
+    later = steps[steps["step"] > 0].drop_duplicates(["name", "step"])  # each step's first row, as groupby's order
+    for name, level, comment, scratch, test_set in zip(later["name"], later["step"], later["comment"], later["scratch_id"],
+                                                       later["test_set"]):
+        values = mine.get((name, level), _NONE)
+        baseline = scratch_values.get(scratch, _NONE)
+        mean = values.mean() if len(values) else math.nan
+        scratch_mean = baseline.mean() if len(baseline) else math.nan
+        out.append({"name": name, "step": int(level), "comment": comment, "split": split,
+                    "test_set": mine_test_set.get((name, level), test_set), "n": len(values), "mean": mean,
+                    "scratch": scratch_names.get(scratch, ""), "scratch_n": len(baseline), "scratch_mean": scratch_mean,
+                    "gain": mean - scratch_mean})
     return pd.DataFrame(out, columns=GAIN_COLUMNS)
 
 
-def _continuing(steps: pd.DataFrame, name: str, seed: Any, earlier: int, later: int) -> bool:
+#: the values of a group that has none
+_NONE = pd.Series([], dtype=float)
+
+
+def _values_by(rows: pd.DataFrame, keys: Union[str, List[str]]) -> Dict[Any, pd.Series]:
+    """key (a tuple for a list of columns) -> the ``value``\\ s of its rows, in the frame's order (so that every mean adds them up as before)."""
+    return {key: values for key, values in rows.groupby(keys, sort=False)["value"]}
+
+
+def _first(frame: pd.DataFrame, keys: List[str], column: str) -> Dict[Any, Any]:
+    """key -> ``column`` of the key's first row."""
+    first = frame.drop_duplicates(keys)
+    return dict(zip(zip(*(first[k] for k in keys)), first[column]))
+
+
+def _scratch_values(rows: pd.DataFrame, firsts: pd.DataFrame) -> Dict[str, pd.Series]:
+    """scratch_id -> the ``value``\\ s of ``rows`` of the finished first steps with that ``scratch_id``, each
+    trained step once however many chains share it (a step's ``step_id`` determines its ``scratch_id``)."""
+    unique = firsts.drop_duplicates(["step_id", "seed"])[["name", "seed", "step", "step_id", "scratch_id"]]
+    found = rows.merge(unique, on=["name", "seed", "step", "step_id"]).drop_duplicates(["step_id", "seed"])
+    return _values_by(found, "scratch_id") if len(found) else {}
+
+
+def _scratch_names(firsts: pd.DataFrame) -> Dict[str, str]:
+    """scratch_id -> the experiments whose first step it is."""
+    return {scratch: ", ".join(dict.fromkeys(names)) for scratch, names in firsts.groupby("scratch_id", sort=False)["name"]}
+
+
+def _step_lookup(steps: pd.DataFrame) -> Dict[Tuple[Any, Any, int], Any]:
+    """(name, seed, step) -> the row of ``results.steps`` (a named tuple)."""
+    return {(row.name, row.seed, row.step): row for row in steps.itertuples(index=False)}
+
+
+def _continuing(steps: Mapping[Tuple[Any, Any, int], Any], name: str, seed: Any, earlier: int, later: int) -> bool:
     """Whether every step after ``earlier`` up to ``later`` trains the network of the step before it."""
-    return all((name, seed, k) in steps.index and bool(steps.loc[(name, seed, k), "continues"])
-               for k in range(earlier + 1, later + 1))
+    return all((name, seed, k) in steps and bool(steps[(name, seed, k)].continues) for k in range(earlier + 1, later + 1))
+
+
+def _means_by_chain(rows: pd.DataFrame) -> Dict[Tuple[Any, Any], Dict[Tuple[int, str], float]]:
+    """(name, seed) -> {(step, test_set): mean value}, each chain's entries ordered by step and test set."""
+    out: Dict[Tuple[Any, Any], Dict[Tuple[int, str], float]] = {}
+    for (name, seed, step, test_set), mean in rows.groupby(["name", "seed", "step", "test_set"])["value"].mean().items():
+        out.setdefault((name, seed), {})[(step, test_set)] = mean
+    return out
 
 
 def forgetting(results: Results, objective: str = "accuracy", task: Optional[str] = None) -> pd.DataFrame:
@@ -85,24 +127,26 @@ def forgetting(results: Results, objective: str = "accuracy", task: Optional[str
     ``after`` the later step's on the same test set, ``forgetting`` = learned - after (mean over the seeds
     that finished both, ``n``; ``forgetting_std`` their std, NaN for one seed)."""
     rows = _plain(results, objective, task)
-    steps = results.steps.set_index(["name", "seed", "step"])
+    steps = _step_lookup(results.steps)
+    means = _means_by_chain(rows)
+    comments = _first(rows, ["name", "seed", "step"], "comment")
     per_seed = []
-    for (name, seed), chain in rows.groupby(["name", "seed"], sort=False):
-        values = chain.groupby(["step", "test_set"])["value"].mean()
+    for name, seed in dict.fromkeys(zip(rows["name"], rows["seed"])):
+        values = means[(name, seed)]
         for (later, test_set), after in values.items():
-            trained_on = steps.loc[(name, seed, later), "test_set"] if (name, seed, later) in steps.index else ""
+            trained_on = steps[(name, seed, later)].test_set if (name, seed, later) in steps else ""
             if trained_on == test_set:  # its own task: not forgetting
                 continue
             for earlier in range(later):
-                own = steps.loc[(name, seed, earlier), "test_set"] if (name, seed, earlier) in steps.index else ""
-                if own != test_set or (earlier, test_set) not in values.index:
+                own = steps[(name, seed, earlier)].test_set if (name, seed, earlier) in steps else ""
+                if own != test_set or (earlier, test_set) not in values:
                     continue
                 if not _continuing(steps, name, seed, earlier, later):
                     continue
                 learned = values[(earlier, test_set)]
                 per_seed.append({"name": name, "seed": seed, "step": int(later), "earlier_step": earlier,
                                  "test_set": test_set, "learned": learned, "after": after, "forgetting": learned - after,
-                                 "comment": chain[chain["step"] == later]["comment"].iloc[0]})
+                                 "comment": comments[(name, seed, later)]})
     if not per_seed:
         return pd.DataFrame(columns=FORGETTING_COLUMNS)
     frame = pd.DataFrame(per_seed)
@@ -135,11 +179,11 @@ def accuracy_matrix(results: Results, objective: str = "accuracy", task: Optiona
     return matrix
 
 
-def _tasks_of(steps: pd.DataFrame, name: str, seed: Any, last: int) -> List[int]:
+def _tasks_of(steps: Mapping[Tuple[Any, Any, int], Any], name: str, seed: Any, last: int) -> List[int]:
     """The steps of one network's training in a chain: the last step and, going back, every step it
     continues (``steps.continues``), first to last."""
     sequence = [last]
-    while sequence[0] > 0 and bool(steps.loc[(name, seed, sequence[0]), "continues"]):
+    while sequence[0] > 0 and bool(steps[(name, seed, sequence[0])].continues):
         sequence.insert(0, sequence[0] - 1)
     return sequence
 
@@ -173,15 +217,15 @@ def continual_learning(results: Results, objective: str = "accuracy", task: Opti
     WARNING.
     """
     rows = _plain(results, objective, task)
-    steps = results.steps.set_index(["name", "seed", "step"])
+    steps = _step_lookup(results.steps)
     firsts = results.steps[(results.steps["step"] == 0) & (results.steps["state"] == "done")]
-    values = rows.groupby(["name", "seed", "step", "test_set"])["value"].mean()
+    values = rows.groupby(["name", "seed", "step", "test_set"])["value"].mean().to_dict()
     baselines = _scratch_means(rows, firsts)
     per_seed: List[Dict[str, Any]] = []
-    for (name, seed), chain in results.steps.groupby(["name", "seed"], sort=False):
-        sequence = _tasks_of(steps, name, seed, int(chain["step"].max()))
-        tasks = [steps.loc[(name, seed, k), "test_set"] for k in sequence]
-        if len(set(tasks)) < 2 or any(steps.loc[(name, seed, k), "state"] != "done" for k in sequence):
+    for (name, seed), last in results.steps.groupby(["name", "seed"], sort=False)["step"].max().items():
+        sequence = _tasks_of(steps, name, seed, int(last))
+        tasks = [steps[(name, seed, k)].test_set for k in sequence]
+        if len(set(tasks)) < 2 or any(steps[(name, seed, k)].state != "done" for k in sequence):
             continue  # one task, or an incomplete chain (load_results reported it)
         matrix = [[values.get((name, seed, i, t), math.nan) for t in tasks] for i in sequence]
         final, last = matrix[-1], len(tasks) - 1
@@ -190,7 +234,7 @@ def continual_learning(results: Results, objective: str = "accuracy", task: Opti
             logger.warning("%s seed %s: no %s for every task after every step (%s); left out of the continual-learning "
                            "metrics", name, seed, objective, " -> ".join(tasks))
             continue
-        scratch = [baselines.get(steps.loc[(name, seed, k), "scratch_id"], (math.nan, "")) for k in sequence[1:]]
+        scratch = [baselines.get(steps[(name, seed, k)].scratch_id, (math.nan, "")) for k in sequence[1:]]
         fwt = sum(matrix[j][j] - scratch[j - 1][0] for j in range(1, len(tasks))) / last
         per_seed.append({"name": name, "seed": seed, "tasks": " -> ".join(tasks), "steps": ", ".join(map(str, sequence)),
                          "acc": sum(final) / len(final), "bwt": sum(final[j] - matrix[j][j] for j in range(last)) / last,
@@ -208,11 +252,6 @@ def continual_learning(results: Results, objective: str = "accuracy", task: Opti
 
 def _scratch_means(rows: pd.DataFrame, firsts: pd.DataFrame) -> Dict[str, Any]:
     """scratch_id -> (mean value on the own test set over the finished seeds, names of the experiments)."""
-    own = rows[rows["split"] == "test"].drop_duplicates(["step_id", "seed"])
-    out = {}
-    for scratch, group in firsts.groupby("scratch_id", sort=False):
-        unique = group.drop_duplicates(["step_id", "seed"])
-        found = own.merge(unique[["name", "seed", "step", "step_id"]], on=["name", "seed", "step", "step_id"])
-        if len(found):
-            out[scratch] = (found["value"].mean(), ", ".join(dict.fromkeys(group["name"])))
-    return out
+    names = _scratch_names(firsts)
+    found = _scratch_values(rows[rows["split"] == "test"].drop_duplicates(["step_id", "seed"]), firsts)
+    return {scratch: (values.mean(), names[scratch]) for scratch, values in found.items()}

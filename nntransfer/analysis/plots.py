@@ -45,6 +45,7 @@ from matplotlib.collections import LineCollection  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
+from nntransfer.analysis.metrics import accuracy_matrix  # noqa: E402
 from nntransfer.analysis.results import NOT_TEST_SETS, Results, default_task, seed_stats, select  # noqa: E402
 from nntransfer.safe_files import write_atomically  # noqa: E402
 
@@ -119,6 +120,20 @@ def _save(fig: Figure, path: Optional[PathLike]) -> Figure:
         write_atomically(path, image.getvalue())  # a link planted at ``path`` is replaced, never written through
         logger.info("wrote %s", path)
     return fig
+
+
+def _lines(frame: pd.DataFrame, by: Union[str, List[str]], columns: Sequence[str]) -> List[Tuple[Any, np.ndarray]]:
+    """(key, the ``columns`` of its rows as one array) per group of ``by``, in the order of
+    ``groupby(sort=False)`` and each group's rows in frame order: the arrays are cut from one array of the
+    whole frame rather than from a frame per group (hundreds of steps in one panel)."""
+    if frame.empty:
+        return []
+    codes = frame.groupby(by, sort=False).ngroup().to_numpy()
+    first = frame.drop_duplicates(by)
+    keys = list(zip(*(first[column] for column in by))) if isinstance(by, list) else list(first[by])
+    order = np.argsort(codes, kind="stable")
+    points = frame[list(columns)].to_numpy()
+    return [(key, points[rows]) for key, rows in zip(keys, np.split(order, np.flatnonzero(np.diff(codes[order])) + 1))]
 
 
 def _names(frame: pd.DataFrame) -> List[str]:
@@ -223,8 +238,8 @@ def _many_curves(ax, stats: pd.DataFrame, modes: Sequence[str], sharing: Mapping
         of_mode = stats[stats["mode"] == mode]
         if of_mode.empty:
             continue
-        groups = list(of_mode.groupby("step_id", sort=False))
-        ax.add_collection(LineCollection([line[["epoch", "mean"]].to_numpy() for _, line in groups],
+        groups = _lines(of_mode, "step_id", ["epoch", "mean"])
+        ax.add_collection(LineCollection([line for _, line in groups],
                                          colors=[_color(sharing[step_id], colors) for step_id, _ in groups],
                                          linestyles=MODE_STYLES.get(mode, ":"), linewidths=0.6, alpha=0.35))
         overall = of_mode.groupby("epoch")["mean"].mean()
@@ -323,8 +338,8 @@ def _many_transfer_steps(ax, rows: pd.DataFrame, names: Sequence[str], colors: M
     """Many experiments: per experiment and test set one thin line through its seeds' means, then the mean
     over the experiments in black (with the spread over them as error bars)."""
     means = rows.groupby(["name", "test_set", "step"], sort=False)["value"].mean().reset_index().sort_values("step")
-    groups = list(means.groupby(["name", "test_set"], sort=False))
-    ax.add_collection(LineCollection([line[["step", "value"]].to_numpy() for _, line in groups],
+    groups = _lines(means, ["name", "test_set"], ["step", "value"])
+    ax.add_collection(LineCollection([line for _, line in groups],
                                      colors=[colors[name] for (name, _), _ in groups], linewidths=0.6, alpha=0.35))
     for test_set, of_set in means.groupby("test_set", sort=False):
         ax.scatter(of_set["step"], of_set["value"], s=5, marker=markers[test_set], color="0.45", alpha=0.4, linewidths=0)
@@ -518,8 +533,6 @@ def plot_all(
     test set), ``final_accuracy`` (every step on ``split``), ``robustness_<split>`` for each split per
     severity or noise level, and ``accuracy_matrix``. With ``out``, each is saved as ``<out>/<name>.png``;
     ``close`` closes the figures afterwards (batch use; the returned figures can still be saved)."""
-    from nntransfer.analysis.metrics import accuracy_matrix
-
     out = Path(out) if out is not None else None
 
     def target(name: str) -> Optional[Path]:

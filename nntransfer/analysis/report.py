@@ -1,6 +1,6 @@
 """``nntransfer report``: a recipe's results as CSVs and PNGs in one folder.
 
-    nntransfer report RECIPE [--experiment NAME] [--chain NAME] [--seed N] [--schema NAME | --workdir DIR] --out DIR
+    nntransfer report RECIPE [--experiment NAME] [--chain NAME] [--seed N] [--store ADDRESS | --workdir DIR | --schema NAME] --out DIR
                       [--split test] [--objective accuracy]
 
 writes ``status.csv``, ``steps.csv``, ``curves.csv``, ``final.csv``, ``summary.csv`` (every split; see
@@ -16,24 +16,21 @@ import argparse
 import logging
 import math
 from pathlib import Path
-from typing import Dict, Union
+from typing import Any, Dict, Optional, Union
 
-from nntransfer.defaults import DEFAULT_WORKDIR
+from nntransfer.pipeline.backends import add_store_arguments, store_address
 from nntransfer.recipes.selection import add_selection_arguments
 from nntransfer.safe_files import write_atomically
 
 logger = logging.getLogger(__name__)
 
 
-def write_report(results, out: Union[str, Path], split: str = "test", objective: str = "accuracy") -> Dict[str, Path]:
-    """Write the frames of ``results`` (:class:`~nntransfer.analysis.results.Results`), the summary over
-    every split, the transfer metrics (``objective``; the gain on ``split``) as CSVs and every plot as a
-    PNG (the bar plot on ``split``) into ``out``; returns name -> path of everything written."""
-    from nntransfer.analysis.metrics import accuracy_matrix, continual_learning, forgetting, transfer_gain
-    from nntransfer.analysis.plots import plot_all  # matplotlib only when a report is written
+def report_frames(results, split: str = "test", objective: str = "accuracy") -> Dict[str, Any]:
+    """The frames of a report, by CSV name: those of ``results``
+    (:class:`~nntransfer.analysis.results.Results`), the summary over every split and, when a step has
+    ``objective`` results on a test set, the transfer metrics (the gain on ``split``)."""
+    from nntransfer.analysis.metrics import continual_learning, forgetting, transfer_gain
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     frames = {
         "status": results.status,
         "steps": results.steps,
@@ -48,6 +45,22 @@ def write_report(results, out: Union[str, Path], split: str = "test", objective:
         frames["continual_learning"] = continual_learning(results, objective)
     else:
         logger.warning("no step has %s results on a test set: no transfer metrics", objective)
+    return frames
+
+
+def write_report(results, out: Union[str, Path], split: str = "test", objective: str = "accuracy",
+                 frames: Optional[Dict[str, Any]] = None) -> Dict[str, Path]:
+    """Write the frames of ``results`` (:class:`~nntransfer.analysis.results.Results`), the summary over
+    every split, the transfer metrics (``objective``; the gain on ``split``) as CSVs and every plot as a
+    PNG (the bar plot on ``split``) into ``out``; returns name -> path of everything written. ``frames``:
+    :func:`report_frames` of the same arguments, if already computed."""
+    from nntransfer.analysis.metrics import accuracy_matrix
+    from nntransfer.analysis.plots import plot_all  # matplotlib only when a report is written
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if frames is None:
+        frames = report_frames(results, split, objective)
     written: Dict[str, Path] = {}
     for name, frame in frames.items():
         path = out / f"{name}.csv"
@@ -149,17 +162,15 @@ def run_report(args: argparse.Namespace) -> int:
     """The handler of ``nntransfer report``."""
     from nntransfer.analysis.results import load_results
 
-    workdir = None if args.schema else (args.workdir or DEFAULT_WORKDIR)
-    results = load_results(args.recipe, args.experiment, workdir=workdir, schema=args.schema, chains=args.chain, seeds=args.seed)
-    written = write_report(results, args.out, args.split, args.objective)
+    results = load_results(args.recipe, args.experiment, store=store_address(args.store, args.workdir, args.schema),
+                           chains=args.chain, seeds=args.seed)
+    frames = report_frames(results, args.split, args.objective)  # each metric computed once: written and printed
+    written = write_report(results, args.out, args.split, args.objective, frames)
     logger.info("wrote %s to %s", ", ".join(path.name for path in written.values()), args.out)
     print(f"{results.recipe} ({results.where}): {args.objective} per split, mean ± std over seeds")
     print(summary_text(shared_once(results, args.objective), args.objective))
-    if "transfer_gain" in written:
-        from nntransfer.analysis.metrics import continual_learning, forgetting, transfer_gain
-
-        metrics = metrics_text(transfer_gain(results, args.split, args.objective), forgetting(results, args.objective),
-                               continual_learning(results, args.objective))
+    if "transfer_gain" in frames:
+        metrics = metrics_text(frames["transfer_gain"], frames["forgetting"], frames["continual_learning"])
         if metrics:
             print(metrics)
     print(code_text(results.status), end="")
@@ -175,9 +186,7 @@ def add_report_command(subparsers) -> None:
     report.add_argument("recipe", help="recipe folder, .py file or dotted module name")
     report.add_argument("--experiment", help="only this module of the recipe folder")
     add_selection_arguments(report)
-    where = report.add_mutually_exclusive_group()
-    where.add_argument("--schema", help="read the tables of this schema")
-    where.add_argument("--workdir", default=None, help=f"read this local work folder (default {DEFAULT_WORKDIR})")
+    add_store_arguments(report)
     report.add_argument("--out", required=True, help="folder for the CSVs and PNGs")
     report.add_argument("--split", default="test",
                         help="split of the bar plot and the transfer gain (default test; the summary, the CSVs and "

@@ -50,7 +50,7 @@ import math
 import numbers
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import pandas as pd
@@ -59,12 +59,13 @@ from nntransfer.analysis.baselines import continues_previous, scratch_id
 from nntransfer.configs.test_sets import DERIVED_SPLITS, NOT_TEST_SETS, parse_earlier_split, short_hash, split_identity
 from nntransfer.configs.transfer_experiment import TransferExperiment
 from nntransfer.defaults import TASK_KEY
+from nntransfer.pipeline.addresses import open_store
+from nntransfer.pipeline.backends import store_address
 from nntransfer.pipeline.drift import current_drift, mark_drift
-from nntransfer.pipeline.runner import open_store
 from nntransfer.pipeline.store import DONE, Store, step_status
 from nntransfer.recipes.loading import Recipe, as_recipe
 from nntransfer.recipes.selection import select_chains
-from nntransfer.trainer.tensorboard import tracker_rows
+from nntransfer.training_log import tracker_rows  # not the trainer package: reading results needs no torch
 
 logger = logging.getLogger(__name__)
 
@@ -132,9 +133,9 @@ def _group_level(path: Tuple[Any, ...]) -> Tuple[str, float]:
     return "/".join(str(p) for p in path), math.nan
 
 
-def final_frame(final: Mapping[str, Any]) -> pd.DataFrame:
-    """The final evaluation of one step (``output["final"]``) as rows
-    ``split, variant, group, level, task, objective, value`` (see the module docstring)."""
+def final_rows(final: Mapping[str, Any]) -> List[Tuple[str, str, str, float, str, str, float]]:
+    """The final evaluation of one step (``output["final"]``) as tuples
+    ``(split, variant, group, level, task, objective, value)`` (see the module docstring)."""
     rows = []
     for key, node in final.items():
         split, variant = _split_variant(str(key))
@@ -143,7 +144,13 @@ def final_frame(final: Mapping[str, Any]) -> pd.DataFrame:
             for task, objectives in tasks.items():
                 for objective, value in objectives.items():
                     rows.append((split, variant, group, level, str(task), str(objective), float(value)))
-    frame = pd.DataFrame(rows, columns=["split", "variant", "group", "level", "task", "objective", "value"])
+    return rows
+
+
+def final_frame(final: Mapping[str, Any]) -> pd.DataFrame:
+    """The final evaluation of one step (``output["final"]``) as rows
+    ``split, variant, group, level, task, objective, value`` (see the module docstring)."""
+    frame = pd.DataFrame(final_rows(final), columns=["split", "variant", "group", "level", "task", "objective", "value"])
     frame["level"] = frame["level"].astype(float)
     return frame
 
@@ -172,12 +179,6 @@ class Results:
         finished (``n_done`` of ``n_seeds``; std is NaN for one seed); ``split=None``: every plain split.
         See :func:`summarize`."""
         return summarize(self.final, self.status, split=split, objective=objective, task=task)
-
-    def plot(self, out: Optional[Union[str, Path]] = None, **options: Any) -> Dict[str, Any]:
-        """Every plot of :func:`nntransfer.analysis.plots.plot_all` (saved as PNGs in ``out`` if given)."""
-        from nntransfer.analysis.plots import plot_all  # matplotlib only when plotting
-
-        return plot_all(self, out=out, **options)
 
 
 # ---------------------------------------------------------------------------- who a step is
@@ -208,16 +209,42 @@ def _data_name(dataset: Mapping[str, Any]) -> str:
     return name
 
 
+@dataclass
+class _ChainFacts:
+    """What a load needs of one chain's configs, computed once per load: hashing configs is what a report
+    of many chains spends its time on."""
+
+    comments: List[str]  # each step's own comment
+    ids: List[str]  # step_ids
+    datasets: List[Dict[str, Any]]  # each step's dataset config's to_dict()
+    test_sets: List[Optional[str]]  # the identity of each step's test split
+
+
+def _chain_facts(recipe: Recipe) -> Dict[Any, _ChainFacts]:
+    seen: Dict[int, Tuple[Dict[str, Any], Optional[str]]] = {}  # id(dataset config): a config chains share, once
+    facts = {}
+    for description, chain in recipe.transfer_experiments.items():
+        for step in chain:
+            if id(step.dataset) not in seen:
+                dataset = step.dataset.to_dict()
+                seen[id(step.dataset)] = (dataset, split_identity(dataset, "test"))
+        datasets, identities = zip(*(seen[id(step.dataset)] for step in chain))
+        facts[description] = _ChainFacts(own_comments(chain), step_ids(chain), list(datasets), list(identities))
+    return facts
+
+
 def name_test_sets(recipe: Recipe) -> Dict[str, str]:
     """identity -> readable name of every config-defined test set of ``recipe`` (see the module
     docstring): the own comment its steps agree on, else the data set and classes; the split is added
     for splits other than ``test``; a name two test sets would share gets a hash suffix."""
+    return _name_test_sets(_chain_facts(recipe).values())
+
+
+def _name_test_sets(facts: Iterable[_ChainFacts]) -> Dict[str, str]:
     comments: Dict[str, List[str]] = {}
     data: Dict[str, Tuple[Mapping[str, Any], List[str]]] = {}
-    for chain in recipe.transfer_experiments.values():
-        for step, comment in zip(chain, own_comments(chain)):
-            dataset = step.dataset.to_dict()
-            base = split_identity(dataset, "test")
+    for chain in facts:
+        for dataset, base, comment in zip(chain.datasets, chain.test_sets, chain.comments):
             comments.setdefault(base, []).append(comment)
             transforms = dataset.get("test_transforms") or {}
             splits = ["test", *DERIVED_SPLITS, *(transforms if isinstance(transforms, Mapping) else ())]
@@ -239,18 +266,23 @@ def name_test_sets(recipe: Recipe) -> Dict[str, str]:
 
 def step_frame(recipe: Recipe, status: pd.DataFrame) -> pd.DataFrame:
     """The ``steps`` frame (see the module docstring): one row per step of ``recipe``."""
-    names = name_test_sets(recipe)
-    state = status.set_index(["name", "seed", "step"])["state"]
-    code = status.set_index(["name", "seed", "step"])["code"] if "code" in status else None
+    facts = _chain_facts(recipe)
+    return _step_frame(recipe, status, _name_test_sets(facts.values()), facts)
+
+
+def _step_frame(recipe: Recipe, status: pd.DataFrame, names: Mapping[str, str], facts: Mapping[Any, _ChainFacts]) -> pd.DataFrame:
+    positions = list(zip(status["name"], status["seed"], status["step"]))
+    state = dict(zip(positions, status["state"]))
+    code = dict(zip(positions, status["code"])) if "code" in status else {}
     rows = []
     for description, chain in recipe.transfer_experiments.items():
-        for level, (step, label, step_id) in enumerate(zip(chain, own_comments(chain), step_ids(chain))):
-            identity = split_identity(step.dataset.to_dict(), "test")
+        known = facts[description]
+        for level, (step, label, step_id, identity) in enumerate(zip(chain, known.comments, known.ids, known.test_sets)):
+            position = (description.name, description.seed, level)
             rows.append(dict(name=description.name, seed=description.seed, step=level, comment=step.comment,
-                             label=label or step.comment or f"step {level}", state=state[(description.name, description.seed, level)],
+                             label=label or step.comment or f"step {level}", state=state[position],
                              step_id=step_id, scratch_id=scratch_id(step), test_set=names.get(identity, ""),
-                             continues=continues_previous(step, level),
-                             code="" if code is None else code[(description.name, description.seed, level)]))
+                             continues=continues_previous(step, level), code=code.get(position, "")))
     frame = pd.DataFrame(rows, columns=[c for c in STEPS_COLUMNS if c != "shared_by"])
     sharing = frame.groupby("step_id", sort=False)["name"].agg(lambda n: ", ".join(dict.fromkeys(n)))
     frame["shared_by"] = frame["step_id"].map(sharing)
@@ -261,17 +293,18 @@ def split_test_sets(final: pd.DataFrame, dataset: Mapping[str, Any], names: Mapp
                     earlier: Sequence[Mapping[str, Any]] = ()) -> List[str]:
     """The ``test_set`` of each row of one step's ``final`` frame (``dataset``: its config's ``to_dict()``;
     ``earlier``: those of the steps before it in its chain, whose test sets it evaluated as "step 0 test")."""
-    out = []
-    for split in final["split"]:
-        identity = split_identity(dataset, split)
-        of_earlier = parse_earlier_split(split)
-        if of_earlier is not None and of_earlier[0] < len(earlier):
-            identity = split_identity(earlier[of_earlier[0]], of_earlier[1])
-        if identity is not None:
-            out.append(names.get(identity, str(split)))
-        else:
-            out.append("" if split in NOT_TEST_SETS else str(split))  # a custom split: its name
-    return out
+    return [_split_test_set(split, dataset, names, earlier) for split in final["split"]]
+
+
+def _split_test_set(split: str, dataset: Mapping[str, Any], names: Mapping[str, str],
+                    earlier: Sequence[Mapping[str, Any]]) -> str:
+    identity = split_identity(dataset, split)
+    of_earlier = parse_earlier_split(split)
+    if of_earlier is not None and of_earlier[0] < len(earlier):
+        identity = split_identity(earlier[of_earlier[0]], of_earlier[1])
+    if identity is not None:
+        return names.get(identity, str(split))
+    return "" if split in NOT_TEST_SETS else str(split)  # a custom split: its name
 
 
 def _chain_order(status: pd.DataFrame) -> Dict[str, int]:
@@ -304,71 +337,81 @@ def _warn_incomplete(status: pd.DataFrame) -> None:
 def collect_results(recipe: Recipe, store: Store) -> Results:
     """Read every finished step of ``recipe`` from ``store`` (any :class:`~nntransfer.pipeline.store.Store`)
     into :class:`Results`. ValueError when no step is finished."""
+    # every step's key once: hashing the configs is most of what reading a recipe's results costs
+    keys = {(description.name, description.seed, level): chain.step_key(level)
+            for description, chain in recipe.transfer_experiments.items() for level in range(len(chain))}
     # a step trained by code that changed since stays done (its results are read) and says so in ``code``
-    status_rows = mark_drift(step_status(store, recipe), current_drift(store, recipe), changed_state=False)
+    status_rows = mark_drift(step_status(store, recipe, list(keys.values())), current_drift(store, recipe, list(keys.values())),
+                             changed_state=False)
     status = pd.DataFrame(
         [(r.name, r.seed, r.step, r.comment, r.state, r.score, r.error, r.code) for r in status_rows],
         columns=STATUS_COLUMNS[:7] + ["code"],
     )
     if status.empty:
         raise ValueError(f"recipe {recipe.name} defines no experiments")
-    chains = status.groupby(["name", "seed"], sort=False)
-    status["chain_steps"] = chains["step"].transform("size").astype(int)
-    status["chain_complete"] = chains["state"].transform(lambda states: bool((states == DONE).all())).astype(bool)
+    chains = [status["name"], status["seed"]]
+    status["chain_steps"] = status.groupby(chains, sort=False)["step"].transform("size").astype(int)
+    status["chain_complete"] = status["state"].eq(DONE).groupby(chains, sort=False).transform("all").astype(bool)
     status["score"] = status["score"].astype(float)
     done = status[status["state"] == DONE]
     if done.empty:
         raise ValueError(
             f"none of the {len(status)} steps of recipe {recipe.name} is finished in {store.where}; "
-            "run the recipe first (nntransfer run RECIPE) or point to where it ran (--workdir / --schema)"
+            "run the recipe first (nntransfer run RECIPE) or point to where it ran (--store ADDRESS)"
         )
     _warn_incomplete(status)
 
-    steps = status.set_index(["name", "seed", "step"])
-    test_sets = name_test_sets(recipe)
-    curves, finals = [], []
+    positions = list(zip(status["name"], status["seed"], status["step"]))
+    state = dict(zip(positions, status["state"]))
+    completeness = dict(zip(positions, zip(status["chain_steps"], status["chain_complete"])))
+    facts = _chain_facts(recipe)
+    test_sets = _name_test_sets(facts.values())
+    curves: List[Tuple[Any, ...]] = []
+    finals: List[Tuple[Any, ...]] = []
+    # (the dataset configs up to a step, split) -> its test set: the same configs in many chains, named once
+    named: Dict[Tuple[Tuple[int, ...], str], str] = {}
     for description, chain in recipe.transfer_experiments.items():
-        chain_ids = step_ids(chain)
+        known = facts[description]
         for level in range(len(chain)):
-            info = steps.loc[(description.name, description.seed, level)]
-            if info["state"] != DONE:
+            position = (description.name, description.seed, level)
+            if state[position] != DONE:
                 continue
-            output = store.load(chain.step_key(level)).output
-            ids = dict(name=description.name, seed=description.seed, step=level, comment=chain[level].comment,
-                       step_id=chain_ids[level])
+            output = store.load(keys[position]).output
             if not isinstance(output, Mapping) or not ({"tracker", "final"} & set(output)):
                 logger.warning("%s seed %s step %d: the output has no 'tracker' or 'final' entry; nothing to analyse",
                                description.name, description.seed, level)
                 continue
+            ids = (description.name, description.seed, level, chain[level].comment)
             if "tracker" in output:
-                curves.append(tracker_frame(output["tracker"]).assign(**ids))
+                curves.extend((*ids, *row, known.ids[level]) for row in tracker_rows(output["tracker"]))
             if "final" in output:
-                completeness = dict(chain_steps=int(info["chain_steps"]), chain_complete=bool(info["chain_complete"]))
-                rows = final_frame(output["final"]).assign(**ids, **completeness)
-                rows["test_set"] = split_test_sets(rows, chain[level].dataset.to_dict(), test_sets,
-                                                   [chain[k].dataset.to_dict() for k in range(level)])
-                finals.append(rows)
+                chain_steps, chain_complete = completeness[position]
+                datasets = tuple(id(step.dataset) for step in chain[: level + 1])
+                for row in final_rows(output["final"]):
+                    if (datasets, row[0]) not in named:
+                        named[(datasets, row[0])] = _split_test_set(row[0], known.datasets[level], test_sets,
+                                                                    known.datasets[:level])
+                    finals.append((*ids, *row, int(chain_steps), bool(chain_complete), named[(datasets, row[0])],
+                                   known.ids[level]))
     order = _chain_order(status)
-    curves_frame = pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(columns=CURVE_COLUMNS)
-    final_frame_ = pd.concat(finals, ignore_index=True) if finals else pd.DataFrame(columns=FINAL_COLUMNS)
+    curves_frame = pd.DataFrame(curves, columns=CURVE_COLUMNS) if curves else pd.DataFrame(columns=CURVE_COLUMNS)
+    final_frame_ = pd.DataFrame(finals, columns=FINAL_COLUMNS) if finals else pd.DataFrame(columns=FINAL_COLUMNS)
+    final_frame_["level"] = final_frame_["level"].astype(float)
     return Results(
         recipe=recipe.name,
         where=store.where,
         status=status[STATUS_COLUMNS],
-        curves=_sorted(curves_frame[CURVE_COLUMNS], order, ["mode", "task", "objective", "epoch"]),
-        final=_sorted(final_frame_[FINAL_COLUMNS], order),
-        steps=_sorted(step_frame(recipe, status), order),
+        curves=_sorted(curves_frame, order, ["mode", "task", "objective", "epoch"]),
+        final=_sorted(final_frame_, order),
+        steps=_sorted(_step_frame(recipe, status, test_sets, facts), order),
     )
 
 
-def open_results_store(workdir: Optional[Union[str, Path]] = None, schema: Optional[str] = None) -> Store:
-    """The store that holds the results: the local work folder ``workdir`` (default
-    ``./nntransfer_work``) or the tables of ``schema``; never creates either."""
-    if workdir is not None and schema is not None:
-        raise ValueError("give either a work folder (--workdir) or a database schema (--schema), not both")
-    if schema is not None:
-        return open_store("datajoint", schema=schema, create=False)
-    return open_store("local", workdir=None if workdir is None else str(workdir), create=False)
+def open_results_store(store: Optional[Union[str, Store]] = None, workdir: Optional[Union[str, Path]] = None,
+                       schema: Optional[str] = None) -> Store:
+    """The store that holds the results: at the address ``store`` (default ``local:./nntransfer_work``), or
+    its shortcuts, the work folder ``workdir`` or the tables of ``schema``; never creates it."""
+    return open_store(store_address(store, workdir, schema), create=False)
 
 
 def load_results(
@@ -378,16 +421,17 @@ def load_results(
     schema: Optional[str] = None,
     chains: Optional[Sequence[str]] = None,
     seeds: Optional[Sequence[int]] = None,
+    store: Optional[Union[str, Store]] = None,
 ) -> Results:
     """Load the results of ``recipe`` (a folder, ``.py`` file, module name, :class:`Recipe`, or the
-    experiments themselves as :func:`nntransfer.run` takes them) from the
-    local work folder ``workdir`` (default ``./nntransfer_work``) or from the tables of ``schema``.
+    experiments themselves as :func:`nntransfer.run` takes them) from the store at the address ``store``
+    (default ``local:./nntransfer_work``), or its shortcuts: the work folder ``workdir``, the tables of ``schema``.
 
     ``experiment`` picks one module of a recipe folder (like ``nntransfer run --experiment``); ``chains``
     (names) and ``seeds`` pick chains of the recipe (like ``--chain`` and ``--seed``).
     """
     recipe = select_chains(as_recipe(recipe, experiment), chains, seeds)
-    return collect_results(recipe, open_results_store(workdir, schema))
+    return collect_results(recipe, open_results_store(store, workdir, schema))
 
 
 # ---------------------------------------------------------------------------- aggregation
@@ -422,15 +466,11 @@ def select(
 
 def seed_stats(values: pd.Series) -> pd.Series:
     """Mean, std (NaN for one seed: no spread can be measured), min, max and count of one group's values."""
-    return pd.Series(
-        {
-            "mean": values.mean(),
-            "std": values.std(ddof=1) if len(values) > 1 else math.nan,
-            "min": values.min(),
-            "max": values.max(),
-            "n_done": len(values),
-        }
-    )
+    return pd.Series(dict(zip(("mean", "std", "min", "max", "n_done"), _seed_stats(values))))
+
+
+def _seed_stats(values: pd.Series) -> Tuple[float, float, float, float, int]:
+    return (values.mean(), values.std(ddof=1) if len(values) > 1 else math.nan, values.min(), values.max(), len(values))
 
 
 SUMMARY_COLUMNS = ["name", "step", "comment", "split", "test_set", "n_done", "n_seeds", "mean", "std", "min", "max"]
@@ -460,23 +500,26 @@ def summarize(
         plain = select(final, split, objective, task)
         plain = plain[plain["group"] == ""]
         splits = [split]
-    test_sets = {key: rows["test_set"].iloc[0] for key, rows in plain.groupby(["name", "step", "split"], sort=False)} \
-        if "test_set" in plain else {}
-    stats = {key: seed_stats(rows["value"]) for key, rows in plain.groupby(["name", "step", "split"], sort=False)}
-    missing = pd.Series({"mean": math.nan, "std": math.nan, "min": math.nan, "max": math.nan, "n_done": 0})
+    keys = ["name", "step", "split"]
+    first = plain.drop_duplicates(keys)
+    test_sets = dict(zip(zip(*(first[k] for k in keys)), first["test_set"])) if "test_set" in plain else {}
+    stats = {key: _seed_stats(values) for key, values in plain.groupby(keys, sort=False)["value"]}
+    missing = (math.nan, math.nan, math.nan, math.nan, 0)
+    steps = status.drop_duplicates(["name", "step"])  # each step's first row, in groupby's order
+    seeds = status.groupby(["name", "step"], sort=False).size().to_dict()
     rows = []
-    for (name, step), steps in status.groupby(["name", "step"], sort=False):
+    for name, step, comment in zip(steps["name"], steps["step"], steps["comment"]):
         before = len(rows)
         for one_split in splits:
             key = (name, step, one_split)
             if split is None and key not in stats:
                 continue  # a step that did not evaluate this split (or did not finish): listed under its others
-            values = stats.get(key, missing)
-            rows.append({"name": name, "step": int(step), "comment": steps["comment"].iloc[0], "split": one_split,
-                         "test_set": test_sets.get(key, ""), "n_done": int(values["n_done"]), "n_seeds": len(steps),
-                         "mean": values["mean"], "std": values["std"], "min": values["min"], "max": values["max"]})
+            mean, std, low, high, n_done = stats.get(key, missing)
+            rows.append({"name": name, "step": int(step), "comment": comment, "split": one_split,
+                         "test_set": test_sets.get(key, ""), "n_done": int(n_done), "n_seeds": seeds[(name, step)],
+                         "mean": mean, "std": std, "min": low, "max": high})
         if len(rows) == before:  # nothing finished: the step keeps its row
-            rows.append({"name": name, "step": int(step), "comment": steps["comment"].iloc[0], "split": "",
-                         "test_set": "", "n_done": 0, "n_seeds": len(steps), "mean": math.nan, "std": math.nan,
+            rows.append({"name": name, "step": int(step), "comment": comment, "split": "",
+                         "test_set": "", "n_done": 0, "n_seeds": seeds[(name, step)], "mean": math.nan, "std": math.nan,
                          "min": math.nan, "max": math.nan})
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)

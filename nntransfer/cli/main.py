@@ -1,14 +1,19 @@
 """The ``nntransfer`` command.
 
-    nntransfer run RECIPE [--experiment NAME] [--chain NAME] [--seed N] [--backend local|datajoint] [--schema NAME] [--workdir DIR]
+    nntransfer run RECIPE [--experiment NAME] [--chain NAME] [--seed N] [STORE]
                    [--order original|random] [--fast-dev-run [BATCHES]] [--dry-run] [--rerun-changed | --reuse-changed]
-    nntransfer worker RECIPE [--experiment NAME] --schema NAME [--order ...] [--poll SECONDS] [--rerun-changed | --reuse-changed]
-    nntransfer status RECIPE [--experiment NAME] [--chain NAME] [--seed N] (--schema NAME | --workdir DIR)
-    nntransfer report RECIPE [--experiment NAME] [--chain NAME] [--seed N] (--schema NAME | --workdir DIR) [--out DIR]
-    nntransfer diff A B [--recipe RECIPE] (--schema NAME | --workdir DIR)
-    nntransfer lineage STEP [--recipe RECIPE] (--schema NAME | --workdir DIR)
-    nntransfer forget STEP [--recipe RECIPE] (--schema NAME | --workdir DIR) [--yes]
-    nntransfer gc --schema NAME [--dry-run] [--grace SECONDS]
+    nntransfer worker RECIPE [--experiment NAME] STORE [--order ...] [--poll SECONDS] [--rerun-changed | --reuse-changed]
+    nntransfer status RECIPE [--experiment NAME] [--chain NAME] [--seed N] [STORE]
+    nntransfer report RECIPE [--experiment NAME] [--chain NAME] [--seed N] [STORE] [--out DIR]
+    nntransfer diff A B [--recipe RECIPE] [STORE]
+    nntransfer lineage STEP [--recipe RECIPE] [STORE]
+    nntransfer forget STEP [--recipe RECIPE] [STORE] [--yes]
+    nntransfer gc [STORE] [--dry-run] [--grace SECONDS]
+
+STORE is ``--store ADDRESS`` (``local:DIR``, ``datajoint:SCHEMA``, or ``SCHEME:LOCATION`` of a backend registered
+with ``nntransfer.pipeline.backends.register_store``) or a shortcut: ``--workdir DIR`` (``local:DIR``),
+``--schema NAME`` (``datajoint:NAME``); the default is ``local:./nntransfer_work``. The CLI knows a store by its
+address only (:mod:`nntransfer.pipeline.addresses` opens it), so a user's backend works with every command.
 
 ``run`` and ``worker`` also take the runtime options ``--device``, ``--data-dir`` and ``--num-workers``:
 they change where and how steps run, never which experiment they are (they are not hashed).
@@ -36,6 +41,7 @@ from typing import Any, Dict, List, Optional
 
 from nntransfer.defaults import DEFAULT_WORKDIR, FAST_DEV_RUN_BATCHES
 from nntransfer.errors import DatabaseError, DatabaseLost, StorageError
+from nntransfer.pipeline.backends import DEFAULT_STORE, add_store_arguments, store_address
 from nntransfer.recipes.selection import add_selection_arguments, select_chains
 from nntransfer.terminal import PrintableStream, printable
 
@@ -54,7 +60,7 @@ RESUME_LINE = ("nntransfer: interrupted; run the same command again to resume "
 
 EXAMPLES = f"""\
 examples:
-  nntransfer run nntransfer.recipes.digits_transfer                 train (local backend, work folder {DEFAULT_WORKDIR})
+  nntransfer run nntransfer.recipes.digits_transfer                 train (store {DEFAULT_STORE}: a work folder)
   nntransfer status nntransfer.recipes.digits_transfer              done / failed / waiting per step, with step ids
   nntransfer report nntransfer.recipes.digits_transfer              test accuracy, CSVs and plots ({DEFAULT_REPORT_DIR})
   nntransfer diff "digits 0-4 -> 5-9:1:0" "digits 0-4 -> 5-9:1:1" --recipe nntransfer.recipes.digits_transfer
@@ -63,9 +69,9 @@ examples:
                                                                     a step's ancestors and descendants
   nntransfer run nntransfer.recipes.digits_transfer --fast-dev-run  every pending step for 2 batches; stores nothing
   nntransfer run nntransfer.recipes.digits_transfer --dry-run       per step: reuse, train, changed or blocked; writes nothing
-  nntransfer forget a8778bf5                                        delete a stored step and the steps after it
-  nntransfer run my_recipe --backend datajoint --schema lab         fill and populate the tables of schema lab
-  nntransfer worker my_recipe --schema lab                          one of many workers sharing schema lab
+  nntransfer forget d710c56a                                        delete a stored step and the steps after it
+  nntransfer run my_recipe --store datajoint:lab                    fill and populate the tables of schema lab (or --schema lab)
+  nntransfer worker my_recipe --store datajoint:lab                 one of many workers sharing schema lab
 
 RECIPE is a folder, a .py file or a dotted module. Run 'nntransfer COMMAND --help' for a command's options.
 """
@@ -95,7 +101,7 @@ def _recipe_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars, warnings only (nntransfer's and DataJoint's)")
     parser.add_argument(
         "--retry-failed", action="store_true",
-        help="run failed jobs again (datajoint backend; the local backend always retries failed steps)",
+        help="run failed jobs again (stores that keep failures, e.g. datajoint:; a work folder always retries failed steps)",
     )  # fmt: skip
     changed = parser.add_mutually_exclusive_group()  # a stored step whose user code changed stops the run otherwise
     changed.add_argument("--rerun-changed", action="store_true",
@@ -106,12 +112,6 @@ def _recipe_arguments(parser: argparse.ArgumentParser) -> None:
     runtime.add_argument("--device", help="'cpu', 'cuda', 'cuda:1' or 'auto' (default: each trainer config's)")
     runtime.add_argument("--data-dir", help="folder the data sets are read from (default: each dataset config's)")
     runtime.add_argument("--num-workers", type=int, help="DataLoader worker processes")
-
-
-def _where_arguments(parser: argparse.ArgumentParser, what: str = "read") -> None:
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument("--schema", help=f"{what} the tables of this schema")
-    where.add_argument("--workdir", default=None, help=f"{what} this local work folder (default {DEFAULT_WORKDIR})")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -125,11 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="train every step of a recipe's transfer experiments",
                               description="Train every step not done yet; print every step's state, a summary and what to run next.")  # fmt: skip
     _recipe_arguments(run)
-    run.add_argument("--backend", choices=("local", "datajoint"), default="local",
-                     help="where steps are trained and kept: 'local' trains in this process and keeps results in --workdir "
-                          "(no database; the default); 'datajoint' fills and populates the nnfabrik tables of --schema")  # fmt: skip
-    run.add_argument("--schema", help="DataJoint schema of the tables (datajoint backend)")
-    run.add_argument("--workdir", default=DEFAULT_WORKDIR, help=f"work folder (local backend; default {DEFAULT_WORKDIR})")
+    add_store_arguments(run, "train and keep steps in")
+    run.add_argument("--backend", help=argparse.SUPPRESS)  # gone in 0.5.0: refused with the line that replaces it
     run.add_argument("--fast-dev-run", nargs="?", const=FAST_DEV_RUN_BATCHES, type=int, metavar="BATCHES",
                      help=f"check instead of train: every step not stored yet, for BATCHES (default {FAST_DEV_RUN_BATCHES}) "
                           "batches of training, validation and each test set, handing on what the chain needs; "
@@ -141,15 +138,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     worker = commands.add_parser("worker", help="populate the tables until every step is done or failed")
     _recipe_arguments(worker)
-    worker.add_argument("--schema", required=True, help="DataJoint schema shared by the workers")
+    add_store_arguments(worker, "share", required=True)
     worker.add_argument("--poll", type=float, default=2.0, help="seconds between checks while others train")
-    worker.set_defaults(handler=run_command, backend="datajoint", workdir=None)
+    worker.set_defaults(handler=run_command, backend=None)
 
     status = commands.add_parser("status", help="done / running / failed / waiting per experiment and step")
     status.add_argument("recipe", help="recipe folder, .py file or dotted module name")
     status.add_argument("--experiment", help="only this module of the recipe folder")
     add_selection_arguments(status)
-    _where_arguments(status)
+    add_store_arguments(status)
     status.set_defaults(handler=status_command)
 
     from nntransfer.analysis.report import add_report_command  # its flags, and --out's default below
@@ -163,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "the fields whose values differ, with A's and B's value; when the steps' histories differ, "
                     "the steps before them too.",
         epilog=REFERENCE_HELP + '\n\nexample:\n  nntransfer diff "digits 0-4 -> 5-9:1:0" "digits 0-4 -> 5-9:1:1" '
-                                "--recipe nntransfer.recipes.digits_transfer\n  nntransfer diff a8778bf5 202e6bcd --workdir ./nntransfer_work    (ids as 'status' prints them)",
+                                "--recipe nntransfer.recipes.digits_transfer\n  nntransfer diff d710c56a 0abab785 --store local:./nntransfer_work    (ids as 'status' prints them)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
     diff.add_argument("a", metavar="A", help="a step id or NAME:SEED[:STEP] (see below)")
@@ -175,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
         "lineage", help="a stored step's ancestors and descendants across chains",
         description="The chain a step continues (step 0 first) and every stored step that continues from it, "
                     "in any chain of the work folder or schema, as a tree.",
-        epilog=REFERENCE_HELP + "\n\nexamples:\n  nntransfer lineage a8778bf5 --workdir ./nntransfer_work    (an id as 'status' prints it)\n"
+        epilog=REFERENCE_HELP + "\n\nexamples:\n  nntransfer lineage d710c56a --store local:./nntransfer_work    (an id as 'status' prints it)\n"
                                 '  nntransfer lineage "digits 0-4 -> 5-9:1:0" --recipe nntransfer.recipes.digits_transfer',
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
@@ -184,12 +181,13 @@ def build_parser() -> argparse.ArgumentParser:
     lineage.set_defaults(handler=lineage_command)
 
     gc = commands.add_parser(
-        "gc", help="remove the store files no row of a schema references (what killed workers leave)",
-        description="Remove what no row of the schema references in its external stores: files no entry registers "
-                    "(a killed worker's partial *.copying copy, the upload of a transaction that rolled back) and "
-                    "entries no row references, once older than --grace (a live worker's upload is young).",
+        "gc", help="remove the files no stored step references (what killed runs and workers leave)",
+        description="Remove what no stored step references, once older than --grace (a live run's file is young): "
+                    "in a schema's external stores, files no entry registers (a killed worker's partial *.copying "
+                    "copy, the upload of a transaction that rolled back) and entries no row references; in a work "
+                    "folder, the temporary files of stopped runs.",
     )  # fmt: skip
-    gc.add_argument("--schema", required=True, help="DataJoint schema whose store files are collected")
+    add_store_arguments(gc, "collect the files of")
     gc.add_argument("--dry-run", action="store_true", help="list what would be removed; remove nothing")
     gc.add_argument("--grace", type=float, default=3600.0, metavar="SECONDS",
                     help="leave what is younger than this (default 3600)")  # fmt: skip
@@ -200,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Delete a stored step and its descendants (every stored step of any chain that continues from it, "
                     "as 'lineage' shows them), with their weights, handed-on data, checkpoints and failure records. "
                     "Lists them and asks first (answer y); without a terminal, --yes is needed.",
-        epilog=REFERENCE_HELP + "\n\nexamples:\n  nntransfer forget a8778bf5 --workdir ./nntransfer_work\n"
+        epilog=REFERENCE_HELP + "\n\nexamples:\n  nntransfer forget d710c56a --store local:./nntransfer_work\n"
                                 '  nntransfer forget "digits 0-4 -> 5-9:1:1" --recipe nntransfer.recipes.digits_transfer --yes',
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
@@ -214,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _reference_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--recipe", help="recipe whose NAME:SEED:STEP references are used (and whose steps are shown if not stored)")
     parser.add_argument("--experiment", help="only this module of the recipe folder")
-    _where_arguments(parser)
+    add_store_arguments(parser)
 
 
 def _default_report_folder(report: argparse.ArgumentParser) -> None:
@@ -241,44 +239,17 @@ def _runtime_overrides(args: argparse.Namespace) -> Dict[str, Dict[str, Any]]:
     return {"dataset": dataset, "trainer": trainer}
 
 
-def _uses_database(args: argparse.Namespace) -> bool:
-    return getattr(args, "backend", None) == "datajoint" or bool(getattr(args, "schema", None))
-
-
-class _DataJointNoise(logging.Filter):
-    """Drops DataJoint's empty error line for an interrupted job (``populate`` logs ``str(KeyboardInterrupt())``)
-    and, with ``--quiet``, its automatic reconnections."""
-
-    def __init__(self, quiet: bool) -> None:
-        super().__init__()
-        self.quiet = quiet
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage().strip()
-        return bool(message) and not (self.quiet and message.startswith("Reconnecting"))
-
-
-def setup_logging(quiet: bool = False, database: bool = False) -> None:
+def setup_logging(quiet: bool = False) -> None:
     """One format (``nntransfer.pipeline.runner.LOG_FORMAT``) for every log line, on stderr, written around
-    progress bars. Configures the root logger once (a handler already there, e.g. a test's, is kept).
-    ``database``: DataJoint is loaded now and its logger made to use the same handler (it brings its own
-    handler and format); ``quiet`` keeps warnings only, and silences DataJoint's connected/reconnecting lines."""
+    progress bars. Configures the root logger once (a handler already there, e.g. a test's, is kept);
+    ``quiet`` keeps warnings only. A store's backend makes its libraries log the same way
+    (``Store.configure_logging``, called by :func:`main`)."""
     from nntransfer.pipeline.runner import log_handler
 
     root = logging.getLogger()
     if not root.handlers:  # configured once: a handler someone else installed (a test's, an embedding program's) stays
         root.addHandler(log_handler())
         root.setLevel(logging.WARNING if quiet else logging.INFO)
-    if database:
-        datajoint_logger = logging.getLogger("datajoint")
-        datajoint_logger.propagate = False  # what it logs while it loads (config file, environment) stays silent
-        import datajoint  # noqa: F401  (it installs its handler on import: replace it now)
-
-        datajoint_logger.handlers = []
-        datajoint_logger.propagate = True  # through the root handler: one format, around progress bars
-        datajoint_logger.filters = [_DataJointNoise(quiet)]
-        if quiet:
-            datajoint_logger.setLevel(logging.WARNING)
 
 
 def _score_label(recipe) -> str:
@@ -306,10 +277,14 @@ def _recipe_words(args: argparse.Namespace) -> str:
     return " ".join(shlex.quote(w) for w in words)
 
 
+def _address(args: argparse.Namespace, default: Optional[str] = DEFAULT_STORE) -> Optional[str]:
+    """The store address a command's ``--store``, ``--workdir`` or ``--schema`` names (``default`` if none)."""
+    return store_address(args.store, args.workdir, args.schema, default=default)
+
+
 def _where_words(args: argparse.Namespace) -> str:
-    if args.backend == "datajoint":
-        return f"--schema {shlex.quote(args.schema)}"
-    return "" if args.workdir == DEFAULT_WORKDIR else f"--workdir {shlex.quote(str(args.workdir))}"
+    address = _address(args)
+    return "" if address == DEFAULT_STORE else f"--store {shlex.quote(address)}"
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -317,13 +292,14 @@ def run_command(args: argparse.Namespace) -> int:
     from nntransfer.pipeline.runner import run_experiments
     from nntransfer.recipes.loading import load_recipe
 
-    if args.backend == "datajoint" and not args.schema:
-        raise ValueError("the datajoint backend needs --schema NAME: the database schema of the tables")
+    if args.backend is not None:
+        raise ValueError("--backend is gone: name the store with --store ADDRESS (datajoint:SCHEMA or local:DIR), "
+                         "or its shortcuts --schema SCHEMA and --workdir DIR")
     if getattr(args, "fast_dev_run", None) is not None and args.fast_dev_run < 1:
         raise ValueError(f"--fast-dev-run takes a number of batches of at least 1, got {args.fast_dev_run}")
     recipe = select_chains(load_recipe(args.recipe, args.experiment), args.chain, args.seed)
     rows = run_experiments(
-        recipe, backend=args.backend, workdir=args.workdir, schema=args.schema, order=args.order,
+        recipe, store=_address(args), order=args.order,
         progress=not args.quiet, runtime=_runtime_overrides(args), worker=args.command == "worker",
         retry_failed=args.retry_failed, poll_seconds=getattr(args, "poll", 2.0), resume_hint=None,
         fast_dev_run=getattr(args, "fast_dev_run", None) or False, rerun_changed=args.rerun_changed,
@@ -339,7 +315,9 @@ def run_command(args: argparse.Namespace) -> int:
     print(f"\n{summary}; results in {summary.where}")
     where = " ".join(w for w in (_recipe_words(args), _where_words(args)) if w)
     if summary.failed:
-        retry = " --retry-failed" if args.backend == "datajoint" else ""
+        from nntransfer.pipeline.addresses import backend_of
+
+        retry = "" if backend_of(_address(args)).retries_failures else " --retry-failed"
         print(f"next: fix what failed (errors above; 'nntransfer status {where}' shows them) and run the same command{retry} again")
     elif summary.other:
         print(f"next: 'nntransfer status {where}' shows the steps still to do; run the same command again to train them")
@@ -364,29 +342,26 @@ def _fast_dev_run_report(recipe, rows) -> int:
 
 def status_command(args: argparse.Namespace) -> int:
     """``status``: the state of every step, read from the work folder or the tables (never created)."""
+    from nntransfer.pipeline.addresses import open_store
     from nntransfer.pipeline.drift import current_drift, mark_drift
-    from nntransfer.pipeline.runner import open_store
     from nntransfer.pipeline.store import step_status
     from nntransfer.recipes.loading import load_recipe
 
     recipe = select_chains(load_recipe(args.recipe, args.experiment), args.chain, args.seed)
-    if args.schema:
-        store = open_store("datajoint", schema=args.schema, create=False)
-    else:
-        store = open_store("local", workdir=args.workdir or DEFAULT_WORKDIR, create=False)
+    store = open_store(_address(args), create=False)
     print(_step_table(recipe, mark_drift(step_status(store, recipe), current_drift(store, recipe))))
     return 0
 
 
 def _reference_context(args: argparse.Namespace) -> Dict[str, Any]:
-    """Where ``diff`` and ``lineage`` look steps up: the schema, else the work folder (the default one only
+    """Where ``diff``, ``lineage`` and ``forget`` look steps up: the store named (the default work folder only
     if it exists, when a recipe is given), and the recipe."""
     from pathlib import Path
 
-    workdir = None if args.schema else args.workdir
-    if workdir is None and not args.schema and (args.recipe is None or Path(DEFAULT_WORKDIR).is_dir()):
-        workdir = DEFAULT_WORKDIR
-    return dict(workdir=workdir, schema=args.schema, recipe=args.recipe, experiment=args.experiment)
+    address = _address(args, default=None)
+    if address is None and (args.recipe is None or Path(DEFAULT_WORKDIR).is_dir()):
+        address = DEFAULT_STORE
+    return dict(store=address, recipe=args.recipe, experiment=args.experiment)
 
 
 def diff_command(args: argparse.Namespace) -> int:
@@ -406,12 +381,11 @@ def lineage_command(args: argparse.Namespace) -> int:
 
 
 def gc_command(args: argparse.Namespace) -> int:
-    """``gc``: list, and unless ``--dry-run`` remove, the store files no row of the schema references."""
-    from nntransfer.tables import activate
-    from nntransfer.tables.storage import collect_garbage
+    """``gc``: list, and unless ``--dry-run`` remove, the files no stored step references."""
+    from nntransfer.pipeline.addresses import open_store
 
-    garbage = collect_garbage(activate(args.schema, create=False).schema, dry_run=args.dry_run, grace_seconds=args.grace)
-    for path in garbage.entries + garbage.files:
+    garbage = open_store(_address(args), create=False).collect_garbage(dry_run=args.dry_run, grace_seconds=args.grace)
+    for path in garbage.paths:
         print(path)
     print(garbage)
     for error in garbage.errors:
@@ -449,7 +423,18 @@ def main(argv: Optional[List[str]] = None) -> int:
 def _main(argv: Optional[List[str]]) -> int:
     try:
         args = build_parser().parse_args(argv)
-        setup_logging(getattr(args, "quiet", False), database=_uses_database(args))
+        quiet = getattr(args, "quiet", False)
+        setup_logging(quiet)
+        address = _address(args, default=None) if hasattr(args, "store") else None
+        if address is not None:  # checked before anything loads; the backend's libraries log like ours
+            from nntransfer.pipeline.addresses import backend_of
+
+            logging.disable(logging.INFO)  # what they log while they load (config files found or not) stays silent
+            try:
+                backend = backend_of(address)
+            finally:
+                logging.disable(logging.NOTSET)
+            backend.configure_logging(quiet)
         return args.handler(args)
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM during a run: finished steps are kept
         print(RESUME_LINE, file=sys.stderr)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional
 
 from nntransfer.configs.base import BaseConfig
+from nntransfer.configs.table_writer import table_writer
 
 
 class Experiment:
@@ -64,11 +65,9 @@ class Experiment:
         return [self.get_key()]
 
     def add_to_table(self) -> Dict[str, Any]:
-        """Insert the three configs and the seed into the nnfabrik tables; returns the key."""
-        # The tables layer sits above configs and loads DataJoint; only this call needs it.
-        from nntransfer.tables.nnfabrik import add_experiment_to_tables
-
-        return add_experiment_to_tables(self)
+        """Insert the three configs and the seed into the nnfabrik tables (the writer ``nntransfer.tables``
+        installs, ``nntransfer.configs.table_writer``); returns the key."""
+        return table_writer().add_experiment(self)
 
     def to_dict(self) -> Dict[str, Any]:
         """JSON-ready: each config as ``BaseConfig.to_json_dict()``, plus seed and comment."""

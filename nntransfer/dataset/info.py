@@ -9,7 +9,7 @@ then infer what they can from a batch (see ``nntransfer.models.builder.data_shap
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 from nntransfer.defaults import TASK_KEY
 
@@ -77,6 +77,18 @@ class DataLoaders(dict):
 
     def __repr__(self) -> str:
         return f"DataLoaders(splits={list(self)}, info={self.info!r})"
+
+
+def normalization(info: Optional[DataInfo], mean: Sequence[float] = (), std: Sequence[float] = ()
+                  ) -> Tuple[Optional[Tuple[float, ...]], Optional[Tuple[float, ...]]]:
+    """The per-channel ``(mean, std)`` the inputs were normalised with (pixel = input * std + mean): ``mean`` and
+    ``std`` when given (a trainer config's ``input_mean``/``input_std``), else the data set's ``info``; ``(None,
+    None)`` when neither says (the inputs are taken as pixels)."""
+    if len(mean):
+        return _float_tuple(mean), _float_tuple(std)
+    if info is not None and info.mean is not None:
+        return info.mean, info.std
+    return None, None
 
 
 def data_info(dataloaders: Any) -> Optional[DataInfo]:

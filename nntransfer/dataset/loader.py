@@ -77,7 +77,8 @@ def img_dataset_loader(
         ``DataLoader``s.
     """
     check_dataset_config(config)
-    loaders = build_dataloaders(ImageDatasetConfig.from_dict(config), seed, transfer_data)
+    # a recipe subclass's own fields are carried, unused
+    loaders = build_dataloaders(ImageDatasetConfig.from_dict(config, carry_unknown=True), seed, transfer_data)
     if return_data_info:
         return {task: {"n_classes": loaders.info.n_classes, "input_shape": loaders.info.input_shape}
                 for task in loaders.info.task_keys}

@@ -1,8 +1,8 @@
 """Model builders: the standard vision models as ``core`` + ``readout``, registered by type name.
 
 ``classification_model_builder`` is the model function ``ClassificationModelConfig.fn`` names. Add a
-model type with ``register("name")`` on a function ``build(config, input_shape, n_classes)``; the allowed
-``core_type``/``readout_type`` values of each type are declared where it is registered, the
+model type with ``register("name", options={...})`` on a function ``build(config, input_shape, n_classes)``;
+each type's own options (``ClassificationModelConfig.options``) are declared where it is registered, the
 ``weight_init`` values in ``WEIGHT_INITS``, and ``check_model_config`` checks a config against them.
 """
 
@@ -18,7 +18,7 @@ from nntransfer.models.builder import (
 )
 from nntransfer.models.intermediate import IntermediateLayerWrapper
 from nntransfer.models.locally_connected import LocallyConnected1d, LocallyConnected2d
-from nntransfer.models.registry import MODELS, ModelVariants, get, register, registered_types, variants
+from nntransfer.models.registry import MODELS, ModelSpec, get, model_spec, register, registered_types
 
 __all__ = [
     "classification_model_builder",
@@ -31,10 +31,10 @@ __all__ = [
     "LocallyConnected1d",
     "LocallyConnected2d",
     "MODELS",
-    "ModelVariants",
+    "ModelSpec",
     "WEIGHT_INITS",
     "register",
     "get",
     "registered_types",
-    "variants",
+    "model_spec",
 ]

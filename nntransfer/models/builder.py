@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 from typing import Any, Mapping, Optional, Tuple
 
@@ -13,7 +14,7 @@ from nntransfer.dataset.info import data_info
 from nntransfer.defaults import TASK_KEY
 from nntransfer.models.base import WEIGHT_INITS, initialise_weights
 from nntransfer.models.intermediate import IntermediateLayerWrapper
-from nntransfer.models.registry import check_input_shape, check_variant, get
+from nntransfer.models.registry import check_input_shape, get, model_spec
 from nntransfer.models.utils import load_state_dict_leniently
 
 logger = logging.getLogger(__name__)
@@ -21,18 +22,17 @@ logger = logging.getLogger(__name__)
 
 def check_model_config(config: Mapping[str, Any]) -> None:
     """Raise ``ValueError`` (one line) if ``config`` (``ClassificationModelConfig`` values) names a model
-    type that is not registered, a ``core_type``/``readout_type`` that type does not build, or an unknown
-    ``weight_init``. The run layer calls it (as ``classification_model_builder.check_config``) before
-    anything is written; fields that are absent are not checked."""
+    type that is not registered, options that type does not declare (or values outside an option's
+    choices), or an unknown ``weight_init``. The run layer calls it (as
+    ``classification_model_builder.check_config``) before anything is written; fields that are absent are
+    not checked."""
     model_type = config.get("type")
     if model_type is not None:
         try:
             get(model_type)
         except ValueError as err:
             raise ValueError(f"type: {err}") from None
-        for field in ("core_type", "readout_type"):
-            if field in config:
-                check_variant(model_type, field, config[field])
+        model_spec(model_type).resolve_options(config.get("options") or {})
     if "weight_init" in config:
         try:
             WEIGHT_INITS.get(config["weight_init"])
@@ -107,10 +107,12 @@ def _apply_overrides(config: ClassificationModelConfig, input_shape: Tuple[int, 
 def build_model(config: ClassificationModelConfig, input_shape: Tuple[int, int, int], n_classes: int, seed: Optional[int] = None) -> nn.Module:
     """The model ``config`` describes for ``input_shape`` and ``n_classes``; with ``seed`` its initial
     weights depend only on the seed (the global random state is left as it was). The names the config
-    uses are checked first (``check_model_config``)."""
+    uses are checked first (``check_model_config``). The builder sees the config with every option of its
+    type in ``config.options`` (the type's defaults filled in)."""
     check_model_config(config.to_dict())
     builder = get(config.type)
     check_input_shape(config.type, input_shape)
+    config = copy.deepcopy(config).update(options=model_spec(config.type).resolve_options(config.options))
     if n_classes < 1:
         raise ValueError(f"n_classes must be positive, got {n_classes}")
     with torch.random.fork_rng(devices=[], enabled=seed is not None):
@@ -137,7 +139,7 @@ def classification_model_builder(dataloaders: Mapping[str, Any], seed: Optional[
     Returns the model: ``logits = model(images)``, or ``(extra_outputs, logits)`` when
     ``get_intermediate_rep`` is set.
     """
-    model_config = ClassificationModelConfig.from_dict(config)
+    model_config = ClassificationModelConfig.from_dict(config, carry_unknown=True)  # a recipe subclass's own fields: unused
     input_shape, n_classes = input_shape_and_classes(dataloaders)
     input_shape = _apply_overrides(model_config, input_shape)
     model = build_model(model_config, input_shape, n_classes, seed)

@@ -11,7 +11,7 @@ and so do the pointwise ReLU and batch norm; the maximum over all positions does
 ``model(x) == model(torch.roll(x, k, -1))`` for every ``k``, up to float rounding. (Dropout in training
 mode draws masks per call; the invariance holds for any fixed mask, and exactly in eval mode.)
 
-The convolutions have biases unless ``config.core_bias`` is False (the paper's are bias-free, as is its
+The convolutions have biases unless the option ``core_bias`` is False (the paper's are bias-free, as is its
 readout: ``readout_bias=False``). Batch norm is off unless ``config.batch_norm`` is True; its shift
 parameters are biases that ``core_bias`` does not remove.
 """
@@ -30,7 +30,7 @@ CNN1D_KERNEL = 5  # odd: the circular padding of kernel // 2 keeps the length
 CNN1D_LAYERS = 3
 
 
-@register("cnn1d_invariant", input_dims=(2,))
+@register("cnn1d_invariant", options={"core_bias": True}, input_dims=(2,))
 def build_cnn1d_invariant(config, input_shape: Tuple[int, int], n_classes: int) -> CoreReadoutModel:
     """The ``cnn1d_invariant`` model for inputs ``(channels, length)``."""
     channels, length = input_shape
@@ -42,7 +42,7 @@ def build_cnn1d_invariant(config, input_shape: Tuple[int, int], n_classes: int) 
     for i in range(1, CNN1D_LAYERS + 1):
         conv = nn.Conv1d(
             width, CNN1D_CHANNELS, CNN1D_KERNEL, stride=1, padding=CNN1D_KERNEL // 2,
-            padding_mode="circular", bias=config.core_bias,
+            padding_mode="circular", bias=config.options["core_bias"],
         )
         named += [
             (f"conv{i}", conv),

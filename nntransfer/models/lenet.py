@@ -56,10 +56,10 @@ CORE_LAYERS: Dict[str, Callable[..., nn.Module]] = {
 }
 
 
-@register("lenet5", core_types=tuple(CORE_LAYERS), input_dims=(3,))
+@register("lenet5", options={"core_type": "conv"}, choices={"core_type": tuple(CORE_LAYERS)}, input_dims=(3,))
 def build_lenet5(config, input_shape: Tuple[int, int, int], n_classes: int) -> CoreReadoutModel:
-    """LeNet-5 for ``input_shape`` (``config.core_type`` picks the core's layers)."""
-    core_layer = CORE_LAYERS[config.core_type]
+    """LeNet-5 for ``input_shape`` (the option ``core_type`` picks the core's layers)."""
+    core_layer = CORE_LAYERS[config.options["core_type"]]
     channels, height, width = input_shape
     bn = use_batch_norm(config, default=False)
 

@@ -185,7 +185,7 @@ def learned_orbit_builder(dataloaders: Mapping[str, Any], seed: Optional[int], s
     last axis gives the input length, the number of classes the length of ``"output"`` when it is None).
     ``seed`` seeds the initial kernels (the global random state is left as it was); ``state_dict``: trained
     kernels, which must fit exactly."""
-    orbit_config = OrbitConfig.from_dict(config)
+    orbit_config = OrbitConfig.from_dict(config, carry_unknown=True)  # a recipe subclass's own fields: unused
     input_shape, n_classes = input_shape_and_classes(dataloaders)
     lengths = orbit_lengths(orbit_config, input_shape, n_classes)
     with torch.random.fork_rng(devices=[], enabled=seed is not None):
@@ -206,7 +206,7 @@ def learned_orbit_builder(dataloaders: Mapping[str, Any], seed: Optional[int], s
 
 def check_orbit_config(config: Mapping[str, Any]) -> None:
     """Raise ``ValueError`` (one line) for an invalid ``OrbitConfig`` dict (the run layer calls it first)."""
-    OrbitConfig.from_dict(dict(config))
+    OrbitConfig.from_dict(dict(config), carry_unknown=True)
 
 
 learned_orbit_builder.check_config = check_orbit_config

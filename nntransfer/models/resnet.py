@@ -1,7 +1,7 @@
 """ResNets (He et al. 2016) for small images: ``resnet18``, ``resnet34`` (basic blocks), ``resnet50`` (bottlenecks).
 
 The stem is configurable: the default 3x3 convolution with stride 1 and no pooling keeps the resolution
-of small images (CIFAR-style); ``stem_kernel=7, stem_stride=2, stem_padding=3, stem_pool=True`` is the
+of small images (CIFAR-style); the options ``stem_kernel=7, stem_stride=2, stem_padding=3, stem_pool=True`` are the
 ImageNet stem. The core is ``stem -> layer1 .. layer4`` (64, 128, 256, 512 channels, x4 for bottlenecks;
 layers 2-4 halve the resolution); the readout is ``global average pool -> [dropout] -> fc``.
 """
@@ -92,17 +92,24 @@ class Bottleneck(nn.Module):
 
 _DEPTHS = {18: (BasicBlock, (2, 2, 2, 2)), 34: (BasicBlock, (3, 4, 6, 3)), 50: (Bottleneck, (3, 4, 6, 3))}
 _WIDTHS = (64, 128, 256, 512)
+#: the options of every ResNet type and their defaults: a stem for small images (7, 2, 3, True is ImageNet's)
+RESNET_OPTIONS = {"stem_kernel": 3, "stem_stride": 1, "stem_padding": 1, "stem_pool": False, "zero_init_residual": False}
 
 
 def build_resnet(config, input_shape: Tuple[int, int, int], n_classes: int, depth: int) -> CoreReadoutModel:
     """ResNet-``depth`` (18, 34 or 50) for ``input_shape`` with the config's stem."""
     block, counts = _DEPTHS[depth]
+    options = config.options
+    for name, least in (("stem_kernel", 1), ("stem_stride", 1), ("stem_padding", 0)):
+        if options[name] < least:
+            raise ValueError(f"options: {name!r} of model type {config.type!r} must be at least {least}, got {options[name]!r}")
     bn = use_batch_norm(config, default=True)
     stem = layers(
-        ("conv", nn.Conv2d(input_shape[0], _WIDTHS[0], config.stem_kernel, stride=config.stem_stride, padding=config.stem_padding, bias=not bn)),
+        ("conv", nn.Conv2d(input_shape[0], _WIDTHS[0], options["stem_kernel"], stride=options["stem_stride"],
+                           padding=options["stem_padding"], bias=not bn)),
         ("bn", nn.BatchNorm2d(_WIDTHS[0]) if bn else None),
         ("relu", nn.ReLU()),
-        ("pool", nn.MaxPool2d(3, stride=2, padding=1) if config.stem_pool else None),
+        ("pool", nn.MaxPool2d(3, stride=2, padding=1) if options["stem_pool"] else None),
     )
     stages: List[Tuple[str, nn.Module]] = [("stem", stem)]
     in_channels = _WIDTHS[0]
@@ -116,7 +123,7 @@ def build_resnet(config, input_shape: Tuple[int, int, int], n_classes: int, dept
     core = layers(*stages)
     feature_shape(core, input_shape, config.type)  # a clear error now instead of an odd one in training
 
-    if config.zero_init_residual and bn:
+    if options["zero_init_residual"] and bn:
         for module in core.modules():
             if isinstance(module, (BasicBlock, Bottleneck)):
                 nn.init.zeros_(module.last_norm.weight)
@@ -131,4 +138,4 @@ def build_resnet(config, input_shape: Tuple[int, int, int], n_classes: int, dept
 
 
 for _depth in _DEPTHS:
-    register(f"resnet{_depth}", partial(build_resnet, depth=_depth), input_dims=(3,))
+    register(f"resnet{_depth}", partial(build_resnet, depth=_depth), options=RESNET_OPTIONS, input_dims=(3,))

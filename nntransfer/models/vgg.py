@@ -2,7 +2,7 @@
 
 The core is five blocks ``block<i>`` of 3x3 convolutions (``conv<j> -> [bn<j>] -> relu<j>``) each ending in
 a 2x2 max pool, so inputs need at least 32x32 pixels. The readout has two hidden layers of
-``readout_hidden_size`` units, either dense (``flatten -> fc1 -> fc2 -> fc3``) or as convolutions
+option ``readout_hidden_size`` units, either dense (``flatten -> fc1 -> fc2 -> fc3``) or as convolutions
 (``conv1`` spanning the whole final feature map, then 1x1 ``conv2``, ``conv3``, then ``flatten``), which
 compute the same function class.
 """
@@ -27,7 +27,7 @@ _BLOCKS = {
 
 
 def _dense_readout(config, in_channels: int, size: Tuple[int, int], n_classes: int) -> nn.Module:
-    hidden = config.readout_hidden_size
+    hidden = config.options["readout_hidden_size"]
     return layers(
         ("flatten", nn.Flatten()),
         ("fc1", nn.Linear(in_channels * size[0] * size[1], hidden)),
@@ -41,7 +41,7 @@ def _dense_readout(config, in_channels: int, size: Tuple[int, int], n_classes: i
 
 
 def _conv_readout(config, in_channels: int, size: Tuple[int, int], n_classes: int) -> nn.Module:
-    hidden = config.readout_hidden_size
+    hidden = config.options["readout_hidden_size"]
     return layers(
         ("conv1", nn.Conv2d(in_channels, hidden, size)),
         ("relu1", nn.ReLU()),
@@ -59,8 +59,11 @@ READOUTS: Dict[str, Callable[..., nn.Module]] = {"dense": _dense_readout, "conv"
 
 
 def build_vgg(config, input_shape: Tuple[int, int, int], n_classes: int, depth: int) -> CoreReadoutModel:
-    """VGG-``depth`` (11, 13, 16 or 19); ``config.batch_norm`` and ``config.readout_type`` pick the variant."""
-    build_readout = READOUTS[config.readout_type]
+    """VGG-``depth`` (11, 13, 16 or 19); ``config.batch_norm`` and the option ``readout_type`` pick the variant."""
+    if config.options["readout_hidden_size"] < 1:
+        raise ValueError(f"options: 'readout_hidden_size' of model type {config.type!r} must be at least 1, "
+                         f"got {config.options['readout_hidden_size']!r}")
+    build_readout = READOUTS[config.options["readout_type"]]
     bn = use_batch_norm(config, default=False)
     in_channels, height, width = input_shape
     blocks = []
@@ -84,4 +87,5 @@ def build_vgg(config, input_shape: Tuple[int, int, int], n_classes: int, depth: 
 
 
 for _depth in _BLOCKS:
-    register(f"vgg{_depth}", partial(build_vgg, depth=_depth), readout_types=tuple(READOUTS), input_dims=(3,))
+    register(f"vgg{_depth}", partial(build_vgg, depth=_depth), options={"readout_type": "dense", "readout_hidden_size": 512},
+             choices={"readout_type": tuple(READOUTS)}, input_dims=(3,))

@@ -115,12 +115,12 @@ class DriftReport:
 
 
 def code_drift(store: Store, recipe: Recipe, fingerprints: Mapping[str, CodeFingerprint],
-               states: Optional[Sequence[StepState]] = None) -> DriftReport:
+               states: Optional[Sequence[StepState]] = None, keys: Optional[Sequence[Key]] = None) -> DriftReport:
     """Compare every stored step of ``recipe`` in ``store`` with ``fingerprints`` (step id -> the code loaded
-    now, :meth:`nntransfer.fingerprint.LoadedCode.use`). ``states``: the steps' states if already read
-    (in recipe order)."""
+    now, ``nntransfer.provenance.RunProvenance.code``). ``states`` and ``keys``: the steps' states and keys
+    if already read or computed (in recipe order)."""
     positions = [(d, chain, level) for d, chain in recipe.transfer_experiments.items() for level in range(len(chain))]
-    keys = [chain.step_key(level) for _, chain, level in positions]
+    keys = list(keys) if keys is not None else [chain.step_key(level) for _, chain, level in positions]
     states = list(states) if states is not None else store.states(keys)
     done = [index for index, state in enumerate(states) if state.state == DONE]
     records = store.code_records([keys[index] for index in done]) if done else []
@@ -170,9 +170,12 @@ def retrain_keys(report: DriftReport, recipe: Recipe, states: Sequence[StepState
     return [key for _, key in sorted(found.values(), key=lambda item: -item[0])]
 
 
-def current_drift(store: Store, recipe: Recipe) -> DriftReport:
-    """The drift of ``recipe``'s stored steps in ``store`` from the code loaded now (``status``, ``report``)."""
-    return code_drift(store, recipe, chain_fingerprints(recipe.transfer_experiments.values()))
+def current_drift(store: Store, recipe: Recipe, keys: Optional[Sequence[Key]] = None) -> DriftReport:
+    """The drift of ``recipe``'s stored steps in ``store`` from the code loaded now (``status``, ``report``).
+    ``keys``: the steps' keys in recipe order, if already computed."""
+    keys = list(keys) if keys is not None else [chain.step_key(level) for chain in recipe.transfer_experiments.values()
+                                                 for level in range(len(chain))]
+    return code_drift(store, recipe, chain_fingerprints(recipe.transfer_experiments.values(), keys), keys=keys)
 
 
 def mark_drift(rows: Sequence[StepStatus], report: DriftReport, changed_state: bool = True) -> List[StepStatus]:

@@ -46,7 +46,6 @@ class TrialStore(Store):
     """Steps kept in memory for one fast dev run, over the steps ``stored`` already holds (read, never
     written). What a step saves is handed on to the next step of its chain and forgotten afterwards."""
 
-    name = "fast-dev-run"
     keeps_results = False
 
     def __init__(self, stored: Optional[Store] = None) -> None:

@@ -57,10 +57,21 @@ from nntransfer.configs.codec import make_hash
 from nntransfer.configs.transfer_experiment import TransferExperiment
 from nntransfer.defaults import DEFAULT_WORKDIR
 from nntransfer.errors import StorageError
-from nntransfer.fingerprint import LoadedCode
+from nntransfer.pipeline.backends import register_store
 from nntransfer.pipeline.step import StepMeta, StepResult, StepSpec
-from nntransfer.pipeline.store import DONE, FAILED, RUNNING, WAITING, Key, StepState, Store, StoredKey, StoredStep
-from nntransfer.provenance import RecipeSource
+from nntransfer.pipeline.store import (
+    DONE,
+    FAILED,
+    RUNNING,
+    WAITING,
+    Garbage,
+    Key,
+    StepState,
+    Store,
+    StoredKey,
+    StoredStep,
+)
+from nntransfer.provenance import RunProvenance
 from nntransfer.recipes.loading import Recipe
 from nntransfer.safe_files import (
     OUTPUT_LIMIT,
@@ -91,17 +102,31 @@ REQUIRED_FILES = ("output.json", "model_state.pt")
 SUBFOLDERS = ("steps", "failed", "checkpoints", "locks")
 
 
+@register_store("local")
 class LocalStore(Store):
-    """Steps in a work folder (see module docstring)."""
+    """Steps in a work folder (see module docstring): the backend of the addresses ``local:DIR``."""
 
-    name = "local"
+    location_help = "DIR"
 
     def __init__(self, workdir: os.PathLike = DEFAULT_WORKDIR) -> None:
         self.workdir = Path(workdir)
+        self.location = str(workdir)
         self.where = f"work folder {self.workdir}"
         self._held: Dict[str, int] = {}  # step hash -> descriptor of the lock this store holds
         self._digests: Dict[Tuple[str, int, int], str] = {}  # (path, size, mtime) -> sha256, hashed once
         self._warned: Set[Tuple[str, str]] = set()
+
+    @classmethod
+    def open(cls, location: str, create: bool = True) -> "LocalStore":
+        """The work folder ``location``; ``create=False``: a missing folder is a one-line ``FileNotFoundError``
+        (it is created when the first run prepares it)."""
+        if not create and not cls.exists(location):
+            raise FileNotFoundError(f"work folder {location} does not exist; pass the --workdir (or --store local:DIR) the recipe ran with")
+        return cls(location)
+
+    @classmethod
+    def exists(cls, location: str) -> bool:
+        return Path(location).is_dir()
 
     # ------------------------------------------------------------------ paths
 
@@ -328,8 +353,7 @@ class LocalStore(Store):
             score=result.score,
             seconds=result.seconds,
             finished=_now(),
-            **RecipeSource.record(),
-            **LoadedCode.record_for(key),
+            **meta.provenance,
             files={name: {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()} for name, data in contents.items()},
         )
         try:
@@ -421,21 +445,38 @@ class LocalStore(Store):
         for chain in recipe.transfer_experiments.values():
             self._tidy_finished(chain)
 
-    def remove_stale_temporaries(self) -> int:
-        """Delete the temporary files and folders of runs that are gone (no live run holds their step);
-        returns how many."""
+    def _stale_temporaries(self) -> List[Path]:
+        """The temporary files and folders of runs that are gone (no live run holds their step)."""
         candidates = [(p, p.name[1:].split(".")[0]) for sub in ("steps", "failed") for p in (self.workdir / sub).glob(".*.tmp")]
         candidates += [(p, folder.name) for folder in (self.workdir / "checkpoints").glob("*") if is_real_folder(folder)
                        for p in folder.glob("*.tmp")]  # never into a link: what it leads to is not ours
-        removed = 0
-        for path, digest in candidates:
-            if self._locked_elsewhere(digest):
-                continue
+        return [path for path, digest in candidates if not self._locked_elsewhere(digest)]
+
+    def remove_stale_temporaries(self) -> int:
+        """Delete the temporary files and folders of runs that are gone; returns how many."""
+        stale = self._stale_temporaries()
+        for path in stale:
             with contextlib.suppress(OSError):
                 remove_entry(path)
             logger.info("removed %s, left by a run that was stopped", path)
-            removed += 1
-        return removed
+        return len(stale)
+
+    def collect_garbage(self, dry_run: bool = False, grace_seconds: float = 3600.0) -> Garbage:
+        """The temporary files and folders of stopped runs (a run removes them when it starts, too), once
+        older than ``grace_seconds``."""
+        found = Garbage(self.where, removed=not dry_run)
+        now = time.time()
+        for path in self._stale_temporaries():
+            try:
+                if now - os.lstat(path).st_mtime < grace_seconds:
+                    found.young += 1
+                    continue
+                found.paths.append(str(path))
+                if not dry_run:
+                    remove_entry(path)
+            except OSError as err:
+                found.errors.append(f"{path}: {_reason(err)}")
+        return found
 
     def _tidy_finished(self, chain: TransferExperiment) -> None:
         for level in range(len(chain)):
@@ -514,7 +555,8 @@ class LocalStore(Store):
         finally:
             os.close(descriptor)
 
-    def train(self, description, chain: TransferExperiment, level: int, runtime: Optional[Dict[str, Dict[str, Any]]] = None) -> StepResult:
+    def train(self, description, chain: TransferExperiment, level: int, runtime: Optional[Dict[str, Dict[str, Any]]] = None,
+              provenance: Optional[RunProvenance] = None) -> StepResult:
         """Train and store one step, holding its lock; a damaged folder of the step is removed first."""
         key = chain.step_key(level)
         with self.claim(key) as mine:
@@ -523,7 +565,7 @@ class LocalStore(Store):
             if os.path.lexists(self.step_dir(key)) and not self.is_done(key):
                 with contextlib.suppress(OSError):
                     remove_entry(self.step_dir(key))
-            return super().train(description, chain, level, runtime)
+            return super().train(description, chain, level, runtime, provenance)
 
 
 # ---------------------------------------------------------------------- files

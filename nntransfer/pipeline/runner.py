@@ -1,7 +1,8 @@
-"""Running recipes: pick a store, check the recipe, train what is not done, report the status.
+"""Running recipes: open the store an address names, check the recipe, train what is not done, report the status.
 
-``run_experiments`` is what ``nntransfer run`` and ``nntransfer.run()`` in a notebook call; ``open_store``
-is how the CLI and the analysis find results. Neither knows more of a backend than its name.
+``run_experiments`` is what ``nntransfer run`` and ``nntransfer.run()`` in a notebook call. It knows a store
+by its address only (``local:DIR``, ``datajoint:SCHEMA``; :mod:`nntransfer.pipeline.addresses` opens it) and
+hands the store what the run records with each step (:class:`~nntransfer.provenance.RunProvenance`).
 
 Logging: the CLI configures the root logger once (:data:`LOG_FORMAT`, through :class:`ProgressAwareHandler`);
 in Python, ``run_experiments`` shows nntransfer's INFO lines (one per epoch with the validation objective,
@@ -18,23 +19,22 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Union
 
 from nntransfer.configs import runtime as runtime_options
 from nntransfer.configs.codec import make_hash
-from nntransfer.defaults import DEFAULT_WORKDIR, FAST_DEV_RUN_BATCHES
-from nntransfer.fingerprint import LoadedCode
+from nntransfer.defaults import FAST_DEV_RUN_BATCHES
+from nntransfer.pipeline.addresses import backend_of, existing_store, open_store
+from nntransfer.pipeline.backends import store_address
 from nntransfer.pipeline.drift import DriftReport, code_drift, retrain_keys, reuse_record
 from nntransfer.pipeline.fast_dev_run import FastDevRunResult, check_recipe, refuse_fast_dev_run_option
-from nntransfer.pipeline.local import LocalStore
 from nntransfer.pipeline.plan import RunPlan, plan_run
 from nntransfer.pipeline.step import trained_in_this_process
-from nntransfer.pipeline.store import WAITING, RunSummary, StepState, StepStatus, Store, step_status, summarize_run
+from nntransfer.pipeline.store import WAITING, RunSummary, StepState, StepStatus, step_status, summarize_run
 from nntransfer.pipeline.validation import preflight, validate_recipe
-from nntransfer.provenance import RecipeSource
+from nntransfer.provenance import RunProvenance
 from nntransfer.recipes.loading import Recipe, as_recipe
 from nntransfer.recipes.selection import select_chains
 from nntransfer.terminal import PrintableFormatter
 
 logger = logging.getLogger(__name__)
 
-BACKENDS = ("local", "datajoint")
 #: one format for nntransfer's and DataJoint's log lines
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 LOG_DATEFMT = "%H:%M:%S"
@@ -104,27 +104,6 @@ def step_ids(recipe: Recipe) -> List[str]:
     return [make_hash(chain.step_key(level)) for chain in recipe.transfer_experiments.values() for level in range(len(chain))]
 
 
-def open_store(
-    backend: str = "local",
-    workdir: Optional[str] = None,
-    schema: Optional[str] = None,
-    create: bool = True,
-) -> Store:
-    """The store by backend name. ``create=False`` is for reading results: a missing work folder or
-    schema is then an error instead of an empty place to write to."""
-    if backend == "local":
-        folder = workdir or DEFAULT_WORKDIR
-        if not create and not Path(folder).is_dir():
-            raise FileNotFoundError(f"work folder {folder} does not exist; pass the --workdir the recipe ran with")
-        return LocalStore(folder)
-    if backend == "datajoint":
-        # DataJoint is loaded only for this backend: a local run never imports it.
-        from nntransfer.tables.store import DataJointStore
-
-        return DataJointStore(schema, create=create)
-    raise ValueError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
-
-
 def effective_runtime(
     overrides: Optional[Mapping[str, Mapping[str, Any]]] = None, progress: bool = True
 ) -> Dict[str, Dict[str, Any]]:
@@ -136,8 +115,8 @@ def effective_runtime(
 
 def run_experiments(
     experiments: Any,
-    backend: str = "local",
-    workdir: Optional[str] = None,
+    store: Optional[str] = None,
+    workdir: Optional[Union[str, Path]] = None,
     schema: Optional[str] = None,
     order: str = "original",
     progress: bool = True,
@@ -154,8 +133,10 @@ def run_experiments(
     dry_run: bool = False,
 ) -> Union[RunResult, FastDevRunResult, RunPlan]:
     """Run experiments: a recipe (folder, file, module), a dict ``{Description(name, seed):
-    TransferExperiment}``, a ``TransferExperiment``, an ``Experiment`` or a list of those; with the local
-    backend (work folder ``workdir``) or the tables (``schema``). ``runtime`` (``{role: {option: value}}``,
+    TransferExperiment}``, a ``TransferExperiment``, an ``Experiment`` or a list of those, in the store at the
+    address ``store`` (``local:DIR``, ``datajoint:SCHEMA``, or a registered backend's; default
+    ``local:./nntransfer_work``), or its shortcuts ``workdir`` (``local:WORKDIR``) or ``schema``
+    (``datajoint:SCHEMA``). ``runtime`` (``{role: {option: value}}``,
     e.g. ``{"trainer": {"device": "cpu"}}``) overrides the configs' runtime options. ``worker=True`` keeps
     populating while other workers train steps this one waits for (checking every ``poll_seconds``).
     ``chains`` (names) and ``seeds`` run part of the recipe (an unknown one is a one-line ``ValueError``).
@@ -172,6 +153,8 @@ def run_experiments(
     (None: nothing logged); finished steps are kept and running the same experiments again resumes."""
     with show_progress_logs():
         try:
+            address = store_address(store, workdir, schema)
+            backend_of(address)  # a bad address is an error before anything loads
             recipe = select_chains(as_recipe(experiments), chains, seeds)
             if dry_run and fast_dev_run:
                 raise ValueError("pass either --dry-run or --fast-dev-run, not both")
@@ -179,28 +162,27 @@ def run_experiments(
                 if worker:
                     raise ValueError("a fast dev run stores nothing, so a worker has nothing to share; use run --fast-dev-run")
                 batches = FAST_DEV_RUN_BATCHES if fast_dev_run is True else int(fast_dev_run)
-                return _fast_dev_run(recipe, backend, workdir, schema, order, progress, runtime, batches)
+                return _fast_dev_run(recipe, address, order, progress, runtime, batches)
             refuse_fast_dev_run_option(recipe, effective_runtime(runtime, progress))
             if rerun_changed and reuse_changed:
                 raise ValueError("pass either --rerun-changed or --reuse-changed, not both")
             if dry_run:
-                return _dry_run(recipe, backend, workdir, schema, progress, runtime, retry_failed, rerun_changed, reuse_changed)
-            return _run(recipe, backend, workdir, schema, order, progress, runtime, worker, retry_failed, poll_seconds,
-                        rerun_changed, reuse_changed)
+                return _dry_run(recipe, address, progress, runtime, retry_failed, rerun_changed, reuse_changed)
+            return _run(recipe, address, order, progress, runtime, worker, retry_failed, poll_seconds, rerun_changed, reuse_changed)
         except KeyboardInterrupt:
             if resume_hint:
                 logger.warning("interrupted: %s", resume_hint)
             raise
 
 
-def _run(experiments, backend, workdir, schema, order, progress, runtime, worker, retry_failed, poll_seconds,
+def _run(recipe: Recipe, address: str, order, progress, runtime, worker, retry_failed, poll_seconds,
          rerun_changed=False, reuse_changed=False) -> RunResult:
-    recipe = as_recipe(experiments)
     options = effective_runtime(runtime, progress)
     validate_recipe(recipe)  # names, then data and models (preflight): before anything is written
-    RecipeSource.use(recipe.path)  # None for experiments given as objects: no recipe file to record
-    fingerprints = LoadedCode.use(recipe.transfer_experiments.values())  # the code loaded now, recorded with each step
-    store = open_store(backend, workdir=workdir, schema=schema)
+    # the recipe and code loaded now, recorded with each step (recipe.path is None for experiments given as objects)
+    provenance = RunProvenance.of(recipe.path, recipe.transfer_experiments.values())
+    fingerprints = provenance.code
+    store = open_store(address)
     states = store.states([chain.step_key(level) for chain in recipe.transfer_experiments.values() for level in range(len(chain))])
     drift = code_drift(store, recipe, fingerprints, states)
     drift.warn()
@@ -221,52 +203,38 @@ def _run(experiments, backend, workdir, schema, order, progress, runtime, worker
     if retry_failed:
         store.clear_failures(recipe)
     if worker:
-        store.work(recipe, order=order, runtime=options, progress=progress, poll_seconds=poll_seconds)
+        store.work(recipe, order=order, runtime=options, progress=progress, poll_seconds=poll_seconds, provenance=provenance)
     else:
-        store.run(recipe, order=order, runtime=options, progress=progress)
+        store.run(recipe, order=order, runtime=options, progress=progress, provenance=provenance)
     after = step_status(store, recipe)
     summary = summarize_run(before, after, store.where, step_ids(recipe), trained_in_this_process()[trained_before:])
     logger.info("run finished: %s; results in %s", summary, store.where)
     return RunResult(after, summary)
 
 
-def _dry_run(recipe: Recipe, backend, workdir, schema, progress, runtime, retry_failed, rerun_changed, reuse_changed) -> RunPlan:
+def _dry_run(recipe: Recipe, address: str, progress, runtime, retry_failed, rerun_changed, reuse_changed) -> RunPlan:
     """What a run would do per step (:mod:`nntransfer.pipeline.plan`); the same checks before training as a
     run (bad input is still an error), then nothing is trained or written, and no store is created."""
     options = effective_runtime(runtime, progress)
     validate_recipe(recipe)
-    fingerprints = LoadedCode.use(recipe.transfer_experiments.values())
-    stored = _existing_store(backend, workdir, schema)
+    fingerprints = RunProvenance.of(recipe.path, recipe.transfer_experiments.values()).code
+    stored = existing_store(address)
     keys = [chain.step_key(level) for chain in recipe.transfer_experiments.values() for level in range(len(chain))]
     states = stored.states(keys) if stored is not None else [StepState(WAITING) for _ in keys]
     drift = code_drift(stored, recipe, fingerprints, states) if stored is not None else DriftReport([])
     drift.warn()
-    where = stored.where if stored is not None else (
-        f"schema {schema}, not created yet" if backend == "datajoint" else f"work folder {workdir or DEFAULT_WORKDIR}, not created yet")
-    plan = plan_run(recipe, states, drift, where, rerun_changed, reuse_changed, retry_failed=retry_failed or backend == "local")
+    where = stored.where if stored is not None else f"{address}, not created yet"
+    retries = retry_failed or backend_of(address).retries_failures
+    plan = plan_run(recipe, states, drift, where, rerun_changed, reuse_changed, retry_failed=retries)
     preflight(recipe, options, needs_training=lambda key: make_hash(key) in plan.training)
     return plan
 
 
-def _fast_dev_run(recipe: Recipe, backend, workdir, schema, order, progress, runtime, batches: int) -> FastDevRunResult:
+def _fast_dev_run(recipe: Recipe, address: str, order, progress, runtime, batches: int) -> FastDevRunResult:
     """Check the recipe's pending steps for ``batches`` batches each (see ``nntransfer.pipeline.fast_dev_run``):
     the same checks before anything runs as a run, then the steps in memory; the store is only read."""
     options = runtime_options.merge(effective_runtime(runtime, progress), {"trainer": {"fast_dev_run": batches}})
     validate_recipe(recipe)
-    stored = _existing_store(backend, workdir, schema)
+    stored = existing_store(address)
     preflight(recipe, options, needs_training=lambda key: stored is None or not stored.is_done(key))
     return check_recipe(recipe, stored, options, order)
-
-
-def _existing_store(backend: str, workdir: Optional[str], schema: Optional[str]) -> Optional[Store]:
-    """The store to read finished steps from, or None where nothing was run yet: nothing is created."""
-    if backend == "datajoint":
-        from nntransfer.tables import database  # DataJoint only for this backend
-
-        name = database.check_schema_name(schema or database.schema_name())
-        database.configure()
-        if not database.schema_exists(database.connect(), name):
-            return None
-    elif not Path(workdir or DEFAULT_WORKDIR).is_dir():
-        return None
-    return open_store(backend, workdir=workdir, schema=schema, create=False)

@@ -27,6 +27,7 @@ order of the producing step's training set); ``fisher/<parameter>`` arrays (EWC)
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import logging
 import math
@@ -40,7 +41,7 @@ from nntransfer.configs.codec import make_hash
 from nntransfer.configs.experiment import Experiment
 from nntransfer.configs.runtime import RUNTIME_FIELDS
 from nntransfer.configs.test_sets import earlier_split, split_identity
-from nntransfer.fingerprint import LoadedCode
+from nntransfer.provenance import step_provenance
 from nntransfer.registry import import_object
 
 logger = logging.getLogger(__name__)
@@ -388,13 +389,16 @@ def trained_in_this_process() -> List[str]:
 
 @dataclass
 class StepMeta:
-    """Who a stored step is, for people: recipe name, seed, position in its chain, comment."""
+    """Who a stored step is, for people: recipe name, seed, position in its chain, comment; and its
+    ``provenance``, what the store records of what produced it (``nntransfer.provenance.RunProvenance.for_step``:
+    versions, recipe path, commit and hash, the code fingerprint; filled in when the step trains if empty)."""
 
     name: str = ""
     seed: Optional[int] = None
     step: int = 0
     comment: str = ""
     experiment: Optional[Dict[str, Any]] = None  # the step's Experiment.to_dict(), where known
+    provenance: Dict[str, Any] = field(default_factory=dict)
 
 
 def train_and_store(
@@ -416,9 +420,10 @@ def train_and_store(
         if not earlier_specs:
             raise ValueError(f"step {key.get('transfer_step')}: the previous step's spec is needed to rebuild its model")
         previous = Predecessor(earlier_specs[-1], store.load_weights(previous_key), store.load_transfer_data(previous_key))
-    # the code a run fingerprinted when it started; a step trained outside a run: its code now
-    LoadedCode.ensure(key, spec, [config.get("config_class", "") for config in (meta.experiment or {}).values()
-                                  if isinstance(config, dict) and config.get("config_class")])
+    if not meta.provenance:  # a step trained outside a run: its versions and code now
+        classes = [config.get("config_class", "") for config in (meta.experiment or {}).values()
+                   if isinstance(config, dict) and config.get("config_class")]
+        meta = dataclasses.replace(meta, provenance=step_provenance(spec, classes))
     logger.info("training %s (seed %s) step %d: %s", meta.name, meta.seed, meta.step, meta.comment)
     result = run_step(spec, previous, uid=dict(key), checkpoints=store.checkpoints(key),
                       data_transfer=bool(key.get("data_transfer")), earlier_specs=earlier_specs)

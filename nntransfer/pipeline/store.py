@@ -2,9 +2,12 @@
 
 A step is addressed by its full table key (``TransferExperiment.step_key(level)``: the three config keys,
 ``seed``, ``transfer_step``, ``data_transfer``, ``collapsed_history``), so the same settings are the same
-step in every store. Two implementations: :class:`nntransfer.pipeline.local.LocalStore` (a work folder) and
-``nntransfer.tables.store.DataJointStore`` (the nnfabrik tables, shared by many workers). A new backend
-is one new subclass: it implements the abstract methods; running in-process comes with the base class.
+step in every store. Two implementations: :class:`nntransfer.pipeline.local.LocalStore` (a work folder,
+``local:DIR``) and ``nntransfer.tables.store.DataJointStore`` (the nnfabrik tables of a schema, shared by many
+workers, ``datajoint:SCHEMA``). A new backend is one new subclass registered by name
+(:func:`nntransfer.pipeline.backends.register_store`): it implements the abstract methods, and ``open`` and
+``exists`` when its stores can be missing; running in-process comes with the base class. What a run records
+with each step (versions, recipe, code fingerprint) comes with the step, in ``StepMeta.provenance``.
 
 The status walk (:func:`step_status`) is written once here, over any store:
 
@@ -24,13 +27,14 @@ import random
 import signal
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Collection, ContextManager, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from nntransfer.configs.base import Description
 from nntransfer.configs.transfer_experiment import TransferExperiment
 from nntransfer.errors import StorageError
 from nntransfer.pipeline.step import StepMeta, StepResult, StepSpec, train_and_store
+from nntransfer.provenance import RunProvenance
 from nntransfer.recipes.loading import Recipe
 from nntransfer.terminal import printable
 
@@ -87,15 +91,70 @@ class StoredKey:
     comment: str = ""
 
 
+@dataclass
+class Garbage:
+    """What :meth:`Store.collect_garbage` found: ``paths`` nothing stored references (what killed runs leave),
+    ``young`` such paths left alone for being younger than the grace period, whether they were ``removed``
+    (False for a dry run) and the ``errors`` of those that could not be removed."""
+
+    where: str
+    paths: List[str] = field(default_factory=list)
+    young: int = 0
+    removed: bool = False
+    errors: List[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        done = "removed" if self.removed else "would remove (dry run)"
+        line = f"{self.where}: {done} {len(self.paths)} file(s) nothing stored references"
+        if self.young:
+            line += f"; left {self.young} younger than the grace period (a live run may be storing them)"
+        if self.errors:
+            line += f"; {len(self.errors)} could not be removed"
+        return line
+
+
 class Store(abc.ABC):
     """Keeps steps. Subclasses implement the reading and writing; :meth:`run` trains in-process."""
 
-    #: short name of the backend (``local``, ``datajoint``)
-    name: str = ""
+    #: the scheme of the backend's addresses (``local``, ``datajoint``), set by ``register_store``
+    scheme: str = ""
+    #: what follows ``scheme:`` in an address, for messages (``DIR``, ``SCHEMA``)
+    location_help: str = "LOCATION"
+    #: the location of this store (what follows ``scheme:`` in its address)
+    location: str = ""
     #: where the results live, for messages (``work folder ./w``, ``schema lab``)
     where: str = ""
     #: whether what is saved is kept (False for the fast dev run's store, which forgets everything)
     keeps_results: bool = True
+    #: whether a run retries the failures recorded before it started (else only when asked: ``retry_failed``)
+    retries_failures: bool = True
+
+    @property
+    def address(self) -> str:
+        """``scheme:location``, what ``--store`` takes (empty for a store without an address)."""
+        return f"{self.scheme}:{self.location}" if self.scheme else ""
+
+    # ------------------------------------------------------------------ opening
+
+    @classmethod
+    def open(cls, location: str, create: bool = True) -> "Store":
+        """The store at ``location``. ``create=False`` (reading: status, reports) makes a store that does not
+        exist (:meth:`exists`) a one-line ``FileNotFoundError``. Override it when the constructor does not
+        take the location alone."""
+        if not create and not cls.exists(location):
+            raise FileNotFoundError(f"nothing is stored at {cls.scheme}:{location}; pass the --store the recipe ran with")
+        return cls(location)
+
+    @classmethod
+    def exists(cls, location: str) -> bool:
+        """Whether a store is at ``location`` (read-only commands never create one). Stores that always
+        exist keep the default."""
+        return True
+
+    @classmethod
+    def configure_logging(cls, quiet: bool) -> None:
+        """Make the libraries the backend uses log through the command's handler (called by the CLI before
+        the store is opened; ``quiet``: warnings only). Nothing to do by default."""
 
     # ------------------------------------------------------------------ reading
 
@@ -161,6 +220,12 @@ class Store(abc.ABC):
         """Forget the failures of ``recipe``'s steps so that they run again; returns how many."""
         return 0
 
+    def collect_garbage(self, dry_run: bool = False, grace_seconds: float = 3600.0) -> Garbage:
+        """Find, and unless ``dry_run`` remove, what no stored step references and killed runs left behind,
+        once older than ``grace_seconds`` (``nntransfer gc``). A store that leaves nothing behind keeps the
+        default: nothing found."""
+        return Garbage(self.where, removed=not dry_run)
+
     # ------------------------------------------------------------------ running
 
     def prepare(self, recipe: Recipe) -> None:
@@ -174,8 +239,10 @@ class Store(abc.ABC):
     #: seconds :meth:`run` sleeps when every step it could train is held by other runs
     wait_seconds: float = 0.5
 
-    def run(self, recipe: Recipe, order: str = "original", runtime: Optional[Dict[str, Dict[str, Any]]] = None, progress: bool = True) -> None:
-        """Train every step not done yet, in this process, chain by chain.
+    def run(self, recipe: Recipe, order: str = "original", runtime: Optional[Dict[str, Dict[str, Any]]] = None, progress: bool = True,
+            provenance: Optional[RunProvenance] = None) -> None:
+        """Train every step not done yet, in this process, chain by chain. ``provenance``: what the run
+        records with each step (without it, each step's versions and code fingerprint, taken when it trains).
 
         * A step that raises is recorded as failed and its chain stops there; the other chains go on. A run
           retries the failures recorded before it started, not those another run records meanwhile.
@@ -199,7 +266,7 @@ class Store(abc.ABC):
                 for index in list(pending):
                     description, chain = chains[index]
                     retry = {level for i, level in failed_before if i == index}
-                    level, moved = self._advance(description, chain, pending[index], retry, waited, runtime)
+                    level, moved = self._advance(description, chain, pending[index], retry, waited, runtime, provenance)
                     advanced |= moved
                     if level is None:
                         del pending[index]
@@ -208,7 +275,8 @@ class Store(abc.ABC):
                 if pending and not advanced:  # every step left is another run's: wait for them
                     time.sleep(self.wait_seconds)
 
-    def _advance(self, description: Description, chain: TransferExperiment, level: int, retry: set, waited: set, runtime) -> Tuple[Optional[int], bool]:
+    def _advance(self, description: Description, chain: TransferExperiment, level: int, retry: set, waited: set, runtime,
+                 provenance: Optional[RunProvenance]) -> Tuple[Optional[int], bool]:
         """Train ``chain`` from step ``level`` on as far as this run may. Returns the step to come back to
         (None: the chain is finished, or stopped at a failed step) and whether anything moved. ``retry``: the
         levels whose failures were recorded before this run started (failures recorded since, by another
@@ -232,15 +300,16 @@ class Store(abc.ABC):
                 if level not in retry and self.states([key])[0].state == FAILED:
                     logger.error("%s (seed %s) step %d failed in another run; its chain stops here", description.name, description.seed, level)
                     return None, True
-                if not self._train_or_record(description, chain, level, runtime):
+                if not self._train_or_record(description, chain, level, runtime, provenance):
                     return None, True
                 level, moved = level + 1, True
         return None, True
 
-    def _train_or_record(self, description: Description, chain: TransferExperiment, level: int, runtime) -> bool:
+    def _train_or_record(self, description: Description, chain: TransferExperiment, level: int, runtime,
+                         provenance: Optional[RunProvenance]) -> bool:
         """Train one step; False if it failed (recorded). Interrupts and storage errors propagate."""
         try:
-            self.train(description, chain, level, runtime)
+            self.train(description, chain, level, runtime, provenance)
         except KeyboardInterrupt as err:
             logger.warning("interrupted (%s) while training %s (seed %s) step %d; it resumes from its checkpoints next time",
                            str(err) or "Ctrl-C", description.name, description.seed, level)
@@ -249,22 +318,25 @@ class Store(abc.ABC):
             raise
         except Exception as err:
             logger.error("%s (seed %s) step %d failed: %s: %s", description.name, description.seed, level, type(err).__name__, err)
-            self.record_failure(chain.step_key(level), err, _meta(description, chain, level))
+            self.record_failure(chain.step_key(level), err, step_meta(description, chain, level))
             return False
         return True
 
-    def train(self, description: Description, chain: TransferExperiment, level: int, runtime: Optional[Dict[str, Dict[str, Any]]] = None) -> StepResult:
-        """Train step ``level`` of ``chain`` in this process and store it; the step before must be done."""
+    def train(self, description: Description, chain: TransferExperiment, level: int, runtime: Optional[Dict[str, Dict[str, Any]]] = None,
+              provenance: Optional[RunProvenance] = None) -> StepResult:
+        """Train step ``level`` of ``chain`` in this process and store it, with what ``provenance`` records of
+        it; the step before must be done."""
         previous = chain.step_key(level - 1) if level else None
         if previous is not None and not self.is_done(previous):
             raise RuntimeError(f"{description.name} step {level - 1} is not done; run the steps in order")
         spec = StepSpec.from_experiment(chain[level], runtime)
         earlier = [StepSpec.from_experiment(chain[k], runtime) for k in range(level)]
-        return train_and_store(self, spec, chain.step_key(level), previous, _meta(description, chain, level), earlier)
+        return train_and_store(self, spec, chain.step_key(level), previous, step_meta(description, chain, level, provenance), earlier)
 
-    def work(self, recipe: Recipe, order: str = "original", runtime: Optional[Dict[str, Dict[str, Any]]] = None, progress: bool = True, poll_seconds: float = 2.0) -> None:
+    def work(self, recipe: Recipe, order: str = "original", runtime: Optional[Dict[str, Dict[str, Any]]] = None, progress: bool = True,
+             poll_seconds: float = 2.0, provenance: Optional[RunProvenance] = None) -> None:
         """What a worker does: here the same as :meth:`run` (stores shared by many workers override it)."""
-        self.run(recipe, order, runtime, progress)
+        self.run(recipe, order, runtime, progress, provenance)
 
 
 @contextlib.contextmanager
@@ -286,8 +358,11 @@ def interrupt_on_sigterm() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
-def _meta(description: Description, chain: TransferExperiment, level: int) -> StepMeta:
-    return StepMeta(description.name, description.seed, level, chain[level].comment, chain[level].to_dict())
+def step_meta(description: Description, chain: TransferExperiment, level: int, provenance: Optional[RunProvenance] = None) -> StepMeta:
+    """Who step ``level`` of ``chain`` is, and what ``provenance`` records of it."""
+    key = chain.step_key(level)
+    return StepMeta(description.name, description.seed, level, chain[level].comment, chain[level].to_dict(),
+                    provenance.for_step(key) if provenance is not None else {})
 
 
 def ordered_chains(recipe: Recipe, order: str = "original", seed: Optional[int] = None) -> List[Chain]:
@@ -300,10 +375,11 @@ def ordered_chains(recipe: Recipe, order: str = "original", seed: Optional[int] 
     return chains
 
 
-def step_status(store: Store, recipe: Recipe) -> List[StepStatus]:
-    """The state of every step of ``recipe`` in ``store``, chain by chain (see module docstring)."""
+def step_status(store: Store, recipe: Recipe, keys: Optional[Sequence[Key]] = None) -> List[StepStatus]:
+    """The state of every step of ``recipe`` in ``store``, chain by chain (see module docstring). ``keys``: the
+    steps' keys in recipe order, if already computed (hashing every config again is most of the work)."""
     steps = [(d, chain, level) for d, chain in recipe.transfer_experiments.items() for level in range(len(chain))]
-    states = store.states([chain.step_key(level) for _, chain, level in steps])
+    states = store.states(list(keys) if keys is not None else [chain.step_key(level) for _, chain, level in steps])
     rows: List[StepStatus] = []
     blocked_chain = None
     for (description, chain, level), found in zip(steps, states):

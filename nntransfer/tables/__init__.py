@@ -27,7 +27,9 @@ Modules: ``database`` (configuration, connection, schema names, a lost server), 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Dict, Optional
+
+from nntransfer.configs.table_writer import install_table_writer
 
 if TYPE_CHECKING:
     from nntransfer.tables.activation import Tables
@@ -72,3 +74,23 @@ def active() -> "Tables":
     from nntransfer.tables import activation
 
     return activation.active()
+
+
+class _ActiveTablesWriter:
+    """What ``add_to_table`` of a config or an experiment writes to: the active tables."""
+
+    def add_config(self, config: Any, skip_duplicates: bool = True) -> Dict[str, str]:
+        # DataJoint and nnfabrik load here, not when this package is imported: binding on demand.
+        from nntransfer.tables.nnfabrik import add_config_to_table
+
+        return add_config_to_table(config, skip_duplicates=skip_duplicates)
+
+    def add_experiment(self, experiment: Any) -> Dict[str, Any]:
+        from nntransfer.tables.nnfabrik import add_experiment_to_tables
+
+        return add_experiment_to_tables(experiment)
+
+
+# configs sit below the tables and never import them: the tables install what add_to_table calls
+install_table_writer(_ActiveTablesWriter())
+

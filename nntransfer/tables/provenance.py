@@ -7,9 +7,6 @@ from typing import Any, Dict
 
 import datajoint as dj
 
-from nntransfer.fingerprint import LoadedCode
-from nntransfer.provenance import RecipeSource
-
 logger = logging.getLogger(__name__)
 _warned: set = set()  # schemas already warned about missing provenance columns
 
@@ -49,9 +46,9 @@ class ProvenanceMixin:
         code_reused=null:    longblob       # kept by --reuse-changed although its code changed: for which code, when
         """
 
-    def record_provenance(self, key: Dict[str, Any]) -> None:
+    def record_provenance(self, key: Dict[str, Any], record: Dict[str, Any]) -> None:
+        """Insert ``record`` (what the run passed with the step: ``StepMeta.provenance``) as ``key``'s row."""
         primary = {k: key[k] for k in self.heading.primary_key}
-        record = dict(RecipeSource.record(), **LoadedCode.record_for(primary))
         missing = sorted(set(record) - set(self.Provenance.heading.names))
         if missing and self.database not in _warned:  # a schema declared before these columns existed
             _warned.add(self.database)

@@ -41,6 +41,7 @@ from datajoint.hash import key_hash
 
 from nntransfer.configs.codec import make_hash
 from nntransfer.errors import DatabaseLost
+from nntransfer.pipeline.backends import register_store
 from nntransfer.pipeline.step import StepMeta, StepResult, StepSpec
 from nntransfer.pipeline.store import (
     BLOCKED,
@@ -48,6 +49,7 @@ from nntransfer.pipeline.store import (
     FAILED,
     RUNNING,
     WAITING,
+    Garbage,
     Key,
     StepState,
     Store,
@@ -57,11 +59,12 @@ from nntransfer.pipeline.store import (
     ordered_chains,
     step_status,
 )
+from nntransfer.provenance import RunProvenance
 from nntransfer.recipes.loading import Recipe
 from nntransfer.tables import activate, database
 from nntransfer.tables import heartbeat as liveness
 from nntransfer.tables.nnfabrik import add_transfer_experiments
-from nntransfer.tables.storage import file_paths
+from nntransfer.tables.storage import collect_garbage, file_paths
 
 __all__ = ["DataJointStore", "DamagedStep"]
 logger = logging.getLogger(__name__)
@@ -84,8 +87,10 @@ class DamagedStep(ValueError):
     found damaged before populating, and trained again."""
 
 
+@register_store("datajoint")
 class DataJointStore(Store):
-    """The tables of one schema as a :class:`~nntransfer.pipeline.store.Store` (see module docstring).
+    """The tables of one schema as a :class:`~nntransfer.pipeline.store.Store` (see module docstring), the
+    backend of the addresses ``datajoint:SCHEMA`` (found through the ``nntransfer.stores`` entry point).
 
     Args:
         schema: the schema name (default: the configured one, ``dj.config["custom"]["nnfabrik.my_schema_name"]``).
@@ -96,14 +101,43 @@ class DataJointStore(Store):
             worker (default ``$NNTRANSFER_HEARTBEAT_TIMEOUT``, else 60; see ``nntransfer.tables.heartbeat``).
     """
 
-    name = "datajoint"
+    location_help = "SCHEMA"
+    retries_failures = False  # failed jobs stay failed until ``retry_failed``
 
     def __init__(self, schema: Optional[str] = None, create: bool = True, tables=None, heartbeat_timeout: Optional[float] = None) -> None:
         self.tables = tables if tables is not None else activate(schema, create=create)
+        self.location = self.tables.schema_name
         self.where = f"schema {self.tables.schema_name}"
         self.heartbeat_timeout = liveness.heartbeat_timeout(heartbeat_timeout)
         self._verified: set = set()  # ids of finished steps whose files matched their checksums
         self._warned: set = set()  # (id, problems) of damaged steps already warned about
+
+    @classmethod
+    def open(cls, location: str, create: bool = True) -> "DataJointStore":
+        """The tables of the schema ``location``; ``create=False``: a missing schema is a one-line error."""
+        return cls(location, create=create)
+
+    @classmethod
+    def exists(cls, location: str) -> bool:
+        """Whether the schema exists (a bad name is a ``ValueError``); creates nothing."""
+        name = database.check_schema_name(location)
+        database.configure()
+        return database.schema_exists(database.connect(), name)
+
+    @classmethod
+    def configure_logging(cls, quiet: bool) -> None:
+        """DataJoint logs through the command's handler (it brings its own handler and format, installed
+        when it is imported: replaced here), without its empty error line for an interrupted job and, when
+        ``quiet``, without its reconnection lines."""
+        datajoint_logger = logging.getLogger("datajoint")
+        datajoint_logger.propagate = False  # what it logs while it loads (config file, environment) stays silent
+        import datajoint  # noqa: F401
+
+        datajoint_logger.handlers = []
+        datajoint_logger.propagate = True  # through the root handler: one format, around progress bars
+        datajoint_logger.filters = [_DataJointNoise(quiet)]
+        if quiet:
+            datajoint_logger.setLevel(logging.WARNING)
 
     @property
     def table(self):
@@ -304,11 +338,11 @@ class DataJointStore(Store):
         table = self.table()
         fabrikant = self.tables.Fabrikant.current_user()
         if table.connection.in_transaction:
-            table.insert_result(dict(key), result, meta.comment, fabrikant)
+            table.insert_result(dict(key), result, meta.comment, fabrikant, meta.provenance)
             return
         try:
             with table.connection.transaction:
-                table.insert_result(dict(key), result, meta.comment, fabrikant)
+                table.insert_result(dict(key), result, meta.comment, fabrikant, meta.provenance)
         finally:
             table.clear_rolled_back_uploads()
 
@@ -357,6 +391,11 @@ class DataJointStore(Store):
             logger.info("cleared %d failed job(s) in %s; they run again", count, self.where)
         return count
 
+    def collect_garbage(self, dry_run: bool = False, grace_seconds: float = 3600.0) -> Garbage:
+        """The files of the schema's external stores that no row references (``nntransfer.tables.storage.collect_garbage``)."""
+        found = collect_garbage(self.tables.schema, dry_run=dry_run, grace_seconds=grace_seconds)
+        return Garbage(self.where, found.entries + found.files, found.young, found.removed, found.errors)
+
     def clear_finished_checkpoints(self, recipe: Recipe, runtime: Optional[Dict[str, Dict[str, Any]]] = None) -> int:
         """Delete the checkpoints (and their files) of ``recipe``'s finished steps that do not keep them: those
         a worker killed between storing a step and clearing its checkpoints left. Returns how many."""
@@ -401,14 +440,16 @@ class DataJointStore(Store):
 
     # ------------------------------------------------------------------ running
 
-    def prepared(self, key: Key) -> Tuple[str, Dict[str, Dict[str, Any]]]:
-        """The recipe name and runtime options :meth:`prepare` remembered for the step ``key`` in this
-        process (``("", {})`` for a step it did not prepare)."""
-        return self.tables.prepared.get(make_hash(dict(key)), ("", {}))
+    def prepared(self, key: Key) -> Tuple[str, Dict[str, Dict[str, Any]], Dict[str, Any]]:
+        """The recipe name, runtime options and provenance record :meth:`prepare` remembered for the step
+        ``key`` in this process (``("", {}, {})`` for a step it did not prepare)."""
+        return self.tables.prepared.get(make_hash(dict(key)), ("", {}, {}))
 
-    def prepare(self, recipe: Recipe, runtime: Optional[Dict[str, Dict[str, Any]]] = None) -> None:
+    def prepare(self, recipe: Recipe, runtime: Optional[Dict[str, Dict[str, Any]]] = None,
+                provenance: Optional[RunProvenance] = None) -> None:
         """Insert every config, seed and recipe entry of ``recipe`` in one transaction (all or nothing;
-        retried when concurrent workers deadlock; every config is checked first), and remember each step's runtime options for ``make``."""
+        retried when concurrent workers deadlock; every config is checked first), and remember each step's
+        runtime options and provenance (what ``make`` records with it) for ``make``."""
         fabrikant = self.tables.Fabrikant.current_user()
         connection = self.table.connection
         for attempt in range(5):
@@ -422,8 +463,10 @@ class DataJointStore(Store):
                 time.sleep(0.2 * (attempt + 1))
         for description, chain in recipe.transfer_experiments.items():
             for level in range(len(chain)):
+                key = chain.step_key(level)
                 options = StepSpec.from_experiment(chain[level], runtime).runtime
-                self.tables.prepared[make_hash(chain.step_key(level))] = (description.name, options)
+                record = provenance.for_step(key) if provenance is not None else {}
+                self.tables.prepared[make_hash(key)] = (description.name, options, record)
 
     def populate(self, recipe: Recipe, order: str = "original", progress: bool = True) -> int:
         """One pass: populate every step of ``recipe`` whose previous step is done, level by level and one
@@ -496,10 +539,11 @@ class DataJointStore(Store):
             logger.warning("released %d interrupted job(s); they resume from their checkpoints", len(released))
         return len(released)
 
-    def run(self, recipe: Recipe, order: str = "original", runtime: Optional[Dict[str, Dict[str, Any]]] = None, progress: bool = True) -> None:
+    def run(self, recipe: Recipe, order: str = "original", runtime: Optional[Dict[str, Dict[str, Any]]] = None, progress: bool = True,
+            provenance: Optional[RunProvenance] = None) -> None:
         """Fill the tables and populate every step once (steps other workers hold are left to them)."""
         with _database_guard("filling the tables"):
-            self.prepare(recipe, runtime)
+            self.prepare(recipe, runtime, provenance)
             _housekeeping(self.clear_finished_checkpoints, recipe, runtime)
             _housekeeping(self.retry_damage_failures, recipe)
         self.populate(recipe, order, progress)
@@ -511,6 +555,7 @@ class DataJointStore(Store):
         runtime: Optional[Dict[str, Dict[str, Any]]] = None,
         progress: bool = True,
         poll_seconds: float = 2.0,
+        provenance: Optional[RunProvenance] = None,
         timeout: Optional[float] = None,
     ) -> None:
         """What a worker does: populate until every step is done, failed or blocked, waiting for steps
@@ -521,7 +566,7 @@ class DataJointStore(Store):
         the work (with a warning). ``timeout`` (seconds, None: no limit) bounds the whole wait with a
         ``TimeoutError``. What it waits for is logged at INFO."""
         with _database_guard("filling the tables"):
-            self.prepare(recipe, runtime)
+            self.prepare(recipe, runtime, provenance)
             _housekeeping(self.clear_finished_checkpoints, recipe, runtime)
             _housekeeping(self.retry_damage_failures, recipe)
         # one heartbeat (and SIGTERM handler: SIGTERM stops the worker like Ctrl-C) for all passes, not one per pass
@@ -580,6 +625,19 @@ class DataJointStore(Store):
         else:
             logger.info("waiting for steps whose previous step other workers just finished")
         return what, time.time()
+
+
+class _DataJointNoise(logging.Filter):
+    """Drops DataJoint's empty error line for an interrupted job (``populate`` logs ``str(KeyboardInterrupt())``)
+    and, with ``quiet``, its automatic reconnections."""
+
+    def __init__(self, quiet: bool) -> None:
+        super().__init__()
+        self.quiet = quiet
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage().strip()
+        return bool(message) and not (self.quiet and message.startswith("Reconnecting"))
 
 
 def _housekeeping(task: Callable[..., int], *args: Any) -> int:

@@ -21,6 +21,7 @@ import torch
 
 from nntransfer.configs.codec import make_hash
 from nntransfer.pipeline.step import StepResult, check_storable, run_step
+from nntransfer.provenance import step_provenance
 from nntransfer.tables import active, database
 from nntransfer.tables.checkpoints import CheckpointRestoreMixin
 from nntransfer.tables.heartbeat import heartbeat
@@ -114,7 +115,8 @@ class TrainedModelMixin(CheckpointRestoreMixin, ProvenanceMixin):
             spec = self.nnfabrik.step_spec(primary)
             check_storable(spec)
             result = run_step(spec, uid=dict(primary), checkpoints=self.checkpoint_callback())
-            self.insert_result(primary, result, comment=self.nnfabrik.comment(primary), fabrikant=self.nnfabrik.Fabrikant.current_user())
+            self.insert_result(primary, result, comment=self.nnfabrik.comment(primary), fabrikant=self.nnfabrik.Fabrikant.current_user(),
+                               provenance=step_provenance(spec))
         if not spec.keep_checkpoints:
             self.clear_checkpoints(primary)
 
@@ -132,14 +134,15 @@ class TrainedModelMixin(CheckpointRestoreMixin, ProvenanceMixin):
 
     # ------------------------------------------------------------------ storing and reading results
 
-    def insert_result(self, primary: Dict[str, Any], result: StepResult, comment: str, fabrikant: Optional[str]) -> None:
-        """Insert the row of ``primary`` and its parts (``Provenance``, ``ModelStorage``, and for transfer
-        steps ``DataStorage``). Run it in a transaction (``make`` does) to store all or nothing."""
+    def insert_result(self, primary: Dict[str, Any], result: StepResult, comment: str, fabrikant: Optional[str],
+                      provenance: Dict[str, Any]) -> None:
+        """Insert the row of ``primary`` and its parts (``Provenance``: ``provenance``, ``ModelStorage``, and for
+        transfer steps ``DataStorage``). Run it in a transaction (``make`` does) to store all or nothing."""
         self.insert1(
             dict(primary, score=result.score, output=result.output, fabrikant_name=fabrikant, comment=comment[:768]),
             allow_direct_insert=True,
         )
-        self.record_provenance(primary)
+        self.record_provenance(primary, provenance)
         with tempfile.TemporaryDirectory() as temp_dir:
             name = make_hash(primary)
             if result.transfer_data and hasattr(self, "DataStorage"):

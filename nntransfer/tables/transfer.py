@@ -74,15 +74,16 @@ class TransferredTrainedModelMixin(TrainedModelMixin):
 
     def make(self, key: Dict[str, Any]) -> None:
         """Train the step ``key`` through :func:`~nntransfer.pipeline.step.train_and_store` (the one
-        place a step is trained) with the tables' store: the configs from the rows, the runtime options
-        the store's ``prepare`` remembered, the previous step from ``CollapsedHistory``. A lost database
-        is :class:`~nntransfer.errors.DatabaseLost` (the step stays resumable)."""
+        place a step is trained) with the tables' store: the configs from the rows, the runtime options and
+        provenance the store's ``prepare`` remembered, the previous step from ``CollapsedHistory``. A lost
+        database is :class:`~nntransfer.errors.DatabaseLost` (the step stays resumable)."""
         store = DataJointStore(tables=self.nnfabrik)
         primary = plain_key(self, key)
         with self.database_lost_is_one_line(primary):
-            name, runtime = store.prepared(primary)
+            name, runtime, provenance = store.prepared(primary)
             spec = self.nnfabrik.step_spec(primary, runtime)
-            meta = StepMeta(name=name, seed=spec.seed, step=int(primary["transfer_step"]), comment=self.nnfabrik.comment(primary))
+            meta = StepMeta(name=name, seed=spec.seed, step=int(primary["transfer_step"]), comment=self.nnfabrik.comment(primary),
+                            provenance=provenance)
             previous = self.previous_key(primary)
             earlier, before = [], previous
             while before is not None:  # every step before this one, for their test sets
@@ -90,8 +91,8 @@ class TransferredTrainedModelMixin(TrainedModelMixin):
                 before = self.previous_key(before)
             train_and_store(store, spec, primary, previous, meta, earlier)
 
-    def insert_result(self, primary, result, comment, fabrikant) -> None:
-        super().insert_result(primary, result, comment, fabrikant)
+    def insert_result(self, primary, result, comment, fabrikant, provenance) -> None:
+        super().insert_result(primary, result, comment, fabrikant, provenance)
         self.CollapsedHistory().add_entry(primary)
 
     def previous_key(self, key: Dict[str, Any]) -> Optional[Dict[str, Any]]:

@@ -13,7 +13,7 @@ from typing import Callable, Dict, Iterable, Tuple
 import torch
 from torch import nn
 
-from nntransfer.trainer.main_loop_modules.output_unwrapper import unwrap_output
+from nntransfer.trainer.main_loop_modules.base import read_output
 
 #: names of the handed-on Fisher arrays: ``"fisher/<parameter name>"``
 FISHER_PREFIX = "fisher/"
@@ -34,7 +34,7 @@ def diagonal_fisher(
         for inputs, targets in batches:
             for _, p in named:
                 p.grad = None
-            loss = loss_fn(unwrap_output(model(inputs)), targets)
+            loss = loss_fn(read_output(model(inputs)).logits, targets)
             loss.backward()
             n = int(targets.shape[0])
             for name, p in named:

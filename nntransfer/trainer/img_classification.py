@@ -14,13 +14,14 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from nntransfer.configs.trainer.classification import ClassificationTrainerConfig
-from nntransfer.dataset.info import data_info
+from nntransfer.dataset.info import data_info, normalization
 from nntransfer.dataset.memory import MemoryLoader, MemoryView
 from nntransfer.trainer.checks import check_trainer_config
 from nntransfer.trainer.finite import check_fisher
 from nntransfer.trainer.fisher import FISHER_PREFIX, diagonal_fisher
-from nntransfer.trainer.main_loop_modules import apply_noise, unwrap_output
 from nntransfer.trainer.main_loop_modules import get as get_module
+from nntransfer.trainer.main_loop_modules import read_output
+from nntransfer.trainer.main_loop_modules.noise_augmentation import apply_noise
 from nntransfer.trainer.trainer import Trainer
 
 logger = logging.getLogger(__name__)
@@ -42,6 +43,8 @@ def trainer_config_from_dict(config: Union[Mapping[str, Any], ClassificationTrai
     if key not in _CONFIG_CLASSES:
         name = "".join(m.__name__.replace("Mixin", "") for m in mixins) + "ClassificationTrainerConfig"
         _CONFIG_CLASSES[key] = type(name, key + (ClassificationTrainerConfig,), {"__module__": __name__})
+    # strict: a field that neither the class nor a listed module's mixin declares is read by nothing (a module
+    # declares what it reads in its mixin), so it is refused rather than carried
     return _CONFIG_CLASSES[key].from_dict(dict(config))
 
 
@@ -59,17 +62,7 @@ class ImgClassificationTrainer(Trainer):
 
     def __init__(self, model, dataloaders, seed, config, uid=None, cb=None, teacher_model=None, fisher=None) -> None:
         super().__init__(model, dataloaders, seed, config, uid=uid, cb=cb, teacher_model=teacher_model, fisher=fisher)
-        self.pixel_mean, self.pixel_std = self._pixel_statistics()
         self.mc_samples = 0
-
-    def _pixel_statistics(self) -> Tuple[Optional[list], Optional[list]]:
-        """Per-channel normalisation (config first, else the data's ``DataInfo``), or ``(None, None)``."""
-        if self.config.input_mean:
-            return list(self.config.input_mean), list(self.config.input_std)
-        info = data_info(self.dataloaders)
-        if info is not None and info.mean is not None:
-            return list(info.mean), list(info.std)
-        return None, None
 
     # ------------------------------------------------------------------ batches
 
@@ -77,7 +70,7 @@ class ImgClassificationTrainer(Trainer):
         if not self.mc_samples:
             return model(inputs)
         # MC dropout: log of the mean predicted probability over the samples
-        probs = sum(F.softmax(unwrap_output(model(inputs)).float(), dim=1) for _ in range(self.mc_samples))
+        probs = sum(F.softmax(read_output(model(inputs)).logits.float(), dim=1) for _ in range(self.mc_samples))
         return torch.log(probs / self.mc_samples + 1e-12)
 
     def task_loss(self, outputs: torch.Tensor, targets: torch.Tensor, task_key: str) -> torch.Tensor:
@@ -112,7 +105,8 @@ class ImgClassificationTrainer(Trainer):
     def noise_transform(self, kind: str, level: float) -> Callable[[torch.Tensor], torch.Tensor]:
         """Test noise of one level, from a generator seeded anew for every level (the same noise every time)."""
         generator = torch.Generator(device=self.device).manual_seed(self.seed)
-        return functools.partial(apply_noise, **{kind: float(level)}, mean=self.pixel_mean, data_std=self.pixel_std,
+        mean, std = normalization(data_info(self.dataloaders), self.config.input_mean, self.config.input_std)
+        return functools.partial(apply_noise, **{kind: float(level)}, mean=mean, data_std=std,
                                  pixel_range=tuple(self.config.pixel_range), generator=generator)
 
     def final_evaluation(self) -> Tuple[float, Dict[str, Any]]:
@@ -149,7 +143,7 @@ class ImgClassificationTrainer(Trainer):
         with torch.no_grad(), self.autocast():
             for batch in ordered:
                 inputs = self.split_batch(batch)[0]
-                logits.append(unwrap_output(self.model(inputs)).float().cpu())
+                logits.append(read_output(self.model(inputs)).logits.float().cpu())
         return {"logits": torch.cat(logits).numpy()}
 
     def compute_fisher(self) -> Dict[str, np.ndarray]:

@@ -1,17 +1,20 @@
 """`Trainer`: the generic epoch loop with main-loop modules, early stopping, checkpoints and resume.
 
 The base class trains any supervised model whose batches are ``(inputs, targets[, extras])`` with the
-configured loss functions and tracks the loss; a subclass adds what its task needs (statistics such
-as accuracy, evaluation variants, outputs for the next transfer step). The events of the
-loop and the hooks of the main-loop modules are drawn in ``nntransfer.trainer.main_loop_modules.base``.
+configured loss functions and tracks the loss and every loss term the main-loop modules add; a subclass
+adds what its task needs (statistics such as accuracy, evaluation variants, outputs for the next transfer
+step). The events of the loop and the hooks of the main-loop modules are drawn in
+``nntransfer.trainer.main_loop_modules.base``.
 
 One run (``Trainer.train``)::
 
-    seed everything; build tracker, modules, (reset, freeze), optimizer, scheduler, early stopping
+    seed everything; build the tracker; wrap the student and the teacher to return the layers the
+        modules ask for; build the modules (on the model before reset); reset, freeze; optimizer,
+        scheduler, early stopping
     resume from the last checkpoint if there is one (model, optimizer, scheduler, tracker,
         early-stopping counters, modules, RNG state)
     for epoch in (resumed epoch + 1) .. max_iter:
-        run_epoch("Training")                       # + warm-up, accumulation, AMP
+        run_epoch("Training")                       # + warm-up, accumulation, AMP; log: loss and every term
         a non-finite training loss or weights stop the step (``finite.TrainingDiverged``): nothing is returned
         if epoch % interval == 0 or epoch == max_iter:
             score = run_epoch("Validation")         # empty validation set: the epoch's training objective
@@ -37,6 +40,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm  # text bars everywhere: tqdm.auto warns in notebooks without ipywidgets
 
 from nntransfer.configs.trainer.classification import ClassificationTrainerConfig
+from nntransfer.dataset.info import data_info
 from nntransfer.models.intermediate import IntermediateLayerWrapper
 from nntransfer.models.utils import freeze_params, reset_params, set_bn_to_eval
 from nntransfer.trainer import controls
@@ -44,13 +48,13 @@ from nntransfer.trainer.checkpointing import LocalCheckpoints, get_rng_state, lo
 from nntransfer.trainer.cycler import TaskCycler, sequential
 from nntransfer.trainer.early_stopping import EarlyStopping, copy_state
 from nntransfer.trainer.finite import check_fisher, first_non_finite, loss_diverged, non_finite_terms, weights_diverged
-from nntransfer.trainer.main_loop_modules import ModuleChain
+from nntransfer.trainer.main_loop_modules import BatchState, LoopContext, ModuleChain, read_output
 from nntransfer.trainer.main_loop_modules import get as get_module
+from nntransfer.trainer.main_loop_modules.base import requested_layers, teacher_needers
 from nntransfer.trainer.tensorboard import TensorBoardLog
 
 logger = logging.getLogger(__name__)
 
-UNWRAPPER = "OutputUnwrapper"
 #: checkpoint score of an epoch without one (negated when maximising); fits a single-precision column
 UNSCORED = 1e30
 Batch = Tuple[torch.Tensor, torch.Tensor, Optional[Dict[str, torch.Tensor]]]
@@ -107,7 +111,8 @@ def freeze_teacher(teacher: Optional[nn.Module], device: torch.device) -> Option
 
 
 def with_layers(model: nn.Module, paths: Sequence[str]) -> nn.Module:
-    """``model`` returning ``(extra_outputs, logits)`` with the outputs of ``paths`` (unchanged if none);
+    """``model`` returning ``(extra_outputs, logits)`` with the outputs of ``paths`` (unchanged if none),
+    which ``read_output`` turns into a ``ModelOutput``;
     the wrapper shares the model's parameters, so its state dict is the model's."""
     if not paths:
         return model
@@ -130,17 +135,13 @@ def loss_mismatch(loss: str, task: str, outputs: Any, targets: Any, err: Excepti
             f"targets {described(targets)} ({reason}){hint}")
 
 
-def module_names(names: Sequence[str]) -> List[str]:
-    """The configured main-loop modules with the output unwrapper moved (or added) to the end."""
-    return [n for n in names if n != UNWRAPPER] + [UNWRAPPER]
-
-
 class Trainer:
     """Generic trainer: the loop above. ``dataloaders`` is ``{"train": {task: loader}, "validation":
     {task: loader}, <test splits>...}``; ``cb`` is a checkpoint callback (nnfabrik's protocol, see
     ``checkpointing``); without one, ``config.checkpoint_dir`` selects a local folder (or none).
     ``teacher_model``: an earlier step's trained model, frozen beside the student (``self.teacher``);
-    ``fisher``: the diagonal Fisher information the previous step handed on (``self.fisher``)."""
+    ``fisher``: the diagonal Fisher information the previous step handed on (``self.fisher``). The main-loop
+    modules see ``self.context`` (a ``LoopContext``), not the trainer."""
 
     #: names of the per-task sums ``batch_statistics`` returns (besides the normalisation)
     statistics: Tuple[str, ...] = ("loss",)
@@ -180,20 +181,28 @@ class Trainer:
         self.criterion = {task: controls.build_loss(name, config.loss_options).to(self.device)
                           for task, name in config.loss_functions.items()}
         self.tracker = self.build_tracker()
-        self.teacher = freeze_teacher(teacher_model, self.device)
         #: diagonal Fisher information the previous step handed on (parameter name -> tensor), or None
         self.fisher = {name: torch.as_tensor(value).to(self.device) for name, value in (fisher or {}).items()} or None
         if self.fisher is not None:
             check_fisher(self.fisher, "the previous step's", "train that step again with a lower learning rate")
-        # modules first: a teacher copies the model before any reset
-        self.modules = ModuleChain([get_module(name)(self) for name in module_names(config.main_loop_modules)])
-        needing = self.modules.needing_teacher()
-        if needing and self.teacher is None:
+        classes = [get_module(name) for name in config.main_loop_modules]
+        needing = teacher_needers(classes, config)
+        if needing and teacher_model is None:
             raise ValueError(f"{', '.join(needing)} need(s) a teacher: set teacher='previous' in this step's trainer "
                              "config, in a chain whose previous step trained the teacher")
-        self.model = with_layers(self.model, self.modules.student_layers())
+        # wrapped once, before any module is built: every module sees the same student and teacher
+        self.model = with_layers(self.model, requested_layers(classes, config, "student"))
+        self.teacher = freeze_teacher(teacher_model, self.device)
         if self.teacher is not None:
-            self.teacher = with_layers(self.teacher, self.modules.teacher_layers())
+            self.teacher = with_layers(self.teacher, requested_layers(classes, config, "teacher"))
+        self.context = LoopContext(
+            config=config, device=self.device, seed=seed, model=self.model, teacher=self.teacher,
+            data_info=data_info(dataloaders), fisher=self.fisher, train_tasks=tuple(self.train_loaders),
+            validation_tasks=tuple(self.validation_loaders), task_loss=self.task_loss,
+            learning_rates=lambda: [group["lr"] for group in self.optimizer.param_groups],
+        )
+        # modules before reset and freeze: a teacher copy or a reference point is the model as received
+        self.modules = ModuleChain([cls(self.context) for cls in classes])
         self.prepare_model()
         params = [p for p in self.model.parameters() if p.requires_grad] + self.modules.parameters()
         if not params:
@@ -228,7 +237,8 @@ class Trainer:
         self.last_score = float("nan")
         #: the summed total loss of the last training epoch (on the device), or None before the first
         self.training_loss: Optional[torch.Tensor] = None
-        self._end_epoch = False
+        #: the names of the loss terms the modules added so far (shown in the epoch's log line)
+        self.loss_terms: Dict[str, None] = {}
         self.eval_variant = "plain"
         # valid_size=0: select and score on the training objective instead (NaN would break the tables)
         self.validation_is_empty = all(len(loader) == 0 for loader in self.validation_loaders.values())
@@ -273,10 +283,6 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
 
-    def request_end_of_epoch(self) -> None:
-        """Called by a main-loop module: finish the current batch, then end the epoch."""
-        self._end_epoch = True
-
     # ------------------------------------------------------------------ what a subclass may change
 
     def split_batch(self, batch: Any) -> Batch:
@@ -301,6 +307,16 @@ class Trainer:
             if isinstance(err, torch.OutOfMemoryError):
                 raise
             raise ValueError(loss_mismatch(self.config.loss_functions[task_key], task_key, outputs, targets, err)) from None
+
+    def compute_loss(self, state: BatchState) -> None:
+        """``state.loss``: the modules' terms (``weight * value``, in the order they were added) plus the task
+        loss (``state.task_loss``) times its weight."""
+        loss = torch.zeros((), device=self.device)
+        for term in state.losses.values():
+            loss = loss + term.weighted()
+        state.task_loss = self.task_loss(state.output.logits, state.targets, state.task)
+        weight = state.task_loss_weight
+        state.loss = loss + (state.task_loss if weight == 1.0 else weight * state.task_loss)
 
     def batch_statistics(self, outputs: torch.Tensor, targets: torch.Tensor, task_loss: torch.Tensor) -> torch.Tensor:
         """Sums over the batch, one per name in ``statistics``, as one tensor (no device sync)."""
@@ -330,12 +346,12 @@ class Trainer:
         loaders: Mapping[str, Any],
         train: bool = False,
         input_transform: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
-        **options: Any,
     ) -> Dict[str, Dict[str, float]]:
         """One pass over ``loaders`` (the train cycler when ``train``); returns per task the sums of
-        ``statistics`` and ``"normalization"`` (the number of examples). ``input_transform`` changes the
-        inputs before the modules see them (e.g. test noise); ``options`` reach ``pre_epoch``."""
-        model, modules = self.model, self.modules
+        ``statistics``, of every loss term (its weighted value) and metric the modules added, and
+        ``"normalization"`` (the number of examples). ``input_transform`` changes the inputs before the
+        modules see them (e.g. test noise)."""
+        model, modules, context = self.model, self.modules, self.context
         if train:
             self.set_train_mode()
             batches, n_batches = self.cycler, self.n_train_batches
@@ -345,10 +361,12 @@ class Trainer:
             batches, n_batches = sequential(loaders), sum(len(loader) for loader in loaders.values())
         if self.batch_limit:
             n_batches = min(n_batches, self.batch_limit)
-        modules.pre_epoch(model, mode, epoch=self.epoch, **options)
-        self._end_epoch = False
+        context.epoch = self.epoch
+        modules.dispatch("pre_epoch", mode)
+        context.end_of_epoch_requested = False
         sums: Dict[str, torch.Tensor] = {}
         counts: Dict[str, int] = {}
+        added: Dict[str, Dict[str, torch.Tensor]] = {}  # per task: the sums of the terms and metrics
         total_loss: Optional[torch.Tensor] = None  # of every training batch, on the device: checked once per epoch
         progress = tqdm(batches, total=n_batches, desc=f"{mode} {self.epoch}", leave=False,  # None: off unless a terminal
                         disable=True if not self.config.show_epoch_progress else None)
@@ -357,40 +375,48 @@ class Trainer:
                 inputs, targets, extras = self.split_batch(batch)
                 if input_transform is not None:
                     inputs = input_transform(inputs)
-                shared_memory = {"mode": mode, "task_key": task_key, "extras": extras}
-                batch_model, inputs = modules.pre_forward(model, inputs, task_key, shared_memory)
+                state = BatchState(mode, task_key, inputs, targets, extras or {}, model)
+                modules.dispatch("pre_forward", state)
                 with self.autocast():
-                    if train and modules.uses_teacher_outputs:  # on exactly the batch the student sees
+                    if train and modules.runs_teacher:  # on exactly the batch the student sees
                         with torch.no_grad():
-                            shared_memory["teacher_outputs"] = self.teacher(inputs)
-                    outputs = self.forward(batch_model, inputs)
-                    # a fresh zero per batch: a module may add its terms in place (loss += ...)
-                    zero = torch.zeros((), device=self.device)
-                    outputs, loss, targets = modules.post_forward(outputs, zero, targets, shared_memory)
-                    task_loss = self.task_loss(outputs, targets, task_key)
-                    weight = shared_memory.get("task_loss_weight")  # set by a module, e.g. distillation's 1 - gamma
-                    loss = loss + (task_loss if weight is None else weight * task_loss)
+                            state.teacher_output = read_output(self.teacher(state.inputs))
+                    state.output = read_output(self.forward(state.model, state.inputs))
+                    modules.dispatch("post_forward", state)
+                    self.compute_loss(state)
+                modules.dispatch("post_loss", state)
                 # sums stay on the device: one synchronisation per epoch, not per batch
-                stats = self.batch_statistics(outputs, targets, task_loss)
+                n = state.targets.shape[0]
+                stats = self.batch_statistics(state.output.logits, state.targets, state.task_loss)
                 if task_key in sums:
                     sums[task_key] += stats
-                    counts[task_key] += targets.shape[0]
+                    counts[task_key] += n
                 else:
-                    sums[task_key], counts[task_key] = stats, targets.shape[0]
+                    sums[task_key], counts[task_key] = stats, n
+                task_added = added.setdefault(task_key, {})
+                for name, term in state.losses.items():
+                    self.loss_terms[name] = None
+                    value = term.value.detach().float() * n  # tracked unweighted: a weight of 0 only logs it
+                    task_added[name] = task_added[name] + value if name in task_added else value
+                for name, value in state.metrics.items():
+                    value = value.detach().float()
+                    task_added[name] = task_added[name] + value if name in task_added else value
                 if train:
-                    total_loss = loss.detach() if total_loss is None else total_loss + loss.detach()
-                    self.backward_and_step(loss, index, n_batches)
-                if self._end_epoch or index + 1 == n_batches:
+                    total_loss = state.loss.detach() if total_loss is None else total_loss + state.loss.detach()
+                    self.backward_and_step(state, index, n_batches)
+                if context.end_of_epoch_requested or index + 1 == n_batches:
                     break
-        modules.post_epoch(model)
+        modules.dispatch("post_epoch", mode)
         if train:
             self.training_loss = total_loss
-        return {task: {**dict(zip(self.statistics, values.tolist())), "normalization": float(counts[task])}
+        return {task: {**dict(zip(self.statistics, values.tolist())),
+                       **{name: value.item() for name, value in added.get(task, {}).items()},
+                       "normalization": float(counts[task])}
                 for task, values in sums.items()}
 
-    def backward_and_step(self, loss: torch.Tensor, index: int, n_batches: int) -> None:
+    def backward_and_step(self, state: BatchState, index: int, n_batches: int) -> None:
         """Backward pass; an optimizer step every ``accumulate_grad_batches`` batches (and at the end)."""
-        accumulate = self.config.accumulate_grad_batches
+        loss, accumulate = state.loss, self.config.accumulate_grad_batches
         if accumulate > 1:
             # the mean over the group's batches, also for a shorter last group (like one larger batch)
             group_start = index - index % accumulate
@@ -399,8 +425,8 @@ class Trainer:
             self.grad_scaler.scale(loss).backward()
         else:
             loss.backward()
-        self.modules.post_backward(self.model)
-        if (index + 1) % accumulate and index + 1 < n_batches and not self._end_epoch:
+        self.modules.dispatch("post_backward", state)
+        if (index + 1) % accumulate and index + 1 < n_batches and not self.context.end_of_epoch_requested:
             return
         if self.global_step <= self.warmup_steps and self.warmup_steps:
             factor = controls.warmup_factor(self.global_step, self.warmup_steps)
@@ -418,7 +444,7 @@ class Trainer:
             self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.global_step += 1
-        self.modules.post_optimizer(self.model)
+        self.modules.dispatch("post_optimizer", state)
 
     # ------------------------------------------------------------------ evaluation
 
@@ -434,13 +460,15 @@ class Trainer:
         saved = copy_state(self.model) if variant == "bn_train" else None
         self.eval_variant = variant
         try:
-            results = self.run_epoch("Test", loaders, input_transform=input_transform, split=split, variant=variant)
+            results = self.run_epoch("Test", loaders, input_transform=input_transform)
         finally:
             self.eval_variant = "plain"
             if saved is not None:
                 self.model.load_state_dict(saved)
             self.model.eval()
-        return self.normalized(results)
+        # the statistics only: what modules add in evaluation is tracked in validation, not stored as results
+        return {task: {name: value for name, value in values.items() if name in self.statistics}
+                for task, values in self.normalized(results).items()}
 
     def evaluate_tree(self, node: Any, split: str, variant: str = "plain") -> Dict[Any, Any]:
         """Evaluate a split: ``{task: loader}``, a bare loader (the main task), or a nesting of them
@@ -473,9 +501,23 @@ class Trainer:
     # ------------------------------------------------------------------ the run
 
     def log_epoch(self, mode: str, results: Mapping[str, Mapping[str, float]]) -> None:
+        """Track an epoch's sums; a loss term or metric first seen now gets a series (0 for the epochs before)."""
+        log = self.tracker.log
         for task, values in results.items():
             for name, value in values.items():
+                if name not in log.get(mode, {}).get(task, {}):
+                    self.tracker.add_objectives({mode: {task: {name: 0.0}}})
+                    log[mode][task][name] = [0.0] * (self.tracker.epoch + 1)
                 self.tracker.log_objective(value, (mode, task, name))
+
+    def epoch_line(self, training: Mapping[str, Mapping[str, float]]) -> str:
+        """The training part of an epoch's log line: per task the loss and every loss term, per example."""
+        parts = []
+        for task, values in self.normalized(training).items():
+            shown = ["loss"] + [name for name in self.loss_terms if name in values]
+            prefix = f"{task}: " if len(training) > 1 else ""
+            parts.append(prefix + ", ".join(f"{name} {values[name]:.4g}" for name in shown))
+        return "; ".join(parts)
 
     def normalized(self, results: Mapping[str, Mapping[str, float]]) -> Dict[str, Dict[str, float]]:
         """Sums divided by the number of examples."""
@@ -534,7 +576,8 @@ class Trainer:
                     self.scheduler.step(self.last_score)
             if self.scheduler is not None and not controls.is_plateau(self.scheduler) and epoch > config.lr_warmup:
                 self.scheduler.step()
-            logger.info("epoch %d: validation %s %.6g (%s)", epoch, config.objective, self.last_score, action or "not validated")
+            logger.info("epoch %d: training %s; validation %s %.6g (%s)", epoch, self.epoch_line(training),
+                        config.objective, self.last_score, action or "not validated")
             self.save_checkpoint(self.last_score if action is not None else None)
             self.write_tensorboard()
             if action == "stop":

@@ -2,8 +2,8 @@
 
 from typing import Any, Dict
 
-from nntransfer.configs.base import Alias, input_size_alias
 from nntransfer.configs.dataset.base import DatasetConfig
+from nntransfer.configs.original import Alias, input_size_alias
 
 
 def _augmentation(value: Any, config: Any, memory: Dict[str, Any]) -> Dict[str, Any]:
@@ -84,7 +84,7 @@ class ImageDatasetConfig(DatasetConfig):
 
     fn = "nntransfer.dataset.img_dataset_loader"
 
-    #: the original nntransfer's names (``nntransfer.configs.base``: translated before hashing, with a warning)
+    #: the original nntransfer's names (``nntransfer.configs.original``: translated before hashing, with a warning)
     ALIASES = {
         "input_width": input_size_alias(1, square=True),
         "input_height": input_size_alias(0, square=True),

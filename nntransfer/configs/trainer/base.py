@@ -13,7 +13,7 @@ class TrainerConfig(BaseConfig):
         start_from_previous: the model starts from the previous step's trained weights (loaded leniently:
             what does not fit is skipped and logged at WARNING); False: it starts from its own initialisation.
         teacher: ``None``, or ``"previous"``: the previous step's trained model, rebuilt from that step's own
-            model config and weights, frozen and in eval mode beside the student (``trainer.teacher``), for
+            model config and weights, frozen and in eval mode beside the student (``context.teacher``), for
             the main-loop modules that transfer from a teacher (distillation, RDL, attention, orbits...).
         student_model: the original nntransfer form of a teacher step: a model config, or its dict
             (``StudentModel().to_dict()``, as the original recipes wrote it), for the student; both are stored
@@ -23,8 +23,8 @@ class TrainerConfig(BaseConfig):
         data_transfer: this step receives the ``transfer_data`` the previous transfer step produced
             (the tables pass it to the dataset function). The first step of a chain cannot set it.
         main_loop_modules: names of the main-loop modules (see ``nntransfer.trainer.main_loop_modules``)
-            the trainer dispatches to, in order; mixins append theirs in ``conditional_assignment``.
-            The output unwrapper always runs last, whether listed or not.
+            the trainer dispatches to (before-events in this order, after-events in reverse); mixins append
+            theirs in ``conditional_assignment``.
         keep_checkpoints: keep the checkpoints (table rows or local files) after training finished
             (a runtime option: not hashed).
         force_cpu: train on the CPU even when a GPU is available (a runtime option: not hashed).

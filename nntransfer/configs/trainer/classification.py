@@ -3,7 +3,7 @@
 import math
 from typing import Any, Dict, Optional
 
-from nntransfer.configs.base import Alias
+from nntransfer.configs.original import Alias
 from nntransfer.configs.trainer.base import TrainerConfig
 from nntransfer.defaults import TASK_KEY
 
@@ -142,7 +142,7 @@ class ClassificationTrainerConfig(TrainerConfig):
 
     fn = "nntransfer.trainer.classification_trainer"
 
-    #: the original nntransfer's names and forms (``nntransfer.configs.base``: translated before hashing,
+    #: the original nntransfer's names and forms (``nntransfer.configs.original``: translated before hashing,
     #: with a warning)
     ALIASES = {
         "threshold": "tolerance",

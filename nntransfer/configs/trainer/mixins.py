@@ -7,9 +7,10 @@
     NoisyTrainerConfig(noise_std={0.1: 0.5, (0.2, 0.4): 0.25})  # half at std 0.1, a quarter in [0.2, 0.4], rest clean
 """
 
+import functools
 import math
 from numbers import Real
-from typing import Any, Mapping
+from typing import Any, FrozenSet, Mapping
 
 REP_CRITERIA = ("cosine", "mse")
 KD_TEACHERS = ("teacher", "initial", "transfer_data")
@@ -60,6 +61,23 @@ def _check_one_noise(owner: str, std_field: str, snr_field: str, std: Mapping, s
         raise ValueError(f"{owner}: give exactly one of {std_field} or {snr_field} (a dict level -> fraction)")
     check_noise_levels(owner, std_field, std)
     check_noise_levels(owner, snr_field, snr)
+
+
+class _DeclarationRecorder:
+    """The end of a probe's MRO: records what a mixin's ``__init__`` declares, runs no validation."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        pass
+
+    def set_defaults(self, **defaults: Any) -> None:
+        self.__dict__.update(defaults)
+
+
+@functools.lru_cache(maxsize=None)  # a class's declarations do not change
+def mixin_fields(mixin: type) -> FrozenSet[str]:
+    """The fields ``mixin``'s ``__init__`` declares (by ``set_defaults`` or assignment)."""
+    probe = type(f"Probe{mixin.__name__}", (mixin, _DeclarationRecorder), {})()
+    return frozenset(probe.__dict__)
 
 
 class TransferMethodMixin:

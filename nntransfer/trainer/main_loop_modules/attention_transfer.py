@@ -91,12 +91,13 @@ def attention_transfer_loss(
 @register
 class AttentionTransfer(TeacherLayerModule):
     """In training adds ``attention_transfer_loss`` over the pairs ``at_layers`` (beta = ``at_weight``,
-    p = ``at_p``); needs the step's teacher. Logged as ``("Training", task, "attention_transfer")``."""
+    p = ``at_p``); needs the step's teacher. The term is ``attention_transfer``."""
 
     config_mixin = AttentionTransferMixin
     objective = "attention_transfer"
     layers_field = "at_layers"
+    weight_field = "at_weight"  # beta: the term below is attention_transfer_loss with beta = 1
 
     @classmethod
     def loss(cls, config, pairs):
-        return attention_transfer_loss([s for s, _ in pairs], [t for _, t in pairs], p=config.at_p, beta=config.at_weight)
+        return attention_transfer_loss([s for s, _ in pairs], [t for _, t in pairs], p=config.at_p, beta=1.0)

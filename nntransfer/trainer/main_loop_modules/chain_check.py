@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from nntransfer.models.intermediate import IntermediateLayerWrapper, resolve_layer
-from nntransfer.trainer.main_loop_modules.base import OUTPUT
+from nntransfer.trainer.main_loop_modules.base import OUTPUT, read_output
 
 
 @dataclass
@@ -54,9 +54,9 @@ class StepCheck:
             self.problems.append(line)
 
     def layer_outputs(self, role: str, paths: Sequence[str], what: str) -> Optional[Any]:
-        """The output of ``role`` (``"student"`` or ``"teacher"``) on the batch, ``(extra_outputs, logits)``
-        with the outputs of ``paths`` (read them with ``layer_output``); None when that model is missing,
-        lacks one of the paths or does not run on the batch (each reported, naming ``what`` asked)."""
+        """The output of ``role`` (``"student"`` or ``"teacher"``) on the batch, a ``ModelOutput`` with the
+        outputs of ``paths`` (``output.layer(path)``); None when that model is missing, lacks one of the paths
+        or does not run on the batch (each reported, naming ``what`` asked)."""
         model = self.student if role == "student" else self.teacher
         if model is None or self.inputs is None:
             return None
@@ -75,7 +75,7 @@ class StepCheck:
             wrapped = IntermediateLayerWrapper(model, {path: path for path in wanted}) if wanted else model
             try:
                 with torch.no_grad():
-                    self._outputs[key] = wrapped.eval()(self.inputs)
+                    self._outputs[key] = read_output(wrapped.eval()(self.inputs))
             except Exception as err:  # a model that cannot take the data: the message names it
                 message = str(err).splitlines()[0] if str(err) else type(err).__name__
                 self.problem(f"{what}: one batch of the step's data does not run through the {role}: {message}")

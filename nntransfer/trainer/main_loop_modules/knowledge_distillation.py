@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
 
 from nntransfer.configs.trainer.mixins import KnowledgeDistillationMixin
 from nntransfer.models.orbit import LearnedOrbit
-from nntransfer.trainer.main_loop_modules.base import EpochSums, MainLoopModule
-from nntransfer.trainer.main_loop_modules.layer_matching import model_logits
+from nntransfer.trainer.main_loop_modules.base import NONE, OUTPUTS, BatchState, MainLoopModule, read_output
 from nntransfer.trainer.main_loop_modules.registry import register
 
 
@@ -31,32 +30,34 @@ def _classes(logits: torch.Tensor) -> str:
 @register
 class KnowledgeDistillation(MainLoopModule):
     """In training the loss becomes ``(1 - gamma) * task loss + gamma * distillation_loss`` with
-    ``gamma = kd_weight`` (the module sets ``shared_memory["task_loss_weight"]``); evaluation keeps the
-    task loss alone. The teacher's logits come from (``kd_teacher``):
+    ``gamma = kd_weight`` (the module scales the task loss by ``1 - gamma``); evaluation keeps the task loss
+    alone. The teacher's logits come from (``kd_teacher``):
 
-    - ``"teacher"``: the step's teacher (``trainer.teacher``), which the trainer runs on exactly the batch
-      the student sees (``uses_teacher_outputs``); the teacher may have another architecture.
+    - ``"teacher"``: the step's teacher, which the trainer runs on exactly the batch the student sees
+      (``needs_teacher == OUTPUTS``); the teacher may have another architecture.
     - ``"initial"``: a frozen copy of the model as the trainer received it (the previous transfer step's
-      weights, copied before any reset).
+      weights, copied before any reset), run on the student's batch.
     - ``"transfer_data"``: the logits the previous step handed over as batch extras ``"logits"``.
 
-    The term added to the loss (``gamma * distillation_loss``) is logged as ``("Training", task, "distillation")``.
+    The term is ``distillation`` (weight ``gamma``).
     """
 
     config_mixin = KnowledgeDistillationMixin
+    needs_teacher = OUTPUTS
 
-    def __init__(self, trainer: Any) -> None:
-        super().__init__(trainer)
-        # instance attributes: only the online teacher needs the trainer's teacher and its outputs
-        self.needs_teacher = self.uses_teacher_outputs = self.config.kd_teacher == "teacher"
+    @classmethod
+    def teacher_need(cls, config):
+        """Only the online teacher (``kd_teacher="teacher"``) needs the step's teacher."""
+        return OUTPUTS if config.kd_teacher == "teacher" else NONE
+
+    def __init__(self, context) -> None:
+        super().__init__(context)
         self.gamma = float(self.config.kd_weight)
-        self.teacher = None
+        self.initial: Optional[torch.nn.Module] = None
         if self.config.kd_teacher == "initial":
-            self.teacher = copy.deepcopy(trainer.model).eval()
-            for p in self.teacher.parameters():
+            self.initial = copy.deepcopy(context.model).eval()
+            for p in self.initial.parameters():
                 p.requires_grad_(False)
-        self.sums = EpochSums()
-        trainer.tracker.add_objectives({"Training": {task: {"distillation": 0.0} for task in trainer.train_loaders}})
 
     @classmethod
     def check_step(cls, step):
@@ -81,58 +82,36 @@ class KnowledgeDistillation(MainLoopModule):
         student = step.layer_outputs("student", [], "KnowledgeDistillation")
         teacher = step.layer_outputs("teacher", [], "KnowledgeDistillation")
         if student is not None and teacher is not None:
-            s, t = model_logits(student), model_logits(teacher)
+            s, t = student.logits, teacher.logits
             if s.shape[1:] != t.shape[1:]:
                 step.problem(f"KnowledgeDistillation: the teacher has {t.shape[1]} classes, the student {s.shape[1]}; "
                              "distillation compares their predictions class by class, so both need the same classes")
 
-    def pre_forward(self, model, inputs, task_key, shared_memory):
-        """In training: weight the task loss by ``1 - gamma``; compute (or fetch) the teacher's logits
-        unless the trainer runs the step's teacher itself."""
-        if not self.train_mode:
-            return model, inputs
-        shared_memory["task_loss_weight"] = shared_memory.get("task_loss_weight", 1.0) * (1.0 - self.gamma)
-        if self.uses_teacher_outputs:
-            return model, inputs  # the trainer puts the teacher's outputs into shared_memory["teacher_outputs"]
-        if self.teacher is not None:
+    def teacher_logits(self, state: BatchState) -> torch.Tensor:
+        """The teacher's logits for every row of the student's batch."""
+        source = self.config.kd_teacher
+        if source == "teacher":
+            return state.teacher_output.logits
+        if source == "initial":
             with torch.no_grad():
-                shared_memory["teacher_logits"] = model_logits(self.teacher(inputs))
-        else:
-            extras = shared_memory.get("extras") or {}
-            if "logits" not in extras:
-                raise ValueError(
-                    "KnowledgeDistillation with kd_teacher='transfer_data' needs batch extras 'logits': "
-                    "run the previous step with compute_transfer_data=True and this one with data_transfer=True"
-                )
-            shared_memory["teacher_logits"] = extras["logits"]
-        return model, inputs
+                return read_output(self.initial(state.inputs)).logits
+        if "logits" not in state.extras:
+            raise ValueError(
+                "KnowledgeDistillation with kd_teacher='transfer_data' needs batch extras 'logits': "
+                "run the previous step with compute_transfer_data=True and this one with data_transfer=True"
+            )
+        return state.per_row(state.extras["logits"])
 
-    def post_forward(self, outputs, loss, targets, **shared_memory):
-        """Add ``gamma * distillation_loss`` (training only)."""
-        if not self.train_mode:
-            return outputs, loss, targets
-        if self.uses_teacher_outputs:
-            if shared_memory.get("teacher_outputs") is None:
-                return outputs, loss, targets
-            teacher = model_logits(shared_memory["teacher_outputs"])
-        else:
-            teacher = shared_memory.get("teacher_logits")
-            if teacher is None:
-                return outputs, loss, targets
-        student = model_logits(outputs)
-        if student.shape[0] != teacher.shape[0] and student.shape[0] % teacher.shape[0] == 0:
-            # an earlier module (e.g. representation matching) stacked copies of the batch
-            teacher = teacher.repeat(student.shape[0] // teacher.shape[0], 1)
+    def post_forward(self, state: BatchState) -> None:
+        """Weight the task loss by ``1 - gamma`` and add the distillation term (training only)."""
+        if not state.training:
+            return
+        state.scale_task_loss(1.0 - self.gamma)
+        teacher, student = self.teacher_logits(state), state.output.logits
         if student.shape[1:] != teacher.shape[1:]:  # torch's own error would name neither side
             sources = {"transfer_data": "the logits the previous step handed on", "initial": "the initial model's logits"}
             source = sources.get(self.config.kd_teacher, "the teacher's logits")
             raise ValueError(f"KnowledgeDistillation: {source} have "
                              f"{_classes(teacher)} classes, the student {_classes(student)}; distillation compares "
                              "predictions class by class, so both need the same classes")
-        kd = self.gamma * distillation_loss(student, teacher, self.config.kd_temperature)
-        self.sums.add(shared_memory["task_key"], "distillation", kd, targets.shape[0])
-        return outputs, loss + kd, targets
-
-    def post_epoch(self, model):
-        """Log the epoch's distillation term."""
-        self.sums.log(self.trainer.tracker, "Training")
+        state.add_loss("distillation", distillation_loss(student, teacher, self.config.kd_temperature), self.gamma)

@@ -13,16 +13,11 @@ import torch
 import torch.nn.functional as F
 
 from nntransfer.configs.trainer.mixins import MATCH_CRITERIA, LayerMatchingMixin
-from nntransfer.trainer.main_loop_modules.base import OUTPUT, EpochSums, MainLoopModule, layer_output
+from nntransfer.trainer.main_loop_modules.base import OUTPUTS, BatchState, MainLoopModule
 from nntransfer.trainer.main_loop_modules.registry import register
 
 if TYPE_CHECKING:  # pragma: no cover
     from nntransfer.trainer.main_loop_modules.chain_check import StepCheck
-
-
-def model_logits(outputs: Any) -> torch.Tensor:
-    """The logits of a model output, however deeply wrapped (``layer_output(outputs, "output")``)."""
-    return layer_output(outputs, OUTPUT)
 
 
 def check_pair(student: torch.Tensor, teacher: torch.Tensor, what: str) -> None:
@@ -54,79 +49,72 @@ def layer_matching_loss(student: torch.Tensor, teacher: torch.Tensor, criterion:
 
 class TeacherLayerModule(MainLoopModule, metaclass=ABCMeta):
     """Base of the modules that compare pairs ``{student layer path: teacher layer path}`` in training:
-    the trainer captures both layers (``student_layers``/``teacher_layers``) and runs the teacher on the
-    student's batch; ``loss(config, pairs)`` turns the pairs into the (weighted) term added to the loss,
-    which is logged per task as ``("Training", task, objective)``. Before anything trains, ``check_step``
-    runs the same ``loss`` on one batch of the step's untrained student and teacher, so that an unknown
-    layer path or a pair of layers the method cannot compare is refused then.
+    the trainer captures both layers and runs the teacher on the student's batch; ``loss(config, pairs)``
+    turns the pairs into the term ``objective``, weighted by the config field ``weight_field``. Before anything trains, ``check_step`` runs the
+    same ``loss`` on one batch of the step's untrained student and teacher, so that an unknown layer path
+    or a pair of layers the method cannot compare is refused then.
 
-    Subclasses set ``objective`` and ``layers_field`` (the config field holding the pairs) and implement ``loss``.
+    Subclasses set ``objective``, ``layers_field`` (the config field holding the pairs) and ``weight_field``, and
+    implement ``loss``.
     """
 
-    needs_teacher = True
-    uses_teacher_outputs = True
+    needs_teacher = OUTPUTS
     objective = ""
     layers_field = ""
+    weight_field = ""
 
-    def __init__(self, trainer: Any) -> None:
-        super().__init__(trainer)
-        self.pairs: Dict[str, str] = dict(getattr(self.config, self.layers_field))
-        self.sums = EpochSums()
-        trainer.tracker.add_objectives({"Training": {task: {self.objective: 0.0} for task in trainer.train_loaders}})
+    @classmethod
+    def pairs(cls, config: Any) -> Dict[str, str]:
+        return dict(getattr(config, cls.layers_field))
 
-    def student_layers(self) -> List[str]:
-        return list(self.pairs)
+    @classmethod
+    def student_layers(cls, config: Any) -> List[str]:
+        return list(cls.pairs(config))
 
-    def teacher_layers(self) -> List[str]:
-        return list(dict.fromkeys(self.pairs.values()))
+    @classmethod
+    def teacher_layers(cls, config: Any) -> List[str]:
+        return list(dict.fromkeys(cls.pairs(config).values()))
 
     @classmethod
     @abstractmethod
     def loss(cls, config: Any, pairs: Sequence[Tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
-        """The term added to the loss for ``[(student layer, teacher layer), ...]`` of one batch."""
+        """The term (before its weight) for ``[(student layer, teacher layer), ...]`` of one batch."""
 
     @classmethod
     def check_step(cls, step: "StepCheck") -> None:
         """The layers exist in the student and the teacher, and ``loss`` takes what they return for one batch."""
         super().check_step(step)
-        pairs = dict(getattr(step.config, cls.layers_field))
+        pairs = cls.pairs(step.config)
         what = f"{cls.__name__} ({cls.layers_field})"
         student = step.layer_outputs("student", list(pairs), what)
         teacher = step.layer_outputs("teacher", list(pairs.values()), what)
         if student is None or teacher is None:
             return
         try:
-            cls.loss(step.config, [(layer_output(student, s), layer_output(teacher, t)) for s, t in pairs.items()])
+            cls.loss(step.config, [(student.layer(s), teacher.layer(t)) for s, t in pairs.items()])
         except ValueError as err:
             step.problem(f"{what}: {err}")
 
-    def post_forward(self, outputs, loss, targets, **shared_memory):
+    def post_forward(self, state: BatchState) -> None:
         """Add the term (training batches, where the trainer ran the teacher)."""
-        teacher = shared_memory.get("teacher_outputs")
-        if not self.train_mode or teacher is None:
-            return outputs, loss, targets
-        pairs = [(layer_output(outputs, s), layer_output(teacher, t)) for s, t in self.pairs.items()]
-        term = self.loss(self.config, pairs)
-        self.sums.add(shared_memory["task_key"], self.objective, term, targets.shape[0])
-        return outputs, loss + term, targets
-
-    def post_epoch(self, model):
-        """Log the epoch's term."""
-        self.sums.log(self.trainer.tracker, "Training")
+        if not state.training:
+            return
+        student, teacher = state.output, state.teacher_output
+        pairs = [(student.layer(s), teacher.layer(t)) for s, t in self.pairs(self.config).items()]
+        state.add_loss(self.objective, self.loss(self.config, pairs), getattr(self.config, self.weight_field))
 
 
 @register
 class LayerMatching(TeacherLayerModule):
     """In training adds ``match_weight * mean over the pairs of layer_matching_loss(student, teacher)``
-    for the pairs ``match_layers`` (``{"output": "output"}`` matches the logits). Logged as
-    ``("Training", task, "layer_matching")``."""
+    for the pairs ``match_layers`` (``{"output": "output"}`` matches the logits), as the term ``layer_matching``."""
 
     config_mixin = LayerMatchingMixin
     objective = "layer_matching"
     layers_field = "match_layers"
+    weight_field = "match_weight"
 
     @classmethod
     def loss(cls, config, pairs):
-        distances = [layer_matching_loss(s, t, config.match_criterion) for s, t in pairs]
-        return config.match_weight * torch.stack(distances).mean()
+        return torch.stack([layer_matching_loss(s, t, config.match_criterion) for s, t in pairs]).mean()
 

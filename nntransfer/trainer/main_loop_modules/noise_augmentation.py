@@ -3,12 +3,13 @@ levels with fractions of the batch; added in pixel units and clipped to the vali
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional, Sequence, Tuple, Union
+from typing import Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 
 from nntransfer.configs.trainer.mixins import NoiseAugmentationMixin
-from nntransfer.trainer.main_loop_modules.base import MainLoopModule
+from nntransfer.dataset.info import normalization
+from nntransfer.trainer.main_loop_modules.base import BatchState, LoopContext, MainLoopModule
 from nntransfer.trainer.main_loop_modules.registry import register
 
 Level = Union[None, float, Tuple[float, float]]
@@ -86,22 +87,19 @@ def apply_noise(
 
 
 class NoiseSource:
-    """Noise of one configuration (``{level: fraction}`` by std or by snr) for a trainer's inputs."""
+    """Noise of one configuration (``{level: fraction}`` by std or by snr) for a step's inputs, in pixel units
+    of the data set (its ``DataInfo`` normalisation, or the trainer config's ``input_mean``/``input_std``)."""
 
-    def __init__(self, trainer: Any, std_levels: Mapping, snr_levels: Mapping) -> None:
+    def __init__(self, context: LoopContext, std_levels: Mapping, snr_levels: Mapping) -> None:
         self.kind, self.levels = ("std", std_levels) if std_levels else ("snr", snr_levels)
-        self.trainer = trainer
+        config = context.config
+        self.mean, self.std = normalization(context.data_info, config.input_mean, config.input_std)
+        self.pixel_range = tuple(config.pixel_range)
 
     def __call__(self, inputs: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
         levels = sample_noise_levels(self.levels, inputs.shape[0], generator=generator, device=inputs.device)
-        return apply_noise(
-            inputs,
-            **{self.kind: levels},
-            mean=self.trainer.pixel_mean,
-            data_std=self.trainer.pixel_std,
-            pixel_range=tuple(self.trainer.config.pixel_range),
-            generator=generator,
-        )
+        return apply_noise(inputs, **{self.kind: levels}, mean=self.mean, data_std=self.std,
+                           pixel_range=self.pixel_range, generator=generator)
 
 
 @register
@@ -112,21 +110,19 @@ class NoiseAugmentation(MainLoopModule):
 
     config_mixin = NoiseAugmentationMixin
 
-    def __init__(self, trainer: Any) -> None:
-        super().__init__(trainer)
-        self.noise = NoiseSource(trainer, self.config.noise_std, self.config.noise_snr)
+    def __init__(self, context: LoopContext) -> None:
+        super().__init__(context)
+        self.noise = NoiseSource(context, self.config.noise_std, self.config.noise_snr)
         self.generator: Optional[torch.Generator] = None
 
-    def pre_epoch(self, model, mode, **options):
+    def pre_epoch(self, mode: str) -> None:
         """Reseed the evaluation generator."""
-        super().pre_epoch(model, mode, **options)
         if mode == "Validation":
-            self.generator = torch.Generator(device=self.trainer.device).manual_seed(self.trainer.seed)
+            self.generator = torch.Generator(device=self.context.device).manual_seed(self.context.seed)
 
-    def pre_forward(self, model, inputs, task_key, shared_memory):
+    def pre_forward(self, state: BatchState) -> None:
         """Replace the inputs by their noisy version."""
-        if self.mode == "Training":
-            return model, self.noise(inputs)
-        if self.mode == "Validation" and self.config.noise_in_evaluation:
-            return model, self.noise(inputs, generator=self.generator)
-        return model, inputs
+        if state.mode == "Training":
+            state.inputs = self.noise(state.inputs)
+        elif state.mode == "Validation" and self.config.noise_in_evaluation:
+            state.inputs = self.noise(state.inputs, generator=self.generator)

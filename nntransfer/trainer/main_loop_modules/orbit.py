@@ -6,7 +6,7 @@ is ``nntransfer.models.orbit.LearnedOrbit``; the settings are ``nntransfer.confi
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional
 
 import torch
 import torch.nn.functional as F
@@ -14,7 +14,15 @@ from torch import nn
 
 from nntransfer.configs.trainer.orbit import OrbitLearningMixin, OrbitTransferMixin
 from nntransfer.models.orbit import INPUT, LearnedOrbit
-from nntransfer.trainer.main_loop_modules.base import OUTPUT, EpochSums, MainLoopModule, layer_output
+from nntransfer.trainer.main_loop_modules.base import (
+    MODEL,
+    OUTPUT,
+    BatchState,
+    LoopContext,
+    MainLoopModule,
+    ModelOutput,
+    read_output,
+)
 from nntransfer.trainer.main_loop_modules.registry import register
 
 # ---------------------------------------------------------------------------------------- loss terms
@@ -41,17 +49,24 @@ def other_elements(g: torch.Tensor, group_size: int, generator: Optional[torch.G
     return torch.remainder(g + offset, group_size)
 
 
-def layer_equivariance(orbit: LearnedOrbit, layers: Mapping[str, str], clean: Any, transformed: Any, g: torch.Tensor) -> torch.Tensor:
+def layer_equivariance(orbit: LearnedOrbit, layers: Mapping[str, str], clean: ModelOutput, transformed: ModelOutput,
+                       g: torch.Tensor) -> torch.Tensor:
     """Sum over ``layers`` ({network layer path: orbit layer}) of ``equivariance_loss(phi_l(rho_g x),
     rho_g phi_l(x))``; ``clean``/``transformed``: the network's outputs on x and on rho_g x."""
     total = torch.zeros((), device=g.device)
     for path, layer in layers.items():
-        rep = layer_output(clean, path)
-        total = total + equivariance_loss(layer_output(transformed, path), orbit.transform(rep, g, layer))
+        rep = clean.layer(path)
+        total = total + equivariance_loss(transformed.layer(path), orbit.transform(rep, g, layer))
     return total
 
 
+def _bare(model: Any) -> Any:
+    """The model inside a layer-capturing wrapper (the orbit itself)."""
+    return getattr(model, "wrapped", model)
+
+
 def _check_orbit(orbit: Any, owner: str, role: str, layers: Mapping[str, str], field: str) -> LearnedOrbit:
+    orbit = _bare(orbit)
     if not isinstance(orbit, LearnedOrbit):
         raise ValueError(f"{owner} needs {role} to be a LearnedOrbit (model config OrbitConfig), got {type(orbit).__name__}")
     missing = sorted(set(layers.values()) - set(orbit.layers))
@@ -73,7 +88,7 @@ def _check_orbit_lengths(step: Any, orbit: LearnedOrbit, role: str, layers: Mapp
         return
     for path, layer in layers.items():
         try:
-            orbit.transform(layer_output(outputs, path), 0, layer)
+            orbit.transform(outputs.layer(path), 0, layer)
         except ValueError as err:
             step.problem(f"{what}: the {role}'s layer {path!r} for orbit layer {layer!r}: {err}")
 
@@ -82,7 +97,7 @@ def _check_orbit_lengths(step: Any, orbit: LearnedOrbit, role: str, layers: Mapp
 
 class TeacherOnOrbit(nn.Module):
     """For one batch: the teacher on x and on rho_g x (and rho_h x for the identity term). ``forward``
-    returns ``(record, logits of the teacher on rho_g x)``; ``record`` holds what ``OrbitLearning`` needs.
+    returns the teacher's output on rho_g x and keeps in ``record`` what ``OrbitLearning`` needs.
     The orbit is not a child module (it is the trainer's model)."""
 
     def __init__(self, teacher: nn.Module, orbit: LearnedOrbit, g: torch.Tensor, h: Optional[torch.Tensor]) -> None:
@@ -90,44 +105,42 @@ class TeacherOnOrbit(nn.Module):
         object.__setattr__(self, "teacher", teacher)
         object.__setattr__(self, "orbit", orbit)
         self.g, self.h = g, h
+        self.record: Dict[str, Any] = {}
 
-    def forward(self, x: torch.Tensor) -> Tuple[Dict[str, Any], torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> ModelOutput:
         rho_g_x = self.orbit.transform(x, self.g, INPUT)
         with torch.no_grad():  # the teacher is frozen and x is data: no gradient to anything
-            clean = self.teacher(x)
-        transformed = self.teacher(rho_g_x)  # gradients flow through the frozen teacher into rho
+            clean = read_output(self.teacher(x))
+        transformed = read_output(self.teacher(rho_g_x))  # gradients flow through the frozen teacher into rho
         rho_h_x = self.orbit.transform(x, self.h, INPUT) if self.h is not None else None
-        record = {"x": x, "rho_g_x": rho_g_x, "rho_h_x": rho_h_x, "clean": clean, "transformed": transformed}
-        return record, layer_output(transformed, OUTPUT)
+        self.record = {"x": x, "rho_g_x": rho_g_x, "rho_h_x": rho_h_x, "clean": clean, "transformed": transformed}
+        return transformed
 
 
 @register
 class OrbitLearning(MainLoopModule):
-    """Learn the orbit: the trainer's model is the ``LearnedOrbit``, the teacher the frozen network. Every
+    """Learn the orbit: the step's model is the ``LearnedOrbit``, the teacher the frozen network. Every
     forward pass (all modes) runs the teacher on rho_g x, so the task loss is the label-preserving
-    cross-entropy (weighted ``orbit_ce_weight``) and the accuracy the teacher's on transformed inputs;
-    ``post_forward`` adds the equivariance, invertibility and identity terms (``OrbitLearningMixin``)."""
+    cross-entropy (the task loss scaled by ``orbit_ce_weight``) and the accuracy the teacher's on transformed
+    inputs; training and validation add the terms ``orbit_equivariance``, ``orbit_invertibility`` and
+    ``orbit_identity`` (``OrbitLearningMixin``)."""
 
     config_mixin = OrbitLearningMixin
-    needs_teacher = True
-    TERMS = ("orbit_equivariance", "orbit_invertibility", "orbit_identity")
+    needs_teacher = MODEL
 
-    def __init__(self, trainer: Any) -> None:
-        super().__init__(trainer)
+    def __init__(self, context: LoopContext) -> None:
+        super().__init__(context)
         c = self.config
         self.layers = dict(c.orbit_layers_teacher)
-        self.orbit = _check_orbit(trainer.model, "OrbitLearning", "the step's model", self.layers, "orbit_layers_teacher")
+        self.orbit = _check_orbit(context.model, "OrbitLearning", "the step's model", self.layers, "orbit_layers_teacher")
         self.weights = {"orbit_equivariance": float(c.orbit_equivariance_weight),
                         "orbit_invertibility": float(c.orbit_invertibility_weight),
                         "orbit_identity": float(c.orbit_identity_weight)}
         self.generator: Optional[torch.Generator] = None
-        self.sums = EpochSums()
-        per_task = {name: 0.0 for name in self.TERMS}
-        trainer.tracker.add_objectives({"Training": {task: dict(per_task) for task in trainer.train_loaders},
-                                        "Validation": {task: dict(per_task) for task in trainer.validation_loaders}})
 
-    def teacher_layers(self) -> List[str]:
-        return [path for path in self.layers if path != OUTPUT]
+    @classmethod
+    def teacher_layers(cls, config: Any) -> List[str]:
+        return [path for path in config.orbit_layers_teacher if path != OUTPUT]
 
     @classmethod
     def check_step(cls, step):
@@ -142,21 +155,18 @@ class OrbitLearning(MainLoopModule):
             return
         _check_orbit_lengths(step, orbit, "teacher", layers, "OrbitLearning (orbit_layers_teacher)")
 
-    def pre_epoch(self, model, mode, **options):
-        """Outside training, elements come from a generator seeded by the trainer's seed."""
-        super().pre_epoch(model, mode, **options)
+    def pre_epoch(self, mode: str) -> None:
+        """Outside training, elements come from a generator seeded by the step's seed."""
         self.generator = None
-        if not self.train_mode:
-            self.generator = torch.Generator(device=self.trainer.device).manual_seed(self.trainer.seed)
+        if mode != "Training":
+            self.generator = torch.Generator(device=self.context.device).manual_seed(self.context.seed)
 
-    def pre_forward(self, model, inputs, task_key, shared_memory):
+    def pre_forward(self, state: BatchState) -> None:
         """Draw g (and h != g) per example; the model of this pass is the teacher on rho_g x."""
         G = self.orbit.group_size
-        g = torch.randint(0, G, (inputs.shape[0],), device=inputs.device, generator=self.generator)
+        g = torch.randint(0, G, (state.inputs.shape[0],), device=state.inputs.device, generator=self.generator)
         h = other_elements(g, G, self.generator) if self.weights["orbit_identity"] else None
-        shared_memory["orbit_g"] = g
-        shared_memory["task_loss_weight"] = float(self.config.orbit_ce_weight)
-        return TeacherOnOrbit(self.trainer.teacher, self.orbit, g, h), inputs
+        state.model = TeacherOnOrbit(self.context.teacher, self.orbit, g, h)
 
     def terms(self, record: Mapping[str, Any], g: torch.Tensor) -> Dict[str, torch.Tensor]:
         """The unweighted orbit terms of one batch."""
@@ -166,28 +176,20 @@ class OrbitLearning(MainLoopModule):
         inv = invertibility_loss(record["x"], orbit.transform(record["rho_g_x"], inverse, INPUT))
         if self.config.orbit_invertibility_all_layers:
             for path, layer in self.layers.items():
-                rep = layer_output(record["clean"], path)
+                rep = record["clean"].layer(path)
                 inv = inv + invertibility_loss(rep, orbit.transform(orbit.transform(rep, g, layer), inverse, layer))
         terms["orbit_invertibility"] = inv
         if record["rho_h_x"] is not None:
             terms["orbit_identity"] = identity_loss(record["rho_g_x"], record["rho_h_x"])
         return terms
 
-    def post_forward(self, outputs, loss, targets, **shared_memory):
-        """Add the weighted orbit terms; the outputs become the teacher's logits on rho_g x."""
-        record, logits = outputs
-        if self.mode == "Test":
-            return logits, loss, targets
-        terms = self.terms(record, shared_memory["orbit_g"])
-        total = sum(self.weights[name] * value for name, value in terms.items())
-        for name, value in terms.items():
-            self.sums.add(shared_memory["task_key"], name, value, targets.shape[0])
-        return logits, loss + total, targets
-
-    def post_epoch(self, model):
-        """Log the epoch's terms (Training and Validation)."""
-        if self.mode in ("Training", "Validation"):
-            self.sums.log(self.trainer.tracker, self.mode)
+    def post_forward(self, state: BatchState) -> None:
+        """Scale the task loss by ``orbit_ce_weight``; add the weighted orbit terms (not in the final evaluation)."""
+        state.scale_task_loss(self.config.orbit_ce_weight)
+        if state.mode == "Test":
+            return
+        for name, value in self.terms(state.model.record, state.model.g).items():
+            state.add_loss(name, value, self.weights[name])
 
 
 # ---------------------------------------------------------------------------------------- transferring it
@@ -195,27 +197,24 @@ class OrbitLearning(MainLoopModule):
 @register
 class OrbitTransfer(MainLoopModule):
     """Train a student on the orbits of a learned group: the teacher is the frozen ``LearnedOrbit``. In
-    training the batch becomes ``[x; rho_g x]``; ``post_forward`` adds the equivariance loss at the mapped
-    student layers and the cross-entropy on ``rho_g x`` (weighted), then keeps the clean half for the task
-    loss and the statistics (``OrbitTransferMixin``). Validation and test see the plain student."""
+    training the batch becomes ``[x; rho_g x]``; ``post_forward`` adds the terms ``orbit_equivariance`` (at the
+    mapped student layers) and ``orbit_ce`` (the cross-entropy on ``rho_g x``), then keeps the clean half for
+    the task loss and the statistics (``OrbitTransferMixin``). Validation and test see the plain student."""
 
     config_mixin = OrbitTransferMixin
-    needs_teacher = True
+    needs_teacher = MODEL
 
-    def __init__(self, trainer: Any) -> None:
-        super().__init__(trainer)
+    def __init__(self, context: LoopContext) -> None:
+        super().__init__(context)
         c = self.config
         self.layers = dict(c.orbit_student_layers)
-        self.orbit: Optional[LearnedOrbit] = None
-        if trainer.teacher is not None:  # without one the trainer refuses to start, naming this module
-            self.orbit = _check_orbit(trainer.teacher, "OrbitTransfer", "the teacher (the previous step's model)",
-                                      self.layers, "orbit_student_layers")
-        self.sums = EpochSums()
-        trainer.tracker.add_objectives(
-            {"Training": {task: {"orbit_equivariance": 0.0, "orbit_ce": 0.0} for task in trainer.train_loaders}})
+        self.orbit = _check_orbit(context.teacher, "OrbitTransfer", "the teacher (the previous step's model)",
+                                  self.layers, "orbit_student_layers")
+        self.g: Optional[torch.Tensor] = None
 
-    def student_layers(self) -> List[str]:
-        return [path for path in self.layers if path != OUTPUT]
+    @classmethod
+    def student_layers(cls, config: Any) -> List[str]:
+        return [path for path in config.orbit_student_layers if path != OUTPUT]
 
     @classmethod
     def check_step(cls, step):
@@ -234,41 +233,23 @@ class OrbitTransfer(MainLoopModule):
             return
         _check_orbit_lengths(step, orbit, "student", layers, "OrbitTransfer (orbit_student_layers)")
 
-    def pre_forward(self, model, inputs, task_key, shared_memory):
+    def pre_forward(self, state: BatchState) -> None:
         """Append rho_g x, one random g per example (training only)."""
-        if not self.train_mode:
-            return model, inputs
-        g = self.orbit.sample(inputs.shape[0], device=inputs.device)
+        if not state.training:
+            return
+        self.g = self.orbit.sample(state.inputs.shape[0], device=state.inputs.device)
         with torch.no_grad():
-            transformed = self.orbit.transform(inputs, g, INPUT)
-        shared_memory["orbit_clean_size"] = inputs.shape[0]
-        shared_memory["orbit_g"] = g
-        return model, torch.cat([inputs, transformed])
+            transformed = self.orbit.transform(state.inputs, self.g, INPUT)
+        state.stack_inputs(transformed)
 
-    def post_forward(self, outputs, loss, targets, **shared_memory):
+    def post_forward(self, state: BatchState) -> None:
         """Equivariance at the mapped layers + cross-entropy on rho_g x; keep the clean half."""
-        n = shared_memory.get("orbit_clean_size")
-        if n is None:
-            return outputs, loss, targets
-        g = shared_memory["orbit_g"]
-        clean, transformed = _split(outputs, n)
-        equivariance = layer_equivariance(self.orbit, self.layers, clean, transformed, g)
-        task = shared_memory["task_key"]
-        ce = self.trainer.task_loss(layer_output(transformed, OUTPUT), targets, task)
-        c = self.config
-        self.sums.add(task, "orbit_equivariance", equivariance, n)
-        self.sums.add(task, "orbit_ce", ce, n)
-        return clean, loss + c.orbit_equivariance_weight * equivariance + c.orbit_ce_weight * ce, targets
-
-    def post_epoch(self, model):
-        if self.mode == "Training":
-            self.sums.log(self.trainer.tracker, self.mode)
-
-
-def _split(outputs: Any, n: int) -> Tuple[Any, Any]:
-    """A model output on a stacked batch (logits, or ``(extra_outputs, logits)``) as its first ``n`` rows
-    and the rest."""
-    if isinstance(outputs, (tuple, list)) and len(outputs) == 2 and isinstance(outputs[0], dict):
-        extra, logits = outputs
-        return ({k: v[:n] for k, v in extra.items()}, logits[:n]), ({k: v[n:] for k, v in extra.items()}, logits[n:])
-    return outputs[:n], outputs[n:]
+        if not state.training:
+            return
+        n = state.targets.shape[0]
+        clean, transformed = state.output.rows(0, n), state.output.rows(n)
+        equivariance = layer_equivariance(self.orbit, self.layers, clean, transformed, self.g)
+        ce = self.context.task_loss(transformed.logits, state.targets, state.task)
+        state.add_loss("orbit_equivariance", equivariance, self.config.orbit_equivariance_weight)
+        state.add_loss("orbit_ce", ce, self.config.orbit_ce_weight)
+        state.output, state.inputs, state.copies = clean, state.inputs[:n], state.copies - 1

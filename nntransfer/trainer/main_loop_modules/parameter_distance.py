@@ -9,13 +9,13 @@ of the previous step (``nntransfer.trainer.fisher``). w0 are the parameters as t
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, Mapping, Optional
+from typing import Dict, Mapping, Optional
 
 import torch
 
 from nntransfer.configs.trainer.mixins import ParameterDistanceMixin
 from nntransfer.models.utils import select_parameters
-from nntransfer.trainer.main_loop_modules.base import EpochSums, MainLoopModule
+from nntransfer.trainer.main_loop_modules.base import BatchState, LoopContext, MainLoopModule
 from nntransfer.trainer.main_loop_modules.registry import register
 
 logger = logging.getLogger(__name__)
@@ -54,11 +54,10 @@ def ewc_penalty(params: Tensors, reference: Tensors, fisher: Tensors) -> torch.T
 
 @register
 class ParameterDistance(MainLoopModule):
-    """In training adds ``param_reg_weight * l2sp_penalty`` or ``param_reg_weight * ewc_penalty`` to every
-    batch's loss, over the parameters as the trainer received them except those the trainer resets
+    """In training adds the term ``param_reg``: ``l2sp_penalty`` or ``ewc_penalty`` (weight ``param_reg_weight``)
+    on every batch, over the parameters as the trainer received them except those the trainer resets
     (``reset``), those ``param_reg_exclude`` selects and those frozen (``freeze``: they cannot move).
-    EWC needs the Fisher information of the previous step (``trainer.fisher``). The term is logged as
-    ``("Training", task, "param_reg")``.
+    EWC needs the Fisher information of the previous step (``context.fisher``).
 
     Attributes:
         reference: {parameter name: w0} of the regularised parameters.
@@ -67,10 +66,10 @@ class ParameterDistance(MainLoopModule):
 
     config_mixin = ParameterDistanceMixin
 
-    def __init__(self, trainer: Any) -> None:
-        super().__init__(trainer)
+    def __init__(self, context: LoopContext) -> None:
+        super().__init__(context)
         c = self.config
-        model = trainer.model  # not yet reset, frozen or wrapped: the modules are built first
+        model = context.model  # not yet reset or frozen: the modules are built first
         excluded = set()
         for field in ("reset", "param_reg_exclude"):
             if getattr(c, field):
@@ -83,10 +82,8 @@ class ParameterDistance(MainLoopModule):
                              "nothing is left to regularise (shrink param_reg_exclude)")
         self.fisher: Optional[Dict[str, torch.Tensor]] = None
         if c.param_reg == "ewc":
-            self.fisher = self._fisher_of(trainer.fisher)
+            self.fisher = self._fisher_of(context.fisher)
         self.params: Optional[Dict[str, torch.Tensor]] = None
-        self.sums = EpochSums()
-        trainer.tracker.add_objectives({"Training": {task: {"param_reg": 0.0} for task in trainer.train_loaders}})
 
     def _fisher_of(self, fisher: Optional[Tensors]) -> Dict[str, torch.Tensor]:
         """The Fisher information of the regularised parameters; parameters it lacks are not regularised."""
@@ -115,11 +112,10 @@ class ParameterDistance(MainLoopModule):
             step.problem("ParameterDistance with param_reg='ewc' needs the Fisher information of the previous step: "
                          "set compute_fisher=True in the previous step's trainer config")
 
-    def pre_epoch(self, model, mode, **options):
+    def pre_epoch(self, mode: str) -> None:
         """Before the first training epoch, find the trained parameters."""
-        super().pre_epoch(model, mode, **options)
-        if self.params is None and self.train_mode:
-            current = dict(self.trainer.model.named_parameters())
+        if self.params is None and mode == "Training":
+            current = dict(self.context.model.named_parameters())
             frozen = [name for name in self.reference if not current[name].requires_grad]
             for name in frozen:
                 del self.reference[name]
@@ -131,19 +127,12 @@ class ParameterDistance(MainLoopModule):
 
     def penalty(self) -> torch.Tensor:
         """The unweighted penalty at the current parameters."""
-        params = self.params if self.params is not None else dict(self.trainer.model.named_parameters())
+        params = self.params if self.params is not None else dict(self.context.model.named_parameters())
         if self.fisher is not None:
             return ewc_penalty(params, self.reference, self.fisher)
         return l2sp_penalty(params, self.reference)
 
-    def post_forward(self, outputs, loss, targets, **shared_memory):
+    def post_forward(self, state: BatchState) -> None:
         """Add the weighted penalty (training only)."""
-        if not self.train_mode or not self.reference:
-            return outputs, loss, targets
-        term = self.config.param_reg_weight * self.penalty().to(loss.device)
-        self.sums.add(shared_memory["task_key"], "param_reg", term, targets.shape[0])
-        return outputs, loss + term, targets
-
-    def post_epoch(self, model):
-        """Log the epoch's penalty."""
-        self.sums.log(self.trainer.tracker, "Training")
+        if state.training and self.reference:
+            state.add_loss("param_reg", self.penalty().to(self.context.device), self.config.param_reg_weight)

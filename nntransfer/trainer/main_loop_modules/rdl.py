@@ -58,12 +58,13 @@ def rdl_loss(student_feats: torch.Tensor, teacher_feats: torch.Tensor, distance:
 @register
 class RDL(TeacherLayerModule):
     """In training adds ``rdl_weight * mean over the pairs rdl_layers of rdl_loss(student, teacher)``;
-    needs the step's teacher. Logged as ``("Training", task, "rdl")``."""
+    needs the step's teacher. The term is ``rdl``."""
 
     config_mixin = RDLMixin
     objective = "rdl"
     layers_field = "rdl_layers"
+    weight_field = "rdl_weight"
 
     @classmethod
     def loss(cls, config, pairs):
-        return config.rdl_weight * torch.stack([rdl_loss(s, t, config.rdl_distance) for s, t in pairs]).mean()
+        return torch.stack([rdl_loss(s, t, config.rdl_distance) for s, t in pairs]).mean()

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nntransfer.configs.trainer.mixins import RepresentationMatchingMixin
-from nntransfer.trainer.main_loop_modules.base import EpochSums, MainLoopModule
+from nntransfer.trainer.main_loop_modules.base import BatchState, LoopContext, MainLoopModule
 from nntransfer.trainer.main_loop_modules.noise_augmentation import NoiseSource
 from nntransfer.trainer.main_loop_modules.registry import register
 
@@ -25,39 +25,24 @@ def representation_distance(clean: torch.Tensor, noisy: torch.Tensor, criterion:
     raise ValueError(f"unknown representation-matching criterion {criterion!r}; use 'cosine' or 'mse'")
 
 
-def model_extra_outputs(outputs: Any, needed: List[str]) -> Dict[str, torch.Tensor]:
-    """The dict of extra outputs of a model that returns ``(extra_outputs, logits)``."""
-    if not (isinstance(outputs, (tuple, list)) and len(outputs) == 2 and isinstance(outputs[0], dict)):
-        raise ValueError(
-            f"the model must return (extra_outputs, logits) to provide the representations {needed}; "
-            "build it with intermediate representations configured"
-        )
-    missing = [name for name in needed if name not in outputs[0]]
-    if missing:
-        raise ValueError(f"the model's extra outputs lack {missing}; it provides {sorted(outputs[0])}")
-    return outputs[0]
-
-
 @register
 class RepresentationMatching(MainLoopModule):
     """In training, every batch is doubled: ``[clean; noisy copy]``. After the forward pass the distance of
-    the chosen layers' representations (clean vs noisy) is added to the loss with ``rep_matching_lambda``
-    and fixed or learned layer weights; the classification loss covers both halves. Logged as
-    ``("Training", task, "rep_matching")``."""
+    the chosen layers' representations (clean vs noisy) is the term ``rep_matching`` (weight
+    ``rep_matching_lambda``), with fixed or learned layer weights; the classification loss covers both halves.
+    The layers are the model's own extra outputs (a model built to return ``(extra_outputs, logits)``)."""
 
     config_mixin = RepresentationMatchingMixin
 
-    def __init__(self, trainer: Any) -> None:
-        super().__init__(trainer)
+    def __init__(self, context: LoopContext) -> None:
+        super().__init__(context)
         c = self.config
         self.layers = list(c.rep_matching_layers)
         self.weights = [float(c.rep_matching_weights.get(layer, 1.0)) for layer in self.layers]
-        self.noise = NoiseSource(trainer, c.rep_matching_noise_std, c.rep_matching_noise_snr)
+        self.noise = NoiseSource(context, c.rep_matching_noise_std, c.rep_matching_noise_snr)
         self.log_variances = (
-            nn.Parameter(torch.zeros(len(self.layers), device=trainer.device)) if c.rep_matching_learned_weights else None
+            nn.Parameter(torch.zeros(len(self.layers), device=context.device)) if c.rep_matching_learned_weights else None
         )
-        self.sums = EpochSums()
-        trainer.tracker.add_objectives({"Training": {task: {"rep_matching": 0.0} for task in trainer.train_loaders}})
 
     def parameters(self) -> List[nn.Parameter]:
         return [self.log_variances] if self.log_variances is not None else []
@@ -70,31 +55,23 @@ class RepresentationMatching(MainLoopModule):
             with torch.no_grad():
                 self.log_variances.copy_(state["log_variances"])
 
-    def pre_forward(self, model, inputs, task_key, shared_memory):
+    def pre_forward(self, state: BatchState) -> None:
         """Append a noisy copy of the batch."""
-        if not self.train_mode:
-            return model, inputs
-        shared_memory["rep_matching_clean_size"] = inputs.shape[0]
-        return model, torch.cat([inputs, self.noise(inputs)])
+        if state.training:
+            state.stack_inputs(self.noise(state.inputs))
 
-    def post_forward(self, outputs, loss, targets, **shared_memory):
-        """Add the matching loss; duplicate the targets for the noisy half."""
-        n = shared_memory.get("rep_matching_clean_size")
-        if n is None:
-            return outputs, loss, targets
-        extra = model_extra_outputs(outputs, self.layers)
+    def post_forward(self, state: BatchState) -> None:
+        """Add the matching term; duplicate the targets for the noisy half."""
+        if not state.training:
+            return
+        n = state.targets.shape[0]
         total = 0.0
         for i, layer in enumerate(self.layers):
-            distance = representation_distance(extra[layer][:n], extra[layer][n:], self.config.rep_matching_criterion)
+            rep = state.output.layer(layer)
+            distance = representation_distance(rep[:n], rep[n:], self.config.rep_matching_criterion)
             if self.log_variances is not None:
                 total = total + torch.exp(-self.log_variances[i]) * distance + self.log_variances[i]
             else:
                 total = total + self.weights[i] * distance
-        matching = self.config.rep_matching_lambda * total
-        targets = torch.cat([targets, targets])
-        self.sums.add(shared_memory["task_key"], "rep_matching", matching, targets.shape[0])
-        return outputs, loss + matching, targets
-
-    def post_epoch(self, model):
-        """Log the epoch's matching loss."""
-        self.sums.log(self.trainer.tracker, "Training")
+        state.targets = torch.cat([state.targets, state.targets])
+        state.add_loss("rep_matching", total, self.config.rep_matching_lambda)

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Tuple
-
 import torch
 
 from nntransfer.configs.trainer.mixins import RepresentationMonitorMixin
-from nntransfer.trainer.main_loop_modules.base import MainLoopModule
+from nntransfer.trainer.main_loop_modules.base import BatchState, MainLoopModule
 from nntransfer.trainer.main_loop_modules.registry import register
-from nntransfer.trainer.main_loop_modules.representation_matching import model_extra_outputs
 
 STATISTICS = ("mean", "std", "sparsity")
 
@@ -22,41 +19,17 @@ def representation_statistics(rep: torch.Tensor) -> torch.Tensor:
 
 @register
 class RepresentationMonitor(MainLoopModule):
-    """Logs ``(mode, task, "<layer>_mean" | "<layer>_std" | "<layer>_sparsity")`` for the chosen extra
-    outputs in validation (and training with ``rep_monitor_in_training``), normalised per example."""
+    """Tracks ``(mode, task, "<layer>_mean" | "<layer>_std" | "<layer>_sparsity")`` for the chosen extra
+    outputs in validation (and training with ``rep_monitor_in_training``), per example (``state.add_metric``)."""
 
     config_mixin = RepresentationMonitorMixin
 
-    def __init__(self, trainer: Any) -> None:
-        super().__init__(trainer)
-        self.sums: Dict[Tuple[str, str], torch.Tensor] = {}
-        self.active = False
-
-    def pre_epoch(self, model, mode, **options):
-        """Start the epoch's sums."""
-        super().pre_epoch(model, mode, **options)
-        self.sums = {}
-        self.active = mode == "Validation" or (mode == "Training" and self.config.rep_monitor_in_training)
-
-    def post_forward(self, outputs, loss, targets, **shared_memory):
-        """Accumulate the statistics of this batch."""
-        if self.active:
-            layers = list(self.config.rep_monitor_layers)
-            extra = model_extra_outputs(outputs, layers)
-            for layer in layers or sorted(extra):
-                key = (shared_memory["task_key"], layer)
-                stats = representation_statistics(extra[layer])
-                self.sums[key] = self.sums[key] + stats if key in self.sums else stats
-        return outputs, loss, targets
-
-    def post_epoch(self, model):
-        """Log the epoch's statistics (they share the task's normalisation, the number of examples)."""
-        tracker = self.trainer.tracker
-        for (task, layer), sums in self.sums.items():
-            names = [f"{layer}_{s}" for s in STATISTICS]
-            # add_objectives replaces existing entries, so add only the new ones (first epoch of a layer)
-            missing = [name for name in names if name not in tracker.log.get(self.mode, {}).get(task, {})]
-            if missing:
-                tracker.add_objectives({self.mode: {task: {name: 0.0 for name in missing}}}, init_epoch=True)
-            for name, value in zip(names, sums.tolist()):
-                tracker.log_objective(value, (self.mode, task, name))
+    def post_forward(self, state: BatchState) -> None:
+        """Add the statistics of this batch."""
+        if not (state.mode == "Validation" or (state.training and self.config.rep_monitor_in_training)):
+            return
+        layers = list(self.config.rep_monitor_layers) or sorted(state.output.layers)
+        for layer in layers or ["core"]:  # no extra outputs at all: the error says how to get them
+            stats = representation_statistics(state.output.layer(layer))
+            for name, value in zip(STATISTICS, stats):
+                state.add_metric(f"{layer}_{name}", value)
