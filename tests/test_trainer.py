@@ -8,6 +8,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from nntransfer.configs.trainer.classification import ClassificationTrainerConfig
+from nntransfer.configs.trainer.loop import EpochLoopConfig
 from nntransfer.configs.trainer.mixins import NoiseAugmentationMixin
 from nntransfer.defaults import TASK_KEY
 from nntransfer.trainer import ImgClassificationTrainer, classification_trainer, trainer_config_from_dict
@@ -338,8 +339,11 @@ def test_freeze_and_reset_use_the_model_utilities():
     assert not torch.equal(state["readout.1.weight"], readout_before["1.weight"])
 
 
-def test_the_generic_trainer_fits_a_regression_with_the_loss_only():
+def test_the_generic_trainer_fits_a_regression_with_a_plain_epoch_loop_config():
     from nntransfer.trainer import Trainer
+
+    class RegressionConfig(EpochLoopConfig):  # the loop's fields only: no classification field, loss by default
+        pass
 
     class Regressor(nn.Module):
         def __init__(self):
@@ -356,7 +360,9 @@ def test_the_generic_trainer_fits_a_regression_with_the_loss_only():
         return DataLoader(TensorDataset(x, x.mean(dim=(1, 2, 3))), batch_size=64, shuffle=shuffle)
 
     loaders = {"train": {"ink": loader(0, 512, True)}, "validation": {"ink": loader(1000, 1128)}}
-    cfg = config(max_iter=5, objective="loss", maximize=False, loss_functions={"ink": "MSELoss"}, lr=0.01)
+    cfg = RegressionConfig(max_iter=5, loss_functions={"ink": "MSELoss"}, lr=0.01, show_progress=False)
+    assert not set(cfg.to_dict()) & (set(ClassificationTrainerConfig().to_dict()) - set(EpochLoopConfig().to_dict()))
+    assert "noise_test" not in cfg.to_dict()
     trainer = Trainer(Regressor(), loaders, 1, cfg)
     score, output, _ = trainer.train()
     losses = output["tracker"]["log"]["Validation"]["ink"]["loss"]

@@ -7,6 +7,7 @@ from nntransfer.configs.model import ClassificationModelConfig, ModelConfig, Orb
 from nntransfer.configs.trainer import (
     AttentionTransferMixin,
     ClassificationTrainerConfig,
+    EpochLoopConfig,
     KnowledgeDistillationMixin,
     LayerMatchingMixin,
     NoiseAugmentationMixin,
@@ -31,6 +32,7 @@ __all__ = [
     "ClassificationModelConfig",
     "OrbitConfig",
     "TrainerConfig",
+    "EpochLoopConfig",
     "ClassificationTrainerConfig",
     "KnowledgeDistillationMixin",
     "AttentionTransferMixin",

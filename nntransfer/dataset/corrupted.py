@@ -15,9 +15,8 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 from torch.utils.data import Dataset
-from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
 
-from nntransfer.dataset.npy_dataset import FileListDataset, NpyDataset
+from nntransfer.dataset.npy_dataset import FileListDataset, NpyDataset, folder_samples
 
 LAYOUTS = (
     "<corruption>.npy + labels.npy (CIFAR-10-C), <corruption>/test_images.npy + test_labels.npy (MNIST-C), "
@@ -64,7 +63,7 @@ def _folders(root: Path, class_to_idx: Optional[Dict[str, int]]) -> Dict[str, Di
             classes = class_to_idx
             if classes is None:  # no training folder to number the classes by: sorted folder names
                 classes = {c: i for i, c in enumerate(sorted(p.name for p in images.iterdir() if p.is_dir()))}
-            samples = make_dataset(str(images), classes, extensions=IMG_EXTENSIONS, allow_empty=True)
+            samples = folder_samples(images, classes)
             found[folder.name][severity] = FileListDataset(samples)
     return found
 

@@ -8,7 +8,6 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
-from torchvision.datasets.folder import default_loader
 
 ArrayOrPath = Union[np.ndarray, str, Path]
 
@@ -70,11 +69,15 @@ class FileListDataset(Dataset):
         self,
         samples: Sequence[Tuple[str, int]],
         transform: Optional[Callable[[Image.Image], Any]] = None,
-        loader: Callable[[str], Image.Image] = default_loader,
+        loader: Optional[Callable[[str], Image.Image]] = None,  # None: torchvision's default_loader
     ):
         self.samples: List[Tuple[str, int]] = [(str(p), int(y)) for p, y in samples]
         self.targets = np.asarray([y for _, y in self.samples], dtype=np.int64)
         self.transform = transform
+        if loader is None:  # torchvision's PIL loader, imported with the first data set that reads files
+            from torchvision.datasets.folder import default_loader
+
+            loader = default_loader
         self.loader = loader
 
     def __len__(self) -> int:
@@ -86,3 +89,10 @@ class FileListDataset(Dataset):
         if self.transform is not None:
             image = self.transform(image)
         return image, label
+
+
+def folder_samples(folder: Union[str, Path], class_to_idx: dict) -> List[Tuple[str, int]]:
+    """``(path, label)`` of the images in ``folder/<class>/...`` with a given class numbering."""
+    from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
+
+    return make_dataset(str(folder), class_to_idx, extensions=IMG_EXTENSIONS, allow_empty=True)

@@ -24,11 +24,9 @@ from typing import List, Sequence, Tuple
 
 import numpy as np
 import torch
-import torchvision
-from torchvision.datasets.folder import IMG_EXTENSIONS, ImageFolder, make_dataset
 
 from nntransfer.dataset.memory import ArrayData
-from nntransfer.dataset.npy_dataset import FileListDataset
+from nntransfer.dataset.npy_dataset import FileListDataset, folder_samples
 from nntransfer.dataset.registry import DatasetSpec, LoadedData, LoadRequest, register_dataset
 from nntransfer.dataset.test_transforms import shift_examples
 
@@ -109,7 +107,7 @@ def load_fake_data(request: LoadRequest) -> LoadedData:
     opts = request.options
     shape = (int(opts["channels"]), request.input_size, request.input_size)
     n_train, n_test, n_classes = int(opts["size"]), int(opts["test_size"]), int(opts["num_classes"])
-    fake = torchvision.datasets.FakeData
+    fake = _torchvision_dataset("FakeData")
     # FakeData seeds each image with index + random_offset: offsetting the test set keeps it distinct.
     return LoadedData(
         train=materialise(fake(size=n_train, image_size=shape, num_classes=n_classes, random_offset=0)),
@@ -123,8 +121,17 @@ def load_fake_data(request: LoadRequest) -> LoadedData:
 # ---------------------------------------------------------------------- MNIST and Fashion-MNIST
 
 
-def _mnist_reader(cls):
+def _torchvision_dataset(name: str):
+    """``torchvision.datasets.<name>``, imported when a data set is read: torchvision costs seconds to import,
+    and reading results (``status``, ``report``) resolves the registry without reading any data."""
+    import torchvision
+
+    return getattr(torchvision.datasets, name)
+
+
+def _mnist_reader(name: str):
     def load(request: LoadRequest) -> LoadedData:
+        cls = _torchvision_dataset(name)
         root = request.data_dir
         raw = root / cls.__name__ / "raw"
         expected = [raw / Path(name).stem for name, _ in cls.resources]  # the unpacked idx files
@@ -186,8 +193,9 @@ def read_cifar_batches(folder: Path, names: Sequence[str]) -> Tuple[np.ndarray, 
     return np.concatenate(images).transpose(0, 2, 3, 1), np.asarray(labels, dtype=np.int64)
 
 
-def _cifar_reader(cls, n_classes: int):
+def _cifar_reader(name: str, n_classes: int):
     def load(request: LoadRequest) -> LoadedData:
+        cls = _torchvision_dataset(name)
         root = request.data_dir
         folder = root / cls.base_folder
         train_names = [name for name, _ in cls.train_list]
@@ -220,7 +228,7 @@ def read_svhn_mat(path: Path) -> Tuple[np.ndarray, np.ndarray]:
 
 def load_svhn(request: LoadRequest) -> LoadedData:
     root = request.data_dir
-    svhn = torchvision.datasets.SVHN
+    svhn = _torchvision_dataset("SVHN")
     paths = {split: root / svhn.split_list[split][1] for split in ("train", "test")}
 
     def download():
@@ -286,16 +294,11 @@ def load_mnist1d(request: LoadRequest) -> LoadedData:
 # ---------------------------------------------------------------------- folder data sets
 
 
-def folder_samples(folder: Path, class_to_idx: dict) -> List[Tuple[str, int]]:
-    """``(path, label)`` of the images in ``folder/<class>/...`` with a given class numbering."""
-    return make_dataset(str(folder), class_to_idx, extensions=IMG_EXTENSIONS, allow_empty=True)
-
-
 def load_tiny_imagenet(request: LoadRequest) -> LoadedData:
     root = request.data_dir / "tiny-imagenet-200"
     annotations = root / "val" / "val_annotations.txt"
     _require("TinyImageNet", [root / "train", root / "val"], request)
-    train = ImageFolder(str(root / "train"))  # train/<wnid>/images/*.JPEG: ImageFolder walks subfolders
+    train = _torchvision_dataset("ImageFolder")(str(root / "train"))  # train/<wnid>/images/*.JPEG: walks subfolders
     if annotations.exists():  # the official layout: val/images/*.JPEG listed with their wnid
         samples = []
         for line in annotations.read_text().splitlines():
@@ -321,7 +324,7 @@ def load_tiny_imagenet(request: LoadRequest) -> LoadedData:
 def load_imagenet(request: LoadRequest) -> LoadedData:
     root = request.data_dir / "ImageNet"
     _require("ImageNet", [root / "train", root / "val"], request)
-    train = ImageFolder(str(root / "train"))
+    train = _torchvision_dataset("ImageFolder")(str(root / "train"))
     return LoadedData(
         train=train,
         test=FileListDataset(folder_samples(root / "val", train.class_to_idx)),
@@ -346,25 +349,25 @@ register_dataset(
 )
 register_dataset(
     DatasetSpec(
-        "MNIST", _mnist_reader(torchvision.datasets.MNIST), mean=(0.1307,), std=(0.3081,), image_size=28,
+        "MNIST", _mnist_reader("MNIST"), mean=(0.1307,), std=(0.3081,), image_size=28,
         corrupted_folder="mnist_c",
     )
 )
 register_dataset(
     DatasetSpec(
-        "FashionMNIST", _mnist_reader(torchvision.datasets.FashionMNIST), mean=(0.2860,), std=(0.3530,),
+        "FashionMNIST", _mnist_reader("FashionMNIST"), mean=(0.2860,), std=(0.3530,),
         image_size=28,
     )
 )
 register_dataset(
     DatasetSpec(
-        "CIFAR10", _cifar_reader(torchvision.datasets.CIFAR10, 10), mean=(0.4914, 0.4822, 0.4465),
+        "CIFAR10", _cifar_reader("CIFAR10", 10), mean=(0.4914, 0.4822, 0.4465),
         std=(0.2470, 0.2435, 0.2616), image_size=32, corrupted_folder="CIFAR-10-C",
     )
 )
 register_dataset(
     DatasetSpec(
-        "CIFAR100", _cifar_reader(torchvision.datasets.CIFAR100, 100), mean=(0.5071, 0.4865, 0.4409),
+        "CIFAR100", _cifar_reader("CIFAR100", 100), mean=(0.5071, 0.4865, 0.4409),
         std=(0.2673, 0.2564, 0.2762), image_size=32, corrupted_folder="CIFAR-100-C",
     )
 )

@@ -4,11 +4,9 @@ whole batches (``nntransfer.dataset.augment``)."""
 
 from __future__ import annotations
 
-from typing import List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 from PIL import Image
-from torchvision import transforms
-from torchvision.transforms import functional as TF
 
 from nntransfer.configs.dataset.image import ImageDatasetConfig
 
@@ -41,6 +39,8 @@ class FixedRotation:
         self.angle = float(angle)
 
     def __call__(self, image: Image.Image) -> Image.Image:
+        from torchvision.transforms import functional as TF  # torchvision only where images are transformed
+
         return TF.rotate(image, self.angle)
 
     def __repr__(self) -> str:
@@ -101,7 +101,7 @@ def build_transform(
     train: bool,
     rotate: Optional[float] = None,
     normalize: bool = True,
-) -> transforms.Compose:
+) -> Any:
     """The transform of one split: PIL image -> float tensor [channels, input_size, input_size].
 
     Args:
@@ -111,6 +111,8 @@ def build_transform(
         rotate: rotate every image by this angle first (the rotated test set).
         normalize: end with the normalisation (when configured); False: tensors in [0, 1].
     """
+    from torchvision import transforms  # torchvision only where images are transformed
+
     size = config.input_size
     steps: List = [ConvertMode(channels, gray_rgb=config.apply_grayscale and channels == 3)]
     if rotate is not None:

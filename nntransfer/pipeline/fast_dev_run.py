@@ -167,7 +167,7 @@ def check_recipe(recipe: Recipe, stored: Optional[Store], runtime: Dict[str, Dic
         if not done and "fast_dev_run" not in trainer.runtime_options():
             raise ValueError(f"{description.name} (seed {description.seed}) step {level}: its trainer config "
                              f"{type(trainer).__name__} has no runtime option fast_dev_run, so it cannot be limited to a few "
-                             "batches; base it on ClassificationTrainerConfig, or leave the chain out with --chain")
+                             "batches; base it on EpochLoopConfig (ClassificationTrainerConfig is one), or leave the chain out with --chain")
     if all(was_stored):
         logger.info("nothing to check: every step is stored in %s", stored.where if stored is not None else "the store")
     else:

@@ -39,7 +39,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm  # text bars everywhere: tqdm.auto warns in notebooks without ipywidgets
 
-from nntransfer.configs.trainer.classification import ClassificationTrainerConfig
+from nntransfer.configs.trainer.loop import EpochLoopConfig
 from nntransfer.dataset.info import data_info
 from nntransfer.models.intermediate import IntermediateLayerWrapper
 from nntransfer.models.utils import freeze_params, reset_params, set_bn_to_eval
@@ -151,7 +151,7 @@ class Trainer:
         model: nn.Module,
         dataloaders: Mapping[str, Any],
         seed: int,
-        config: ClassificationTrainerConfig,
+        config: EpochLoopConfig,
         uid: Optional[Mapping[str, Any]] = None,
         cb: Optional[Callable[..., None]] = None,
         teacher_model: Optional[nn.Module] = None,

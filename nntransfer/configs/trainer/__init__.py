@@ -1,5 +1,6 @@
 from nntransfer.configs.trainer.base import TrainerConfig
 from nntransfer.configs.trainer.classification import ClassificationTrainerConfig
+from nntransfer.configs.trainer.loop import EpochLoopConfig
 from nntransfer.configs.trainer.mixins import (
     AttentionTransferMixin,
     KnowledgeDistillationMixin,
@@ -15,6 +16,7 @@ from nntransfer.configs.trainer.orbit import OrbitLearningMixin, OrbitTransferMi
 
 __all__ = [
     "TrainerConfig",
+    "EpochLoopConfig",
     "ClassificationTrainerConfig",
     "KnowledgeDistillationMixin",
     "OrbitLearningMixin",
