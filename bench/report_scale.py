@@ -24,7 +24,7 @@ RECIPE = '''"""A sweep of {chains} two-step chains on the digits (written by ben
 from nntransfer.configs import (ClassificationModelConfig, ClassificationTrainerConfig, Description, Experiment,
                                 ImageDatasetConfig, TransferExperiment)
 
-model = ClassificationModelConfig(type="mlp", input_size=8, options={"hidden_sizes": [16]})
+model = ClassificationModelConfig(type="mlp", input_size=8, options={{"hidden_sizes": [16]}})
 
 
 def chain(lr):

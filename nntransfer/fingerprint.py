@@ -408,6 +408,11 @@ def step_fingerprint(functions: Iterable[Tuple[Any, Mapping[str, Any]]], config_
     """The fingerprint of one step: its config classes (classes or dotted paths; one that cannot be
     imported is left out) and, for each ``(function or dotted path, config values)``, the function and
     what it resolves through the registries."""
+    return fingerprint(step_objects(functions, config_classes))
+
+
+def step_objects(functions: Iterable[Tuple[Any, Mapping[str, Any]]], config_classes: Iterable[Any] = ()) -> List[Any]:
+    """What :func:`step_fingerprint` fingerprints."""
     objects: List[Any] = []
     for config_class in config_classes:
         try:
@@ -416,17 +421,22 @@ def step_fingerprint(functions: Iterable[Tuple[Any, Mapping[str, Any]]], config_
             pass
     for fn, values in functions:
         objects.extend(config_code(fn, values))
-    return fingerprint(objects)
+    return objects
 
 
 def experiment_fingerprint(experiment: Any) -> CodeFingerprint:
     """The fingerprint of an :class:`~nntransfer.configs.Experiment`: its config classes, the functions they
     name and what those resolve through the registries (a trainer's original-form ``student_model`` too)."""
+    return fingerprint(experiment_objects(experiment))
+
+
+def experiment_objects(experiment: Any) -> List[Any]:
+    """What :func:`experiment_fingerprint` fingerprints."""
     functions = [(config.fn, {**config.to_dict(), **config.runtime_options()}) for config in experiment.configs.values()]
     student = experiment.trainer.to_dict().get("student_model") or None
     if student:
         functions.append((student.get("fn") or experiment.model.fn, student))
-    return step_fingerprint(functions, [type(config) for config in experiment.configs.values()])
+    return step_objects(functions, [type(config) for config in experiment.configs.values()])
 
 
 def spec_fingerprint(spec: Any, config_classes: Iterable[Any] = ()) -> CodeFingerprint:
@@ -443,12 +453,20 @@ def chain_fingerprints(chains: Iterable[Any], keys: Optional[Sequence[Mapping[st
     ``keys``: the steps' keys, chain by chain, if already computed."""
     found: Dict[str, CodeFingerprint] = {}
     by_experiment: Dict[Tuple[str, ...], CodeFingerprint] = {}
+    by_code: Dict[Tuple[Any, ...], CodeFingerprint] = {}
     given = iter(keys) if keys is not None else None
     for chain in chains:
         for level in range(len(chain)):
             experiment = chain[level]
             marker = tuple(f"{type(c).__module__}.{type(c).__qualname__}:{make_hash(c.to_dict())}" for c in experiment.configs.values())
             if marker not in by_experiment:
-                by_experiment[marker] = experiment_fingerprint(experiment)
+                # steps that differ only in their settings run the same code: read it once per run
+                objects = tuple(experiment_objects(experiment))
+                try:
+                    if objects not in by_code:
+                        by_code[objects] = fingerprint(objects)
+                    by_experiment[marker] = by_code[objects]
+                except TypeError:  # an unhashable registry entry: read this step's code on its own
+                    by_experiment[marker] = fingerprint(objects)
             found[make_hash(next(given) if given is not None else chain.step_key(level))] = by_experiment[marker]
     return found

@@ -377,14 +377,17 @@ def test_ctrl_c_in_python_logs_how_to_resume_and_propagates(tmp_path, monkeypatc
 @pytest.mark.slow
 def test_run_in_python_shows_each_epoch_and_no_progress_bars_off_a_terminal(tmp_path):
     """Nothing configured logging (a notebook, a script): ``nntransfer.run`` shows its INFO lines, one per
-    epoch with the validation accuracy; progress bars (on in this config) stay off when stderr is a pipe."""
+    epoch with the training loss and the validation accuracy; progress bars (on in this config) stay off when
+    stderr is a pipe."""
     (tmp_path / "tiny.py").write_text(TINY_DIGITS.format(epochs=2))
     code = f"import nntransfer; rows = nntransfer.run({str(tmp_path / 'tiny.py')!r}, workdir={str(tmp_path / 'w')!r}); print(rows.summary)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=child_env())
     assert done.returncode == 0, done.stderr
     lines = done.stderr.splitlines()
-    assert [line.split(": ", 1)[1].split(" (")[0].rsplit(" ", 1)[0] for line in lines if "trainer: epoch" in line] == [
-        "epoch 1: validation accuracy", "epoch 2: validation accuracy"]
+    epochs = [line.split(": ", 1)[1] for line in lines if "trainer: epoch" in line]
+    assert [re.sub(r"\d+(\.\d+)?", "N", line.split(" (")[0]) for line in epochs] == [
+        f"epoch {n}: training loss N; validation accuracy N" for n in "NN"]
+    assert [line.split(":")[0] for line in epochs] == ["epoch 1", "epoch 2"]
     assert all(LOG_LINE.match(line) for line in lines), done.stderr  # nothing but log lines: no bar, no escape codes
     assert "\x1b[" not in done.stderr and "epochs:" not in done.stderr
     assert done.stdout.strip() == "0 reused, 1 trained, 0 failed"
