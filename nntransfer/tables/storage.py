@@ -33,6 +33,7 @@ import datajoint as dj
 __all__ = [
     "ExternalFilesMixin",
     "ChecksummedFileMixin",
+    "StoredFilePart",
     "DamagedFile",
     "CHECKSUM_DEFINITION",
     "stored_files",
@@ -282,6 +283,22 @@ class ChecksummedFileMixin:
             if found != (digest, int(size)):
                 problems.append(f"{_mismatch((digest, size), found)}: {path}")
         return problems
+
+
+class StoredFilePart(ChecksummedFileMixin, dj.Part):
+    """The part table of a master row's one file, stored externally: ``file_attribute`` in the master's store,
+    with its checksum columns; ``file_description`` is the table's comment."""
+
+    file_description: str = ""
+
+    @property
+    def definition(self):
+        return f"""
+        # {self.file_description}
+        -> master
+        ---
+        {self.file_attribute}: attach@{self._master.storage}
+        """ + CHECKSUM_DEFINITION
 
 
 def upload_of(part, local_path: str) -> Tuple[str, str, uuid.UUID, str]:

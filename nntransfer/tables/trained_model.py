@@ -15,7 +15,6 @@ import re
 import tempfile
 from typing import Any, Callable, Dict, Iterator, Mapping, Optional
 
-import datajoint as dj
 import numpy as np
 import torch
 
@@ -27,8 +26,7 @@ from nntransfer.tables.checkpoints import CheckpointRestoreMixin
 from nntransfer.tables.heartbeat import heartbeat
 from nntransfer.tables.provenance import ProvenanceMixin
 from nntransfer.tables.storage import (
-    CHECKSUM_DEFINITION,
-    ChecksummedFileMixin,
+    StoredFilePart,
     delete_unused_store_files,
     remove_rolled_back_uploads,
     stored_files,
@@ -83,19 +81,11 @@ class TrainedModelMixin(CheckpointRestoreMixin, ProvenanceMixin):
             raise RuntimeError("nnfabrik's TrainedModel definition has no 'score: float' line to declare as double")
         return definition
 
-    class ModelStorage(ChecksummedFileMixin, dj.Part):
+    class ModelStorage(StoredFilePart):
         """The trained state dict of the master's row (nnfabrik's part, with the file's checksum)."""
 
         file_attribute = "model_state"
-
-        @property
-        def definition(self):
-            return f"""
-            # the trained state dict, stored externally
-            -> master
-            ---
-            model_state:                       attach@{self._master.storage}
-            """ + CHECKSUM_DEFINITION
+        file_description = "the trained state dict, stored externally"
 
     # ------------------------------------------------------------------ training
 
