@@ -28,6 +28,7 @@ setup(
         "GitPython",
         "pandas",
         "matplotlib",
+        "submitit>=1.5",  # nntransfer submit: workers as a SLURM job array
     ],
     extras_require={
         "demo": ["scikit-learn"],

@@ -29,6 +29,18 @@ def run(experiments, store=None, workdir=None, schema=None, order="original", pr
                            reuse_changed=reuse_changed, dry_run=dry_run)
 
 
+def submit(recipe, store=None, schema=None, workers=1, **options):
+    """Check ``recipe`` (a folder, .py file or module name) as :func:`run` does, fill the store at the address
+    ``store`` (``"datajoint:SCHEMA"``, or ``schema=NAME``) and submit ``workers`` ``nntransfer worker`` tasks
+    for it as one SLURM job array; returns the recorded submission (its ``job_id``, ``log_dir``). ``options``:
+    ``partition``, ``time``, ``cpus_per_task``, ``mem``, ``gpus_per_task``, ``setup``, ``slurm_parameters``,
+    ``requeue``, ``log_dir``, ``experiment``, ``chains``, ``seeds``, ``runtime``, ... See
+    :func:`nntransfer.cluster.submit.submit`."""
+    from nntransfer.cluster.submit import submit as submit_workers
+
+    return submit_workers(recipe, store=store, schema=schema, workers=workers, **options)
+
+
 def forget(step, store=None, workdir=None, schema=None, recipe=None, experiment=None):
     """Delete a stored step (an id or unique prefix, or ``NAME:SEED:STEP`` with ``recipe``) and every step
     stored after it in any chain, from the store at the address ``store`` (or the work folder ``workdir``,

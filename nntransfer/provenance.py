@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import metadata
@@ -33,6 +34,16 @@ def package_versions() -> Dict[str, str]:
         except metadata.PackageNotFoundError:
             versions[f"{package}_version"] = "unknown"
     return versions
+
+
+def cluster_job() -> str:
+    """The SLURM job this process runs in, as ``squeue`` and ``scancel`` name it: ``ARRAY_TASK`` for a task
+    of a job array (``123_4``), else the job id; empty outside SLURM. Read each time: a requeued task keeps
+    its id, a process started outside a job has none."""
+    env = os.environ
+    if env.get("SLURM_ARRAY_JOB_ID") and env.get("SLURM_ARRAY_TASK_ID"):
+        return f"{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}"
+    return env.get("SLURM_JOB_ID", "")
 
 
 @lru_cache(maxsize=32)

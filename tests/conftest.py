@@ -1,10 +1,14 @@
 """Shared fixtures. Database tests use the real server (127.0.0.1:3306 unless DJ_HOST says otherwise)
 under a per-session schema prefix that is dropped afterwards, nnfabrik's core schema included: it is
-``<prefix>_core`` here and in every subprocess (``NNFABRIK_SCHEMA_NAME``). Under CI (``CI`` or
-``NNTRANSFER_CI`` set) an unreachable server fails the tests instead of skipping them."""
+``<prefix>_core`` here and in every subprocess (``NNFABRIK_SCHEMA_NAME``). Cluster tests use a real
+single-node SLURM, started by ``.ci/slurm-cluster`` when it is not running (and stopped after the session
+if this session started it). Under CI (``CI`` or ``NNTRANSFER_CI`` set) an unreachable server or a cluster
+that cannot start fails the tests instead of skipping them."""
 
 import os
+import subprocess
 import uuid
+from pathlib import Path
 
 import pytest
 import torch
@@ -17,7 +21,8 @@ os.environ["NNFABRIK_SCHEMA_NAME"] = f"{PREFIX}_core"
 
 
 #: the session's own variables (set above or by ``db_prefix``), which every test and subprocess needs
-SESSION_VARIABLES = {"NNTRANSFER_TEST_PREFIX", "NNTRANSFER_STORE", "NNTRANSFER_CI"}
+SESSION_VARIABLES = {"NNTRANSFER_TEST_PREFIX", "NNTRANSFER_STORE", "NNTRANSFER_CI", "NNTRANSFER_SLURM_DIR"}
+SLURM_SCRIPT = Path(__file__).resolve().parents[1] / ".ci" / "slurm-cluster"
 
 
 @pytest.fixture(autouse=True)
@@ -77,3 +82,31 @@ def tables(db_prefix):
     from nntransfer.tables import activate
 
     return activate(f"{db_prefix}_main")
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    """A real SLURM cluster to submit to: the one ``.ci/slurm-cluster`` runs (started here if it is not
+    running, installing Debian's packages when missing, and stopped after the session if started here).
+    Yields the environment its clients need (``SLURM_CONF``), also set for this process."""
+    def script(command):
+        return subprocess.run([str(SLURM_SCRIPT), command], capture_output=True, text=True, timeout=600)
+
+    was_running = script("status").returncode == 0
+    started = script("start")
+    if started.returncode != 0:
+        reason = (started.stderr or started.stdout).strip().splitlines()
+        message = f"no SLURM cluster: .ci/slurm-cluster start failed ({reason[-1] if reason else started.returncode})"
+        if IN_CI:
+            pytest.fail(f"cluster tests may not be skipped under CI: {message}")
+        pytest.skip(message)
+    name, _, value = started.stdout.strip().splitlines()[-1].partition("=")
+    previous = os.environ.get(name)
+    os.environ[name] = value
+    yield {name: value}
+    if previous is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = previous
+    if not was_running:
+        script("stop")

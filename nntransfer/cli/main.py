@@ -3,6 +3,9 @@
     nntransfer run RECIPE [--experiment NAME] [--chain NAME] [--seed N] [STORE]
                    [--order original|random] [--fast-dev-run [BATCHES]] [--dry-run] [--rerun-changed | --reuse-changed]
     nntransfer worker RECIPE [--experiment NAME] STORE [--order ...] [--poll SECONDS] [--rerun-changed | --reuse-changed]
+    nntransfer submit RECIPE STORE --workers N [--partition P] [--time HH:MM:SS] [--cpus-per-task C] [--mem M]
+                      [--gpus-per-task G] [--setup LINE] [--slurm KEY=VALUE ...] [--requeue] [--log-dir DIR]
+    nntransfer cancel STORE [--job ID]
     nntransfer status RECIPE [--experiment NAME] [--chain NAME] [--seed N] [STORE]
     nntransfer report RECIPE [--experiment NAME] [--chain NAME] [--seed N] [STORE] [--out DIR]
     nntransfer diff A B [--recipe RECIPE] [STORE]
@@ -72,6 +75,9 @@ examples:
   nntransfer forget d710c56a                                        delete a stored step and the steps after it
   nntransfer run my_recipe --store datajoint:lab                    fill and populate the tables of schema lab (or --schema lab)
   nntransfer worker my_recipe --store datajoint:lab                 one of many workers sharing schema lab
+  nntransfer submit my_recipe --store datajoint:lab --workers 8 --time 04:00:00 --gpus-per-task 1
+                                                                    8 workers as one SLURM job array
+  nntransfer cancel --store datajoint:lab                           stop them (each releases its step; submit again resumes)
 
 RECIPE is a folder, a .py file or a dotted module. Run 'nntransfer COMMAND --help' for a command's options.
 """
@@ -141,6 +147,43 @@ def build_parser() -> argparse.ArgumentParser:
     add_store_arguments(worker, "share", required=True)
     worker.add_argument("--poll", type=float, default=2.0, help="seconds between checks while others train")
     worker.set_defaults(handler=run_command, backend=None)
+
+    submit = commands.add_parser(
+        "submit", help="check a recipe, fill the tables and submit N workers to SLURM as one job array",
+        description="Check the recipe as 'run' does (nothing is submitted when a check fails), fill the store's "
+                    "tables and submit N 'nntransfer worker' tasks with the same recipe, store and runtime options "
+                    "as one SLURM job array (through submitit). The store must be one every node reaches: "
+                    "datajoint:SCHEMA, with NNTRANSFER_STORE an absolute path on a shared filesystem.",
+    )  # fmt: skip
+    _recipe_arguments(submit)
+    add_store_arguments(submit, "share between the workers", required=True)
+    submit.add_argument("--workers", type=int, required=True, metavar="N", help="worker tasks in the array")
+    cluster = submit.add_argument_group("SLURM options (what each task asks for; unset: the cluster's defaults)")
+    cluster.add_argument("--partition", help="the partition to run in")
+    cluster.add_argument("--time", metavar="HH:MM:SS", help="time limit of each task (any SLURM form: 30, 02:00:00, 1-12:00:00)")
+    cluster.add_argument("--cpus-per-task", type=int, metavar="C", help="CPUs per worker")
+    cluster.add_argument("--mem", metavar="M", help="memory per worker (e.g. 16G)")
+    cluster.add_argument("--gpus-per-task", type=int, metavar="G", help="GPUs per worker (the worker uses the ones SLURM gives it)")
+    cluster.add_argument("--setup", action="append", default=[], metavar="LINE",
+                         help="a shell line run before each worker, e.g. 'module load cuda' (repeatable)")  # fmt: skip
+    cluster.add_argument("--slurm", action="append", default=[], metavar="KEY=VALUE",
+                         help="any other sbatch option, e.g. --slurm account=lab --slurm qos=high (repeatable)")  # fmt: skip
+    cluster.add_argument("--requeue", action="store_true",
+                         help=f"requeue a task that reaches its time limit (up to 3 times) or is preempted; it resumes from its checkpoint")
+    cluster.add_argument("--log-dir", default=None, metavar="DIR",
+                         help="folder of the workers' logs, on a filesystem the nodes share (default ./nntransfer_slurm)")  # fmt: skip
+    submit.add_argument("--poll", type=float, default=2.0, help="seconds between a worker's checks while others train")
+    submit.set_defaults(handler=submit_command)
+
+    cancel = commands.add_parser(
+        "cancel", help="cancel the SLURM job arrays submitted for a store",
+        description="scancel the job arrays 'nntransfer submit' submitted for the store that still have tasks "
+                    "queued or running. Each running worker releases its step at once and keeps its checkpoint; "
+                    "submitting again resumes where they stopped.",
+    )  # fmt: skip
+    add_store_arguments(cancel, "whose job arrays to cancel", required=True)
+    cancel.add_argument("--job", help="cancel only this job array (its id, as submit and status print it)")
+    cancel.set_defaults(handler=cancel_command)
 
     status = commands.add_parser("status", help="done / running / failed / waiting per experiment and step")
     status.add_argument("recipe", help="recipe folder, .py file or dotted module name")
@@ -342,6 +385,7 @@ def _fast_dev_run_report(recipe, rows) -> int:
 
 def status_command(args: argparse.Namespace) -> int:
     """``status``: the state of every step, read from the work folder or the tables (never created)."""
+    from nntransfer.cluster.submit import array_report
     from nntransfer.pipeline.addresses import open_store
     from nntransfer.pipeline.drift import current_drift, mark_drift
     from nntransfer.pipeline.store import step_status
@@ -350,6 +394,52 @@ def status_command(args: argparse.Namespace) -> int:
     recipe = select_chains(load_recipe(args.recipe, args.experiment), args.chain, args.seed)
     store = open_store(_address(args), create=False)
     print(_step_table(recipe, mark_drift(step_status(store, recipe), current_drift(store, recipe))))
+    arrays = array_report(store)
+    if arrays:
+        print("\n" + "\n".join(arrays))
+    return 0
+
+
+def submit_command(args: argparse.Namespace) -> int:
+    """``submit``: check, fill the tables, submit the job array; print its id, its logs, what to run next."""
+    from nntransfer.cluster.submit import DEFAULT_LOG_DIR, submit
+
+    parameters = {}
+    for item in args.slurm:
+        key, equals, value = item.partition("=")
+        if not equals or not key.strip():
+            raise ValueError(f"--slurm takes KEY=VALUE (an sbatch option without its dashes), not {item!r}")
+        parameters[key.strip()] = value
+    if args.workers < 1:
+        raise ValueError(f"--workers takes a number of at least 1, got {args.workers}")
+    submission = submit(
+        args.recipe, store=_address(args), workers=args.workers, experiment=args.experiment, chains=args.chain,
+        seeds=args.seed, order=args.order, runtime=_runtime_overrides(args), partition=args.partition, time=args.time,
+        cpus_per_task=args.cpus_per_task, mem=args.mem, gpus_per_task=args.gpus_per_task, setup=args.setup,
+        slurm_parameters=parameters, requeue=args.requeue, log_dir=args.log_dir or DEFAULT_LOG_DIR,
+        retry_failed=args.retry_failed, rerun_changed=args.rerun_changed, reuse_changed=args.reuse_changed,
+        poll_seconds=args.poll, progress=not args.quiet,
+    )  # fmt: skip
+    where = " ".join(w for w in (_recipe_words(args), _where_words(args)) if w)
+    print(f"submitted SLURM job {submission.job_id}: {submission.tasks} worker(s) for {_address(args)}")
+    task = "_<task>" if submission.tasks > 1 else ""  # one worker is one job, not an array of one (submitit)
+    print(f"logs: {submission.log_dir}/{submission.job_id}{task}_0_log.out")
+    print(f"next: nntransfer status {where}    (steps, and the job's tasks pending / running / finished)")
+    print(f"stop: nntransfer cancel {_where_words(args)}    (each worker releases its step; submit again resumes)")
+    return 0
+
+
+def cancel_command(args: argparse.Namespace) -> int:
+    """``cancel``: scancel the store's active job arrays."""
+    from nntransfer.cluster.submit import cancel
+
+    cancelled = cancel(store=_address(args), job=args.job)
+    if not cancelled:
+        print("no job array submitted for this store has tasks queued or running")
+    for state in cancelled:
+        print(f"cancelled {state}")
+    if cancelled:
+        print("running workers release their steps (checkpoints kept); 'nntransfer submit' again resumes them")
     return 0
 
 

@@ -429,7 +429,8 @@ class LocalStore(Store):
 
     # ------------------------------------------------------------------ running
 
-    def prepare(self, recipe: Recipe) -> None:
+    def prepare(self, recipe: Recipe, runtime: Optional[Dict[str, Dict[str, Any]]] = None,
+                provenance: Optional[RunProvenance] = None) -> None:
         """Create the work folder, check that it can be written (a one-line ``StorageError`` before anything
         is trained), and tidy what killed runs left: temporary files, and the checkpoints and locks of steps
         that were stored just before the kill."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Union
 
@@ -26,7 +27,7 @@ from nntransfer.pipeline.drift import DriftReport, code_drift, retrain_keys, reu
 from nntransfer.pipeline.fast_dev_run import FastDevRunResult, check_recipe, refuse_fast_dev_run_option
 from nntransfer.pipeline.plan import RunPlan, plan_run
 from nntransfer.pipeline.step import trained_in_this_process
-from nntransfer.pipeline.store import WAITING, RunSummary, StepState, StepStatus, step_status, summarize_run
+from nntransfer.pipeline.store import WAITING, RunSummary, StepState, StepStatus, Store, step_status, summarize_run
 from nntransfer.pipeline.validation import preflight, validate_recipe
 from nntransfer.provenance import RunProvenance
 from nntransfer.recipes.loading import Recipe, as_recipe
@@ -175,8 +176,26 @@ def run_experiments(
             raise
 
 
-def _run(recipe: Recipe, address: str, order, progress, runtime, worker, retry_failed, poll_seconds,
-         rerun_changed=False, reuse_changed=False) -> RunResult:
+@dataclass
+class CheckedRun:
+    """A recipe checked as a run checks it before training (:func:`check_run`), with what training it needs:
+    the ``store`` (opened, created if new), the effective ``runtime`` options and the ``provenance`` each
+    step records."""
+
+    recipe: Recipe
+    store: Store
+    runtime: Dict[str, Dict[str, Any]]
+    provenance: RunProvenance
+
+
+def check_run(recipe: Recipe, address: str, progress: bool = True, runtime: Optional[Mapping[str, Mapping[str, Any]]] = None,
+              rerun_changed: bool = False, reuse_changed: bool = False) -> CheckedRun:
+    """Everything a run does before its first step trains, in the order a run does it: names, data and
+    models (:func:`~nntransfer.pipeline.validation.validate_recipe`), stored steps whose code changed
+    (:mod:`nntransfer.pipeline.drift`: an error unless ``rerun_changed``, which deletes them and the steps
+    after them, or ``reuse_changed``, which records that they were kept), and one real batch through every
+    step still to train (:func:`~nntransfer.pipeline.validation.preflight`). What ``run``, ``worker`` and
+    ``submit`` share; bad input is a one-line ``ValueError`` before anything is trained."""
     options = effective_runtime(runtime, progress)
     validate_recipe(recipe)  # names, then data and models (preflight): before anything is written
     # the recipe and code loaded now, recorded with each step (recipe.path is None for experiments given as objects)
@@ -198,6 +217,13 @@ def _run(recipe: Recipe, address: str, order, progress, runtime, worker, retry_f
     if retrain:
         logger.warning("training %d stored step(s) again: their code changed, or an earlier step of their chain's did", len(retrain))
         store.delete(retrain)
+    return CheckedRun(recipe, store, options, provenance)
+
+
+def _run(recipe: Recipe, address: str, order, progress, runtime, worker, retry_failed, poll_seconds,
+         rerun_changed=False, reuse_changed=False) -> RunResult:
+    checked = check_run(recipe, address, progress, runtime, rerun_changed, reuse_changed)
+    store, options, provenance = checked.store, checked.runtime, checked.provenance
     before = step_status(store, recipe)
     trained_before = len(trained_in_this_process())
     if retry_failed:

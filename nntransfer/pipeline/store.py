@@ -53,6 +53,7 @@ class StepState:
     state: str = WAITING
     score: Optional[float] = None
     error: str = ""
+    held_by: str = ""  # for a running step: the process (and cluster job) that holds it, where the store knows
 
 
 @dataclass
@@ -77,6 +78,23 @@ class StepStatus:
     score: Optional[float] = None
     error: str = ""
     code: str = ""  # how its code compares with the code loaded now, where it differs (``nntransfer.pipeline.drift``)
+    held_by: str = ""  # for a running step: the process (and cluster job) that holds it, where the store knows
+
+
+@dataclass
+class Submission:
+    """Workers submitted to a cluster as one job array (``nntransfer submit``), as the store records it so
+    that ``status`` and ``cancel`` on any machine find it: the array's ``job_id``, its number of ``tasks``,
+    the ``recipe`` they run, the ``log_dir`` their logs go to, when (``submitted``, the server's clock) and
+    from where (``host``, ``user``)."""
+
+    job_id: str
+    tasks: int
+    recipe: str
+    log_dir: str
+    submitted: str = ""
+    host: str = ""
+    user: str = ""
 
 
 @dataclass
@@ -156,6 +174,30 @@ class Store(abc.ABC):
         """Make the libraries the backend uses log through the command's handler (called by the CLI before
         the store is opened; ``quiet``: warnings only). Nothing to do by default."""
 
+    # ------------------------------------------------------------------ sharing with other machines
+
+    @classmethod
+    def check_shared(cls, location: str) -> None:
+        """Refuse (one-line ``ValueError``) a store at ``location`` that workers on other machines cannot
+        reach: what ``nntransfer submit`` checks before it submits anything. By default a store lives on
+        this machine only; a backend whose stores every node reaches overrides this (and
+        :meth:`worker_environment`, :meth:`record_submission`, :meth:`submissions`)."""
+        raise ValueError(f"a {cls.scheme}: store is reachable from this machine only, so workers on other machines "
+                         "cannot share it; submit with a store every node reaches, e.g. --store datajoint:SCHEMA")
+
+    def worker_environment(self) -> Dict[str, str]:
+        """The environment variables a worker on another machine needs to reach this store as this process
+        does (where the database is, who to log in as, where the files are)."""
+        return {}
+
+    def record_submission(self, submission: "Submission") -> None:
+        """Record workers submitted to a cluster (``nntransfer submit``), for ``status`` and ``cancel``."""
+        raise ValueError(f"{self.where} cannot record cluster jobs: it is reachable from this machine only")
+
+    def submissions(self) -> List["Submission"]:
+        """The job arrays submitted to work on this store, oldest first (none for a store of one machine)."""
+        return []
+
     # ------------------------------------------------------------------ reading
 
     @abc.abstractmethod
@@ -228,8 +270,11 @@ class Store(abc.ABC):
 
     # ------------------------------------------------------------------ running
 
-    def prepare(self, recipe: Recipe) -> None:
-        """Make the store ready for ``recipe`` (e.g. fill config tables). Nothing to do by default."""
+    def prepare(self, recipe: Recipe, runtime: Optional[Dict[str, Dict[str, Any]]] = None,
+                provenance: Optional[RunProvenance] = None) -> None:
+        """Make the store ready for ``recipe`` (e.g. fill config tables), remembering the ``runtime`` options
+        and ``provenance`` each step is to be trained with where the store needs them. Nothing to do by
+        default."""
 
     def claim(self, key: Key) -> ContextManager[bool]:
         """Hold the step ``key`` for this process while the ``with`` block trains it: yields False if another
@@ -385,7 +430,8 @@ def step_status(store: Store, recipe: Recipe, keys: Optional[Sequence[Key]] = No
     for (description, chain, level), found in zip(steps, states):
         if level == 0:
             blocked_chain = None
-        row = StepStatus(description.name, description.seed, level, chain[level].comment, found.state, found.score, found.error)
+        row = StepStatus(description.name, description.seed, level, chain[level].comment, found.state, found.score, found.error,
+                         held_by=found.held_by if found.state == RUNNING else "")
         if found.state != DONE and blocked_chain is chain:
             row.state, row.error = BLOCKED, ""
         elif found.state == FAILED:
@@ -410,6 +456,8 @@ def status_table(rows: List[StepStatus], score_label: str = "score", ids: Option
             out.append(f"    error: {printable(row.error.splitlines()[0])}")
         if row.code:
             out.append(f"    code: {row.code}")
+        if row.held_by:
+            out.append(f"    held by: {printable(row.held_by)}")
     return "\n".join(out)
 
 

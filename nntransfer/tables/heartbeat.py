@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
 import datajoint as dj
 
+from nntransfer.provenance import cluster_job
 from nntransfer.tables import compat
 
 if TYPE_CHECKING:
@@ -57,6 +58,8 @@ class HeartbeatTable:
         pid (int unsigned): the worker's process id, as ``~jobs`` records it.
         connection_id (bigint unsigned): the id of the connection its reservations carry.
         beat (timestamp(3)): the server's time of the last beat.
+        cluster_job (varchar(64)): the SLURM job the worker runs in (``123_4`` for a task of an array;
+            ``nntransfer.provenance.cluster_job``), empty outside SLURM: what ``status`` shows of a running step.
     """
 
     definition = """
@@ -65,9 +68,12 @@ class HeartbeatTable:
         pid int unsigned NOT NULL COMMENT "the worker's process id, as ~jobs records it",
         connection_id bigint unsigned NOT NULL COMMENT "connection id its reservations carry",
         beat timestamp(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3) COMMENT "server time of the last beat",
+        cluster_job varchar(64) NOT NULL DEFAULT '' COMMENT "the SLURM job (ARRAY_TASK) the worker runs in",
         PRIMARY KEY (host, pid, connection_id)
     ) ENGINE=InnoDB COMMENT "liveness of the processes populating this schema (nntransfer)"
     """
+    #: schemas made before workers ran on clusters lack the column; added when the schema is activated
+    add_cluster_job = "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS cluster_job varchar(64) NOT NULL DEFAULT '' COMMENT \"the SLURM job (ARRAY_TASK) the worker runs in\""
 
 
 def full_name(schema_name: str) -> str:
@@ -77,11 +83,13 @@ def full_name(schema_name: str) -> str:
 def declare(connection: dj.Connection, schema_name: str) -> None:
     """Create the schema's heartbeat table unless it exists (one statement: workers do not collide). A user
     who may not create tables (reading results only) finds it or goes without."""
-    query = "SELECT 1 FROM information_schema.tables WHERE table_schema=%s AND table_name=%s"
-    if connection.query(query, args=(schema_name, HEARTBEAT_TABLE)).fetchone():
-        return
+    query = "SELECT column_name FROM information_schema.columns WHERE table_schema=%s AND table_name=%s"
+    columns = {name for (name,) in connection.query(query, args=(schema_name, HEARTBEAT_TABLE)).fetchall()}
     try:
-        connection.query(HeartbeatTable.definition.format(table=full_name(schema_name)))
+        if not columns:
+            connection.query(HeartbeatTable.definition.format(table=full_name(schema_name)))
+        elif "cluster_job" not in columns:
+            connection.query(HeartbeatTable.add_cluster_job.format(table=full_name(schema_name)))
     except dj.errors.AccessError as err:
         logger.warning("cannot create the heartbeat table of schema %s (%s); workers need it", schema_name, err)
 
@@ -130,7 +138,8 @@ class Heartbeat:
 
     @property
     def identity(self) -> Dict[str, Any]:
-        return {"host": platform.node(), "pid": os.getpid(), "connection_id": int(self.tables.connection.connection_id)}
+        return {"host": platform.node(), "pid": os.getpid(), "connection_id": int(self.tables.connection.connection_id),
+                "cluster_job": cluster_job()}
 
     def __enter__(self) -> "Heartbeat":
         with self._lock:
@@ -176,9 +185,9 @@ class Heartbeat:
         """Write this process's beat now (the server's clock)."""
         me = self.identity
         self._connection.query(
-            f"INSERT INTO {full_name(self.tables.schema_name)} (host, pid, connection_id, beat) "
-            "VALUES (%s, %s, %s, CURRENT_TIMESTAMP(3)) ON DUPLICATE KEY UPDATE beat=CURRENT_TIMESTAMP(3)",
-            args=(me["host"], me["pid"], me["connection_id"]),
+            f"INSERT INTO {full_name(self.tables.schema_name)} (host, pid, connection_id, beat, cluster_job) "
+            "VALUES (%s, %s, %s, CURRENT_TIMESTAMP(3), %s) ON DUPLICATE KEY UPDATE beat=CURRENT_TIMESTAMP(3)",
+            args=(me["host"], me["pid"], me["connection_id"], me["cluster_job"]),
         )
 
     def _stop_beating(self) -> None:
@@ -212,8 +221,8 @@ def heartbeat(tables: "Tables") -> Heartbeat:
 
 def reservations(tables: "Tables", table_names: Sequence[str], timeout: float) -> List[Dict[str, Any]]:
     """The reservations of ``table_names`` in ``~jobs``, each with ``reserved_for`` (seconds since it was
-    made), ``silent_for`` (seconds since its worker's last beat; None without one) and ``stale`` (see
-    module docstring), all by the server's clock."""
+    made), ``silent_for`` (seconds since its worker's last beat; None without one), ``stale`` (see
+    module docstring), all by the server's clock, and the worker's ``cluster_job`` (empty if none)."""
     if not table_names:
         return []
     jobs = tables.schema.jobs.full_table_name
@@ -222,7 +231,8 @@ def reservations(tables: "Tables", table_names: Sequence[str], timeout: float) -
         f"""
         SELECT j.table_name, j.key_hash, j.host, j.pid, j.connection_id, j.user,
                TIMESTAMPDIFF(MICROSECOND, j.timestamp, CURRENT_TIMESTAMP(3)) / 1e6 AS reserved_for,
-               TIMESTAMPDIFF(MICROSECOND, h.beat, CURRENT_TIMESTAMP(3)) / 1e6 AS silent_for
+               TIMESTAMPDIFF(MICROSECOND, h.beat, CURRENT_TIMESTAMP(3)) / 1e6 AS silent_for,
+               COALESCE(h.cluster_job, '') AS cluster_job
         FROM {jobs} AS j LEFT JOIN {full_name(tables.schema_name)} AS h
              ON h.host = j.host AND h.pid = j.pid AND h.connection_id = j.connection_id
         WHERE j.status = 'reserved' AND j.table_name IN ({marks})

@@ -55,6 +55,7 @@ from nntransfer.pipeline.store import (
     Store,
     StoredKey,
     StoredStep,
+    Submission,
     interrupt_on_sigterm,
     ordered_chains,
     step_status,
@@ -63,6 +64,7 @@ from nntransfer.provenance import RunProvenance
 from nntransfer.recipes.loading import Recipe
 from nntransfer.tables import activate, database
 from nntransfer.tables import heartbeat as liveness
+from nntransfer.tables import submissions
 from nntransfer.tables.nnfabrik import add_transfer_experiments
 from nntransfer.tables.storage import collect_garbage, file_paths
 
@@ -139,6 +141,44 @@ class DataJointStore(Store):
         if quiet:
             datajoint_logger.setLevel(logging.WARNING)
 
+    # ------------------------------------------------------------------ sharing with other machines
+
+    @classmethod
+    def check_shared(cls, location: str) -> None:
+        """The tables are on a server every node reaches (the connection is checked when the store opens);
+        the files beside them (weights, handed-on data) are in the folder ``$NNTRANSFER_STORE`` names, which
+        must be an absolute path, on a filesystem the nodes share."""
+        database.check_schema_name(location)
+        folder = database.default_store_location()
+        if not os.path.isabs(folder):
+            raise ValueError(f"NNTRANSFER_STORE is the relative path {folder!r}: workers on other machines start "
+                             "elsewhere; set it to an absolute path on a filesystem every node shares")
+
+    def worker_environment(self) -> Dict[str, str]:
+        """Where the database is and who to log in as (what this process uses, ``dj.config`` included),
+        the external store folder and nnfabrik's core schema: a worker on another node reaches the same
+        tables and files."""
+        import datajoint as dj
+
+        env = {
+            "DJ_HOST": str(dj.config["database.host"]),
+            "DJ_USER": str(dj.config["database.user"]),
+            "DJ_PASS": str(dj.config.get("database.password") or ""),
+            "DJ_TLS": "1" if dj.config.get("database.use_tls") else "0",
+            "NNTRANSFER_STORE": database.default_store_location(),
+        }
+        if dj.config.get("database.port"):
+            env["DJ_PORT"] = str(dj.config["database.port"])
+        if os.environ.get("NNFABRIK_SCHEMA_NAME"):
+            env["NNFABRIK_SCHEMA_NAME"] = os.environ["NNFABRIK_SCHEMA_NAME"]
+        return env
+
+    def record_submission(self, submission: Submission) -> None:
+        submissions.record(self.tables.connection, self.tables.schema_name, submission)
+
+    def submissions(self) -> List[Submission]:
+        return submissions.read(self.tables.connection, self.tables.schema_name)
+
     @property
     def table(self):
         return self.tables.TransferredTrainedModel
@@ -160,9 +200,12 @@ class DataJointStore(Store):
             "key_hash", "status", "error_message", as_dict=True
         )
         by_hash = {job["key_hash"]: job for job in jobs}
-        stale = set()
+        stale, holders = set(), {}
         if any(job["status"] == "reserved" for job in jobs):  # a stopped worker's step waits to be taken over
-            stale = {row["key_hash"] for row in self.reservations() if row["stale"]}
+            for row in self.reservations():
+                if row["stale"]:
+                    stale.add(row["key_hash"])
+                holders[row["key_hash"]] = _holder(row)
         found = []
         for digest in hashes:
             job = by_hash.get(digest)
@@ -171,7 +214,7 @@ class DataJointStore(Store):
             elif job is None:
                 found.append(StepState(WAITING))
             elif job["status"] == "reserved":
-                found.append(StepState(WAITING if digest in stale else RUNNING))
+                found.append(StepState(WAITING) if digest in stale else StepState(RUNNING, held_by=holders.get(digest, "")))
             elif job["status"] == "error":
                 found.append(StepState(FAILED, error=job["error_message"] or "failed (no message recorded)"))
             elif job["status"] == "ignore":  # set by hand: never populated
@@ -663,6 +706,12 @@ def _database_guard(doing: str) -> Iterator[None]:
         if database.connection_lost(err):
             raise database.database_lost(err, doing) from err
         raise
+
+
+def _holder(reservation: Dict[str, Any]) -> str:
+    """Who holds a reserved step, for ``status``: ``host pid N`` and the SLURM job the worker runs in."""
+    who = f"{reservation['host']} pid {reservation['pid']}"
+    return f"{who}, SLURM job {reservation['cluster_job']}" if reservation.get("cluster_job") else who
 
 
 def _describe(key: Key) -> str:

@@ -1,0 +1,311 @@
+"""Workers on a SLURM cluster: ``nntransfer submit`` and :func:`submit`, ``nntransfer cancel`` and :func:`cancel`.
+
+What ``submit`` does, in this order (anything wrong before step 5 is one line, and nothing is submitted)::
+
+    1. the options, the store (shared by every node: ``Store.check_shared``) and SLURM (sbatch, the partition)
+    2. the recipe, checked as ``run`` checks it (``check_run``: names, changed code, one batch per step)
+    3. the store filled for the recipe (config tables), failures cleared with ``retry_failed``
+    4. submitit writes one job array of N tasks; each task is a ``WorkerTask``: ``nntransfer worker`` in the job
+    5. the array recorded in the store, so that ``status`` and ``cancel`` find it from any machine
+
+A task's life (signals as SLURM sends them)::
+
+    start  -> run_experiments(worker=True): take steps, train, store, until every step is done or failed
+    SIGTERM (scancel, the time limit) -> the step in hand is released at once, its checkpoint kept; exit
+    SIGUSR2 (``signal_delay`` before the time limit, or preemption)
+           requeue=True:  submitit requeues the task (``WorkerTask.checkpoint``), which resumes the step from
+                          its checkpoint when it starts again
+           requeue=False: stop as on SIGTERM
+
+submitit keeps each array's submission (a pickle of the ``WorkerTask``, which holds the database login the
+workers need) and logs in the log folder; it is created readable by its owner only, and must be on a
+filesystem the nodes share.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+
+from nntransfer.cluster import slurm
+from nntransfer.configs import runtime as runtime_options
+from nntransfer.pipeline.addresses import backend_of, open_store, parse_address
+from nntransfer.pipeline.backends import store_address
+from nntransfer.pipeline.fast_dev_run import refuse_fast_dev_run_option
+from nntransfer.pipeline.runner import check_run, effective_runtime, log_handler, run_experiments
+from nntransfer.pipeline.store import Store, Submission
+from nntransfer.recipes.loading import load_recipe
+from nntransfer.recipes.selection import select_chains
+from nntransfer.registry import did_you_mean
+
+__all__ = ["DEFAULT_LOG_DIR", "SlurmOptions", "WorkerTask", "submit", "cancel", "array_report"]
+logger = logging.getLogger(__name__)
+
+#: where the workers' logs (and submitit's submission files) go unless ``log_dir`` says otherwise
+DEFAULT_LOG_DIR = "./nntransfer_slurm"
+#: seconds before the time limit at which a task is told to stop (SIGUSR2), at most
+SIGNAL_DELAY = 90
+#: how often a task that reaches its time limit is requeued with ``requeue`` (preemptions do not count)
+MAX_REQUEUES = 3
+#: sbatch options submit sets itself (``--slurm`` may not): the array, its logs and its signal
+RESERVED_PARAMETERS = {"array", "output", "error", "signal", "open-mode", "wrap", "parsable"}
+_MEMORY = re.compile(r"\d+[KMGT]?")
+_PARAMETER = re.compile(r"[a-z][a-z0-9-]*")
+
+
+@dataclass
+class SlurmOptions:
+    """What the job array asks SLURM for: ``workers`` tasks, each on ``partition`` for ``time`` (``HH:MM:SS``,
+    any SLURM form) with ``cpus_per_task`` CPUs, ``mem`` memory (``16G``) and ``gpus_per_task`` GPUs;
+    ``setup`` lines run before each worker (``module load cuda``); ``parameters`` are further sbatch options
+    (``{"account": "lab", "qos": "high"}``); ``requeue``: a task that reaches its time limit or is preempted
+    is requeued and resumes from its checkpoint; ``log_dir``: the folder of the logs, on a shared filesystem."""
+
+    workers: int = 1
+    partition: Optional[str] = None
+    time: Optional[str] = None
+    cpus_per_task: Optional[int] = None
+    mem: Optional[str] = None
+    gpus_per_task: Optional[int] = None
+    setup: Sequence[str] = ()
+    parameters: Mapping[str, str] = field(default_factory=dict)
+    requeue: bool = False
+    log_dir: str = DEFAULT_LOG_DIR
+    job_name: str = "nntransfer"
+
+    def check(self) -> None:
+        """One line for the first option SLURM would refuse or misread."""
+        for name in ("workers", "cpus_per_task", "gpus_per_task"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < (1 if name != "gpus_per_task" else 0)):
+                raise ValueError(f"--{name.replace('_', '-')} takes a whole number of at least {1 if name != 'gpus_per_task' else 0}, not {value!r}")
+        if self.time is not None:
+            slurm.minutes(self.time)
+        if self.mem is not None and not _MEMORY.fullmatch(str(self.mem)):
+            raise ValueError(f"--mem takes a SLURM memory size such as 4000M or 16G, not {self.mem!r}")
+        if isinstance(self.setup, str):
+            raise ValueError("setup takes a list of shell lines, not one string")
+        for key in self.parameters:
+            if not _PARAMETER.fullmatch(str(key)):
+                raise ValueError(f"--slurm takes KEY=VALUE with KEY an sbatch long option without its dashes (account, qos), not {key!r}")
+            if key in RESERVED_PARAMETERS:
+                raise ValueError(f"--slurm {key}=... is set by nntransfer submit itself; leave it out")
+
+    @property
+    def limit_minutes(self) -> Optional[int]:
+        return None if self.time is None else slurm.minutes(self.time)
+
+    def executor_parameters(self) -> Dict[str, Any]:
+        """The parameters of submitit's ``SlurmExecutor`` (options left unset are SLURM's defaults)."""
+        params: Dict[str, Any] = dict(job_name=self.job_name, stderr_to_stdout=True)
+        if self.limit_minutes is not None:
+            params["time"] = self.limit_minutes
+            # told to stop a quarter of a short limit before it ends, SIGNAL_DELAY before a long one
+            params["signal_delay_s"] = int(min(SIGNAL_DELAY, max(10, self.limit_minutes * 60 // 4)))
+        for name in ("partition", "cpus_per_task", "mem", "gpus_per_task"):
+            if getattr(self, name) is not None:
+                params[name] = getattr(self, name)
+        if self.setup:
+            params["setup"] = list(self.setup)
+        extra = dict(self.parameters)
+        if self.requeue:
+            extra["requeue"] = True
+        if extra:
+            params["additional_parameters"] = extra
+        return params
+
+
+@dataclass
+class WorkerTask:
+    """One task of a submitted array: ``nntransfer worker`` for the recipe and store, in the job's process
+    (submitit calls it with the task's index). ``environment``: what the worker needs to reach the store
+    (``Store.worker_environment``), set before the store opens."""
+
+    recipe: str
+    store: str
+    experiment: Optional[str] = None
+    chains: Optional[List[str]] = None
+    seeds: Optional[List[int]] = None
+    order: str = "original"
+    runtime: Dict[str, Dict[str, Any]] = field(default_factory=dict)
+    poll_seconds: float = 2.0
+    requeue: bool = False
+    environment: Dict[str, str] = field(default_factory=dict)
+
+    def __call__(self, task: int) -> str:
+        os.environ.update(self.environment)
+        root = logging.getLogger()
+        if not root.handlers:  # the task's log file: the same lines as a worker's stderr
+            root.addHandler(log_handler())
+            root.setLevel(logging.INFO)
+            logging.getLogger("submitit").propagate = False  # it writes its own lines to the same file
+            backend_of(self.store).configure_logging(quiet=False)  # the backend's libraries in our format, once
+        recipe = select_chains(load_recipe(self.recipe, self.experiment), self.chains, self.seeds)
+        try:
+            rows = run_experiments(recipe, store=self.store, order=self.order, progress=False, runtime=self.runtime,
+                                   worker=True, poll_seconds=self.poll_seconds, resume_hint=None)  # fmt: skip
+        except KeyboardInterrupt as stop:  # SIGTERM from scancel or the time limit: the step was released
+            logger.warning("worker stopped (%s): its step was released and resumes from its checkpoint", stop or "SIGTERM")
+            return "stopped"
+        logger.info("worker finished: %s", rows.summary)
+        return str(rows.summary)
+
+    def checkpoint(self, task: int) -> Any:
+        """What submitit calls on SIGUSR2 (the time limit is near, or the task is preempted): with
+        ``requeue``, the same task again (submitit requeues it; the step resumes from its checkpoint when
+        it starts); without, the worker stops as on SIGTERM."""
+        if not self.requeue:
+            raise KeyboardInterrupt("the time limit is near")
+        import submitit
+
+        logger.warning("the time limit is near (or the task was preempted): requeued; the step resumes from its checkpoint")
+        return submitit.helpers.DelayedSubmission(self, task)
+
+
+def _recipe_reference(recipe: Union[str, os.PathLike]) -> str:
+    """What the workers load: a recipe on disk as an absolute path (they may start in another folder), a
+    module name as it is."""
+    if not isinstance(recipe, (str, os.PathLike)):
+        raise ValueError("submit sends the workers a recipe on disk (a folder, a .py file or a module name), "
+                         "not experiments defined in this process")  # fmt: skip
+    path = Path(recipe).expanduser()
+    return str(path.resolve()) if path.exists() else str(recipe)
+
+
+def _shared_store(address: str) -> None:
+    scheme, location = parse_address(address)
+    backend_of(address).check_shared(location)
+
+
+def _check_partition(partition: Optional[str]) -> None:
+    if partition is None:
+        return
+    known = slurm.partitions()
+    if partition not in known:
+        raise ValueError(f"SLURM has no partition {partition!r}{did_you_mean(partition, known)}; it has {', '.join(known) or 'none'}")
+
+
+def _log_folder(log_dir: Union[str, os.PathLike]) -> Path:
+    folder = Path(log_dir).expanduser().resolve()
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    folder.chmod(0o700)  # the submission pickles hold the database login
+    return folder
+
+
+def submit(
+    recipe: Union[str, os.PathLike],
+    store: Optional[str] = None,
+    schema: Optional[str] = None,
+    workers: int = 1,
+    experiment: Optional[str] = None,
+    chains: Optional[Sequence[str]] = None,
+    seeds: Optional[Sequence[int]] = None,
+    order: str = "original",
+    runtime: Optional[Mapping[str, Mapping[str, Any]]] = None,
+    partition: Optional[str] = None,
+    time: Optional[str] = None,
+    cpus_per_task: Optional[int] = None,
+    mem: Optional[str] = None,
+    gpus_per_task: Optional[int] = None,
+    setup: Sequence[str] = (),
+    slurm_parameters: Optional[Mapping[str, str]] = None,
+    requeue: bool = False,
+    log_dir: Union[str, os.PathLike] = DEFAULT_LOG_DIR,
+    retry_failed: bool = False,
+    rerun_changed: bool = False,
+    reuse_changed: bool = False,
+    poll_seconds: float = 2.0,
+    progress: bool = True,
+) -> Submission:
+    """Check ``recipe`` as a run does, fill the store at the address ``store`` (or ``schema``: the
+    ``datajoint:`` shortcut) and submit ``workers`` ``nntransfer worker`` tasks for it as one SLURM job
+    array (see the module docstring); returns the :class:`~nntransfer.pipeline.store.Submission` the store
+    recorded. Bad input (a store of one machine, no SLURM, an unknown partition, a recipe that fails its
+    checks) is a one-line ``ValueError`` and submits nothing."""
+    options = SlurmOptions(workers=workers, partition=partition, time=time, cpus_per_task=cpus_per_task, mem=mem,
+                           gpus_per_task=gpus_per_task, setup=tuple(setup), parameters=dict(slurm_parameters or {}),
+                           requeue=requeue, log_dir=str(log_dir))  # fmt: skip
+    options.check()
+    if rerun_changed and reuse_changed:
+        raise ValueError("pass either --rerun-changed or --reuse-changed, not both")
+    reference = _recipe_reference(recipe)
+    address = store_address(store, None, schema)
+    _shared_store(address)
+    slurm.require_slurm()
+    _check_partition(partition)
+    loaded = select_chains(load_recipe(reference, experiment), chains, seeds)
+    refuse_fast_dev_run_option(loaded, effective_runtime(runtime, progress))
+    checked = check_run(loaded, address, progress, runtime, rerun_changed, reuse_changed)
+    target: Store = checked.store
+    if retry_failed:
+        target.clear_failures(loaded)
+    target.prepare(loaded, checked.runtime, checked.provenance)
+    task = WorkerTask(
+        reference, address, experiment, list(chains) if chains else None, [int(s) for s in seeds] if seeds else None,
+        order, runtime_options.merge(runtime), poll_seconds, requeue, target.worker_environment(),
+    )  # fmt: skip
+    submission = _submit_array(task, options, reference)
+    target.record_submission(submission)
+    logger.info("submitted SLURM job %s: %d worker(s) for %s", submission.job_id, submission.tasks, target.where)
+    return submission
+
+
+def _submit_array(task: WorkerTask, options: SlurmOptions, reference: str) -> Submission:
+    import submitit
+
+    folder = _log_folder(options.log_dir)
+    executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=MAX_REQUEUES if options.requeue else 0)
+    executor.update_parameters(**options.executor_parameters())
+    try:
+        jobs = executor.map_array(task, list(range(options.workers)))
+    except Exception as err:  # sbatch refused: one line with SLURM's reason
+        reason = str(err).strip().splitlines()
+        raise ValueError(f"sbatch refused the job array: {reason[-1] if reason else type(err).__name__}") from None
+    return Submission(job_id=str(jobs[0].job_id).split("_")[0], tasks=options.workers, recipe=reference, log_dir=str(folder))
+
+
+def _open(store: Optional[str], schema: Optional[str]) -> Store:
+    address = store_address(store, None, schema)
+    _shared_store(address)
+    return open_store(address, create=False)
+
+
+def cancel(store: Optional[str] = None, schema: Optional[str] = None, job: Optional[str] = None) -> List[slurm.ArrayState]:
+    """Cancel the job arrays submitted for the store at the address ``store`` (``schema``: the ``datajoint:``
+    shortcut) that still have tasks queued or running, or only the array ``job``; returns their states before
+    the cancel. Each running worker gets SIGTERM: it releases its step, whose checkpoint is kept, so that
+    submitting again resumes it."""
+    target = _open(store, schema)
+    slurm.require_slurm()
+    submitted = {s.job_id: s.tasks for s in target.submissions()}
+    if job is not None and str(job) not in submitted:
+        known = ", ".join(submitted) or "none"
+        raise ValueError(f"no job array {job} was submitted for {target.where} (submitted: {known})")
+    states = [s for s in slurm.array_states(submitted) if s.active and (job is None or s.job_id == str(job))]
+    slurm.cancel_jobs([s.job_id for s in states])
+    return states
+
+
+def array_report(target: Store, limit: int = 5) -> List[str]:
+    """Lines for ``status``: each job array submitted for ``target`` with tasks still queued or running, and
+    the last one (at most ``limit``), with its pending, running and finished tasks and its logs; nothing for
+    a store nothing was submitted for."""
+    submitted = target.submissions()
+    if not submitted:
+        return []
+    try:
+        slurm.require_slurm()
+        states = {s.job_id: s for s in slurm.array_states({s.job_id: s.tasks for s in submitted})}
+    except ValueError as err:
+        return [f"{len(submitted)} job array(s) submitted; their state is unknown here ({err})"]
+    shown = [s for s in submitted if states[s.job_id].active] or submitted[-1:]
+    lines = [f"{states[s.job_id]}; logs in {shlex.quote(s.log_dir)}" for s in shown[-limit:]]
+    older = len(submitted) - len(shown)
+    if older > 0:
+        lines.append(f"{older} earlier job array(s), finished")
+    return lines
