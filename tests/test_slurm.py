@@ -6,6 +6,7 @@ process, from which epoch."""
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -185,6 +186,24 @@ def test_submit_refuses_bad_slurm_options(cluster_env, db_prefix, toy_recipe, tm
 
 
 @pytest.mark.slow
+def test_gpus_per_task_reach_slurm_and_each_worker_sees_the_gpu_it_was_given(cluster_env, db_prefix, tmp_path, capsys):
+    # the test cluster declares two GPUs (character devices nothing opens): SLURM allocates them per task
+    recipe = write_toy_recipe(tmp_path, "slurm_gpus", chains=2)
+    schema = f"{db_prefix}_slurm_gpus"
+    logs = tmp_path / "logs"
+    status, out, err = submit(capsys, recipe, "--schema", schema, "--workers", 2, "--gpus-per-task", 1, "--log-dir", logs,
+                              "--poll", "0.3")
+    assert status == 0, err
+    job = job_id(out)
+    shown = slurm_command("scontrol", "show", "job", job).stdout
+    assert "TresPerTask=gres:gpu:1" in shown, shown
+    wait_until(lambda: array_done(job), 120, f"job array {job}")
+    seen = re.findall(r"GPUs SLURM gave it: CUDA_VISIBLE_DEVICES=(\S+)", logs_of(logs, job))
+    assert len(seen) == 2 and set(seen) <= {"0", "1"}, logs_of(logs, job)[-2000:]
+    assert len(read_runs(cluster_env)) == 4
+
+
+@pytest.mark.slow
 def test_twenty_chains_on_four_array_tasks_store_every_step_once(cluster_env, db_prefix, tmp_path, capsys):
     recipe = write_toy_recipe(tmp_path, "slurm_twenty", chains=20, sleep=0.05, epochs=2)
     schema = f"{db_prefix}_slurm_twenty"
@@ -267,3 +286,10 @@ def test_a_task_at_its_time_limit_is_requeued_and_resumes_from_its_checkpoint(cl
     shown = slurm_command("scontrol", "show", "job", job).stdout
     assert "Restarts=1" in shown, shown
     assert "requeued" in logs_of(logs, job)
+
+
+@pytest.mark.parametrize("limit, expected", [("30", 30), ("90:30", 91), ("02:00:00", 120), ("1-12", 2160), ("1-00:00:01", 1441)])
+def test_time_limits_in_every_slurm_form_become_whole_minutes(limit, expected):
+    from nntransfer.cluster.slurm import minutes
+
+    assert minutes(limit) == expected

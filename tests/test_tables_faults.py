@@ -513,3 +513,28 @@ def test_random_kills_of_workers_lose_nothing_and_train_nothing_twice(db_prefix,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "violations: 0" in result.stdout
+
+
+def test_a_heartbeat_table_from_before_clusters_gains_its_cluster_job_column(db_prefix, monkeypatch):
+    """Schemas made by 0.5.0 have ``~heartbeat`` without ``cluster_job``: activating one adds it, and a
+    worker in a SLURM job beats with its job id, which ``status`` shows beside the step it holds."""
+    from nntransfer.tables import heartbeat as liveness
+
+    name = f"{db_prefix}_old_heartbeat"
+    conn = database.connect()
+    conn.query(f"CREATE DATABASE IF NOT EXISTS `{name}`")
+    conn.query(f"CREATE TABLE `{name}`.`~heartbeat` (host varchar(255) NOT NULL, pid int unsigned NOT NULL, "
+               "connection_id bigint unsigned NOT NULL, beat timestamp(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3), "
+               "PRIMARY KEY (host, pid, connection_id))")
+    tables = activate(name)
+    try:
+        columns = conn.query("SELECT column_name FROM information_schema.columns WHERE table_schema=%s AND table_name='~heartbeat'",
+                             args=(name,)).fetchall()
+        assert ("cluster_job",) in columns
+        monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "77")
+        monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "3")
+        with liveness.Heartbeat(tables):
+            beat = conn.query(f"SELECT cluster_job FROM `{name}`.`~heartbeat` WHERE pid=%s", args=(os.getpid(),)).fetchone()
+        assert beat == ("77_3",)
+    finally:
+        activate(f"{db_prefix}_main")

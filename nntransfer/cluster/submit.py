@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import os
+import platform
 import re
 import shlex
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ from nntransfer.pipeline.backends import store_address
 from nntransfer.pipeline.fast_dev_run import refuse_fast_dev_run_option
 from nntransfer.pipeline.runner import check_run, effective_runtime, log_handler, run_experiments
 from nntransfer.pipeline.store import Store, Submission
+from nntransfer.provenance import cluster_job
 from nntransfer.recipes.loading import load_recipe
 from nntransfer.recipes.selection import select_chains
 from nntransfer.registry import did_you_mean
@@ -145,6 +147,9 @@ class WorkerTask:
             root.setLevel(logging.INFO)
             logging.getLogger("submitit").propagate = False  # it writes its own lines to the same file
             backend_of(self.store).configure_logging(quiet=False)  # the backend's libraries in our format, once
+        gpus = os.environ.get("CUDA_VISIBLE_DEVICES")
+        logger.info("worker %d of SLURM job %s on %s; %s", task, cluster_job() or "?", platform.node(),
+                    f"GPUs SLURM gave it: CUDA_VISIBLE_DEVICES={gpus} (cuda:0 is the first)" if gpus else "no GPUs")
         recipe = select_chains(load_recipe(self.recipe, self.experiment), self.chains, self.seeds)
         try:
             rows = run_experiments(recipe, store=self.store, order=self.order, progress=False, runtime=self.runtime,
