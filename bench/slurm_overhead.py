@@ -22,8 +22,6 @@ import time
 import uuid
 from pathlib import Path
 
-from nntransfer.cluster import slurm
-
 HERE = Path(__file__).parent
 
 RECIPE = """
@@ -79,9 +77,20 @@ def through_slurm(args, recipe, schema, env, log_dir):
     if done.returncode != 0 or not lines:
         raise SystemExit(f"nntransfer submit failed: {(done.stderr or done.stdout)[-1000:]}")
     job = lines[0].split()[3].rstrip(":")
-    while slurm.array_states({job: args.workers})[0].active:
+    while still_queued(job):
         time.sleep(0.1)
     return time.perf_counter() - start
+
+
+def still_queued(job):
+    """Whether squeue lists a task of the array; asked again while squeue fails (slurmctld restarting)."""
+    for _ in range(30):
+        done = subprocess.run(["squeue", "-h", "-r", "-o", "%F", "-j", job], capture_output=True, text=True, timeout=30)
+        if done.returncode == 0:
+            return job in done.stdout.split()
+        print(f"squeue failed ({done.stderr.strip()}), asking again", file=sys.stderr)
+        time.sleep(1)
+    raise SystemExit(f"squeue keeps failing for job {job}: {done.stderr.strip()}")
 
 
 def cancel_ours(log_dir):
@@ -93,7 +102,8 @@ def cancel_ours(log_dir):
         for job, _, command in (line.partition(" ") for line in queued.splitlines())
         if command.startswith(f"{log_dir}/")
     }
-    slurm.cancel_jobs(sorted(ours))
+    if ours:
+        subprocess.run(["scancel", *sorted(ours)], check=False)
 
 
 def main():

@@ -170,6 +170,12 @@ def test_submit_refuses_a_recipe_that_fails_its_checks(cluster_env, db_prefix, t
                    "no_such_trainer", logs)
 
 
+def test_what_sbatch_refuses_is_one_line_and_leaves_no_files(cluster_env, db_prefix, toy_recipe, tmp_path, capsys):
+    logs = tmp_path / "logs"
+    assert_refused(capsys, [toy_recipe, "--schema", f"{db_prefix}_slurm_bad", "--workers", 2, "--mem", "100000G",
+                            "--log-dir", logs], "sbatch refused the job array: Batch job submission failed", logs)
+
+
 @pytest.mark.parametrize("option, expected", [
     (["--workers", 0], "--workers takes a number of at least 1"),
     (["--workers", 2, "--time", "two hours"], "--time takes a SLURM time limit"),
@@ -229,6 +235,11 @@ def test_twenty_chains_on_four_array_tasks_store_every_step_once(cluster_env, db
     table = lambda text: [line for line in text.splitlines() if line.startswith("toy")]  # noqa: E731
     assert table(remote) == table(local) and len(table(remote)) == 40
     assert f"SLURM job {job}: 0 pending, 0 running, 4 finished of 4 task(s)" in remote
+
+    # submitted again: every step is stored, so nothing is submitted
+    status, out, err = submit(capsys, recipe, "--schema", schema, "--workers", 4, "--log-dir", tmp_path / "again")
+    assert status == 0 and out.startswith("nothing submitted: no step waits"), (out, err)
+    assert not (tmp_path / "again").exists()
 
 
 @pytest.mark.slow

@@ -169,7 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     cluster.add_argument("--slurm", action="append", default=[], metavar="KEY=VALUE",
                          help="any other sbatch option, e.g. --slurm account=lab --slurm qos=high (repeatable)")  # fmt: skip
     cluster.add_argument("--requeue", action="store_true",
-                         help=f"requeue a task that reaches its time limit (up to 3 times) or is preempted; it resumes from its checkpoint")
+                         help="requeue a task that reaches its time limit (up to 3 times; it resumes from its checkpoint), "
+                              "and let SLURM requeue one after a node failure or a preemption")
     cluster.add_argument("--log-dir", default=None, metavar="DIR",
                          help="folder of the workers' logs, on a filesystem the nodes share (default ./nntransfer_slurm)")  # fmt: skip
     submit.add_argument("--poll", type=float, default=2.0, help="seconds between a worker's checks while others train")
@@ -421,6 +422,11 @@ def submit_command(args: argparse.Namespace) -> int:
         poll_seconds=args.poll, progress=not args.quiet,
     )  # fmt: skip
     where = " ".join(w for w in (_recipe_words(args), _where_words(args)) if w)
+    if submission is None:
+        retry = "" if args.retry_failed else "; --retry-failed trains failed ones again"
+        print(f"nothing submitted: no step waits to be trained ('nntransfer status {where}' shows each: done, failed "
+              f"or held by a running worker{retry})")
+        return 0
     print(f"submitted SLURM job {submission.job_id}: {submission.tasks} worker(s) for {_address(args)}")
     task = "_<task>" if submission.tasks > 1 else ""  # one worker is one job, not an array of one (submitit)
     print(f"logs: {submission.log_dir}/{submission.job_id}{task}_0_log.out")

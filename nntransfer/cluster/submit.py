@@ -11,10 +11,11 @@ What ``submit`` does, in this order (anything wrong before step 5 is one line, a
 A task's life (signals as SLURM sends them)::
 
     start  -> run_experiments(worker=True): take steps, train, store, until every step is done or failed
-    SIGTERM (scancel, the time limit) -> the step in hand is released at once, its checkpoint kept; exit
-    SIGUSR2 (``signal_delay`` before the time limit, or preemption)
+    SIGTERM (scancel, the time limit, preemption) -> the step in hand is released at once, its checkpoint
+           kept; exit (SLURM requeues a preempted task where the partition's PreemptMode says so)
+    SIGUSR2 (sent ``signal_delay`` before the time limit)
            requeue=True:  submitit requeues the task (``WorkerTask.checkpoint``), which resumes the step from
-                          its checkpoint when it starts again
+                          its checkpoint when it starts again (up to MAX_REQUEUES times)
            requeue=False: stop as on SIGTERM
 
 submitit keeps each array's submission (a pickle of the ``WorkerTask``, which holds the database login the
@@ -24,14 +25,17 @@ filesystem the nodes share.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import platform
 import re
 import shlex
+import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Union
 
 from nntransfer.cluster import slurm
 from nntransfer.configs import runtime as runtime_options
@@ -39,7 +43,7 @@ from nntransfer.pipeline.addresses import backend_of, open_store, parse_address
 from nntransfer.pipeline.backends import store_address
 from nntransfer.pipeline.fast_dev_run import refuse_fast_dev_run_option
 from nntransfer.pipeline.runner import check_run, effective_runtime, log_handler, run_experiments
-from nntransfer.pipeline.store import Store, Submission
+from nntransfer.pipeline.store import WAITING, Store, Submission, step_status
 from nntransfer.provenance import cluster_job
 from nntransfer.recipes.loading import load_recipe
 from nntransfer.recipes.selection import select_chains
@@ -65,8 +69,9 @@ class SlurmOptions:
     """What the job array asks SLURM for: ``workers`` tasks, each on ``partition`` for ``time`` (``HH:MM:SS``,
     any SLURM form) with ``cpus_per_task`` CPUs, ``mem`` memory (``16G``) and ``gpus_per_task`` GPUs;
     ``setup`` lines run before each worker (``module load cuda``); ``parameters`` are further sbatch options
-    (``{"account": "lab", "qos": "high"}``); ``requeue``: a task that reaches its time limit or is preempted
-    is requeued and resumes from its checkpoint; ``log_dir``: the folder of the logs, on a shared filesystem."""
+    (``{"account": "lab", "qos": "high"}``); ``requeue``: a task that reaches its time limit is requeued and
+    resumes from its checkpoint, and sbatch gets ``--requeue`` (SLURM may requeue it after a node failure or
+    a preemption); ``log_dir``: the folder of the logs, on a filesystem the nodes share."""
 
     workers: int = 1
     partition: Optional[str] = None
@@ -161,14 +166,14 @@ class WorkerTask:
         return str(rows.summary)
 
     def checkpoint(self, task: int) -> Any:
-        """What submitit calls on SIGUSR2 (the time limit is near, or the task is preempted): with
+        """What submitit calls on SIGUSR2 (the time limit is near): with
         ``requeue``, the same task again (submitit requeues it; the step resumes from its checkpoint when
         it starts); without, the worker stops as on SIGTERM."""
         if not self.requeue:
             raise KeyboardInterrupt("the time limit is near")
         import submitit
 
-        logger.warning("the time limit is near (or the task was preempted): requeued; the step resumes from its checkpoint")
+        logger.warning("the time limit is near: requeued; the step resumes from its checkpoint")
         return submitit.helpers.DelayedSubmission(self, task)
 
 
@@ -226,11 +231,12 @@ def submit(
     reuse_changed: bool = False,
     poll_seconds: float = 2.0,
     progress: bool = True,
-) -> Submission:
+) -> Optional[Submission]:
     """Check ``recipe`` as a run does, fill the store at the address ``store`` (or ``schema``: the
     ``datajoint:`` shortcut) and submit ``workers`` ``nntransfer worker`` tasks for it as one SLURM job
     array (see the module docstring); returns the :class:`~nntransfer.pipeline.store.Submission` the store
-    recorded. Bad input (a store of one machine, no SLURM, an unknown partition, a recipe that fails its
+    recorded, or None when no step waits to be trained (every step done, failed or held by a running
+    worker: nothing is submitted). Bad input (a store of one machine, no SLURM, an unknown partition, a recipe that fails its
     checks) is a one-line ``ValueError`` and submits nothing."""
     options = SlurmOptions(workers=workers, partition=partition, time=time, cpus_per_task=cpus_per_task, mem=mem,
                            gpus_per_task=gpus_per_task, setup=tuple(setup), parameters=dict(slurm_parameters or {}),
@@ -250,6 +256,9 @@ def submit(
     if retry_failed:
         target.clear_failures(loaded)
     target.prepare(loaded, checked.runtime, checked.provenance)
+    if not any(row.state == WAITING for row in step_status(target, loaded)):
+        logger.info("no step of %s waits in %s: nothing submitted", loaded.name, target.where)
+        return None
     task = WorkerTask(
         reference, address, experiment, list(chains) if chains else None, [int(s) for s in seeds] if seeds else None,
         order, runtime_options.merge(runtime), poll_seconds, requeue, target.worker_environment(),
@@ -263,15 +272,48 @@ def submit(
 def _submit_array(task: WorkerTask, options: SlurmOptions, reference: str) -> Submission:
     import submitit
 
+    created = not Path(options.log_dir).expanduser().exists()
     folder = _log_folder(options.log_dir)
+    before = set(folder.iterdir())
     executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=MAX_REQUEUES if options.requeue else 0)
     executor.update_parameters(**options.executor_parameters())
-    try:
-        jobs = executor.map_array(task, list(range(options.workers)))
-    except Exception as err:  # sbatch refused: one line with SLURM's reason
-        reason = str(err).strip().splitlines()
-        raise ValueError(f"sbatch refused the job array: {reason[-1] if reason else type(err).__name__}") from None
+    failed: Optional[Exception] = None
+    with _captured_stderr() as sbatch_said:
+        try:
+            jobs = executor.map_array(task, list(range(options.workers)))
+        except Exception as err:
+            failed = err
+    said = [line.strip() for line in sbatch_said if line.strip()]
+    if failed is not None:  # sbatch refused: one line with SLURM's reason, and nothing left behind
+        for path in set(folder.iterdir()) - before:
+            path.unlink()
+        if created:
+            folder.rmdir()
+        said = said or str(failed).strip().splitlines()
+        reason = said[-1].replace("sbatch: error: ", "") if said else type(failed).__name__
+        raise ValueError(f"sbatch refused the job array: {reason}")
+    for line in said:  # what sbatch warned about on its way
+        logger.warning("%s", line)
     return Submission(job_id=str(jobs[0].job_id).split("_")[0], tasks=options.workers, recipe=reference, log_dir=str(folder))
+
+
+@contextlib.contextmanager
+def _captured_stderr() -> Iterator[List[str]]:
+    """The lines child processes (sbatch, which submitit runs) write to stderr while the block runs,
+    instead of on the terminal: the list the block gets is filled when it ends."""
+    lines: List[str] = []
+    sys.stderr.flush()
+    with tempfile.TemporaryFile(mode="w+b") as captured:
+        saved = os.dup(2)
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            lines.extend(captured.read().decode(errors="replace").splitlines())
 
 
 def _open(store: Optional[str], schema: Optional[str]) -> Store:
