@@ -6,7 +6,7 @@ DataJoint only with the tables (``nntransfer.tables``), which connect when activ
 
 import logging
 
-__version__ = "0.5.0"
+__version__ = "0.6.0"
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 

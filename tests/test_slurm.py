@@ -37,6 +37,9 @@ def cluster_env(slurm_cluster, db_prefix, tmp_path, monkeypatch):
     if SUBMITTED:
         slurm_command("scancel", *SUBMITTED)
         SUBMITTED.clear()
+    from nntransfer.tables import activate
+
+    activate(f"{db_prefix}_main")  # submit (in this process) bound the tables to the test's schema: bind them back
 
 
 def queued_jobs():
