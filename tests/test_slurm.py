@@ -7,7 +7,6 @@ import json
 import os
 import platform
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -61,7 +60,7 @@ SUBMITTED = []
 def submit(capsys, *args):
     status = main(["submit", *map(str, args), "--quiet"])
     captured = capsys.readouterr()
-    if status == 0:
+    if "submitted SLURM job " in captured.out:
         SUBMITTED.append(job_id(captured.out))
     return status, captured.out, captured.err
 
@@ -206,6 +205,7 @@ def test_gpus_per_task_reach_slurm_and_each_worker_sees_the_gpu_it_was_given(clu
     job = job_id(out)
     shown = slurm_command("scontrol", "show", "job", job).stdout
     assert "TresPerTask=gres:gpu:1" in shown, shown
+    assert "TimeLimit=UNLIMITED" in shown  # no --time: the partition's limit (none here), not submitit's 5 minutes
     wait_until(lambda: array_done(job), 120, f"job array {job}")
     seen = re.findall(r"GPUs SLURM gave it: CUDA_VISIBLE_DEVICES=(\S+)", logs_of(logs, job))
     assert len(seen) == 2 and set(seen) <= {"0", "1"}, logs_of(logs, job)[-2000:]

@@ -9,9 +9,9 @@ import re
 import shutil
 import subprocess
 from dataclasses import dataclass
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
-__all__ = ["ArrayState", "require_slurm", "partitions", "array_states", "cancel_jobs", "minutes"]
+__all__ = ["ArrayState", "require_slurm", "partitions", "partition_time_limit", "array_states", "cancel_jobs", "minutes"]
 
 #: seconds a SLURM command may take (clients retry about 8 s while slurmctld restarts)
 COMMAND_TIMEOUT = 30
@@ -44,12 +44,19 @@ def partitions() -> List[str]:
     return sorted({line.strip() for line in _run(["sinfo", "-h", "-o", "%R"]).splitlines() if line.strip()})
 
 
-def default_partition() -> str:
-    """The partition a job without ``--partition`` goes to (``sinfo`` marks it with ``*``), else ``""``."""
-    for line in _run(["sinfo", "-h", "-o", "%P"]).splitlines():
-        if line.strip().endswith("*"):
-            return line.strip()[:-1]
-    return ""
+def partition_time_limit(partition: Optional[str] = None) -> Optional[str]:
+    """The time limit a job without ``--time`` gets in ``partition`` (the default partition if None): its
+    ``DefaultTime``, else its ``MaxTime``; None when it has none (unlimited)."""
+    fields: Dict[str, str] = {}
+    for line in _run(["scontrol", "show", "partition", "-o", *([partition] if partition else [])]).splitlines():
+        found = dict(word.partition("=")[::2] for word in line.split())
+        if partition or found.get("Default") == "YES" or not fields:  # one line per partition: the named, else the default
+            fields = found
+    for name in ("DefaultTime", "MaxTime"):
+        value = fields.get(name, "NONE")
+        if value not in ("NONE", "UNLIMITED", "INFINITE", ""):
+            return value
+    return None
 
 
 def minutes(limit: str) -> int:

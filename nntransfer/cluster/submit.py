@@ -110,8 +110,8 @@ class SlurmOptions:
     def executor_parameters(self) -> Dict[str, Any]:
         """The parameters of submitit's ``SlurmExecutor`` (options left unset are SLURM's defaults)."""
         params: Dict[str, Any] = dict(job_name=self.job_name, stderr_to_stdout=True)
+        params["time"] = self.limit_minutes  # None: no --time (unlimited), never submitit's default of 5 minutes
         if self.limit_minutes is not None:
-            params["time"] = self.limit_minutes
             # told to stop a quarter of a short limit before it ends, SIGNAL_DELAY before a long one
             params["signal_delay_s"] = int(min(SIGNAL_DELAY, max(10, self.limit_minutes * 60 // 4)))
         for name in ("partition", "cpus_per_task", "mem", "gpus_per_task"):
@@ -249,6 +249,8 @@ def submit(
     _shared_store(address)
     slurm.require_slurm()
     _check_partition(partition)
+    if options.time is None:  # what SLURM gives a job without --time, said explicitly (submitit's default is 5 min)
+        options.time = slurm.partition_time_limit(partition)
     loaded = select_chains(load_recipe(reference, experiment), chains, seeds)
     refuse_fast_dev_run_option(loaded, effective_runtime(runtime, progress))
     checked = check_run(loaded, address, progress, runtime, rerun_changed, reuse_changed)

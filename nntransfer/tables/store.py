@@ -62,9 +62,8 @@ from nntransfer.pipeline.store import (
 )
 from nntransfer.provenance import RunProvenance
 from nntransfer.recipes.loading import Recipe
-from nntransfer.tables import activate, database
+from nntransfer.tables import activate, database, submissions
 from nntransfer.tables import heartbeat as liveness
-from nntransfer.tables import submissions
 from nntransfer.tables.nnfabrik import add_transfer_experiments
 from nntransfer.tables.storage import collect_garbage, file_paths
 
