@@ -29,6 +29,7 @@ setup(
         "pandas",
         "matplotlib",
         "submitit>=1.5",  # nntransfer submit: workers as a SLURM job array
+        "optuna>=4.0",  # nntransfer search: samplers and the study, kept in the store's database
     ],
     extras_require={
         "demo": ["scikit-learn"],

@@ -107,3 +107,19 @@ def toy_scored_trainer(model, dataloaders, seed, uid=None, cb=None, **config):
     score, output, state = toy_trainer(model, dataloaders, seed, uid=uid, cb=cb, **config)
     output["final"] = {"test": {"img_classification": {"accuracy": score}}}
     return score, output, state
+
+
+class ToySearchTrainerConfig(ToyTrainerConfig):
+    """The toy trainer with a validation and a test accuracy that peak where the final weight is 3 (the
+    validation one) and 4 (the test one): a search over ``increment`` has one best setting per split."""
+
+    fn = "toy_steps.toy_search_trainer"
+
+
+def toy_search_trainer(model, dataloaders, seed, uid=None, cb=None, **config):
+    score, output, state = toy_trainer(model, dataloaders, seed, uid=uid, cb=cb, **config)
+    output["final"] = {
+        "validation": {"img_classification": {"accuracy": 100.0 - (score - 3.0) ** 2}},
+        "test": {"img_classification": {"accuracy": 100.0 - (score - 4.0) ** 2}},
+    }
+    return 100.0 - (score - 3.0) ** 2, output, state

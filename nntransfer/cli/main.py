@@ -6,6 +6,7 @@
     nntransfer submit RECIPE STORE --workers N [--partition P] [--time HH:MM:SS] [--cpus-per-task C] [--mem M]
                       [--gpus-per-task G] [--setup LINE] [--slurm KEY=VALUE ...] [--requeue] [--log-dir DIR]
     nntransfer cancel STORE [--job ID]
+    nntransfer search RECIPE --space SPACE --trials N [STORE] [--chain NAME] [--seed S] [--study NAME] [--then-seeds 1,2,3]
     nntransfer status RECIPE [--experiment NAME] [--chain NAME] [--seed N] [STORE]
     nntransfer report RECIPE [--experiment NAME] [--chain NAME] [--seed N] [STORE] [--out DIR]
     nntransfer diff A B [--recipe RECIPE] [STORE]
@@ -186,6 +187,31 @@ def build_parser() -> argparse.ArgumentParser:
     cancel.add_argument("--job", help="cancel only this job array (its id, as submit and status print it)")
     cancel.set_defaults(handler=cancel_command)
 
+    search = commands.add_parser(
+        "search", help="search a chain's settings (Optuna); each trial an ordinary chain in the store",
+        description="Train trials of the search space SPACE (a .py file or module defining `space = SearchSpace(...)`) "
+                    "over one chain of the recipe until the study has N trials. Each trial is an ordinary chain in "
+                    "the store (steps it shares with earlier trials are reused); the study lives beside the steps "
+                    "(the work folder's search.sqlite3, or the schema), so several 'nntransfer search' processes "
+                    "share it and running the same search again continues it.",
+    )  # fmt: skip
+    search.add_argument("recipe", help="recipe folder, .py file or dotted module name")
+    search.add_argument("--experiment", help="only this module of the recipe folder")
+    search.add_argument("--space", required=True, help="the search space: a .py file or module defining `space`")
+    search.add_argument("--trials", type=int, required=True, metavar="N", help="trials the study is to have")
+    search.add_argument("--chain", help="the chain to search (default: the space's chain)")
+    search.add_argument("--seed", type=int, help="its seed (default: its first)")
+    search.add_argument("--study", help="the study's name (default RECIPE:CHAIN:seed SEED)")
+    search.add_argument("--then-seeds", default="", metavar="S,S,...",
+                        help="then train the best setting on these seeds, as ordinary chains (mean ± std over them)")  # fmt: skip
+    search.add_argument("--quiet", action="store_true", help="no progress bars, warnings only")
+    add_store_arguments(search, "train the trials in and keep the study in")
+    runtime = search.add_argument_group("runtime options (not hashed: the same experiment wherever it runs)")
+    runtime.add_argument("--device", help="'cpu', 'cuda', 'cuda:1' or 'auto' (default: each trainer config's)")
+    runtime.add_argument("--data-dir", help="folder the data sets are read from (default: each dataset config's)")
+    runtime.add_argument("--num-workers", type=int, help="DataLoader worker processes")
+    search.set_defaults(handler=search_command)
+
     status = commands.add_parser("status", help="done / running / failed / waiting per experiment and step")
     status.add_argument("recipe", help="recipe folder, .py file or dotted module name")
     status.add_argument("--experiment", help="only this module of the recipe folder")
@@ -269,8 +295,14 @@ def _default_report_folder(report: argparse.ArgumentParser) -> None:
     report_handler = report.get_default("handler")
 
     def handler(args: argparse.Namespace) -> int:
+        from nntransfer.recipes.loading import load_recipe
+        from nntransfer.search.run import search_report
+
         args.out = args.out or DEFAULT_REPORT_DIR
         status = report_handler(args)
+        searches = search_report(_address(args), load_recipe(args.recipe, args.experiment).name, args.out)
+        if searches:
+            print("\n" + "\n".join(searches))
         print(f"report written to {args.out}")
         return status
 
@@ -432,6 +464,23 @@ def submit_command(args: argparse.Namespace) -> int:
     print(f"logs: {submission.log_dir}/{submission.job_id}{task}_0_log.out")
     print(f"next: nntransfer status {where}    (steps, and the job's tasks pending / running / finished)")
     print(f"stop: nntransfer cancel {_where_words(args)}    (each worker releases its step; submit again resumes)")
+    return 0
+
+
+def search_command(args: argparse.Namespace) -> int:
+    """``search``: run trials until the study has ``--trials``; print the best setting and what next."""
+    from nntransfer.search.run import run_search
+
+    try:
+        seeds = [int(word) for word in args.then_seeds.split(",") if word.strip()]
+    except ValueError:
+        raise ValueError(f"--then-seeds takes whole numbers separated by commas (1,2,3), not {args.then_seeds!r}") from None
+    result = run_search(args.recipe, args.space, args.trials, store=_address(args), experiment=args.experiment,
+                        chain=args.chain, seed=args.seed, study=args.study, then_seeds=seeds,
+                        runtime=_runtime_overrides(args), progress=not args.quiet)  # fmt: skip
+    print(result)
+    where = " ".join(w for w in (shlex.quote(args.recipe), _where_words(args)) if w)
+    print(f"next: nntransfer report {where}    (the search beside the results; nntransfer.search.trials_frame(study, store) in Python)")
     return 0
 
 

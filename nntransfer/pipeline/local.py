@@ -100,6 +100,8 @@ logger = logging.getLogger(__name__)
 #: files a step folder must have (``transfer_data.npz`` only when the step handed data on)
 REQUIRED_FILES = ("output.json", "model_state.pt")
 SUBFOLDERS = ("steps", "failed", "checkpoints", "locks")
+#: the SQLite database of the searches over this folder's recipes (``nntransfer search``; Optuna's tables)
+SEARCH_DATABASE = "search.sqlite3"
 
 
 @register_store("local")
@@ -428,6 +430,10 @@ class LocalStore(Store):
         return stored
 
     # ------------------------------------------------------------------ running
+
+    def sql_url(self) -> str:
+        """``search.sqlite3`` in the work folder (SQLite, which several local processes can share)."""
+        return f"sqlite:///{(self.workdir / SEARCH_DATABASE).resolve()}"
 
     def prepare(self, recipe: Recipe, runtime: Optional[Dict[str, Dict[str, Any]]] = None,
                 provenance: Optional[RunProvenance] = None) -> None:

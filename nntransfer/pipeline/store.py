@@ -198,6 +198,12 @@ class Store(abc.ABC):
         """The job arrays submitted to work on this store, oldest first (none for a store of one machine)."""
         return []
 
+    def sql_url(self) -> str:
+        """An SQLAlchemy URL of a database beside this store's steps, where other libraries keep their
+        tables (Optuna's studies, ``nntransfer search``): shared wherever the store is shared. A backend
+        without one refuses with one line."""
+        raise ValueError(f"{self.where} keeps no database for searches; use a local: or datajoint: store")
+
     # ------------------------------------------------------------------ reading
 
     @abc.abstractmethod

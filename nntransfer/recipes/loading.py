@@ -191,6 +191,20 @@ def _import_recipe_module(load: Callable[[], ModuleType], label: str) -> ModuleT
         ) from None
 
 
+def import_python(reference: str, what: str = "module") -> ModuleType:
+    """A ``.py`` file or a dotted module beside a recipe (a search space, say), imported with a recipe's
+    one-line errors: a missing file or module, or what its code raises (file and line)."""
+    path = Path(reference)
+    if path.suffix == ".py":
+        if not path.exists():
+            raise RecipeError(f"{what} file {reference} does not exist")
+        return _import_recipe_module(lambda: _import_file(path), reference)
+    try:
+        return _import_recipe_module(lambda: importlib.import_module(reference), reference)
+    except ModuleNotFoundError as err:
+        raise RecipeError(f"{what} {reference!r} not found: give a .py file or an importable module ({err})") from None
+
+
 def _submodules(package: ModuleType) -> List[str]:
     return [info.name for info in pkgutil.iter_modules(package.__path__) if not info.name.startswith("_")]
 

@@ -172,6 +172,20 @@ class DataJointStore(Store):
             env["NNFABRIK_SCHEMA_NAME"] = os.environ["NNFABRIK_SCHEMA_NAME"]
         return env
 
+    def sql_url(self) -> str:
+        """The schema itself, as this process logs in (``mysql+pymysql://``): searches keep their studies
+        beside the steps, where every worker reaches them."""
+        from urllib.parse import quote
+
+        import datajoint as dj
+
+        host = str(dj.config["database.host"])
+        if ":" not in host and dj.config.get("database.port"):
+            host = f"{host}:{dj.config['database.port']}"
+        user = quote(str(dj.config["database.user"]), safe="")
+        password = quote(str(dj.config.get("database.password") or ""), safe="")
+        return f"mysql+pymysql://{user}:{password}@{host}/{self.tables.schema_name}"
+
     def record_submission(self, submission: Submission) -> None:
         submissions.record(self.tables.connection, self.tables.schema_name, submission)
 

@@ -1,0 +1,387 @@
+"""``nntransfer search``: trials of a search space over one chain, run as ordinary chains in a store, with
+the study (Optuna) kept beside the steps (``Store.sql_url``: the work folder's SQLite file, or the schema).
+
+    run_search(recipe, space, trials=N, store=...)
+      check: the recipe as ``run`` checks it, the space against its chain, the study's name and space
+      until the study has N trials:
+        under the study's lock: count the trials (n), ask trial n (a sampler seeded with seed and n)
+        train the trial's chain (``run_experiments``; steps another trial already stored are reused)
+        tell the study the objective read from the chain's last step (its final evaluation), or FAIL
+      then_seeds: the best setting's chain again, on each seed, as ordinary chains
+
+Several processes (``nntransfer search`` started on many machines, on a DataJoint store) share one study:
+the lock makes the trial count exact, and two trials with the same setting are the same chain, trained
+once. Running the same search again continues the study; it never trains a finished trial again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import fcntl
+import logging
+import math
+import os
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Union
+
+from nntransfer.analysis.results import final_rows
+from nntransfer.configs.base import Description
+from nntransfer.configs.codec import make_hash
+from nntransfer.configs.transfer_experiment import TransferExperiment
+from nntransfer.pipeline.addresses import open_store
+from nntransfer.pipeline.backends import store_address
+from nntransfer.pipeline.runner import run_experiments
+from nntransfer.pipeline.store import DONE, Store
+from nntransfer.pipeline.validation import validate_recipe
+from nntransfer.recipes.loading import Recipe, import_python, load_recipe
+from nntransfer.registry import did_you_mean
+from nntransfer.safe_files import write_atomically
+from nntransfer.search.space import Choice, IntRange, LogUniform, SearchSpace, Uniform
+
+__all__ = ["SearchResult", "run_search", "load_space", "trials_frame", "study_name", "search_report"]
+logger = logging.getLogger(__name__)
+
+#: what each trial records in the study beside its settings
+CHAIN_ATTR, STEP_ATTR = "nntransfer_chain", "nntransfer_step_id"
+
+
+@dataclass
+class SearchResult:
+    """What a search did: the ``study`` name and where it is, how many trials it ``ran`` now, the study's
+    ``finished`` trials, the ``best`` trial's number, settings and value (None before one finished), and
+    the ``seeds`` rows of ``then_seeds`` (seed -> the best setting's objective on that seed)."""
+
+    study: str
+    where: str
+    ran: int
+    finished: int
+    best_number: Optional[int] = None
+    best_params: Dict[str, Any] = field(default_factory=dict)
+    best_value: Optional[float] = None
+    seeds: Dict[int, Optional[float]] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        head = f"study {self.study!r} in {self.where}: {self.finished} finished trial(s), {self.ran} run now"
+        if self.best_number is None:
+            return head + "; none finished with a value"
+        settings = ", ".join(f"{k}={_short(v)}" for k, v in self.best_params.items())
+        lines = [head, f"best: trial {self.best_number}, {settings}: {self.best_value:.4f}"]
+        values = [v for v in self.seeds.values() if v is not None]
+        if self.seeds:
+            spread = f"{_mean(values):.4f} ± {_std(values):.4f}" if values else "no value"
+            lines.append(f"best setting on seeds {', '.join(map(str, self.seeds))}: {spread} ({len(values)} of {len(self.seeds)})")
+        return "\n".join(lines)
+
+
+def _short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else repr(value)
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values)
+
+
+def _std(values: Sequence[float]) -> float:
+    if len(values) < 2:
+        return 0.0
+    mean = _mean(values)
+    return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+def load_space(reference: Union[str, os.PathLike, SearchSpace]) -> SearchSpace:
+    """The ``space`` a Python file (or module) defines; a :class:`SearchSpace` is returned as it is."""
+    if isinstance(reference, SearchSpace):
+        return reference
+    module = import_python(str(reference), what="search space")
+    space = getattr(module, "space", None)
+    if not isinstance(space, SearchSpace):
+        raise ValueError(f"{reference} defines no `space = SearchSpace(...)`")
+    space.name = str(reference)
+    return space
+
+
+def study_name(recipe: Recipe, chain: str, seed: int) -> str:
+    return f"{recipe.name}:{chain}:seed {seed}"
+
+
+def _pick_chain(recipe: Recipe, space: SearchSpace, seed: Optional[int]) -> Description:
+    names = sorted({d.name for d in recipe.transfer_experiments})
+    chain = space.chain or (names[0] if len(names) == 1 else "")
+    if not chain:
+        raise ValueError(f"the recipe has chains {', '.join(map(repr, names))}: name the one to search (SearchSpace(chain=...) or --chain)")
+    found = [d for d in recipe.transfer_experiments if d.name == chain]
+    if not found:
+        raise ValueError(f"the recipe has no chain {chain!r}{did_you_mean(chain, names)}")
+    if seed is not None:
+        found = [d for d in found if d.seed == seed]
+        if not found:
+            raise ValueError(f"chain {chain!r} has no seed {seed}")
+    return sorted(found, key=lambda d: d.seed)[0]
+
+
+def _sampler(space: SearchSpace, trial_number: int):
+    """The sampler of trial ``trial_number``: seeded with the space's seed and the trial's number, so that
+    a search gives the same trials however many processes share it (TPE: given the same finished trials)."""
+    import optuna
+
+    seed = zlib.crc32(f"{space.seed}:{trial_number}".encode())
+    if space.sampler in ("random", "grid"):  # grid: the next point is enqueued (_next_grid_point)
+        return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed)
+
+
+def _grid(space: SearchSpace) -> List[Dict[str, Any]]:
+    """Every point of a grid space, in an order shuffled by the space's seed (Optuna's GridSampler stops
+    the study from inside ``tell``, which an ask-and-tell loop cannot use)."""
+    import itertools
+    import random
+
+    keys = space.keys()
+    points = [dict(zip(keys, values)) for values in itertools.product(*(_grid_values(d) for d in space.params.values()))]
+    random.Random(space.seed).shuffle(points)
+    return points
+
+
+def _next_grid_point(space: SearchSpace, trials: Sequence[Any]) -> Dict[str, Any]:
+    taken = [t.params for t in trials]
+    return next(point for point in _grid(space) if point not in taken)
+
+
+def _grid_values(distribution) -> List[Any]:
+    if isinstance(distribution, Choice):
+        return list(distribution.values)
+    return list(range(distribution.low, distribution.high + 1, distribution.step))
+
+
+def _distributions(space: SearchSpace) -> Dict[str, Any]:
+    import optuna.distributions as od
+
+    found = {}
+    for key, d in zip(space.keys(), space.params.values()):
+        if isinstance(d, Uniform):
+            found[key] = od.FloatDistribution(float(d.low), float(d.high))
+        elif isinstance(d, LogUniform):
+            found[key] = od.FloatDistribution(float(d.low), float(d.high), log=True)
+        elif isinstance(d, IntRange):
+            found[key] = od.IntDistribution(int(d.low), int(d.high), step=int(d.step))
+        else:
+            found[key] = od.CategoricalDistribution(list(d.values))
+    return found
+
+
+@contextlib.contextmanager
+def _study_lock(url: str, name: str) -> Iterator[None]:
+    """Held while a process counts the study's trials and asks for the next one: the count is exact with
+    many processes. MySQL's named lock for a schema, a file lock beside a SQLite file."""
+    if url.startswith("sqlite:///"):
+        path = Path(url[len("sqlite:///"):]).with_suffix(".lock")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+        return
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+    lock = f"nntransfer-search-{make_hash(name)[:32]}"
+    with engine.connect() as connection:
+        if connection.execute(sqlalchemy.text("SELECT GET_LOCK(:name, 600)"), {"name": lock}).scalar() != 1:
+            raise TimeoutError(f"another process held the lock of study {name!r} for 10 minutes")
+        try:
+            yield
+        finally:
+            connection.execute(sqlalchemy.text("SELECT RELEASE_LOCK(:name)"), {"name": lock})
+    engine.dispose()
+
+
+def _objective(store: Store, chain: TransferExperiment, space: SearchSpace) -> Optional[float]:
+    """The objective of a trained chain: ``SPLIT MEASURE`` of its last step's final evaluation (plain
+    variant); None when the step is not done or the evaluation lacks it."""
+    key = chain.step_key(len(chain) - 1)
+    if store.states([key])[0].state != DONE:
+        return None
+    split, measure = space.split_and_measure()
+    output = store.load(key).output
+    values = [row[-1] for row in final_rows(output.get("final") or {})
+              if row[0] == split and row[1] == "plain" and not row[2] and row[5] == measure]  # fmt: skip
+    if not values:
+        found = sorted({f"{row[0]} {row[5]}" for row in final_rows(output.get("final") or {}) if row[1] == "plain"})
+        raise ValueError(f"the objective {space.objective!r} is not in the final evaluation; it has: {', '.join(found) or 'nothing'}")
+    return float(values[0])
+
+
+def _with_seed(chain: TransferExperiment, seed: int) -> TransferExperiment:
+    """``chain`` on another seed (every step's)."""
+    moved = copy.deepcopy(chain)
+    for step in moved:
+        step.seed = seed
+    return moved
+
+
+def run_search(
+    recipe: Union[str, os.PathLike, Recipe],
+    space: Union[str, os.PathLike, SearchSpace],
+    trials: int,
+    store: Optional[str] = None,
+    experiment: Optional[str] = None,
+    chain: Optional[str] = None,
+    seed: Optional[int] = None,
+    study: Optional[str] = None,
+    then_seeds: Sequence[int] = (),
+    runtime: Optional[Mapping[str, Mapping[str, Any]]] = None,
+    progress: bool = True,
+) -> SearchResult:
+    """Run the search (see the module docstring) until the study has ``trials`` trials; returns a
+    :class:`SearchResult`. Bad input (a field no step has, a range of the wrong type, fewer than 1 trial,
+    a study of that name with another space) is a one-line ``ValueError`` before anything trains."""
+    import optuna
+
+    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
+        raise ValueError(f"--trials takes a number of at least 1, got {trials!r}")
+    loaded = recipe if isinstance(recipe, Recipe) else load_recipe(str(recipe), experiment)
+    space = load_space(space)
+    if chain:
+        space.chain = chain
+    description = _pick_chain(loaded, space, seed)
+    base = loaded.transfer_experiments[description]
+    space.check(base)
+    if space.sampler == "grid" and trials > len(_grid(space)):
+        raise ValueError(f"the grid has {len(_grid(space))} settings; --trials {trials} asks for more")
+    name = study or study_name(loaded, description.name, description.seed)
+    address = store_address(store)
+    searched = Recipe(loaded.name, loaded.path, {description: base})
+    validate_recipe(searched)
+    target = open_store(address)
+    target.prepare(searched)  # the work folder or the tables exist before the study's database does
+    url = target.sql_url()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # its INFO lines repeat what nntransfer logs
+    direction = space.direction
+    described = space.describe()
+    with _study_lock(url, name):
+        handle = optuna.create_study(study_name=name, storage=url, direction=direction, load_if_exists=True)
+        stored = handle.user_attrs.get("space")
+        if stored is None:
+            handle.set_user_attr("space", described)
+            handle.set_user_attr("recipe", loaded.name)
+            handle.set_user_attr("chain", description.name)
+            handle.set_user_attr("seed", description.seed)
+        elif stored != described:
+            raise ValueError(f"study {name!r} exists in {target.where} with another search space; "
+                             "name this search's study with --study NAME")  # fmt: skip
+    distributions = _distributions(space)
+    ran = 0
+    while True:
+        with _study_lock(url, name):
+            count = len(optuna.load_study(study_name=name, storage=url).trials)
+            if count >= trials:
+                break
+            handle = optuna.load_study(study_name=name, storage=url, sampler=_sampler(space, count))
+            if space.sampler == "grid":
+                handle.enqueue_trial(_next_grid_point(space, handle.trials))
+            trial = handle.ask(distributions)
+        values = {key: trial.params[key] for key in space.keys()}
+        trial_chain = space.trial_chain(base, values)
+        label = f"{description.name} [trial {trial.number}]"
+        trial.set_user_attr(CHAIN_ATTR, label)
+        trial.set_user_attr(STEP_ATTR, make_hash(trial_chain.step_key(len(trial_chain) - 1)))
+        logger.info("trial %d of study %r: %s", trial.number, name, ", ".join(f"{k}={_short(v)}" for k, v in values.items()))
+        try:
+            run_experiments({Description(label, description.seed): trial_chain}, store=address, progress=progress,
+                            runtime=runtime, worker=True, resume_hint=None)  # fmt: skip
+            value = _objective(target, trial_chain, space)
+        except KeyboardInterrupt:
+            handle.tell(trial, state=optuna.trial.TrialState.FAIL)
+            raise
+        except ValueError:  # the objective is not there: a recipe problem, not the trial's
+            handle.tell(trial, state=optuna.trial.TrialState.FAIL)
+            raise
+        if value is None or not math.isfinite(value):
+            logger.warning("trial %d failed (its chain did not finish); the search goes on", trial.number)
+            handle.tell(trial, state=optuna.trial.TrialState.FAIL)
+        else:
+            handle.tell(trial, value)
+        ran += 1
+    final = optuna.load_study(study_name=name, storage=url)
+    finished = [t for t in final.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    result = SearchResult(name, target.where, ran, len(finished))
+    if finished:
+        best = final.best_trial
+        result.best_number, result.best_params, result.best_value = best.number, dict(best.params), float(best.value)
+        if then_seeds:
+            best_chain = space.trial_chain(base, best.params)
+            chains = {Description(f"{description.name} [best of {name}]", int(s)): _with_seed(best_chain, int(s)) for s in then_seeds}
+            run_experiments(chains, store=address, progress=progress, runtime=runtime, worker=True, resume_hint=None)
+            result.seeds = {d.seed: _objective(target, c, space) for d, c in chains.items()}
+    return result
+
+
+def trials_frame(study: str, store: Optional[str] = None):
+    """The trials of the study ``study`` in the store at the address ``store`` as a DataFrame: number,
+    state, value, one column per searched setting (``params_STEP/ROLE/FIELD``), the trial's chain name and
+    its last step's id (``step_id``: what ``diff``, ``lineage`` and ``forget`` take)."""
+    import optuna
+
+    target = open_store(store_address(store), create=False)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        loaded = optuna.load_study(study_name=study, storage=target.sql_url())
+    except KeyError:
+        raise ValueError(f"no study {study!r} in {target.where}") from None
+    frame = loaded.trials_dataframe(attrs=("number", "state", "value", "params", "user_attrs"))
+    return frame.rename(columns={f"user_attrs_{CHAIN_ATTR}": "chain", f"user_attrs_{STEP_ATTR}": "step_id"})
+
+
+def search_report(store: str, recipe: str, out: Optional[Union[str, os.PathLike]] = None) -> List[str]:
+    """Lines for ``report``: per study of ``recipe`` in the store at the address ``store``, the best trial
+    with its settings, the best objective over the trials, and each setting's importance (Optuna's fANOVA,
+    from 3 finished trials on); ``out``: a folder to write each study's trials to (``search <study>.csv``).
+    None for a store without searches."""
+    import optuna
+
+    target = open_store(store_address(store), create=False)
+    try:
+        url = target.sql_url()
+    except ValueError:
+        return []
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).exists():
+        return []
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    lines: List[str] = []
+    for summary in optuna.get_all_study_summaries(storage=url, include_best_trial=False):
+        if summary.user_attrs.get("recipe") != recipe:
+            continue
+        study = optuna.load_study(study_name=summary.study_name, storage=url)
+        done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+        space = summary.user_attrs.get("space", {})
+        lines.append(f"search {summary.study_name!r} ({space.get('sampler', '?')} sampler, {space.get('direction', '?')} "
+                     f"{space.get('objective', '?')}): {len(done)} of {len(study.trials)} trial(s) finished")  # fmt: skip
+        if not done:
+            continue
+        best = study.best_trial
+        settings = ", ".join(f"{k}={_short(v)}" for k, v in best.params.items())
+        lines.append(f"  best: trial {best.number} ({best.user_attrs.get(STEP_ATTR, '')[:8]}), {settings}: {best.value:.4f}")
+        better = max if space.get("direction", "maximize") == "maximize" else min
+        running, curve = None, []
+        for trial in done:
+            running = trial.value if running is None else better(running, trial.value)
+            curve.append(f"{running:.4g}")
+        lines.append(f"  best objective after each finished trial: {' '.join(curve)}")
+        if len(done) >= 3 and len(best.params) >= 2:
+            try:
+                importance = optuna.importance.get_param_importances(study)
+            except (RuntimeError, ValueError, ImportError) as err:  # e.g. a setting that never varied
+                lines.append(f"  importance: not computed ({err})")
+            else:
+                lines.append("  importance: " + ", ".join(f"{k} {v:.2f}" for k, v in importance.items()))
+        if out is not None:
+            folder = Path(out)
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / f"search {summary.study_name.replace('/', '_').replace(':', '_')}.csv"
+            write_atomically(path, trials_frame(summary.study_name, store).to_csv(index=False).encode())  # never through a planted link
+            lines.append(f"  trials: {path}")
+    return lines

@@ -1,0 +1,180 @@
+"""``nntransfer search``: trials of a search space as ordinary chains, the study (Optuna) beside the steps, in a
+work folder and in the tables (two processes sharing one study), and every bad input refused before anything
+trains. The toy chain's score is a known function of the two searched increments (``toy_search_trainer``:
+the validation accuracy peaks where the final weight is 3), so the best setting is known; ``$TOY_LOG`` counts
+how often each step trained."""
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from recipe_factory import write_recipe
+
+from nntransfer.cli.main import main
+from nntransfer.search import run_search, trials_frame
+
+TESTS = Path(__file__).parent
+
+RECIPE = """
+from nntransfer.configs import Description, Experiment, TransferExperiment
+from toy_steps import ToyDatasetConfig, ToyModelConfig, ToySearchTrainerConfig, ToyTrainerConfig
+
+chain = TransferExperiment([
+    Experiment(ToyDatasetConfig(), ToyModelConfig(init=0.5), ToyTrainerConfig(increment=0.0), seed=1, comment="teacher"),
+    Experiment(ToyDatasetConfig(), ToyModelConfig(init=0.5), ToySearchTrainerConfig(increment=1.0), seed=1, comment="student"),
+])
+transfer_experiments = {Description("toy search", 1): chain}
+"""
+
+# 16 settings whose final weights (0.5 + teacher + student) all differ: the best (nearest 3) is 0.3 and 2.0
+SPACE = """
+from nntransfer.search import {kinds}, SearchSpace
+
+space = SearchSpace(
+    chain="toy search",
+    params={{
+        ("teacher", "trainer", "increment"): {teacher},
+        ("student", "trainer", "increment"): {student},
+    }},
+    sampler="{sampler}",
+    objective="{objective}",
+)
+"""
+BEST = {"teacher/trainer/increment": 0.3, "student/trainer/increment": 2.0}
+
+
+def write_space(folder, name="space.py", teacher="Choice([0.0, 0.1, 0.2, 0.3])", student="Choice([0.0, 1.0, 2.0, 3.0])",
+                sampler="grid", objective="validation accuracy", kinds="Choice, Uniform, IntRange, LogUniform"):
+    path = Path(folder) / name
+    path.write_text(SPACE.format(teacher=teacher, student=student, sampler=sampler, objective=objective, kinds=kinds))
+    return path
+
+
+@pytest.fixture
+def toy(tmp_path, monkeypatch):
+    """The recipe, a grid space over it, and the training-run log the toy steps write."""
+    monkeypatch.syspath_prepend(str(TESTS))
+    log = tmp_path / "runs.jsonl"
+    monkeypatch.setenv("TOY_LOG", str(log))
+    recipe = write_recipe(tmp_path, f"toy_search_{uuid.uuid4().hex[:8]}", RECIPE)  # a package name of its own
+    return recipe, write_space(tmp_path), log
+
+
+def runs(log):
+    return [json.loads(line) for line in Path(log).read_text().splitlines()] if Path(log).exists() else []
+
+
+@pytest.mark.slow
+def test_a_grid_search_in_a_work_folder_finds_the_best_setting_and_never_trains_a_trial_twice(toy, tmp_path, capsys):
+    recipe, space, log = toy
+    store = f"local:{tmp_path / 'w'}"
+    result = run_search(str(recipe), str(space), trials=16, store=store, progress=False)
+    assert (result.ran, result.finished) == (16, 16)
+    assert result.best_params == BEST and result.best_value == pytest.approx(100 - 0.2**2)
+    assert len(runs(log)) == 4 + 16  # each of the 4 teacher steps once (shared by 4 trials each), 16 students
+
+    again = run_search(str(recipe), str(space), trials=16, store=store, progress=False)
+    assert again.ran == 0 and again.best_params == BEST and len(runs(log)) == 20  # continued: nothing trained
+
+    frame = trials_frame(result.study, store=store)
+    assert len(frame) == 16 and set(frame["state"]) == {"COMPLETE"}
+    assert {"params_teacher/trainer/increment", "params_student/trainer/increment", "value", "chain", "step_id"} <= set(frame.columns)
+
+    # the best setting on more seeds, as ordinary chains; then the report shows the search
+    seeded = run_search(str(recipe), str(space), trials=16, store=store, progress=False, then_seeds=[2, 3])
+    assert set(seeded.seeds) == {2, 3} and all(v == pytest.approx(100 - 0.2**2) for v in seeded.seeds.values())
+    assert len(runs(log)) == 20 + 4  # two steps per seed
+    assert main(["report", str(recipe), "--store", store, "--out", str(tmp_path / "report")]) == 0
+    out = capsys.readouterr().out
+    assert f"search '{result.study}' (grid sampler, maximize validation accuracy): 16 of 16 trial(s) finished" in out
+    assert "best: trial" in out and "teacher/trainer/increment=0.3, student/trainer/increment=2: 99.9600" in out, out[-1500:]
+    assert "importance: " in out and (tmp_path / "report" / f"search {result.study.replace(':', '_')}.csv").exists()
+
+
+@pytest.mark.slow
+def test_the_same_search_with_the_random_sampler_gives_the_same_trials_each_time(toy, tmp_path):
+    recipe, _, _ = toy
+    space = write_space(tmp_path, "random.py", teacher="Uniform(0.0, 0.3)", student="Uniform(0.0, 3.0)", sampler="random")
+    first = trials_frame(run_search(str(recipe), str(space), 4, store=f"local:{tmp_path / 'a'}", progress=False).study, f"local:{tmp_path / 'a'}")
+    second = trials_frame(run_search(str(recipe), str(space), 4, store=f"local:{tmp_path / 'b'}", progress=False).study, f"local:{tmp_path / 'b'}")
+    assert first["params_student/trainer/increment"].tolist() == second["params_student/trainer/increment"].tolist()
+    assert first["value"].tolist() == second["value"].tolist()
+
+
+@pytest.mark.slow
+@pytest.mark.database
+def test_two_processes_share_one_study_in_the_tables_and_train_no_trial_twice(toy, tmp_path, db_prefix):
+    recipe, space, log = toy
+    schema = f"{db_prefix}_search"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])))
+    command = [sys.executable, "-m", "nntransfer", "search", str(recipe), "--space", str(space), "--trials", "16",
+               "--schema", schema, "--quiet"]  # fmt: skip
+    workers = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for _ in range(2)]
+    outputs = [w.communicate(timeout=600) for w in workers]
+    for worker, (out, err) in zip(workers, outputs):
+        assert worker.returncode == 0, err[-3000:]
+    trained = runs(log)
+    assert len(trained) == 20, trained  # every step once, whichever process took it
+    assert len({run["pid"] for run in trained}) == 2  # both processes trained
+    frame = trials_frame(f"{recipe.name}:toy search:seed 1", store=f"datajoint:{schema}")
+    assert len(frame) == 16 and set(frame["state"]) == {"COMPLETE"}
+    best = frame.loc[frame["value"].idxmax()]
+    assert (best["params_teacher/trainer/increment"], best["params_student/trainer/increment"]) == (0.3, 2.0)  # as in a work folder
+
+    again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert again.returncode == 0 and "16 finished trial(s), 0 run now" in again.stdout, again.stderr[-2000:]
+    assert len(runs(log)) == 20
+
+
+# ---------------------------------------------------------------- bad input: one line, exit 2, nothing trained
+
+
+@pytest.mark.parametrize("space_kwargs, trials, expected", [
+    (dict(student="Choice([0.0, 1.0])", teacher="Uniform(0.0, 'x')"), 4, "a range needs two finite numbers"),
+    (dict(student="IntRange(1, 3)"), 4, "IntRange needs a whole-number field"),
+    (dict(student="Choice([0.0, 1.0])", teacher="Uniform(0.0, 1.0)", sampler="grid"), 4, "the grid sampler needs Choice or IntRange"),
+    (dict(sampler="annealing"), 4, "sampler must be one of tpe, random, grid"),
+    (dict(objective="accuracy"), 4, "the objective is 'SPLIT MEASURE'"),
+    (dict(), 0, "--trials takes a number of at least 1"),
+])
+def test_bad_search_input_is_one_line_and_trains_nothing(toy, tmp_path, capsys, space_kwargs, trials, expected):
+    recipe, _, log = toy
+    space = write_space(tmp_path, "bad.py", **space_kwargs)
+    status = main(["search", str(recipe), "--space", str(space), "--trials", str(trials), "--store", f"local:{tmp_path / 'w'}"])
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("nntransfer: error:")]
+    assert status == 2 and len(lines) == 1 and expected in lines[0], err
+    assert runs(log) == [] and not (tmp_path / "w" / "search.sqlite3").exists()
+
+
+def test_a_field_or_step_the_chain_lacks_is_refused_with_the_closest_name(toy, tmp_path, capsys):
+    recipe, _, log = toy
+    for source, expected in (
+        ('("student", "trainer", "incremnt")', "ToySearchTrainerConfig has no field 'incremnt'; did you mean 'increment'?"),
+        ('("studnt", "trainer", "increment")', "no step of the chain has the comment 'studnt'; did you mean 'student'?"),
+        ('(5, "trainer", "increment")', "the chain has steps 0..1"),
+        ('("student", "optimizer", "increment")', "the role is one of dataset, model, trainer"),
+    ):
+        space = tmp_path / "lacking.py"
+        space.write_text(f"from nntransfer.search import Choice, SearchSpace\nspace = SearchSpace(chain='toy search', params={{{source}: Choice([1.0, 2.0])}})\n")
+        status = main(["search", str(recipe), "--space", str(space), "--trials", "2", "--store", f"local:{tmp_path / 'w'}"])
+        err = capsys.readouterr().err
+        assert status == 2 and expected in err and len(err.strip().splitlines()) == 1, err
+    assert runs(log) == []
+
+
+@pytest.mark.slow
+def test_a_study_that_exists_with_another_space_is_refused(toy, tmp_path, capsys):
+    recipe, space, log = toy
+    store = f"local:{tmp_path / 'w'}"
+    run_search(str(recipe), str(space), trials=1, store=store, progress=False)
+    other = write_space(tmp_path, "other.py", student="Choice([0.0, 1.0])")
+    trained = len(runs(log))
+    status = main(["search", str(recipe), "--space", str(other), "--trials", "2", "--store", store])
+    err = capsys.readouterr().err
+    assert status == 2 and "exists in work folder" in err and "with another search space; name this search's study with --study" in err
+    assert len(runs(log)) == trained
