@@ -92,6 +92,8 @@ def test_a_grid_search_in_a_work_folder_finds_the_best_setting_and_never_trains_
     out = capsys.readouterr().out
     assert f"search '{result.study}' (grid sampler, maximize validation accuracy): 16 of 16 trial(s) finished" in out
     assert "best: trial" in out and "teacher/trainer/increment=0.3, student/trainer/increment=2: 99.9600" in out, out[-1500:]
+    assert main(["status", str(recipe), "--store", store]) == 0
+    assert "16 of 16 trial(s) finished" in capsys.readouterr().out
     assert "importance: " in out and (tmp_path / "report" / f"search {result.study.replace(':', '_')}.csv").exists()
 
 
@@ -107,7 +109,7 @@ def test_the_same_search_with_the_random_sampler_gives_the_same_trials_each_time
 
 @pytest.mark.slow
 @pytest.mark.database
-def test_two_processes_share_one_study_in_the_tables_and_train_no_trial_twice(toy, tmp_path, db_prefix):
+def test_two_processes_share_one_study_in_the_tables_and_train_no_trial_twice(toy, tmp_path, db_prefix, capsys):
     recipe, space, log = toy
     schema = f"{db_prefix}_search"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])))
@@ -128,6 +130,15 @@ def test_two_processes_share_one_study_in_the_tables_and_train_no_trial_twice(to
     again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert again.returncode == 0 and "16 finished trial(s), 0 run now" in again.stdout, again.stderr[-2000:]
     assert len(runs(log)) == 20
+
+    # status shows the study; on a schema without searches, reading creates none of Optuna's tables
+    assert main(["status", str(recipe), "--schema", schema]) == 0
+    assert "16 of 16 trial(s) finished" in capsys.readouterr().out
+    main(["status", str(recipe), "--schema", f"{db_prefix}_main"])
+    import datajoint as dj
+
+    tables = dj.conn().query("SELECT table_name FROM information_schema.tables WHERE table_schema=%s", args=(f"{db_prefix}_main",)).fetchall()
+    assert ("studies",) not in tables
 
 
 # ---------------------------------------------------------------- bad input: one line, exit 2, nothing trained

@@ -161,6 +161,7 @@ def code_text(status) -> str:
 def run_report(args: argparse.Namespace) -> int:
     """The handler of ``nntransfer report``."""
     from nntransfer.analysis.results import load_results
+    from nntransfer.analysis.searches import search_report
 
     results = load_results(args.recipe, args.experiment, store=store_address(args.store, args.workdir, args.schema),
                            chains=args.chain, seeds=args.seed)
@@ -174,6 +175,9 @@ def run_report(args: argparse.Namespace) -> int:
         if metrics:
             print(metrics)
     print(code_text(results.status), end="")
+    searches = search_report(store_address(args.store, args.workdir, args.schema), results.recipe, args.out)
+    if searches:
+        print("\n".join(searches))
     if not results.incomplete.empty:
         chains = results.incomplete.groupby(["name", "seed"]).ngroups
         print(f"{chains} chain(s) incomplete; see {Path(args.out) / 'status.csv'}")

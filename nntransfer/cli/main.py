@@ -295,14 +295,8 @@ def _default_report_folder(report: argparse.ArgumentParser) -> None:
     report_handler = report.get_default("handler")
 
     def handler(args: argparse.Namespace) -> int:
-        from nntransfer.recipes.loading import load_recipe
-        from nntransfer.search.run import search_report
-
         args.out = args.out or DEFAULT_REPORT_DIR
         status = report_handler(args)
-        searches = search_report(_address(args), load_recipe(args.recipe, args.experiment).name, args.out)
-        if searches:
-            print("\n" + "\n".join(searches))
         print(f"report written to {args.out}")
         return status
 
@@ -418,6 +412,7 @@ def _fast_dev_run_report(recipe, rows) -> int:
 
 def status_command(args: argparse.Namespace) -> int:
     """``status``: the state of every step, read from the work folder or the tables (never created)."""
+    from nntransfer.analysis.searches import search_report
     from nntransfer.cluster.submit import array_report
     from nntransfer.pipeline.addresses import open_store
     from nntransfer.pipeline.drift import current_drift, mark_drift
@@ -428,8 +423,10 @@ def status_command(args: argparse.Namespace) -> int:
     store = open_store(_address(args), create=False)
     print(_step_table(recipe, mark_drift(step_status(store, recipe), current_drift(store, recipe))))
     arrays = array_report(store)
-    if arrays:
-        print("\n" + "\n".join(arrays))
+    searches = search_report(store, recipe.name, brief=True)
+    for lines in (arrays, searches):
+        if lines:
+            print("\n" + "\n".join(lines))
     return 0
 
 

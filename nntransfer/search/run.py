@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Union
 
 from nntransfer.analysis.results import final_rows
+from nntransfer.analysis.searches import CHAIN_ATTR, STEP_ATTR, short_value
 from nntransfer.configs.base import Description
 from nntransfer.configs.codec import make_hash
 from nntransfer.configs.transfer_experiment import TransferExperiment
@@ -38,14 +39,11 @@ from nntransfer.pipeline.store import DONE, Store
 from nntransfer.pipeline.validation import validate_recipe
 from nntransfer.recipes.loading import Recipe, import_python, load_recipe
 from nntransfer.registry import did_you_mean
-from nntransfer.safe_files import write_atomically
 from nntransfer.search.space import Choice, IntRange, LogUniform, SearchSpace, Uniform
 
-__all__ = ["SearchResult", "run_search", "load_space", "trials_frame", "study_name", "search_report"]
+__all__ = ["SearchResult", "run_search", "load_space", "study_name"]
 logger = logging.getLogger(__name__)
 
-#: what each trial records in the study beside its settings
-CHAIN_ATTR, STEP_ATTR = "nntransfer_chain", "nntransfer_step_id"
 
 
 @dataclass
@@ -67,17 +65,13 @@ class SearchResult:
         head = f"study {self.study!r} in {self.where}: {self.finished} finished trial(s), {self.ran} run now"
         if self.best_number is None:
             return head + "; none finished with a value"
-        settings = ", ".join(f"{k}={_short(v)}" for k, v in self.best_params.items())
+        settings = ", ".join(f"{k}={short_value(v)}" for k, v in self.best_params.items())
         lines = [head, f"best: trial {self.best_number}, {settings}: {self.best_value:.4f}"]
         values = [v for v in self.seeds.values() if v is not None]
         if self.seeds:
             spread = f"{_mean(values):.4f} ± {_std(values):.4f}" if values else "no value"
             lines.append(f"best setting on seeds {', '.join(map(str, self.seeds))}: {spread} ({len(values)} of {len(self.seeds)})")
         return "\n".join(lines)
-
-
-def _short(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else repr(value)
 
 
 def _mean(values: Sequence[float]) -> float:
@@ -289,7 +283,7 @@ def run_search(
         label = f"{description.name} [trial {trial.number}]"
         trial.set_user_attr(CHAIN_ATTR, label)
         trial.set_user_attr(STEP_ATTR, make_hash(trial_chain.step_key(len(trial_chain) - 1)))
-        logger.info("trial %d of study %r: %s", trial.number, name, ", ".join(f"{k}={_short(v)}" for k, v in values.items()))
+        logger.info("trial %d of study %r: %s", trial.number, name, ", ".join(f"{k}={short_value(v)}" for k, v in values.items()))
         try:
             run_experiments({Description(label, description.seed): trial_chain}, store=address, progress=progress,
                             runtime=runtime, worker=True, resume_hint=None)  # fmt: skip
@@ -318,70 +312,3 @@ def run_search(
             run_experiments(chains, store=address, progress=progress, runtime=runtime, worker=True, resume_hint=None)
             result.seeds = {d.seed: _objective(target, c, space) for d, c in chains.items()}
     return result
-
-
-def trials_frame(study: str, store: Optional[str] = None):
-    """The trials of the study ``study`` in the store at the address ``store`` as a DataFrame: number,
-    state, value, one column per searched setting (``params_STEP/ROLE/FIELD``), the trial's chain name and
-    its last step's id (``step_id``: what ``diff``, ``lineage`` and ``forget`` take)."""
-    import optuna
-
-    target = open_store(store_address(store), create=False)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        loaded = optuna.load_study(study_name=study, storage=target.sql_url())
-    except KeyError:
-        raise ValueError(f"no study {study!r} in {target.where}") from None
-    frame = loaded.trials_dataframe(attrs=("number", "state", "value", "params", "user_attrs"))
-    return frame.rename(columns={f"user_attrs_{CHAIN_ATTR}": "chain", f"user_attrs_{STEP_ATTR}": "step_id"})
-
-
-def search_report(store: str, recipe: str, out: Optional[Union[str, os.PathLike]] = None) -> List[str]:
-    """Lines for ``report``: per study of ``recipe`` in the store at the address ``store``, the best trial
-    with its settings, the best objective over the trials, and each setting's importance (Optuna's fANOVA,
-    from 3 finished trials on); ``out``: a folder to write each study's trials to (``search <study>.csv``).
-    None for a store without searches."""
-    import optuna
-
-    target = open_store(store_address(store), create=False)
-    try:
-        url = target.sql_url()
-    except ValueError:
-        return []
-    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).exists():
-        return []
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    lines: List[str] = []
-    for summary in optuna.get_all_study_summaries(storage=url, include_best_trial=False):
-        if summary.user_attrs.get("recipe") != recipe:
-            continue
-        study = optuna.load_study(study_name=summary.study_name, storage=url)
-        done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-        space = summary.user_attrs.get("space", {})
-        lines.append(f"search {summary.study_name!r} ({space.get('sampler', '?')} sampler, {space.get('direction', '?')} "
-                     f"{space.get('objective', '?')}): {len(done)} of {len(study.trials)} trial(s) finished")  # fmt: skip
-        if not done:
-            continue
-        best = study.best_trial
-        settings = ", ".join(f"{k}={_short(v)}" for k, v in best.params.items())
-        lines.append(f"  best: trial {best.number} ({best.user_attrs.get(STEP_ATTR, '')[:8]}), {settings}: {best.value:.4f}")
-        better = max if space.get("direction", "maximize") == "maximize" else min
-        running, curve = None, []
-        for trial in done:
-            running = trial.value if running is None else better(running, trial.value)
-            curve.append(f"{running:.4g}")
-        lines.append(f"  best objective after each finished trial: {' '.join(curve)}")
-        if len(done) >= 3 and len(best.params) >= 2:
-            try:
-                importance = optuna.importance.get_param_importances(study)
-            except (RuntimeError, ValueError, ImportError) as err:  # e.g. a setting that never varied
-                lines.append(f"  importance: not computed ({err})")
-            else:
-                lines.append("  importance: " + ", ".join(f"{k} {v:.2f}" for k, v in importance.items()))
-        if out is not None:
-            folder = Path(out)
-            folder.mkdir(parents=True, exist_ok=True)
-            path = folder / f"search {summary.study_name.replace('/', '_').replace(':', '_')}.csv"
-            write_atomically(path, trials_frame(summary.study_name, store).to_csv(index=False).encode())  # never through a planted link
-            lines.append(f"  trials: {path}")
-    return lines

@@ -1,0 +1,111 @@
+"""Searches as data: the trials of a study (``nntransfer search``) as a DataFrame, and the lines ``report`` and
+``status`` print of each study of a recipe. A study lives beside the steps in the store (``Store.sql_url``:
+Optuna's tables in the work folder's SQLite file, or in the schema); each trial records the name of its
+chain and its last step's id, which ``diff``, ``lineage`` and ``forget`` take."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, List, Optional, Union
+
+from nntransfer.pipeline.addresses import open_store
+from nntransfer.pipeline.backends import store_address
+from nntransfer.pipeline.store import Store
+from nntransfer.safe_files import write_atomically
+
+__all__ = ["CHAIN_ATTR", "STEP_ATTR", "trials_frame", "search_report", "short_value"]
+
+#: what each trial records in the study beside its settings
+CHAIN_ATTR, STEP_ATTR = "nntransfer_chain", "nntransfer_step_id"
+
+
+def short_value(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else repr(value)
+
+
+def _url(target: Store) -> Optional[str]:
+    """The store's database of studies, or None where it has none (yet): reading never creates Optuna's
+    tables (which opening a storage does)."""
+    import sqlalchemy
+
+    try:
+        url = target.sql_url()
+    except ValueError:
+        return None
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).exists():
+        return None
+    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+    try:
+        return url if sqlalchemy.inspect(engine).has_table("studies") else None
+    finally:
+        engine.dispose()
+
+
+def trials_frame(study: str, store: Optional[str] = None):
+    """The trials of the study ``study`` in the store at the address ``store`` as a DataFrame: number,
+    state, value, one column per searched setting (``params_STEP/ROLE/FIELD``), the trial's chain name and
+    its last step's id (``step_id``: what ``diff``, ``lineage`` and ``forget`` take)."""
+    import optuna
+
+    target = open_store(store_address(store), create=False)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    url = _url(target)
+    try:
+        if url is None:
+            raise KeyError(study)
+        loaded = optuna.load_study(study_name=study, storage=url)
+    except KeyError:
+        raise ValueError(f"no study {study!r} in {target.where}") from None
+    frame = loaded.trials_dataframe(attrs=("number", "state", "value", "params", "user_attrs"))
+    return frame.rename(columns={f"user_attrs_{CHAIN_ATTR}": "chain", f"user_attrs_{STEP_ATTR}": "step_id"})
+
+
+def search_report(store: Union[str, Store], recipe: str, out: Optional[Union[str, os.PathLike]] = None, brief: bool = False) -> List[str]:
+    """Lines for ``report``: per study of ``recipe`` in the store at the address ``store``, the best trial
+    with its settings, the best objective over the trials, and each setting's importance (Optuna's fANOVA,
+    from 3 finished trials on); ``out``: a folder to write each study's trials to (``search <study>.csv``);
+    ``brief`` (``status``): the count and the best trial only. None for a store without searches."""
+    import optuna
+
+    target = open_store(store_address(store), create=False)
+    url = _url(target)
+    if url is None:
+        return []
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    lines: List[str] = []
+    for summary in optuna.get_all_study_summaries(storage=url, include_best_trial=False):
+        if summary.user_attrs.get("recipe") != recipe:
+            continue
+        study = optuna.load_study(study_name=summary.study_name, storage=url)
+        done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+        space = summary.user_attrs.get("space", {})
+        lines.append(f"search {summary.study_name!r} ({space.get('sampler', '?')} sampler, {space.get('direction', '?')} "
+                     f"{space.get('objective', '?')}): {len(done)} of {len(study.trials)} trial(s) finished")  # fmt: skip
+        if not done:
+            continue
+        best = study.best_trial
+        settings = ", ".join(f"{k}={short_value(v)}" for k, v in best.params.items())
+        lines.append(f"  best: trial {best.number} ({best.user_attrs.get(STEP_ATTR, '')[:8]}), {settings}: {best.value:.4f}")
+        if brief:
+            continue
+        better = max if space.get("direction", "maximize") == "maximize" else min
+        running, curve = None, []
+        for trial in done:
+            running = trial.value if running is None else better(running, trial.value)
+            curve.append(f"{running:.4g}")
+        lines.append(f"  best objective after each finished trial: {' '.join(curve)}")
+        if len(done) >= 3 and len(best.params) >= 2:
+            try:
+                importance = optuna.importance.get_param_importances(study)
+            except (RuntimeError, ValueError, ImportError) as err:  # e.g. a setting that never varied
+                lines.append(f"  importance: not computed ({err})")
+            else:
+                lines.append("  importance: " + ", ".join(f"{k} {v:.2f}" for k, v in importance.items()))
+        if out is not None:
+            folder = Path(out)
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / f"search {summary.study_name.replace('/', '_').replace(':', '_')}.csv"
+            write_atomically(path, trials_frame(summary.study_name, store).to_csv(index=False).encode())  # never through a planted link
+            lines.append(f"  trials: {path}")
+    return lines
