@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -189,3 +190,33 @@ def test_a_study_that_exists_with_another_space_is_refused(toy, tmp_path, capsys
     err = capsys.readouterr().err
     assert status == 2 and "exists in work folder" in err and "with another search space; name this search's study with --study" in err
     assert len(runs(log)) == trained
+
+
+@pytest.mark.slow
+@pytest.mark.database
+@pytest.mark.slurm
+def test_a_search_submitted_as_a_slurm_array_fills_its_study(toy, tmp_path, db_prefix, slurm_cluster, capsys, monkeypatch):
+    recipe, space, log = toy
+    schema = f"{db_prefix}_search_slurm"
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])))
+    monkeypatch.setenv("NNTRANSFER_HEARTBEAT_TIMEOUT", "600")
+    status = main(["submit", str(recipe), "--schema", schema, "--workers", "2", "--space", str(space), "--trials", "16",
+                   "--log-dir", str(tmp_path / "logs"), "--quiet"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert status == 0 and "submitted SLURM job" in out, out
+    job = out.split("submitted SLURM job ")[1].split(":")[0]
+    squeue = lambda: subprocess.run(["squeue", "-h", "-j", job], capture_output=True, text=True, timeout=30).stdout.strip()  # noqa: E731
+    deadline = time.time() + 300
+    while squeue() and time.time() < deadline:
+        time.sleep(1)
+    assert not squeue(), f"job {job} still queued"
+    frame = trials_frame(f"{recipe.name}:toy search:seed 1", store=f"datajoint:{schema}")
+    assert len(frame) == 16 and set(frame["state"]) == {"COMPLETE"}
+    trained = runs(log)
+    assert len(trained) == 20 and len({run["pid"] for run in trained}) == 2, trained  # every step once, both tasks
+    assert main(["submit", str(recipe), "--schema", schema, "--workers", "2", "--space", str(space), "--trials", "16",
+                 "--log-dir", str(tmp_path / "again"), "--quiet"]) == 0  # fmt: skip
+    assert capsys.readouterr().out.startswith("nothing submitted: the study has 16 trial(s) already")
+    from nntransfer.tables import activate
+
+    activate(f"{db_prefix}_main")  # submit bound the tables to its schema in this process

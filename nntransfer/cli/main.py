@@ -175,6 +175,10 @@ def build_parser() -> argparse.ArgumentParser:
     cluster.add_argument("--log-dir", default=None, metavar="DIR",
                          help="folder of the workers' logs, on a filesystem the nodes share (default ./nntransfer_slurm)")  # fmt: skip
     submit.add_argument("--poll", type=float, default=2.0, help="seconds between a worker's checks while others train")
+    searching = submit.add_argument_group("a search instead (see 'nntransfer search'): the tasks run its trials, sharing its study")
+    searching.add_argument("--space", help="the search space: a .py file or module defining `space`")
+    searching.add_argument("--trials", type=int, metavar="N", help="trials the study is to have")
+    searching.add_argument("--study", help="the study's name (default RECIPE:CHAIN:seed SEED)")
     submit.set_defaults(handler=submit_command)
 
     cancel = commands.add_parser(
@@ -448,9 +452,12 @@ def submit_command(args: argparse.Namespace) -> int:
         cpus_per_task=args.cpus_per_task, mem=args.mem, gpus_per_task=args.gpus_per_task, setup=args.setup,
         slurm_parameters=parameters, requeue=args.requeue, log_dir=args.log_dir or DEFAULT_LOG_DIR,
         retry_failed=args.retry_failed, rerun_changed=args.rerun_changed, reuse_changed=args.reuse_changed,
-        poll_seconds=args.poll, progress=not args.quiet,
+        poll_seconds=args.poll, progress=not args.quiet, space=args.space, trials=args.trials, study=args.study,
     )  # fmt: skip
     where = " ".join(w for w in (_recipe_words(args), _where_words(args)) if w)
+    if submission is None and args.space:
+        print(f"nothing submitted: the study has {args.trials} trial(s) already ('nntransfer report {where}' shows it)")
+        return 0
     if submission is None:
         retry = "" if args.retry_failed else "; --retry-failed trains failed ones again"
         print(f"nothing submitted: no step waits to be trained ('nntransfer status {where}' shows each: done, failed "

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Union
 
+from nntransfer.analysis.searches import INTERRUPTED_ATTR
 from nntransfer.cluster import slurm
 from nntransfer.configs import runtime as runtime_options
 from nntransfer.pipeline.addresses import backend_of, open_store, parse_address
@@ -48,6 +49,7 @@ from nntransfer.provenance import cluster_job
 from nntransfer.recipes.loading import load_recipe
 from nntransfer.recipes.selection import select_chains
 from nntransfer.registry import did_you_mean
+from nntransfer.search.run import prepare_search, run_search
 
 __all__ = ["DEFAULT_LOG_DIR", "SlurmOptions", "WorkerTask", "submit", "cancel", "array_report"]
 logger = logging.getLogger(__name__)
@@ -143,6 +145,8 @@ class WorkerTask:
     poll_seconds: float = 2.0
     requeue: bool = False
     environment: Dict[str, str] = field(default_factory=dict)
+    #: instead of working through the recipe, run trials of a search: {"space": path, "trials": N, "study": name}
+    search: Optional[Dict[str, Any]] = None
 
     def __call__(self, task: int) -> str:
         os.environ.update(self.environment)
@@ -155,8 +159,15 @@ class WorkerTask:
         gpus = os.environ.get("CUDA_VISIBLE_DEVICES")
         logger.info("worker %d of SLURM job %s on %s; %s", task, cluster_job() or "?", platform.node(),
                     f"GPUs SLURM gave it: CUDA_VISIBLE_DEVICES={gpus} (cuda:0 is the first)" if gpus else "no GPUs")
-        recipe = select_chains(load_recipe(self.recipe, self.experiment), self.chains, self.seeds)
         try:
+            if self.search is not None:
+                result = run_search(self.recipe, self.search["space"], self.search["trials"], store=self.store,
+                                    experiment=self.experiment, chain=(self.chains or [None])[0],
+                                    seed=(self.seeds or [None])[0], study=self.search["study"], runtime=self.runtime,
+                                    progress=False)  # fmt: skip
+                logger.info("worker finished: %s", str(result).replace("\n", "; "))
+                return str(result)
+            recipe = select_chains(load_recipe(self.recipe, self.experiment), self.chains, self.seeds)
             rows = run_experiments(recipe, store=self.store, order=self.order, progress=False, runtime=self.runtime,
                                    worker=True, poll_seconds=self.poll_seconds, resume_hint=None)  # fmt: skip
         except KeyboardInterrupt as stop:  # SIGTERM from scancel or the time limit: the step was released
@@ -231,12 +242,16 @@ def submit(
     reuse_changed: bool = False,
     poll_seconds: float = 2.0,
     progress: bool = True,
+    space: Optional[Union[str, os.PathLike]] = None,
+    trials: Optional[int] = None,
+    study: Optional[str] = None,
 ) -> Optional[Submission]:
     """Check ``recipe`` as a run does, fill the store at the address ``store`` (or ``schema``: the
     ``datajoint:`` shortcut) and submit ``workers`` ``nntransfer worker`` tasks for it as one SLURM job
     array (see the module docstring); returns the :class:`~nntransfer.pipeline.store.Submission` the store
     recorded, or None when no step waits to be trained (every step done, failed or held by a running
-    worker: nothing is submitted). Bad input (a store of one machine, no SLURM, an unknown partition, a recipe that fails its
+    worker: nothing is submitted). With ``space`` (a search space file, and ``trials``), the tasks run
+    trials of that search (``nntransfer search``) instead, sharing its study. Bad input (a store of one machine, no SLURM, an unknown partition, a recipe that fails its
     checks) is a one-line ``ValueError`` and submits nothing."""
     options = SlurmOptions(workers=workers, partition=partition, time=time, cpus_per_task=cpus_per_task, mem=mem,
                            gpus_per_task=gpus_per_task, setup=tuple(setup), parameters=dict(slurm_parameters or {}),
@@ -251,6 +266,8 @@ def submit(
     _check_partition(partition)
     if options.time is None:  # what SLURM gives a job without --time, said explicitly (submitit's default is 5 min)
         options.time = slurm.partition_time_limit(partition)
+    if space is not None:
+        return _submit_search(reference, address, space, trials, study, options, experiment, chains, seeds, runtime)
     loaded = select_chains(load_recipe(reference, experiment), chains, seeds)
     refuse_fast_dev_run_option(loaded, effective_runtime(runtime, progress))
     checked = check_run(loaded, address, progress, runtime, rerun_changed, reuse_changed)
@@ -268,6 +285,35 @@ def submit(
     submission = _submit_array(task, options, reference)
     target.record_submission(submission)
     logger.info("submitted SLURM job %s: %d worker(s) for %s", submission.job_id, submission.tasks, target.where)
+    return submission
+
+
+def _submit_search(reference: str, address: str, space: Union[str, os.PathLike], trials: Optional[int], study: Optional[str],
+                   options: SlurmOptions, experiment: Optional[str], chains: Optional[Sequence[str]],
+                   seeds: Optional[Sequence[int]], runtime: Optional[Mapping[str, Mapping[str, Any]]]) -> Optional[Submission]:
+    """``submit --space``: the search checked and its study created here, then N tasks running its trials."""
+    import optuna
+
+    if trials is None:
+        raise ValueError("--space needs --trials N (how many trials the study is to have)")
+    if len(chains or ()) > 1 or len(seeds or ()) > 1:
+        raise ValueError("a search runs on one chain and one seed: give --chain and --seed once at most")
+    space_reference = _recipe_reference(space)
+    prepared = prepare_search(reference, space_reference, trials, address, experiment, (chains or [None])[0],
+                              (seeds or [None])[0], study)  # fmt: skip
+    counted = [t for t in optuna.load_study(study_name=prepared.study, storage=prepared.url).trials
+               if not t.user_attrs.get(INTERRUPTED_ATTR)]  # fmt: skip
+    if len(counted) >= trials:
+        logger.info("study %r has %d trial(s) already: nothing submitted", prepared.study, len(counted))
+        return None
+    task = WorkerTask(reference, address, experiment, list(chains) if chains else None, [int(s) for s in seeds] if seeds else None,
+                      runtime=runtime_options.merge(runtime), requeue=options.requeue,
+                      environment=prepared.store.worker_environment(),
+                      search={"space": space_reference, "trials": trials, "study": prepared.study})  # fmt: skip
+    submission = _submit_array(task, options, reference)
+    prepared.store.record_submission(submission)
+    logger.info("submitted SLURM job %s: %d worker(s) for study %r in %s", submission.job_id, submission.tasks,
+                prepared.study, prepared.store.where)  # fmt: skip
     return submission
 
 

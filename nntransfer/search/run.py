@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Union
 
 from nntransfer.analysis.results import final_rows
-from nntransfer.analysis.searches import CHAIN_ATTR, STEP_ATTR, short_value
+from nntransfer.analysis.searches import CHAIN_ATTR, INTERRUPTED_ATTR, STEP_ATTR, short_value
 from nntransfer.configs.base import Description
 from nntransfer.configs.codec import make_hash
 from nntransfer.configs.transfer_experiment import TransferExperiment
@@ -139,8 +139,14 @@ def _grid(space: SearchSpace) -> List[Dict[str, Any]]:
     return points
 
 
+def _counted(trials: Sequence[Any]) -> List[Any]:
+    """The trials that count towards the study's size: all but those interrupted (Ctrl-C, SIGTERM, a
+    cancelled or timed-out cluster task), whose settings are tried again."""
+    return [t for t in trials if not t.user_attrs.get(INTERRUPTED_ATTR)]
+
+
 def _next_grid_point(space: SearchSpace, trials: Sequence[Any]) -> Dict[str, Any]:
-    taken = [t.params for t in trials]
+    taken = [t.params for t in _counted(trials)]
     return next(point for point in _grid(space) if point not in taken)
 
 
@@ -217,7 +223,21 @@ def _with_seed(chain: TransferExperiment, seed: int) -> TransferExperiment:
     return moved
 
 
-def run_search(
+@dataclass
+class PreparedSearch:
+    """A search checked and its study created (:func:`prepare_search`): what :func:`run_search` trains."""
+
+    recipe: Recipe
+    description: Description
+    base: TransferExperiment
+    space: SearchSpace
+    study: str
+    address: str
+    store: Store
+    url: str
+
+
+def prepare_search(
     recipe: Union[str, os.PathLike, Recipe],
     space: Union[str, os.PathLike, SearchSpace],
     trials: int,
@@ -226,13 +246,10 @@ def run_search(
     chain: Optional[str] = None,
     seed: Optional[int] = None,
     study: Optional[str] = None,
-    then_seeds: Sequence[int] = (),
-    runtime: Optional[Mapping[str, Mapping[str, Any]]] = None,
-    progress: bool = True,
-) -> SearchResult:
-    """Run the search (see the module docstring) until the study has ``trials`` trials; returns a
-    :class:`SearchResult`. Bad input (a field no step has, a range of the wrong type, fewer than 1 trial,
-    a study of that name with another space) is a one-line ``ValueError`` before anything trains."""
+) -> PreparedSearch:
+    """Check a search before anything trains (the trial count, the space against its chain, the recipe's
+    names) and create its study in the store, or find it: a study of that name with another space is a
+    one-line ``ValueError``. What ``search`` and ``submit --space`` do first."""
     import optuna
 
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
@@ -254,10 +271,9 @@ def run_search(
     target.prepare(searched)  # the work folder or the tables exist before the study's database does
     url = target.sql_url()
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # its INFO lines repeat what nntransfer logs
-    direction = space.direction
     described = space.describe()
     with _study_lock(url, name):
-        handle = optuna.create_study(study_name=name, storage=url, direction=direction, load_if_exists=True)
+        handle = optuna.create_study(study_name=name, storage=url, direction=space.direction, load_if_exists=True)
         stored = handle.user_attrs.get("space")
         if stored is None:
             handle.set_user_attr("space", described)
@@ -267,11 +283,36 @@ def run_search(
         elif stored != described:
             raise ValueError(f"study {name!r} exists in {target.where} with another search space; "
                              "name this search's study with --study NAME")  # fmt: skip
+    return PreparedSearch(loaded, description, base, space, name, address, target, url)
+
+
+def run_search(
+    recipe: Union[str, os.PathLike, Recipe],
+    space: Union[str, os.PathLike, SearchSpace],
+    trials: int,
+    store: Optional[str] = None,
+    experiment: Optional[str] = None,
+    chain: Optional[str] = None,
+    seed: Optional[int] = None,
+    study: Optional[str] = None,
+    then_seeds: Sequence[int] = (),
+    runtime: Optional[Mapping[str, Mapping[str, Any]]] = None,
+    progress: bool = True,
+) -> SearchResult:
+    """Run the search (see the module docstring) until the study has ``trials`` trials; returns a
+    :class:`SearchResult`. Bad input (a field no step has, a range of the wrong type, fewer than 1 trial,
+    a study of that name with another space) is a one-line ``ValueError`` before anything trains
+    (:func:`prepare_search`)."""
+    import optuna
+
+    prepared = prepare_search(recipe, space, trials, store, experiment, chain, seed, study)
+    space, name, url, target, address = prepared.space, prepared.study, prepared.url, prepared.store, prepared.address
+    description, base = prepared.description, prepared.base
     distributions = _distributions(space)
     ran = 0
     while True:
         with _study_lock(url, name):
-            count = len(optuna.load_study(study_name=name, storage=url).trials)
+            count = len(_counted(optuna.load_study(study_name=name, storage=url).trials))
             if count >= trials:
                 break
             handle = optuna.load_study(study_name=name, storage=url, sampler=_sampler(space, count))
@@ -288,7 +329,8 @@ def run_search(
             run_experiments({Description(label, description.seed): trial_chain}, store=address, progress=progress,
                             runtime=runtime, worker=True, resume_hint=None)  # fmt: skip
             value = _objective(target, trial_chain, space)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # not the setting's fault: it is tried again by the next run of the search
+            trial.set_user_attr(INTERRUPTED_ATTR, True)
             handle.tell(trial, state=optuna.trial.TrialState.FAIL)
             raise
         except ValueError:  # the objective is not there: a recipe problem, not the trial's
