@@ -163,8 +163,18 @@ def run_report(args: argparse.Namespace) -> int:
     from nntransfer.analysis.results import load_results
     from nntransfer.analysis.searches import search_report
 
-    results = load_results(args.recipe, args.experiment, store=store_address(args.store, args.workdir, args.schema),
-                           chains=args.chain, seeds=args.seed)
+    address = store_address(args.store, args.workdir, args.schema)
+    try:
+        results = load_results(args.recipe, args.experiment, store=address, chains=args.chain, seeds=args.seed)
+    except ValueError:  # none of the recipe's own steps is stored: its searches may still be
+        from nntransfer.recipes.loading import load_recipe
+
+        searches = search_report(address, load_recipe(args.recipe, args.experiment).name, args.out)
+        if not searches:
+            raise
+        logger.warning("none of the recipe's own steps is stored: only its searches are reported")
+        print("\n".join(searches))
+        return 0
     frames = report_frames(results, args.split, args.objective)  # each metric computed once: written and printed
     written = write_report(results, args.out, args.split, args.objective, frames)
     logger.info("wrote %s to %s", ", ".join(path.name for path in written.values()), args.out)
@@ -175,7 +185,7 @@ def run_report(args: argparse.Namespace) -> int:
         if metrics:
             print(metrics)
     print(code_text(results.status), end="")
-    searches = search_report(store_address(args.store, args.workdir, args.schema), results.recipe, args.out)
+    searches = search_report(address, results.recipe, args.out)
     if searches:
         print("\n".join(searches))
     if not results.incomplete.empty:
