@@ -220,3 +220,32 @@ def test_a_search_submitted_as_a_slurm_array_fills_its_study(toy, tmp_path, db_p
     from nntransfer.tables import activate
 
     activate(f"{db_prefix}_main")  # submit bound the tables to its schema in this process
+
+
+@pytest.mark.slow
+def test_a_trial_whose_process_was_killed_is_tried_again_and_resumes_its_step(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(TESTS))
+    log = tmp_path / "runs.jsonl"
+    monkeypatch.setenv("TOY_LOG", str(log))
+    monkeypatch.setenv("NNTRANSFER_HEARTBEAT_TIMEOUT", "2")
+    slow = RECIPE.replace("ToySearchTrainerConfig(increment=1.0)", "ToySearchTrainerConfig(increment=1.0, sleep=0.3, epochs=20)")
+    recipe = write_recipe(tmp_path, f"toy_killed_{uuid.uuid4().hex[:8]}", slow)
+    space = write_space(tmp_path, teacher="Choice([0.0])", student="Choice([1.0, 2.0])")
+    store = f"local:{tmp_path / 'w'}"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])))
+    searching = subprocess.Popen([sys.executable, "-m", "nntransfer", "search", str(recipe), "--space", str(space), "--trials", "2",
+                                  "--store", store, "--quiet"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.time() + 120
+    while not any(run["step"] == 1 for run in runs(log)) and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(2)  # a few epochs, each checkpointed
+    searching.kill()
+    searching.wait()
+    time.sleep(3)  # its trial's heartbeat goes stale
+
+    result = run_search(str(recipe), str(space), trials=2, store=store, progress=False)
+    assert result.finished == 2
+    frame = trials_frame(result.study, store=store)
+    assert sorted(frame["state"]) == ["COMPLETE", "COMPLETE", "FAIL"]  # the abandoned trial, failed and not counted
+    students = [run for run in runs(log) if run["step"] == 1]
+    assert students[1]["first_epoch"] > 1, students  # the killed setting resumed from its checkpoint

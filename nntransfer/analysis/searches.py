@@ -14,12 +14,14 @@ from nntransfer.pipeline.backends import store_address
 from nntransfer.pipeline.store import Store
 from nntransfer.safe_files import write_atomically
 
-__all__ = ["CHAIN_ATTR", "INTERRUPTED_ATTR", "STEP_ATTR", "trials_frame", "search_report", "short_value"]
+__all__ = ["ABANDONED_ATTR", "CHAIN_ATTR", "INTERRUPTED_ATTR", "STEP_ATTR", "trials_frame", "search_report", "short_value"]
 
 #: what each trial records in the study beside its settings
 CHAIN_ATTR, STEP_ATTR = "nntransfer_chain", "nntransfer_step_id"
 #: a trial stopped from outside (not counted towards the study's size; its setting is tried again)
 INTERRUPTED_ATTR = "nntransfer_interrupted"
+#: the study's list of trials abandoned by a killed process (failed by Optuna's heartbeat; tried again)
+ABANDONED_ATTR = "nntransfer_abandoned"
 
 
 def short_value(value: Any) -> str:

@@ -37,7 +37,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Union
 
-from nntransfer.analysis.searches import INTERRUPTED_ATTR
 from nntransfer.cluster import slurm
 from nntransfer.configs import runtime as runtime_options
 from nntransfer.pipeline.addresses import backend_of, open_store, parse_address
@@ -49,7 +48,7 @@ from nntransfer.provenance import cluster_job
 from nntransfer.recipes.loading import load_recipe
 from nntransfer.recipes.selection import select_chains
 from nntransfer.registry import did_you_mean
-from nntransfer.search.run import prepare_search, run_search
+from nntransfer.search.run import counted_trials, prepare_search, run_search, study_storage
 
 __all__ = ["DEFAULT_LOG_DIR", "SlurmOptions", "WorkerTask", "submit", "cancel", "array_report"]
 logger = logging.getLogger(__name__)
@@ -301,8 +300,7 @@ def _submit_search(reference: str, address: str, space: Union[str, os.PathLike],
     space_reference = _recipe_reference(space)
     prepared = prepare_search(reference, space_reference, trials, address, experiment, (chains or [None])[0],
                               (seeds or [None])[0], study)  # fmt: skip
-    counted = [t for t in optuna.load_study(study_name=prepared.study, storage=prepared.url).trials
-               if not t.user_attrs.get(INTERRUPTED_ATTR)]  # fmt: skip
+    counted = counted_trials(optuna.load_study(study_name=prepared.study, storage=study_storage(prepared.url)))
     if len(counted) >= trials:
         logger.info("study %r has %d trial(s) already: nothing submitted", prepared.study, len(counted))
         return None

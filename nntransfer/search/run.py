@@ -22,13 +22,15 @@ import fcntl
 import logging
 import math
 import os
+import threading
+import warnings
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Union
 
 from nntransfer.analysis.results import final_rows
-from nntransfer.analysis.searches import CHAIN_ATTR, INTERRUPTED_ATTR, STEP_ATTR, short_value
+from nntransfer.analysis.searches import ABANDONED_ATTR, CHAIN_ATTR, INTERRUPTED_ATTR, STEP_ATTR, short_value
 from nntransfer.configs.base import Description
 from nntransfer.configs.codec import make_hash
 from nntransfer.configs.transfer_experiment import TransferExperiment
@@ -41,7 +43,7 @@ from nntransfer.recipes.loading import Recipe, import_python, load_recipe
 from nntransfer.registry import did_you_mean
 from nntransfer.search.space import Choice, IntRange, LogUniform, SearchSpace, Uniform
 
-__all__ = ["SearchResult", "run_search", "load_space", "study_name"]
+__all__ = ["SearchResult", "run_search", "prepare_search", "load_space", "study_name", "counted_trials", "study_storage"]
 logger = logging.getLogger(__name__)
 
 
@@ -139,14 +141,85 @@ def _grid(space: SearchSpace) -> List[Dict[str, Any]]:
     return points
 
 
-def _counted(trials: Sequence[Any]) -> List[Any]:
-    """The trials that count towards the study's size: all but those interrupted (Ctrl-C, SIGTERM, a
-    cancelled or timed-out cluster task), whose settings are tried again."""
-    return [t for t in trials if not t.user_attrs.get(INTERRUPTED_ATTR)]
+def heartbeat_seconds() -> int:
+    """Seconds without a beat after which a running trial counts as abandoned (its process was killed):
+    ``$NNTRANSFER_HEARTBEAT_TIMEOUT``, else 60, as for workers."""
+    value = os.environ.get("NNTRANSFER_HEARTBEAT_TIMEOUT") or "60"
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise ValueError(f"NNTRANSFER_HEARTBEAT_TIMEOUT must be a number of seconds, not {value!r}") from None
+    if not seconds > 0:
+        raise ValueError(f"NNTRANSFER_HEARTBEAT_TIMEOUT must be positive, not {seconds}")
+    return max(1, math.ceil(seconds))
 
 
-def _next_grid_point(space: SearchSpace, trials: Sequence[Any]) -> Dict[str, Any]:
-    taken = [t.params for t in _counted(trials)]
+def _note_abandoned(study: Any, trial: Any) -> None:
+    """Optuna's callback for a running trial whose process stopped beating (failed by
+    ``fail_stale_trials``): noted on the study, so that it does not count and its setting is tried again."""
+    study.set_user_attr(ABANDONED_ATTR, sorted(set(study.user_attrs.get(ABANDONED_ATTR, [])) | {trial.number}))
+    logger.warning("trial %d of study %r was abandoned (its process stopped); its setting is tried again", trial.number, study.study_name)
+
+
+def study_storage(url: str):
+    """Optuna's storage at ``url`` with heartbeats: a running trial beats every few seconds, and one silent
+    for :func:`heartbeat_seconds` is failed and tried again by the next process that asks for a trial."""
+    import optuna
+
+    grace = heartbeat_seconds()
+    with _known_warnings():
+        return optuna.storages.RDBStorage(url, heartbeat_interval=max(1, grace // 6), grace_period=grace,
+                                          heartbeat_stale_trial_callback=_note_abandoned)  # fmt: skip
+
+
+@contextlib.contextmanager
+def _known_warnings() -> Iterator[None]:
+    """Optuna warns that trial heartbeats are experimental and meant for ``optimize``; we use them on
+    purpose with ask-and-tell (each trial beats from its own thread), so these warnings say nothing."""
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
+        yield
+
+
+def counted_trials(study: Any) -> List[Any]:
+    """The trials that count towards the study's size: all but those stopped from outside (Ctrl-C,
+    SIGTERM, a cancelled or timed-out cluster task) and those abandoned by a killed process (failed here
+    first), whose settings are tried again. Call it under the study's lock."""
+    import optuna
+
+    with _known_warnings():
+        optuna.storages.fail_stale_trials(study)
+    abandoned = set(study.user_attrs.get(ABANDONED_ATTR, []))
+    return [t for t in study.trials if not t.user_attrs.get(INTERRUPTED_ATTR) and t.number not in abandoned]
+
+
+@contextlib.contextmanager
+def _beating(storage: Any, trial_id: int) -> Iterator[None]:
+    """While a trial trains: its heartbeat, from a thread."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(storage.get_heartbeat_interval()):
+            try:
+                storage.record_heartbeat(trial_id)
+            except Exception as err:  # the database may be back at the next beat
+                logger.debug("trial heartbeat failed: %s", err)
+
+    storage.record_heartbeat(trial_id)
+    thread = threading.Thread(target=beat, name="nntransfer-trial-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _next_grid_point(space: SearchSpace, counted: Sequence[Any]) -> Dict[str, Any]:
+    taken = [t.params for t in counted]
     return next(point for point in _grid(space) if point not in taken)
 
 
@@ -309,16 +382,18 @@ def run_search(
     space, name, url, target, address = prepared.space, prepared.study, prepared.url, prepared.store, prepared.address
     description, base = prepared.description, prepared.base
     distributions = _distributions(space)
+    storage = study_storage(url)
     ran = 0
     while True:
         with _study_lock(url, name):
-            count = len(_counted(optuna.load_study(study_name=name, storage=url).trials))
-            if count >= trials:
+            counted = counted_trials(optuna.load_study(study_name=name, storage=storage))
+            if len(counted) >= trials:
                 break
-            handle = optuna.load_study(study_name=name, storage=url, sampler=_sampler(space, count))
+            handle = optuna.load_study(study_name=name, storage=storage, sampler=_sampler(space, len(counted)))
             if space.sampler == "grid":
-                handle.enqueue_trial(_next_grid_point(space, handle.trials))
-            trial = handle.ask(distributions)
+                handle.enqueue_trial(_next_grid_point(space, counted))
+            with _known_warnings():
+                trial = handle.ask(distributions)
         values = {key: trial.params[key] for key in space.keys()}
         trial_chain = space.trial_chain(base, values)
         label = f"{description.name} [trial {trial.number}]"
@@ -326,8 +401,9 @@ def run_search(
         trial.set_user_attr(STEP_ATTR, make_hash(trial_chain.step_key(len(trial_chain) - 1)))
         logger.info("trial %d of study %r: %s", trial.number, name, ", ".join(f"{k}={short_value(v)}" for k, v in values.items()))
         try:
-            run_experiments({Description(label, description.seed): trial_chain}, store=address, progress=progress,
-                            runtime=runtime, worker=True, resume_hint=None)  # fmt: skip
+            with _beating(storage, trial._trial_id):
+                run_experiments({Description(label, description.seed): trial_chain}, store=address, progress=progress,
+                                runtime=runtime, worker=True, resume_hint=None)  # fmt: skip
             value = _objective(target, trial_chain, space)
         except KeyboardInterrupt:  # not the setting's fault: it is tried again by the next run of the search
             trial.set_user_attr(INTERRUPTED_ATTR, True)
@@ -342,7 +418,7 @@ def run_search(
         else:
             handle.tell(trial, value)
         ran += 1
-    final = optuna.load_study(study_name=name, storage=url)
+    final = optuna.load_study(study_name=name, storage=storage)
     finished = [t for t in final.trials if t.state == optuna.trial.TrialState.COMPLETE]
     result = SearchResult(name, target.where, ran, len(finished))
     if finished:
