@@ -38,3 +38,10 @@ class CodeChanged(ValueError):
     def __init__(self, problems):
         self.problems = list(problems)
         super().__init__("\n".join(self.problems))
+
+
+class StepPruned(KeyboardInterrupt):
+    """A search stopped the step it was training: the trial's validation curve was hopeless
+    (``nntransfer.search``'s pruner). Stops the step as an interrupt does, hence the base class (no handler
+    of ``Exception`` records it as the step's failure): nothing of the step is stored, its checkpoint is kept,
+    and the search records its trial as pruned."""

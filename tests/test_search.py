@@ -42,16 +42,16 @@ space = SearchSpace(
         ("student", "trainer", "increment"): {student},
     }},
     sampler="{sampler}",
-    objective="{objective}",
+    objective="{objective}",{extra}
 )
 """
 BEST = {"teacher/trainer/increment": 0.3, "student/trainer/increment": 2.0}
 
 
 def write_space(folder, name="space.py", teacher="Choice([0.0, 0.1, 0.2, 0.3])", student="Choice([0.0, 1.0, 2.0, 3.0])",
-                sampler="grid", objective="validation accuracy", kinds="Choice, Uniform, IntRange, LogUniform"):
+                sampler="grid", objective="validation accuracy", kinds="Choice, Uniform, IntRange, LogUniform", extra=""):
     path = Path(folder) / name
-    path.write_text(SPACE.format(teacher=teacher, student=student, sampler=sampler, objective=objective, kinds=kinds))
+    path.write_text(SPACE.format(teacher=teacher, student=student, sampler=sampler, objective=objective, kinds=kinds, extra=extra))
     return path
 
 
@@ -152,6 +152,10 @@ def test_two_processes_share_one_study_in_the_tables_and_train_no_trial_twice(to
     (dict(sampler="annealing"), 4, "sampler must be one of tpe, random, grid"),
     (dict(objective="accuracy"), 4, "the objective is 'SPLIT MEASURE'"),
     (dict(), 0, "--trials takes a number of at least 1"),
+    (dict(extra="pruner='medain'"), 4, "pruner must be one of median, percentile, successive_halving, hyperband (or None), not 'medain'; did you mean 'median'?"),
+    (dict(extra="pruner='median', pruner_options={'n_startup': 1}"), 4, "pruner_options {'n_startup': 1} do not fit optuna.pruners.MedianPruner"),
+    (dict(extra="pruner_options={'n_startup_trials': 1}"), 4, "pruner_options without a pruner"),
+    (dict(objective="test accuracy", extra="pruner='median'"), 4, "a pruner compares trials by their validation curves: the objective must be 'validation accuracy', not 'test accuracy'"),
 ])
 def test_bad_search_input_is_one_line_and_trains_nothing(toy, tmp_path, capsys, space_kwargs, trials, expected):
     recipe, _, log = toy
@@ -249,3 +253,55 @@ def test_a_trial_whose_process_was_killed_is_tried_again_and_resumes_its_step(tm
     assert sorted(frame["state"]) == ["COMPLETE", "COMPLETE", "FAIL"]  # the abandoned trial, failed and not counted
     students = [run for run in runs(log) if run["step"] == 1]
     assert students[1]["first_epoch"] > 1, students  # the killed setting resumed from its checkpoint
+
+
+DIGITS_RECIPE = """
+from nntransfer.configs import ClassificationModelConfig, ClassificationTrainerConfig, Description, Experiment, ImageDatasetConfig, TransferExperiment
+
+chain = TransferExperiment([Experiment(
+    ImageDatasetConfig(dataset_cls="Digits", filter_classes=(5, 10), batch_size=32),
+    ClassificationModelConfig(type="lenet300-100"),
+    ClassificationTrainerConfig(max_iter=6, lr=0.003, early_stopping=False, show_progress=False),
+    seed=1, comment="scratch")])
+transfer_experiments = {Description("digits", 1): chain}
+"""
+
+# one learning rate that learns, three too small to move the weights off chance in 6 epochs
+PRUNED_SPACE = """
+from nntransfer.search import Choice, SearchSpace
+
+space = SearchSpace(params={("scratch", "trainer", "lr"): Choice([1e-8, 3e-3, 1e-9, 1e-10])}, sampler="grid", seed=5,
+                    pruner="median", pruner_options={"n_startup_trials": 1})
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["local", pytest.param("datajoint", marks=pytest.mark.database)])
+def test_a_pruner_stops_the_hopeless_trials_early_and_stores_none_of_their_steps(tmp_path, capsys, backend, request):
+    recipe = write_recipe(tmp_path, f"digits_pruned_{uuid.uuid4().hex[:8]}", DIGITS_RECIPE)
+    space = tmp_path / "pruned.py"
+    space.write_text(PRUNED_SPACE)
+    store = f"local:{tmp_path / 'w'}" if backend == "local" else f"datajoint:{request.getfixturevalue('db_prefix')}_pruned"
+    result = run_search(str(recipe), str(space), trials=4, store=store, progress=False)
+    frame = trials_frame(result.study, store=store).set_index("params_scratch/trainer/lr")
+    # grid order (seed 5): 1e-8 (the startup trial, trained to the end), then 3e-3, then the two hopeless ones
+    assert frame["number"].to_dict() == {1e-8: 0, 3e-3: 1, 1e-10: 2, 1e-9: 3}
+    assert frame["state"].to_dict() == {1e-8: "COMPLETE", 3e-3: "COMPLETE", 1e-9: "PRUNED", 1e-10: "PRUNED"}
+    assert frame.loc[1e-9, "pruned_at"] == 1 and frame.loc[1e-10, "pruned_at"] == 1  # behind the median at the first epoch
+    assert (result.finished, result.pruned, result.best_params) == (2, 2, {"scratch/trainer/lr": 3e-3})
+    assert "2 finished trial(s) and 2 pruned, 4 run now" in str(result)
+
+    from nntransfer.pipeline.addresses import open_store
+    from nntransfer.pipeline.store import DONE, WAITING
+    from nntransfer.recipes.loading import load_recipe
+    from nntransfer.search.run import load_space
+
+    base = next(iter(load_recipe(str(recipe)).transfer_experiments.values()))
+    keys = {lr: load_space(str(space)).trial_chain(base, {"scratch/trainer/lr": lr}).step_key(0) for lr in frame.index}
+    states = [state.state for state in open_store(store).states(list(keys.values()))]
+    assert dict(zip(keys, states)) == {1e-8: DONE, 3e-3: DONE, 1e-9: WAITING, 1e-10: WAITING}  # pruned: not stored, not failed
+
+    again = run_search(str(recipe), str(space), trials=4, store=store, progress=False)
+    assert again.ran == 0 and again.pruned == 2  # pruned trials count: nothing is trained again
+    assert main(["status", str(recipe), "--store", store]) == 0
+    assert "2 of 4 trial(s) finished, 2 pruned" in capsys.readouterr().out

@@ -333,3 +333,27 @@ def test_a_full_disk_while_checkpointing_is_one_line_and_leaves_no_partial_file(
     state = {"action": "last", "maximize_score": True, "net": TinyNet(seed=4)}
     store(uid=UID, model=model, state=state)  # the score written before the failure is ignored
     assert state["epoch"] == 1
+
+
+def test_a_watcher_sees_each_validated_epoch_and_a_pruned_step_resumes_from_that_epochs_checkpoint(tmp_path):
+    from nntransfer.errors import StepPruned
+    from nntransfer.trainer.observers import watching_validation
+
+    cfg = resumable_config(checkpoint_dir=str(tmp_path), interval=2, max_iter=5, early_stopping=False)
+    seen = []
+
+    def prune_at_4(uid, epoch, results):
+        seen.append((dict(uid), epoch, results[TASK]["accuracy"]))
+        if epoch == 4:
+            raise StepPruned("pruned at epoch 4")
+
+    uninterrupted = train(cfg, loaders=loaders_for(), uid={**UID, "run": "a"})
+    with watching_validation(prune_at_4), pytest.raises(StepPruned):
+        train(cfg, loaders=loaders_for(), uid=UID)
+    log = uninterrupted[1]["tracker"]["log"]["Validation"][TASK]
+    per_example = [total / max(n, 1.0) for total, n in zip(log["accuracy"], log["normalization"])]
+    assert seen == [(UID, 2, per_example[2]), (UID, 4, per_example[4])]  # validated epochs only (interval 2), as tracked
+    assert max(LocalCheckpoints(tmp_path).checkpoints(UID)) == 4  # the pruned epoch was checkpointed first
+    resumed = train(cfg, loaders=loaders_for(), uid=UID)  # nobody watches now: it trains on from epoch 5
+    assert_same_run(uninterrupted, resumed)
+    assert len(seen) == 2

@@ -48,9 +48,12 @@ def _url(target: Store) -> Optional[str]:
 
 def trials_frame(study: str, store: Optional[str] = None):
     """The trials of the study ``study`` in the store at the address ``store`` as a DataFrame: number,
-    state, value, one column per searched setting (``params_STEP/ROLE/FIELD``), the trial's chain name and
-    its last step's id (``step_id``: what ``diff``, ``lineage`` and ``forget`` take)."""
+    state (COMPLETE, PRUNED, FAIL, RUNNING), value (a pruned trial's: its last reported epoch's), the epoch
+    it was pruned at (``pruned_at``), one column per searched setting (``params_STEP/ROLE/FIELD``), the
+    trial's chain name and its last step's id (``step_id``: what ``diff``, ``lineage`` and ``forget`` take;
+    a pruned trial's step is not stored, only its checkpoint)."""
     import optuna
+    import pandas
 
     target = open_store(store_address(store), create=False)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -62,6 +65,8 @@ def trials_frame(study: str, store: Optional[str] = None):
     except KeyError:
         raise ValueError(f"no study {study!r} in {target.where}") from None
     frame = loaded.trials_dataframe(attrs=("number", "state", "value", "params", "user_attrs"))
+    pruned = {t.number: max(t.intermediate_values) for t in loaded.trials if t.state == optuna.trial.TrialState.PRUNED and t.intermediate_values}
+    frame.insert(3, "pruned_at", pandas.array([pruned.get(number) for number in frame["number"]], dtype="Int64"))
     return frame.rename(columns={f"user_attrs_{CHAIN_ATTR}": "chain", f"user_attrs_{STEP_ATTR}": "step_id"})
 
 
@@ -83,9 +88,11 @@ def search_report(store: Union[str, Store], recipe: str, out: Optional[Union[str
             continue
         study = optuna.load_study(study_name=summary.study_name, storage=url)
         done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+        pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials)
         space = summary.user_attrs.get("space", {})
+        pruning = f", {pruned} pruned" if pruned else ""
         lines.append(f"search {summary.study_name!r} ({space.get('sampler', '?')} sampler, {space.get('direction', '?')} "
-                     f"{space.get('objective', '?')}): {len(done)} of {len(study.trials)} trial(s) finished")  # fmt: skip
+                     f"{space.get('objective', '?')}): {len(done)} of {len(study.trials)} trial(s) finished{pruning}")  # fmt: skip
         if not done:
             continue
         best = study.best_trial

@@ -32,7 +32,7 @@ from typing import Any, Callable, Collection, ContextManager, Dict, Iterator, Li
 
 from nntransfer.configs.base import Description
 from nntransfer.configs.transfer_experiment import TransferExperiment
-from nntransfer.errors import StorageError
+from nntransfer.errors import StepPruned, StorageError
 from nntransfer.pipeline.step import StepMeta, StepResult, StepSpec, train_and_store
 from nntransfer.provenance import RunProvenance
 from nntransfer.recipes.loading import Recipe
@@ -361,6 +361,9 @@ class Store(abc.ABC):
         """Train one step; False if it failed (recorded). Interrupts and storage errors propagate."""
         try:
             self.train(description, chain, level, runtime, provenance)
+        except StepPruned as err:
+            logger.info("%s (seed %s) step %d: %s", description.name, description.seed, level, err)
+            raise
         except KeyboardInterrupt as err:
             logger.warning("interrupted (%s) while training %s (seed %s) step %d; it resumes from its checkpoints next time",
                            str(err) or "Ctrl-C", description.name, description.seed, level)

@@ -6,6 +6,7 @@ the study (Optuna) kept beside the steps (``Store.sql_url``: the work folder's S
       until the study has N trials:
         under the study's lock: count the trials (n), ask trial n (a sampler seeded with seed and n)
         train the trial's chain (``run_experiments``; steps another trial already stored are reused)
+          with a pruner: each validated epoch of the last step is reported; a hopeless one stops (PRUNED)
         tell the study the objective read from the chain's last step (its final evaluation), or FAIL
       then_seeds: the best setting's chain again, on each seed, as ordinary chains
 
@@ -34,6 +35,7 @@ from nntransfer.analysis.searches import ABANDONED_ATTR, CHAIN_ATTR, INTERRUPTED
 from nntransfer.configs.base import Description
 from nntransfer.configs.codec import make_hash
 from nntransfer.configs.transfer_experiment import TransferExperiment
+from nntransfer.errors import StepPruned
 from nntransfer.pipeline.addresses import open_store
 from nntransfer.pipeline.backends import store_address
 from nntransfer.pipeline.runner import run_experiments
@@ -42,6 +44,7 @@ from nntransfer.pipeline.validation import validate_recipe
 from nntransfer.recipes.loading import Recipe, import_python, load_recipe
 from nntransfer.registry import did_you_mean
 from nntransfer.search.space import Choice, IntRange, LogUniform, SearchSpace, Uniform
+from nntransfer.trainer.observers import watching_validation
 
 __all__ = ["SearchResult", "run_search", "prepare_search", "load_space", "study_name", "counted_trials", "study_storage"]
 logger = logging.getLogger(__name__)
@@ -51,7 +54,7 @@ logger = logging.getLogger(__name__)
 @dataclass
 class SearchResult:
     """What a search did: the ``study`` name and where it is, how many trials it ``ran`` now, the study's
-    ``finished`` trials, the ``best`` trial's number, settings and value (None before one finished), and
+    ``finished`` trials and its ``pruned`` ones, the ``best`` trial's number, settings and value (None before one finished), and
     the ``seeds`` rows of ``then_seeds`` (seed -> the best setting's objective on that seed)."""
 
     study: str
@@ -62,9 +65,11 @@ class SearchResult:
     best_params: Dict[str, Any] = field(default_factory=dict)
     best_value: Optional[float] = None
     seeds: Dict[int, Optional[float]] = field(default_factory=dict)
+    pruned: int = 0
 
     def __str__(self) -> str:
-        head = f"study {self.study!r} in {self.where}: {self.finished} finished trial(s), {self.ran} run now"
+        pruned = f" and {self.pruned} pruned" if self.pruned else ""
+        head = f"study {self.study!r} in {self.where}: {self.finished} finished trial(s){pruned}, {self.ran} run now"
         if self.best_number is None:
             return head + "; none finished with a value"
         settings = ", ".join(f"{k}={short_value(v)}" for k, v in self.best_params.items())
@@ -216,6 +221,29 @@ def _beating(storage: Any, trial_id: int) -> Iterator[None]:
     finally:
         stop.set()
         thread.join()
+
+
+def _pruning(trial: Any, step: Mapping[str, Any], space: SearchSpace):
+    """While a trial trains: its searched step reports each validated epoch's objective measure to the trial,
+    and stops (:class:`StepPruned`) when the study's pruner finds it hopeless. Earlier steps of the chain
+    (shared with other trials) are never pruned. Without a pruner: nothing is watched."""
+    if space.pruner is None:
+        return contextlib.nullcontext()
+    measure = space.split_and_measure()[1]
+    wanted = {name: str(value) for name, value in step.items()}
+
+    def watch(uid: Optional[Mapping[str, Any]], epoch: int, results: Mapping[str, Mapping[str, float]]) -> None:
+        if uid is None or {name: str(uid.get(name)) for name in wanted} != wanted:
+            return
+        values = [task[measure] for task in results.values() if measure in task]
+        if not values:
+            tracked = sorted({name for task in results.values() for name in task})
+            raise ValueError(f"the pruner needs validation {measure} every epoch; this trainer tracks {', '.join(tracked)}")
+        trial.report(float(values[0]), epoch)
+        if trial.should_prune():
+            raise StepPruned(f"pruned at epoch {epoch}: validation {measure} {values[0]:.4g} is behind the other trials' there")
+
+    return watching_validation(watch)
 
 
 def _next_grid_point(space: SearchSpace, counted: Sequence[Any]) -> Dict[str, Any]:
@@ -383,13 +411,14 @@ def run_search(
     description, base = prepared.description, prepared.base
     distributions = _distributions(space)
     storage = study_storage(url)
+    pruner = space.build_pruner() or optuna.pruners.NopPruner()
     ran = 0
     while True:
         with _study_lock(url, name):
             counted = counted_trials(optuna.load_study(study_name=name, storage=storage))
             if len(counted) >= trials:
                 break
-            handle = optuna.load_study(study_name=name, storage=storage, sampler=_sampler(space, len(counted)))
+            handle = optuna.load_study(study_name=name, storage=storage, sampler=_sampler(space, len(counted)), pruner=pruner)
             if space.sampler == "grid":
                 handle.enqueue_trial(_next_grid_point(space, counted))
             with _known_warnings():
@@ -398,13 +427,19 @@ def run_search(
         trial_chain = space.trial_chain(base, values)
         label = f"{description.name} [trial {trial.number}]"
         trial.set_user_attr(CHAIN_ATTR, label)
-        trial.set_user_attr(STEP_ATTR, make_hash(trial_chain.step_key(len(trial_chain) - 1)))
+        searched_step = trial_chain.step_key(len(trial_chain) - 1)
+        trial.set_user_attr(STEP_ATTR, make_hash(searched_step))
         logger.info("trial %d of study %r: %s", trial.number, name, ", ".join(f"{k}={short_value(v)}" for k, v in values.items()))
         try:
-            with _beating(storage, trial._trial_id):
+            with _beating(storage, trial._trial_id), _pruning(trial, searched_step, space):
                 run_experiments({Description(label, description.seed): trial_chain}, store=address, progress=progress,
                                 runtime=runtime, worker=True, resume_hint=None)  # fmt: skip
             value = _objective(target, trial_chain, space)
+        except StepPruned as pruned:
+            logger.info("trial %d %s", trial.number, pruned)
+            handle.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            ran += 1
+            continue
         except KeyboardInterrupt:  # not the setting's fault: it is tried again by the next run of the search
             trial.set_user_attr(INTERRUPTED_ATTR, True)
             handle.tell(trial, state=optuna.trial.TrialState.FAIL)
@@ -420,7 +455,8 @@ def run_search(
         ran += 1
     final = optuna.load_study(study_name=name, storage=storage)
     finished = [t for t in final.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    result = SearchResult(name, target.where, ran, len(finished))
+    pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in final.trials)
+    result = SearchResult(name, target.where, ran, len(finished), pruned=pruned)
     if finished:
         best = final.best_trial
         result.best_number, result.best_params, result.best_value = best.number, dict(best.params), float(best.value)

@@ -13,6 +13,7 @@
         objective="validation accuracy",                       # SPLIT MEASURE of the chain's last step
         direction="maximize",
         sampler="tpe",                                         # tpe, random or grid
+        pruner="median",                                       # optional: stop hopeless trials early
     )
 
 A trial is the chain with those fields set (:meth:`SearchSpace.trial_chain`): an ordinary chain whose
@@ -26,15 +27,18 @@ import copy
 import math
 import numbers
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from nntransfer.analysis.results import own_comments
 from nntransfer.configs.transfer_experiment import TransferExperiment
 from nntransfer.registry import did_you_mean
 
-__all__ = ["Uniform", "LogUniform", "IntRange", "Choice", "SearchSpace", "SAMPLERS", "DIRECTIONS", "ROLES"]
+__all__ = ["Uniform", "LogUniform", "IntRange", "Choice", "SearchSpace", "SAMPLERS", "PRUNERS", "DIRECTIONS", "ROLES"]
 
 SAMPLERS = ("tpe", "random", "grid")
+#: ``pruner`` name -> Optuna's pruner class (by name, so that importing this module does not import Optuna)
+PRUNERS = {"median": "MedianPruner", "percentile": "PercentilePruner", "successive_halving": "SuccessiveHalvingPruner",
+           "hyperband": "HyperbandPruner"}  # fmt: skip
 DIRECTIONS = ("maximize", "minimize")
 ROLES = ("dataset", "model", "trainer")
 Step = Union[int, str]
@@ -127,7 +131,9 @@ class SearchSpace:
     when the recipe has one), ``params`` ((step, role, field) -> a distribution; step by index or by
     comment), the ``objective`` (``"SPLIT MEASURE"`` of the chain's last step, as its final evaluation names
     them: ``validation accuracy`` by default; a test split only when named), its ``direction``, the
-    ``sampler`` and its ``seed``."""
+    ``sampler`` and its ``seed``; optionally a ``pruner`` (off by default: one of :data:`PRUNERS`, with
+    Optuna's ``pruner_options``) that stops a trial whose validation curve is hopeless next to the
+    others' at the same epoch; it needs a validation objective, the one measure tracked every epoch."""
 
     params: Mapping[Param, Distribution]
     chain: str = ""
@@ -135,6 +141,8 @@ class SearchSpace:
     direction: str = "maximize"
     sampler: str = "tpe"
     seed: int = 0
+    pruner: Optional[str] = None
+    pruner_options: Mapping[str, Any] = field(default_factory=dict)
     name: str = field(default="", compare=False)  # where it was loaded from, for messages
 
     # ------------------------------------------------------------------ checks
@@ -151,6 +159,7 @@ class SearchSpace:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise ValueError(f"the sampler's seed must be a whole number, not {self.seed!r}")
         self.split_and_measure()
+        self.build_pruner()
         for param, distribution in self.params.items():
             name = self.param_name(param)
             if not isinstance(distribution, (Uniform, LogUniform, IntRange, Choice)):
@@ -168,6 +177,30 @@ class SearchSpace:
         if len(words) != 2:
             raise ValueError(f"the objective is 'SPLIT MEASURE' (e.g. 'validation accuracy'), not {self.objective!r}")
         return words[0], words[1]
+
+    def build_pruner(self) -> Any:
+        """Optuna's pruner (None without one); a name it lacks, options that do not fit, or an objective not
+        on the validation split are one line."""
+        if self.pruner is None:
+            if self.pruner_options:
+                raise ValueError("pruner_options without a pruner: name one of " + ", ".join(PRUNERS))
+            return None
+        if self.pruner not in PRUNERS:
+            raise ValueError(f"pruner must be one of {', '.join(PRUNERS)} (or None), not {self.pruner!r}"
+                             f"{did_you_mean(str(self.pruner), list(PRUNERS))}")  # fmt: skip
+        split, measure = self.split_and_measure()
+        if split != "validation":
+            raise ValueError(f"a pruner compares trials by their validation curves: the objective must be 'validation {measure}', "
+                             f"not {self.objective!r}")  # fmt: skip
+        if not isinstance(self.pruner_options, Mapping):
+            raise ValueError(f"pruner_options is a dict of {PRUNERS[self.pruner]}'s arguments, not {self.pruner_options!r}")
+        import optuna
+
+        cls = getattr(optuna.pruners, PRUNERS[self.pruner])
+        try:
+            return cls(**dict(self.pruner_options))
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"pruner_options {dict(self.pruner_options)} do not fit optuna.pruners.{cls.__name__}: {err}") from None
 
     @staticmethod
     def param_name(param: Any) -> str:
@@ -217,11 +250,15 @@ class SearchSpace:
         return copy.deepcopy(chain).update(settings)
 
     def describe(self) -> Dict[str, Any]:
-        """What makes two spaces the same search (stored with the study): params, objective, direction, sampler."""
-        return {
+        """What makes two spaces the same search (stored with the study): params, objective, direction,
+        sampler, and the pruner when there is one."""
+        described = {
             "params": {key: distribution.describe() for key, distribution in zip(self.keys(), self.params.values())},
             "objective": self.objective, "direction": self.direction, "sampler": self.sampler, "seed": self.seed,
         }  # fmt: skip
+        if self.pruner is not None:
+            described["pruner"] = {self.pruner: dict(self.pruner_options)}
+        return described
 
 
 def _check_kind(name: str, current: Any, distribution: Distribution) -> None:

@@ -40,7 +40,7 @@ import pymysql
 from datajoint.hash import key_hash
 
 from nntransfer.configs.codec import make_hash
-from nntransfer.errors import DatabaseLost
+from nntransfer.errors import DatabaseLost, StepPruned
 from nntransfer.pipeline.backends import register_store
 from nntransfer.pipeline.step import StepMeta, StepResult, StepSpec
 from nntransfer.pipeline.store import (
@@ -73,7 +73,7 @@ logger = logging.getLogger(__name__)
 DEADLOCK = 1213  # MySQL/MariaDB error code of a deadlock between two transactions
 IGNORED_JOB = "job marked 'ignore' in the jobs table"
 #: job errors that are no failure of the step: it was interrupted, and runs again
-INTERRUPTIONS = ("SystemExit", "KeyboardInterrupt", "DatabaseLost")
+INTERRUPTIONS = ("SystemExit", "KeyboardInterrupt", "DatabaseLost", "StepPruned")
 #: what DataJoint's ``populate`` raises (``SystemExit``) when SIGTERM arrives while it runs
 DATAJOINT_SIGTERM = "SIGTERM received"
 #: seconds between two "waiting for ..." lines about the same steps
@@ -557,9 +557,9 @@ class DataJointStore(Store):
                 self._release_quietly()
                 raise
             for _, error in outcome["error_list"]:
-                if isinstance(error, KeyboardInterrupt):
+                if isinstance(error, KeyboardInterrupt):  # Ctrl-C, SIGTERM, a search's pruner (StepPruned)
                     self._release_quietly()
-                    raise KeyboardInterrupt
+                    raise error
                 if isinstance(error, DatabaseLost):
                     self._release_quietly()
                     raise error
@@ -692,6 +692,8 @@ class _DataJointNoise(logging.Filter):
         self.quiet = quiet
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, StepPruned):  # populate logs the exception it caught: the search says it better
+            return False
         message = record.getMessage().strip()
         return bool(message) and not (self.quiet and message.startswith("Reconnecting"))
 

@@ -20,6 +20,7 @@ One run (``Trainer.train``)::
             score = run_epoch("Validation")         # empty validation set: the epoch's training objective
             early stopping: improved | wait | decay (restore best, lr *= lr_decay) | stop
         step the scheduler; save a checkpoint (an epoch without validation: the worst finite score)
+        a validated epoch is reported to whoever watches (``observers``: a search's pruner may stop the step)
     restore the best state; final evaluation -> (score, output, model_state)
         (score: the validation objective; with an empty validation set that of the training set)
 """
@@ -51,6 +52,7 @@ from nntransfer.trainer.finite import check_fisher, first_non_finite, loss_diver
 from nntransfer.trainer.main_loop_modules import BatchState, LoopContext, ModuleChain, read_output
 from nntransfer.trainer.main_loop_modules import get as get_module
 from nntransfer.trainer.main_loop_modules.base import requested_layers, teacher_needers
+from nntransfer.trainer.observers import report_validation
 from nntransfer.trainer.tensorboard import TensorBoardLog
 
 logger = logging.getLogger(__name__)
@@ -537,7 +539,8 @@ class Trainer:
     def validate(self) -> float:
         results = self.run_epoch("Validation", self.validation_loaders)
         self.log_epoch("Validation", results)
-        return self.score_of(self.normalized(results))
+        self.last_validation = self.normalized(results)
+        return self.score_of(self.last_validation)
 
     def decay_lr(self) -> None:
         """Restore the best state and decay the learning rate (early stopping ran out of patience)."""
@@ -580,6 +583,8 @@ class Trainer:
                         config.objective, self.last_score, action or "not validated")
             self.save_checkpoint(self.last_score if action is not None else None)
             self.write_tensorboard()
+            if action is not None and not self.validation_is_empty and not self.batch_limit:
+                report_validation(self.uid, epoch, self.last_validation)  # a search may stop the step here
             if action == "stop":
                 logger.info("early stopping after epoch %d (best: epoch %d)", epoch, self.early_stopping.best_epoch)
                 break
