@@ -640,14 +640,15 @@ def test_the_run_summary_counts_a_teacher_shared_by_three_students_once(tmp_path
 def test_a_worker_counts_what_it_trained_not_what_others_stored():
     from nntransfer.pipeline.store import DONE, FAILED, WAITING, StepStatus, summarize_run
 
-    def rows(*states):
-        return [StepStatus(f"chain{i}", 1, step, "", state) for i, (step, state) in enumerate(states)]
-
     # three chains share the teacher "t"; this worker trained the teacher and one student, another worker the rest
     ids = ["t", "s1", "t", "s2", "t", "s3", "x"]
+
+    def rows(*states):
+        return [StepStatus(f"chain{i}", 1, step, "", state, id=ids[i]) for i, (step, state) in enumerate(states)]
+
     before = rows((0, WAITING), (1, WAITING), (0, WAITING), (1, WAITING), (0, WAITING), (1, WAITING), (0, DONE))
     after = rows((0, DONE), (1, DONE), (0, DONE), (1, DONE), (0, DONE), (1, FAILED), (0, DONE))
-    summary = summarize_run(before, after, "schema lab", ids, trained_here=["t", "s1"])
+    summary = summarize_run(before, after, "schema lab", trained_here=["t", "s1"])
     assert (summary.reused, summary.trained, summary.elsewhere, summary.failed) == (1, 2, 1, 1)
     assert str(summary) == "1 reused, 2 trained, 1 trained by other runs, 1 failed"
 

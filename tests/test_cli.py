@@ -306,7 +306,7 @@ def test_the_score_column_is_named_for_the_validation_objective():
     assert label(ClassificationTrainerConfig()) == "val accuracy"
     assert label(ClassificationTrainerConfig(objective="loss", maximize=False)) == "val loss"
     assert label(ClassificationTrainerConfig(), valid_size=0) == "score"  # no validation set: the training objective
-    table = status_table([StepStatus("a", 1, 0, "c", "done", 97.5)], score_label="val accuracy", ids=["0123abcd"])
+    table = status_table([StepStatus("a", 1, 0, "c", "done", 97.5, id="0123abcd" + "9" * 24)], score_label="val accuracy")
     assert table.splitlines() == ["name  seed  step  state  val accuracy  step id   comment",
                                   "a     1     0     done   97.5000       0123abcd  c"]
 
@@ -578,3 +578,43 @@ def test_report_takes_the_chain_and_seed_filters(tmp_path, capsys):
     assert "large lr" in out and "small lr" not in out and "incomplete" not in out  # the other chains are not asked for
     status_csv = (tmp_path / "report" / "status.csv").read_text().splitlines()
     assert len(status_csv) == 2 and status_csv[1].startswith("large lr,2,")
+
+
+LABELLED = """
+from nntransfer.configs import Description, Experiment, TransferExperiment
+from toy_steps import ToyDatasetConfig, ToyModelConfig, ToyScoredTrainerConfig
+
+# the two trainers differ only by their comment, which is not part of a config's hash: one Trainer row
+chain = TransferExperiment([
+    Experiment(ToyDatasetConfig(comment="toy data"), ToyModelConfig(comment="one weight"), ToyScoredTrainerConfig(comment="teacher"), seed=1),
+    Experiment(ToyDatasetConfig(comment="toy data"), ToyModelConfig(comment="one weight"), ToyScoredTrainerConfig(comment="student"), seed=1),
+])
+transfer_experiments = {Description("KD", 1): chain}
+"""
+
+
+@pytest.mark.database
+def test_the_datajoint_backend_labels_steps_as_the_local_one_and_says_connected_once(db_prefix, tmp_path):
+    recipe = write_recipe(tmp_path, unique("labelled"), LABELLED)
+    schema = f"{db_prefix}_labels"
+
+    def nntransfer(*args):
+        done = subprocess.run([sys.executable, "-m", "nntransfer", *args], capture_output=True, text=True, env=child_env(), timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done
+
+    def training_lines(stderr):
+        return [line.split(" INFO ", 1)[1] for line in stderr.splitlines() if "nntransfer.pipeline.step: training " in line]
+
+    local = nntransfer("run", str(recipe), "--workdir", str(tmp_path / "w"))
+    tables = nntransfer("run", str(recipe), "--schema", schema)
+    assert training_lines(tables.stderr) == training_lines(local.stderr) == [
+        "nntransfer.pipeline.step: training KD (seed 1) step 0: toy data.one weight.teacher",
+        "nntransfer.pipeline.step: training KD (seed 1) step 1: toy data.one weight.teacher -> toy data.one weight.student",
+    ]
+    assert sum(" connected to " in line for line in tables.stderr.splitlines()) == 1, tables.stderr
+    for command in (["lineage", "KD:1:1", "--recipe", str(recipe)], ["diff", "KD:1:0", "KD:1:1", "--recipe", str(recipe)]):
+        read = nntransfer(*command, "--schema", schema)
+        assert " connected to " not in read.stderr, read.stderr
+    lineage = nntransfer("lineage", "KD:1:1", "--recipe", str(recipe), "--schema", schema).stdout
+    assert "KD (seed 1): toy data.one weight.teacher -> toy data.one weight.student  <- this step" in lineage, lineage

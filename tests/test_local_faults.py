@@ -33,7 +33,7 @@ from nntransfer.configs import (
 from nntransfer.errors import StorageError
 from nntransfer.pipeline.local import LocalStore
 from nntransfer.pipeline.step import StepMeta
-from nntransfer.pipeline.store import BLOCKED, DONE, FAILED, RUNNING, WAITING, step_status
+from nntransfer.pipeline.store import BLOCKED, DONE, FAILED, INTERRUPTED, RUNNING, WAITING, step_status
 from nntransfer.recipes.loading import as_recipe, load_recipe
 
 TESTS = Path(__file__).parent
@@ -227,7 +227,7 @@ def test_a_full_disk_while_storing_a_step_is_one_line_and_the_step_resumes(tmp_p
     assert not list((workdir / "steps").iterdir())  # the temporary folder is gone
     assert not list((workdir / "failed").iterdir())  # a full disk is not the step's failure
     store = LocalStore(workdir)
-    assert [r.state for r in step_status(store, as_recipe(chains))] == [WAITING, WAITING]
+    assert [r.state for r in step_status(store, as_recipe(chains))] == [INTERRUPTED, WAITING]  # its checkpoints are kept
     key = toy_chain(epochs=3).step_key(0)
     assert sorted(store.checkpoints(key).checkpoints(dict(key))) == [3]  # kept
 
@@ -292,7 +292,7 @@ def test_a_kill_while_a_real_step_is_stored_resumes_from_its_checkpoints(tmp_pat
     monkeypatch.undo()
     store = LocalStore(workdir)
     assert sorted(store.checkpoints(key).checkpoints(dict(key))) == [2]  # kept until the step is stored
-    assert store.states([key])[0].state == WAITING
+    assert (store.states([key])[0].state, store.states([key])[0].resumes_after) == (INTERRUPTED, 2)
     stale = workdir / "steps" / f".{store.step_dir(key).name}.999999999.tmp"  # as a SIGKILL leaves it
     stale.mkdir()
     (stale / "model_state.pt").write_bytes(b"half")
@@ -442,7 +442,9 @@ def test_ctrl_c_leaves_the_step_resumable(tmp_path, monkeypatch, caplog):
 def assert_resumable(workdir, recipe):
     assert not list((workdir / "failed").iterdir())  # not a failure
     assert list(workdir.glob("checkpoints/*/epoch_*.pt"))  # kept
-    assert [r.state for r in step_status(LocalStore(workdir), recipe)] == [WAITING, WAITING]
+    rows = step_status(LocalStore(workdir), recipe)
+    assert [r.state for r in rows] == [INTERRUPTED, WAITING]  # step 0 has checkpoints: it resumes from its last
+    assert rows[0].resumes_after == max(int(p.stem.split("_")[1]) for p in workdir.glob("checkpoints/*/epoch_*.pt"))
 
 
 def test_sigterm_handler_is_restored_after_a_run(tmp_path):

@@ -3,6 +3,7 @@
 import pytest
 
 import nntransfer
+import nntransfer.analysis
 from nntransfer.configs import (
     ClassificationModelConfig,
     ClassificationTrainerConfig,
@@ -32,6 +33,10 @@ def test_run_a_transfer_experiment_from_a_notebook_and_load_its_results(tmp_path
     assert all(0 <= r.score <= 100 for r in rows)
     again = nntransfer.run(chain, workdir=str(tmp_path), progress=False)  # done steps are skipped
     assert [r.score for r in again] == [r.score for r in rows]
+    # each row names its step by the id the store files it under, which lineage takes as a short prefix
+    assert sorted(r.id for r in rows) == sorted(p.name for p in (tmp_path / "steps").iterdir())
+    assert [r.short_id for r in rows] == [r.id[:8] for r in rows]
+    assert nntransfer.analysis.lineage(rows[1].short_id, workdir=str(tmp_path)).step.id == rows[1].id
     results = load_results(chain, workdir=str(tmp_path))
     assert set(results.final["step"]) == {0, 1}
     assert not results.curves.empty

@@ -259,7 +259,7 @@ def test_runtime_options_reach_make_through_prepare(tables, tmp_path):
     chain = TransferExperiment([Experiment(ToyDatasetConfig(size=81), ToyModelConfig(), ToyTrainerConfig(keep_checkpoints=True), seed=81)])
     store = DataJointStore(tables=tables)
     store.run(Recipe("runtime", None, {Description("runtime", 81): chain}), progress=False)
-    name, runtime, _ = store.prepared(chain.step_key(0))
+    name, _, runtime, _ = store.prepared(chain.step_key(0))
     assert name == "runtime" and runtime["trainer"]["keep_checkpoints"] is True
     assert len(tables.TransferredCheckpoint & chain.get_restrictions(0)) == 1  # kept, as the option asks
 

@@ -259,6 +259,10 @@ def test_sigterm_stops_the_datajoint_backend_like_ctrl_c(db_prefix, tmp_path, co
     assert worker.returncode == 130, err[-3000:]
     assert RESUME_LINE in err and "SIGTERM received" not in err and "Traceback" not in err, err[-3000:]
     assert conn.query(f"SELECT COUNT(*) FROM `{schema}`.`~jobs`").fetchone()[0] == 0  # released, not failed
+    last = conn.query(f"SELECT MAX(epoch) FROM `{schema}`.`transferred_checkpoint`").fetchone()[0]
+    status = subprocess.run([sys.executable, "-m", "nntransfer", "status", str(recipe), "--schema", schema],
+                            capture_output=True, text=True, timeout=120, env=env)  # fmt: skip
+    assert " interrupted " in status.stdout and f"resumes from its checkpoint of epoch {last}" in status.stdout, status.stdout
 
     again = subprocess.run(args, capture_output=True, text=True, timeout=120, env=env)
     assert again.returncode == 0, again.stderr[-3000:]

@@ -35,7 +35,7 @@ from nntransfer.configs.json_io import class_path
 from nntransfer.configs.transfer_experiment import TransferExperiment
 from nntransfer.pipeline.addresses import open_store
 from nntransfer.pipeline.backends import store_address
-from nntransfer.pipeline.store import DONE, WAITING, Store
+from nntransfer.pipeline.store import DONE, SHORT_ID, WAITING, Store
 from nntransfer.recipes.loading import Recipe, as_recipe, load_recipe
 from nntransfer.terminal import printable
 
@@ -45,7 +45,7 @@ logger = logging.getLogger(__name__)
 ROLES = ("dataset", "model", "trainer")
 #: fewest characters of a step id a reference may give
 MIN_PREFIX = 4
-SHORT = 8
+
 _HEX = re.compile(r"^[0-9a-f]+$")
 
 
@@ -77,7 +77,7 @@ class StepRecord:
 
     @property
     def short_id(self) -> str:
-        return self.id[:SHORT]
+        return self.id[:SHORT_ID]
 
     def describe(self) -> str:
         """``d710c56a digits 0-4 -> 5-9 (seed 1) step 0: pre-train 0-4``."""
@@ -201,7 +201,7 @@ def _with_ancestors(record: StepRecord, steps: Mapping[str, StepRecord]) -> List
     while chain[0].parent and chain[0].parent in steps:
         chain.insert(0, steps[chain[0].parent])
     if chain[0].parent:
-        logger.warning("the history of %s is incomplete: its step %d (%s) is not stored", record.short_id, chain[0].step - 1, chain[0].parent[:SHORT])
+        logger.warning("the history of %s is incomplete: its step %d (%s) is not stored", record.short_id, chain[0].step - 1, chain[0].parent[:SHORT_ID])
     return chain
 
 

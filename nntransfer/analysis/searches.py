@@ -11,7 +11,7 @@ from typing import Any, List, Optional, Union
 
 from nntransfer.pipeline.addresses import open_store
 from nntransfer.pipeline.backends import store_address
-from nntransfer.pipeline.store import Store
+from nntransfer.pipeline.store import SHORT_ID, Store
 from nntransfer.safe_files import write_atomically
 
 __all__ = ["ABANDONED_ATTR", "CHAIN_ATTR", "INTERRUPTED_ATTR", "STEP_ATTR", "trials_frame", "search_report", "short_value"]
@@ -97,7 +97,7 @@ def search_report(store: Union[str, Store], recipe: str, out: Optional[Union[str
             continue
         best = study.best_trial
         settings = ", ".join(f"{k}={short_value(v)}" for k, v in best.params.items())
-        lines.append(f"  best: trial {best.number} ({best.user_attrs.get(STEP_ATTR, '')[:8]}), {settings}: {best.value:.4f}")
+        lines.append(f"  best: trial {best.number} ({best.user_attrs.get(STEP_ATTR, '')[:SHORT_ID]}), {settings}: {best.value:.4f}")
         if brief:
             continue
         better = max if space.get("direction", "maximize") == "maximize" else min

@@ -57,6 +57,8 @@ logger = logging.getLogger("nntransfer")
 EXIT_FAILED_JOBS = 1
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130  # the shell's convention for Ctrl-C
+#: commands that only read a store: no "connected to ..." line before what they print
+READ_ONLY_COMMANDS = ("diff", "lineage", "status", "report")
 #: where ``report`` writes when no ``--out`` is given
 DEFAULT_REPORT_DIR = "./nntransfer_report"
 RESUME_LINE = ("nntransfer: interrupted; run the same command again to resume "
@@ -339,10 +341,9 @@ def _score_label(recipe) -> str:
 
 
 def _step_table(recipe, rows) -> str:
-    from nntransfer.pipeline.runner import SHORT_ID, step_ids
     from nntransfer.pipeline.store import status_table
 
-    return status_table(rows, score_label=_score_label(recipe), ids=[i[:SHORT_ID] for i in step_ids(recipe)])
+    return status_table(rows, score_label=_score_label(recipe))
 
 
 def _recipe_words(args: argparse.Namespace) -> str:
@@ -402,12 +403,8 @@ def run_command(args: argparse.Namespace) -> int:
 
 def _fast_dev_run_report(recipe, rows) -> int:
     """After ``run --fast-dev-run``'s table: one line per step that broke, the summary; 1 if any broke."""
-    from nntransfer.pipeline.runner import SHORT_ID, step_ids
-
-    ids = step_ids(recipe)
     for row in rows.broken:
-        index = rows.index(row)
-        print(f"broke: {row.name} (seed {row.seed}) step {row.step} [{ids[index][:SHORT_ID]}]: {row.error.splitlines()[0]}")
+        print(f"broke: {row.name} (seed {row.seed}) step {row.step} [{row.short_id}]: {row.error.splitlines()[0]}")
     print(f"\n{rows.summary}")
     if not rows.summary.checked:
         print("nothing to check: every step is stored ('nntransfer forget STEP' deletes one so that it is checked and trained again)")
@@ -417,7 +414,7 @@ def _fast_dev_run_report(recipe, rows) -> int:
 def status_command(args: argparse.Namespace) -> int:
     """``status``: the state of every step, read from the work folder or the tables (never created)."""
     from nntransfer.analysis.searches import search_report
-    from nntransfer.cluster.submit import array_report
+    from nntransfer.cluster.slurm import array_report
     from nntransfer.pipeline.addresses import open_store
     from nntransfer.pipeline.drift import current_drift, mark_drift
     from nntransfer.pipeline.store import step_status
@@ -583,7 +580,7 @@ def _main(argv: Optional[List[str]]) -> int:
                 backend = backend_of(address)
             finally:
                 logging.disable(logging.NOTSET)
-            backend.configure_logging(quiet)
+            backend.configure_logging(quiet, connection_line=args.command not in READ_ONLY_COMMANDS)
         return args.handler(args)
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM during a run: finished steps are kept
         print(RESUME_LINE, file=sys.stderr)

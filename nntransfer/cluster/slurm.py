@@ -6,12 +6,13 @@ line (``ValueError``) naming it."""
 from __future__ import annotations
 
 import re
+import shlex
 import shutil
 import subprocess
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
-__all__ = ["ArrayState", "require_slurm", "partitions", "partition_time_limit", "array_states", "cancel_jobs", "minutes"]
+__all__ = ["ArrayState", "array_report", "require_slurm", "partitions", "partition_time_limit", "array_states", "cancel_jobs", "minutes"]
 
 #: seconds a SLURM command may take (clients retry about 8 s while slurmctld restarts)
 COMMAND_TIMEOUT = 30
@@ -129,3 +130,23 @@ def cancel_jobs(job_ids: Sequence[str]) -> None:
     """``scancel`` the jobs (every task of an array): each running task's processes get SIGTERM."""
     if job_ids:
         _run(["scancel", *job_ids])
+
+
+def array_report(target: Any, limit: int = 5) -> List[str]:
+    """Lines for ``status``: each job array submitted for ``target`` (a Store) with tasks still queued or running, and
+    the last one (at most ``limit``), with its pending, running and finished tasks and its logs; nothing for
+    a store nothing was submitted for."""
+    submitted = target.submissions()
+    if not submitted:
+        return []
+    try:
+        require_slurm()
+        states = {s.job_id: s for s in array_states({s.job_id: s.tasks for s in submitted})}
+    except ValueError as err:
+        return [f"{len(submitted)} job array(s) submitted; their state is unknown here ({err})"]
+    shown = [s for s in submitted if states[s.job_id].active] or submitted[-1:]
+    lines = [f"{states[s.job_id]}; logs in {shlex.quote(s.log_dir)}" for s in shown[-limit:]]
+    older = len(submitted) - len(shown)
+    if older > 0:
+        lines.append(f"{older} earlier job array(s), finished")
+    return lines

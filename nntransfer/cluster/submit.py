@@ -30,7 +30,6 @@ import logging
 import os
 import platform
 import re
-import shlex
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -43,14 +42,14 @@ from nntransfer.pipeline.addresses import backend_of, open_store, parse_address
 from nntransfer.pipeline.backends import store_address
 from nntransfer.pipeline.fast_dev_run import refuse_fast_dev_run_option
 from nntransfer.pipeline.runner import check_run, effective_runtime, log_handler, run_experiments
-from nntransfer.pipeline.store import WAITING, Store, Submission, step_status
+from nntransfer.pipeline.store import TRAINABLE, Store, Submission, step_status
 from nntransfer.provenance import cluster_job
 from nntransfer.recipes.loading import load_recipe
 from nntransfer.recipes.selection import select_chains
 from nntransfer.registry import did_you_mean
 from nntransfer.search.run import counted_trials, prepare_search, run_search, study_storage
 
-__all__ = ["DEFAULT_LOG_DIR", "SlurmOptions", "WorkerTask", "submit", "cancel", "array_report"]
+__all__ = ["DEFAULT_LOG_DIR", "SlurmOptions", "WorkerTask", "submit", "cancel"]
 logger = logging.getLogger(__name__)
 
 #: where the workers' logs (and submitit's submission files) go unless ``log_dir`` says otherwise
@@ -274,7 +273,7 @@ def submit(
     if retry_failed:
         target.clear_failures(loaded)
     target.prepare(loaded, checked.runtime, checked.provenance)
-    if not any(row.state == WAITING for row in step_status(target, loaded)):
+    if not any(row.state in TRAINABLE for row in step_status(target, loaded)):
         logger.info("no step of %s waits in %s: nothing submitted", loaded.name, target.where)
         return None
     task = WorkerTask(
@@ -383,22 +382,3 @@ def cancel(store: Optional[str] = None, schema: Optional[str] = None, job: Optio
     slurm.cancel_jobs([s.job_id for s in states])
     return states
 
-
-def array_report(target: Store, limit: int = 5) -> List[str]:
-    """Lines for ``status``: each job array submitted for ``target`` with tasks still queued or running, and
-    the last one (at most ``limit``), with its pending, running and finished tasks and its logs; nothing for
-    a store nothing was submitted for."""
-    submitted = target.submissions()
-    if not submitted:
-        return []
-    try:
-        slurm.require_slurm()
-        states = {s.job_id: s for s in slurm.array_states({s.job_id: s.tasks for s in submitted})}
-    except ValueError as err:
-        return [f"{len(submitted)} job array(s) submitted; their state is unknown here ({err})"]
-    shown = [s for s in submitted if states[s.job_id].active] or submitted[-1:]
-    lines = [f"{states[s.job_id]}; logs in {shlex.quote(s.log_dir)}" for s in shown[-limit:]]
-    older = len(submitted) - len(shown)
-    if older > 0:
-        lines.append(f"{older} earlier job array(s), finished")
-    return lines

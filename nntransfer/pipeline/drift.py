@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 from nntransfer.configs.codec import make_hash
 from nntransfer.errors import CodeChanged
 from nntransfer.fingerprint import CodeFingerprint, chain_fingerprints
-from nntransfer.pipeline.store import DONE, Key, StepState, StepStatus, Store
+from nntransfer.pipeline.store import DONE, SHORT_ID, Key, StepState, StepStatus, Store
 from nntransfer.provenance import package_versions
 from nntransfer.recipes.loading import Recipe
 
@@ -35,8 +35,6 @@ logger = logging.getLogger(__name__)
 SAME, CHANGED, REUSED, UNRECORDED = "same", "changed", "reused", "unrecorded"
 #: the packages whose version a step records and a run compares (their code is not fingerprinted)
 COMPARED_VERSIONS = ("nntransfer_version", "torch_version")
-#: characters of a step id in messages
-SHORT_ID = 8
 #: the note of a step stored before fingerprints were recorded
 UNRECORDED_NOTE = "stored before code fingerprints were recorded: its code is not checked"
 

@@ -62,7 +62,9 @@ from nntransfer.pipeline.step import StepMeta, StepResult, StepSpec
 from nntransfer.pipeline.store import (
     DONE,
     FAILED,
+    INTERRUPTED,
     RUNNING,
+    SHORT_ID,
     WAITING,
     Garbage,
     Key,
@@ -251,12 +253,17 @@ class LocalStore(Store):
             try:
                 text = read_text(failure).strip()
             except FileNotFoundError:
-                found.append(StepState(WAITING))
+                found.append(self._waiting(key))
                 continue
             except OSError as err:
                 text = f"failed (its record {failure} cannot be read: {_reason(err)})"
             found.append(StepState(FAILED, error=text.splitlines()[0] if text else "failed (no message recorded)"))
         return found
+
+    def _waiting(self, key: Key) -> StepState:
+        """Waiting, or interrupted where checkpoints of the step are left (it resumes from the last)."""
+        epochs = self.checkpoints(key).checkpoints(dict(key))
+        return StepState(INTERRUPTED, resumes_after=max(epochs)) if epochs else StepState(WAITING)
 
     def is_done(self, key: Key) -> bool:
         """Stored, and every file matches its checksum (a damaged step is trained again)."""
@@ -407,7 +414,7 @@ class LocalStore(Store):
             if os.path.lexists(self.workdir / sub) and not is_real_folder(self.workdir / sub):
                 raise StorageError(f"{self.workdir / sub} is not a folder of the work folder (a symbolic link or a file); nothing deleted")
         digests = [make_hash(dict(key)) for key in keys]
-        held = [digest[:8] for digest in digests if self._locked_elsewhere(digest)]
+        held = [digest[:SHORT_ID] for digest in digests if self._locked_elsewhere(digest)]
         if held:
             raise StorageError(f"another run holds step(s) {', '.join(held)} of the work folder {self.workdir}; nothing deleted")
         stored = 0
@@ -424,9 +431,9 @@ class LocalStore(Store):
                 for path in (self.failure_file(key), self.workdir / "checkpoints" / digest, self._lock_path(digest)):
                     remove_entry(path)
             except OSError as err:
-                raise StorageError(f"cannot delete step {digest[:8]} from {self.workdir} ({_reason(err)}); "
+                raise StorageError(f"cannot delete step {digest[:SHORT_ID]} from {self.workdir} ({_reason(err)}); "
                                    f"{stored} of {len(keys)} step(s) deleted") from None
-            logger.info("deleted step %s from %s", digest[:8], self.where)
+            logger.info("deleted step %s from %s", digest[:SHORT_ID], self.where)
         return stored
 
     # ------------------------------------------------------------------ running

@@ -16,13 +16,11 @@ from typing import Dict, List, Sequence, Set
 
 from nntransfer.configs.codec import make_hash
 from nntransfer.pipeline.drift import CHANGED, REUSED, UNRECORDED, UNRECORDED_NOTE, DriftReport
-from nntransfer.pipeline.store import DONE, FAILED, RUNNING, StepState
+from nntransfer.pipeline.store import DONE, FAILED, INTERRUPTED, RUNNING, SHORT_ID, StepState
 from nntransfer.recipes.loading import Recipe
 
 REUSE, TRAIN, BLOCKED, FAILED_NOT_RETRIED = "reuse", "train", "blocked", "failed"
 ACTIONS = (REUSE, TRAIN, CHANGED, BLOCKED, RUNNING, FAILED_NOT_RETRIED)
-#: characters of a step id in the printed plan
-SHORT_ID = 8
 
 
 @dataclass
@@ -109,6 +107,8 @@ def plan_run(recipe: Recipe, states: Sequence[StepState], drift: DriftReport, wh
                 planned.action, planned.note = BLOCKED, blocked
             elif state.state == RUNNING:
                 planned.action, planned.note = RUNNING, "another run or worker holds it"
+            elif state.state == INTERRUPTED and state.resumes_after is not None:
+                planned.note = f"resumes from its checkpoint of epoch {state.resumes_after}"
             elif state.state == FAILED:
                 error = state.error.splitlines()[0] if state.error else ""
                 if retry_failed:

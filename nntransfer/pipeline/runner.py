@@ -39,8 +39,6 @@ logger = logging.getLogger(__name__)
 #: one format for nntransfer's and DataJoint's log lines
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 LOG_DATEFMT = "%H:%M:%S"
-#: characters of a step id shown in tables (``diff`` and ``lineage`` take any unique prefix)
-SHORT_ID = 8
 #: what ``run_experiments`` logs when it is interrupted (Python callers; the CLI prints its own line)
 PYTHON_RESUME_HINT = ("finished steps are kept; call the same run again to resume "
                       "(the interrupted step continues from its last checkpoint)")  # fmt: skip
@@ -97,12 +95,6 @@ class RunResult(list):
     def __init__(self, rows: List[StepStatus], summary: RunSummary) -> None:
         super().__init__(rows)
         self.summary = summary
-
-
-def step_ids(recipe: Recipe) -> List[str]:
-    """The id of every step of ``recipe``, in the order of :func:`~nntransfer.pipeline.store.step_status`:
-    the hash of the step's full key, the same in every store (the step's folder name in a work folder)."""
-    return [make_hash(chain.step_key(level)) for chain in recipe.transfer_experiments.values() for level in range(len(chain))]
 
 
 def effective_runtime(
@@ -233,7 +225,7 @@ def _run(recipe: Recipe, address: str, order, progress, runtime, worker, retry_f
     else:
         store.run(recipe, order=order, runtime=options, progress=progress, provenance=provenance)
     after = step_status(store, recipe)
-    summary = summarize_run(before, after, store.where, step_ids(recipe), trained_in_this_process()[trained_before:])
+    summary = summarize_run(before, after, store.where, trained_in_this_process()[trained_before:])
     logger.info("run finished: %s; results in %s", summary, store.where)
     return RunResult(after, summary)
 

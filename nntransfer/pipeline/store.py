@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Collection, ContextManager, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from nntransfer.configs.base import Description
+from nntransfer.configs.codec import make_hash
 from nntransfer.configs.transfer_experiment import TransferExperiment
 from nntransfer.errors import StepPruned, StorageError
 from nntransfer.pipeline.step import StepMeta, StepResult, StepSpec, train_and_store
@@ -41,6 +42,12 @@ from nntransfer.terminal import printable
 logger = logging.getLogger(__name__)
 
 DONE, RUNNING, FAILED, WAITING, BLOCKED = "done", "running", "failed", "waiting", "blocked"
+#: waiting, with a checkpoint: stopped mid-training (Ctrl-C, SIGTERM, a killed job, a pruned trial); resumes there
+INTERRUPTED = "interrupted"
+#: the states of a step that a run or worker may train now
+TRAINABLE = (WAITING, INTERRUPTED)
+#: characters of a step id wherever one is shown (``diff``, ``lineage`` and ``forget`` take any unique prefix)
+SHORT_ID = 8
 ORDERS = ("original", "random")
 Key = Dict[str, Any]
 Chain = Tuple[Description, TransferExperiment]
@@ -48,12 +55,14 @@ Chain = Tuple[Description, TransferExperiment]
 
 @dataclass
 class StepState:
-    """What a store knows of one step: ``state`` (done / running / failed / waiting), score, error."""
+    """What a store knows of one step: ``state`` (done / running / failed / waiting / interrupted), score,
+    error, and for an interrupted step the epoch of its last checkpoint (``resumes_after``)."""
 
     state: str = WAITING
     score: Optional[float] = None
     error: str = ""
     held_by: str = ""  # for a running step: the process (and cluster job) that holds it, where the store knows
+    resumes_after: Optional[int] = None
 
 
 @dataclass
@@ -68,7 +77,9 @@ class StoredStep:
 
 @dataclass
 class StepStatus:
-    """The state of one step of one transfer experiment of a recipe."""
+    """The state of one step of one transfer experiment of a recipe, and its ``id`` (the hash of its full
+    key: the same in every store, the step's folder in a work folder; what ``diff``, ``lineage`` and
+    ``forget`` take, as a unique prefix too)."""
 
     name: str
     seed: int
@@ -79,6 +90,12 @@ class StepStatus:
     error: str = ""
     code: str = ""  # how its code compares with the code loaded now, where it differs (``nntransfer.pipeline.drift``)
     held_by: str = ""  # for a running step: the process (and cluster job) that holds it, where the store knows
+    resumes_after: Optional[int] = None  # for an interrupted step: the epoch of its last checkpoint
+    id: str = ""
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:SHORT_ID]
 
 
 @dataclass
@@ -170,9 +187,10 @@ class Store(abc.ABC):
         return True
 
     @classmethod
-    def configure_logging(cls, quiet: bool) -> None:
+    def configure_logging(cls, quiet: bool, connection_line: bool = True) -> None:
         """Make the libraries the backend uses log through the command's handler (called by the CLI before
-        the store is opened; ``quiet``: warnings only). Nothing to do by default."""
+        the store is opened; ``quiet``: warnings only; ``connection_line``: say once where the store is
+        reached, as a run does; never for commands that only read). Nothing to do by default."""
 
     # ------------------------------------------------------------------ sharing with other machines
 
@@ -433,14 +451,15 @@ def step_status(store: Store, recipe: Recipe, keys: Optional[Sequence[Key]] = No
     """The state of every step of ``recipe`` in ``store``, chain by chain (see module docstring). ``keys``: the
     steps' keys in recipe order, if already computed (hashing every config again is most of the work)."""
     steps = [(d, chain, level) for d, chain in recipe.transfer_experiments.items() for level in range(len(chain))]
-    states = store.states(list(keys) if keys is not None else [chain.step_key(level) for _, chain, level in steps])
+    keys = list(keys) if keys is not None else [chain.step_key(level) for _, chain, level in steps]
+    states = store.states(keys)
     rows: List[StepStatus] = []
     blocked_chain = None
-    for (description, chain, level), found in zip(steps, states):
+    for (description, chain, level), key, found in zip(steps, keys, states):
         if level == 0:
             blocked_chain = None
         row = StepStatus(description.name, description.seed, level, chain[level].comment, found.state, found.score, found.error,
-                         held_by=found.held_by if found.state == RUNNING else "")
+                         held_by=found.held_by if found.state == RUNNING else "", resumes_after=found.resumes_after, id=make_hash(key))
         if found.state != DONE and blocked_chain is chain:
             row.state, row.error = BLOCKED, ""
         elif found.state == FAILED:
@@ -449,14 +468,14 @@ def step_status(store: Store, recipe: Recipe, keys: Optional[Sequence[Key]] = No
     return rows
 
 
-def status_table(rows: List[StepStatus], score_label: str = "score", ids: Optional[Sequence[str]] = None) -> str:
+def status_table(rows: List[StepStatus], score_label: str = "score", show_ids: bool = True) -> str:
     """A plain-text table of name, seed, step, state, score (headed ``score_label``, e.g. ``val accuracy``),
-    the step ids ``ids`` if given (one per row), comment, and the first line of each error."""
-    header = ["name", "seed", "step", "state", score_label] + (["step id"] if ids is not None else []) + ["comment"]
+    the short step ids (``show_ids``), comment, and the first line of each error."""
+    header = ["name", "seed", "step", "state", score_label] + (["step id"] if show_ids else []) + ["comment"]
     lines = []
-    for index, r in enumerate(rows):
+    for r in rows:
         line = [printable(r.name), str(r.seed), str(r.step), r.state, "" if r.score is None else f"{r.score:.4f}"]
-        lines.append(line + ([ids[index]] if ids is not None else []) + [printable(r.comment)])
+        lines.append(line + ([r.short_id] if show_ids else []) + [printable(r.comment)])
     widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h) for i, h in enumerate(header)]
     out = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip()]
     for row, line in zip(rows, lines):
@@ -467,6 +486,8 @@ def status_table(rows: List[StepStatus], score_label: str = "score", ids: Option
             out.append(f"    code: {row.code}")
         if row.held_by:
             out.append(f"    held by: {printable(row.held_by)}")
+        if row.state == INTERRUPTED and row.resumes_after is not None:
+            out.append(f"    resumes from its checkpoint of epoch {row.resumes_after}")
     return "\n".join(out)
 
 
@@ -493,15 +514,14 @@ class RunSummary:
         return ", ".join(parts)
 
 
-def summarize_run(before: Sequence[StepStatus], after: Sequence[StepStatus], where: str, ids: Sequence[str],
-                  trained_here: Collection[str] = ()) -> RunSummary:
-    """Compare the status of the same steps before and after a run (both from :func:`step_status`; ``ids``:
-    each row's step id, so that a step several chains share counts once). ``trained_here``: the ids of
+def summarize_run(before: Sequence[StepStatus], after: Sequence[StepStatus], where: str, trained_here: Collection[str] = ()) -> RunSummary:
+    """Compare the status of the same steps before and after a run (both from :func:`step_status`; a step
+    several chains share counts once, by its id). ``trained_here``: the ids of
     the steps this run trained and stored (``nntransfer.pipeline.step.trained_in_this_process``); a step
     done since the run started that it did not train was trained elsewhere."""
     steps: Dict[str, Tuple[StepStatus, StepStatus]] = {}
-    for step_id, old, new in zip(ids, before, after):
-        steps.setdefault(step_id, (old, new))
+    for old, new in zip(before, after):
+        steps.setdefault(new.id, (old, new))
     mine = set(trained_here)
     counts = {"reused": 0, "trained": 0, "elsewhere": 0, "failed": 0}
     other: Dict[str, int] = {}

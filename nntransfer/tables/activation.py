@@ -42,7 +42,7 @@ class Tables:
         TrainedModelTransferRecipe: which step follows which (see ``nntransfer.tables.nnfabrik``).
         TrainedModel, Checkpoint: one trained experiment per row, and its checkpoints.
         TransferredTrainedModel, TransferredCheckpoint: one trained transfer step per row, and its checkpoints.
-        prepared: step hash -> (recipe name, runtime options, provenance record), remembered by
+        prepared: step hash -> (experiment name, the step's comment, runtime options, provenance record), remembered by
             ``DataJointStore.prepare`` for the ``make`` calls of this process.
         pending_clears: (table name, key) of jobs whose checkpoints are deleted once their result is
             committed (``TrainedModelMixin.clear_checkpoints``).
@@ -55,7 +55,7 @@ class Tables:
     def __init__(self, schema_name: str, connection: dj.Connection) -> None:
         self.schema_name = schema_name
         self.connection = connection
-        self.prepared: Dict[str, Tuple[str, Dict[str, Dict[str, Any]], Dict[str, Any]]] = {}
+        self.prepared: Dict[str, Tuple[str, str, Dict[str, Dict[str, Any]], Dict[str, Any]]] = {}
         self.pending_clears: List[Tuple[str, Dict[str, Any]]] = []
         self.pending_uploads: List[Tuple[str, str, Any, str]] = []
 

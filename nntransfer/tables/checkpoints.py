@@ -16,8 +16,6 @@ import logging
 import tempfile
 from typing import Any, Dict, Optional
 
-import torch
-
 from nntransfer.defaults import STORE_NAME
 from nntransfer.tables.compat import VerboseDeleteMixin
 from nntransfer.tables.storage import CHECKSUM_DEFINITION, ChecksummedFileMixin, ExternalFilesMixin, file_paths
@@ -134,6 +132,8 @@ class CheckpointRestoreMixin:
             return
 
     def _load_checkpoint(self, key: Dict[str, Any]) -> Dict[str, Any]:
+        import torch  # here, not at import: ``status`` reads the tables without loading torch
+
         with tempfile.TemporaryDirectory() as temp_dir:
             path = (self.checkpoint_table & key).fetch_file(temp_dir)
             loaded = torch.load(path, map_location="cpu", weights_only=True)

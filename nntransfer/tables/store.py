@@ -31,6 +31,7 @@ import logging
 import os
 import platform
 import random
+import re
 import time
 import traceback
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
@@ -47,7 +48,9 @@ from nntransfer.pipeline.store import (
     BLOCKED,
     DONE,
     FAILED,
+    INTERRUPTED,
     RUNNING,
+    TRAINABLE,
     WAITING,
     Garbage,
     Key,
@@ -76,6 +79,8 @@ IGNORED_JOB = "job marked 'ignore' in the jobs table"
 INTERRUPTIONS = ("SystemExit", "KeyboardInterrupt", "DatabaseLost", "StepPruned")
 #: what DataJoint's ``populate`` raises (``SystemExit``) when SIGTERM arrives while it runs
 DATAJOINT_SIGTERM = "SIGTERM received"
+#: DataJoint's line for each new connection ("DataJoint 0.14.10 connected to root@localhost:3306")
+CONNECTED = re.compile(r"^DataJoint \S+ connected to ")
 #: seconds between two "waiting for ..." lines about the same steps
 WAIT_LOG_SECONDS = 30.0
 #: times a job the server rolled back in a deadlock is tried again before it counts as failed
@@ -126,17 +131,18 @@ class DataJointStore(Store):
         return database.schema_exists(database.connect(), name)
 
     @classmethod
-    def configure_logging(cls, quiet: bool) -> None:
+    def configure_logging(cls, quiet: bool, connection_line: bool = True) -> None:
         """DataJoint logs through the command's handler (it brings its own handler and format, installed
-        when it is imported: replaced here), without its empty error line for an interrupted job and, when
-        ``quiet``, without its reconnection lines."""
+        when it is imported: replaced here), without its empty error line for an interrupted job, its
+        "connected" line once per process at most (none without ``connection_line``) and, when ``quiet``,
+        without its reconnection lines."""
         datajoint_logger = logging.getLogger("datajoint")
         datajoint_logger.propagate = False  # what it logs while it loads (config file, environment) stays silent
         import datajoint  # noqa: F401
 
         datajoint_logger.handlers = []
         datajoint_logger.propagate = True  # through the root handler: one format, around progress bars
-        datajoint_logger.filters = [_DataJointNoise(quiet)]
+        datajoint_logger.filters = [_DataJointNoise(quiet, connection_line)]
         if quiet:
             datajoint_logger.setLevel(logging.WARNING)
 
@@ -219,22 +225,42 @@ class DataJointStore(Store):
                 if row["stale"]:
                     stale.add(row["key_hash"])
                 holders[row["key_hash"]] = _holder(row)
+        waiting = [key for key, digest in zip(keys, hashes) if digest not in scores and by_hash.get(digest, {}).get("status") != "error"]
+        checkpointed = self._last_checkpoints(waiting)
+
+        def waiting_state(digest: str) -> StepState:
+            epoch = checkpointed.get(digest)
+            return StepState(WAITING) if epoch is None else StepState(INTERRUPTED, resumes_after=epoch)
+
         found = []
         for digest in hashes:
             job = by_hash.get(digest)
             if digest in scores:
                 found.append(StepState(DONE, score=scores[digest]))
             elif job is None:
-                found.append(StepState(WAITING))
+                found.append(waiting_state(digest))
             elif job["status"] == "reserved":
-                found.append(StepState(WAITING) if digest in stale else StepState(RUNNING, held_by=holders.get(digest, "")))
+                found.append(waiting_state(digest) if digest in stale else StepState(RUNNING, held_by=holders.get(digest, "")))
             elif job["status"] == "error":
                 found.append(StepState(FAILED, error=job["error_message"] or "failed (no message recorded)"))
             elif job["status"] == "ignore":  # set by hand: never populated
                 found.append(StepState(FAILED, error=IGNORED_JOB))
             else:
-                found.append(StepState(WAITING))
+                found.append(waiting_state(digest))
         return found
+
+    def _last_checkpoints(self, keys: Sequence[Key]) -> Dict[str, int]:
+        """key hash -> the epoch of the step's last checkpoint, for those of ``keys`` that have one (one query)."""
+        if not keys:
+            return {}
+        checkpoints = self.table.checkpoint_table
+        primary = self.table.primary_key
+        rows = (checkpoints & keys).fetch(*primary, "epoch", as_dict=True)
+        last: Dict[str, int] = {}
+        for row in rows:
+            digest = key_hash({k: row[k] for k in primary})
+            last[digest] = max(last.get(digest, 0), int(row["epoch"]))
+        return last
 
     def _row(self, key: Key, *attributes: str) -> Dict[str, Any]:
         rows = (self.table & key).fetch(*attributes, as_dict=True)
@@ -496,10 +522,11 @@ class DataJointStore(Store):
 
     # ------------------------------------------------------------------ running
 
-    def prepared(self, key: Key) -> Tuple[str, Dict[str, Dict[str, Any]], Dict[str, Any]]:
-        """The recipe name, runtime options and provenance record :meth:`prepare` remembered for the step
-        ``key`` in this process (``("", {}, {})`` for a step it did not prepare)."""
-        return self.tables.prepared.get(make_hash(dict(key)), ("", {}, {}))
+    def prepared(self, key: Key) -> Tuple[str, str, Dict[str, Dict[str, Any]], Dict[str, Any]]:
+        """The experiment's name, the step's comment (as the chain names it, the same label the local store
+        logs and keeps), runtime options and provenance record :meth:`prepare` remembered for the step
+        ``key`` in this process (``("", "", {}, {})`` for a step it did not prepare)."""
+        return self.tables.prepared.get(make_hash(dict(key)), ("", "", {}, {}))
 
     def prepare(self, recipe: Recipe, runtime: Optional[Dict[str, Dict[str, Any]]] = None,
                 provenance: Optional[RunProvenance] = None) -> None:
@@ -522,7 +549,7 @@ class DataJointStore(Store):
                 key = chain.step_key(level)
                 options = StepSpec.from_experiment(chain[level], runtime).runtime
                 record = provenance.for_step(key) if provenance is not None else {}
-                self.tables.prepared[make_hash(key)] = (description.name, options, record)
+                self.tables.prepared[make_hash(key)] = (description.name, chain[level].comment, options, record)
 
     def populate(self, recipe: Recipe, order: str = "original", progress: bool = True) -> int:
         """One pass: populate every step of ``recipe`` whose previous step is done, level by level and one
@@ -648,7 +675,7 @@ class DataJointStore(Store):
             else:
                 idle_passes += 1
                 if idle_passes >= 2:  # nothing to wait for: never loop forever
-                    waiting = [f"{r.name} (seed {r.seed}) step {r.step}" for r in rows if r.state == WAITING]
+                    waiting = [f"{r.name} (seed {r.seed}) step {r.step}" for r in rows if r.state in TRAINABLE]
                     logger.warning("%d step(s) wait but no worker holds or can take them: %s", len(waiting), ", ".join(waiting[:5]))
                     return
             logged = self._log_waiting(names, held, logged)
@@ -684,17 +711,22 @@ class DataJointStore(Store):
 
 
 class _DataJointNoise(logging.Filter):
-    """Drops DataJoint's empty error line for an interrupted job (``populate`` logs ``str(KeyboardInterrupt())``)
-    and, with ``quiet``, its automatic reconnections."""
+    """Drops DataJoint's empty error line for an interrupted job (``populate`` logs ``str(KeyboardInterrupt())``),
+    its "connected to ..." line after the first (it logs one per connection, and a run opens several) or
+    all of them (``connection_line=False``) and, with ``quiet``, its automatic reconnections."""
 
-    def __init__(self, quiet: bool) -> None:
+    def __init__(self, quiet: bool, connection_line: bool = True) -> None:
         super().__init__()
         self.quiet = quiet
+        self.connection_lines_left = 1 if connection_line else 0
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.msg, StepPruned):  # populate logs the exception it caught: the search says it better
             return False
         message = record.getMessage().strip()
+        if CONNECTED.search(message):
+            self.connection_lines_left -= 1
+            return self.connection_lines_left >= 0
         return bool(message) and not (self.quiet and message.startswith("Reconnecting"))
 
 

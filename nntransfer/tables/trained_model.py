@@ -16,7 +16,6 @@ import tempfile
 from typing import Any, Callable, Dict, Iterator, Mapping, Optional
 
 import numpy as np
-import torch
 
 from nntransfer.configs.codec import make_hash
 from nntransfer.pipeline.step import StepResult, check_storable, run_step
@@ -140,6 +139,8 @@ class TrainedModelMixin(CheckpointRestoreMixin, ProvenanceMixin):
                 np.savez(data_path, **{k: np.asarray(v) for k, v in result.transfer_data.items()})
                 self._upload(self.DataStorage, dict(primary, transfer_data=data_path))
             state_path = os.path.join(temp_dir, name + ".pth.tar")
+            import torch  # here, not at import: ``status`` reads the tables without loading torch
+
             torch.save(result.model_state, state_path)
             self._upload(self.ModelStorage, dict(primary, model_state=state_path))
 
@@ -168,6 +169,8 @@ class TrainedModelMixin(CheckpointRestoreMixin, ProvenanceMixin):
         """The stored weights of the row ``key`` restricts to (on the CPU), or None if it has none; a file
         that does not match its checksum (:class:`~nntransfer.tables.storage.DamagedFile`) or is not a state
         dict of tensors is a ``ValueError``."""
+        import torch
+
         storage = self.ModelStorage & key
         if not storage:
             return None

@@ -24,6 +24,9 @@ from nntransfer.tables.storage import StoredFilePart
 from nntransfer.tables.store import DataJointStore
 from nntransfer.tables.trained_model import TrainedModelMixin, plain_key
 
+#: characters of the ``comment`` column (nnfabrik's varchar(768))
+COMMENT_LENGTH = 768
+
 #: names this module hands out from the active tables (PEP 562 ``__getattr__``)
 TABLE_NAMES = ("TransferredTrainedModel", "TransferredCheckpoint")
 __all__ = list(TABLE_NAMES) + ["TransferredTrainedModelMixin"]
@@ -43,7 +46,8 @@ class TransferredTrainedModelMixin(TrainedModelMixin):
         model/dataset/trainer/seed: the step's configs (-> ``Model``, ``Dataset``, ``Trainer``, ``Seed``).
         collapsed_history (varchar(64)): hash of the previous step's full key (``""`` at step 0).
         data_transfer (bool): the step received the data the previous step handed on.
-        comment (varchar(768)): the trainer, model and dataset comments.
+        comment (varchar(768)): the step's comment as its chain names it (``dataset.model.trainer`` of each step
+            up to it, joined by `` -> ``), as in a work folder.
         score (float): the trainer's score.
         output (longblob): the trainer's output (tracker state and final evaluation).
         fabrikant_name (nullable): who trained it (-> ``Fabrikant``, the schema's own row).
@@ -71,10 +75,12 @@ class TransferredTrainedModelMixin(TrainedModelMixin):
         store = DataJointStore(tables=self.nnfabrik)
         primary = plain_key(self, key)
         with self.database_lost_is_one_line(primary):
-            name, runtime, provenance = store.prepared(primary)
+            name, comment, runtime, provenance = store.prepared(primary)
             spec = self.nnfabrik.step_spec(primary, runtime)
-            meta = StepMeta(name=name, seed=spec.seed, step=int(primary["transfer_step"]), comment=self.nnfabrik.comment(primary),
-                            provenance=provenance)
+            # the chain's comment, as the local store has it; the config rows' comments (nnfabrik's label) are
+            # those of whichever step inserted a config first, since a comment is not part of a config's hash
+            comment = comment if 0 < len(comment) <= COMMENT_LENGTH else self.nnfabrik.comment(primary)[:COMMENT_LENGTH]
+            meta = StepMeta(name=name, seed=spec.seed, step=int(primary["transfer_step"]), comment=comment, provenance=provenance)
             previous = self.previous_key(primary)
             earlier, before = [], previous
             while before is not None:  # every step before this one, for their test sets
