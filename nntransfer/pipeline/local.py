@@ -262,7 +262,9 @@ class LocalStore(Store):
 
     def _waiting(self, key: Key) -> StepState:
         """Waiting, or interrupted where checkpoints of the step are left (it resumes from the last)."""
-        epochs = self.checkpoints(key).checkpoints(dict(key))
+        from nntransfer.trainer.checkpoint_files import CheckpointFolder  # the layout only: no torch
+
+        epochs = CheckpointFolder(self.workdir / "checkpoints").checkpoints(dict(key))
         return StepState(INTERRUPTED, resumes_after=max(epochs)) if epochs else StepState(WAITING)
 
     def is_done(self, key: Key) -> bool:

@@ -1,13 +1,10 @@
-"""Trainers. ``classification_trainer`` is what ``ClassificationTrainerConfig.fn`` names."""
+"""Trainers. ``classification_trainer`` is what ``ClassificationTrainerConfig.fn`` names.
 
-from nntransfer.trainer.checkpointing import LocalCheckpoints
-from nntransfer.trainer.checks import check_trainer_config
-from nntransfer.trainer.img_classification import (
-    ImgClassificationTrainer,
-    classification_trainer,
-    trainer_config_from_dict,
-)
-from nntransfer.trainer.trainer import Trainer
+Names are imported when first used, so that a light module of this package (``observers``,
+``checkpoint_files``) loads without torch."""
+
+import importlib
+from typing import Any
 
 __all__ = [
     "Trainer",
@@ -17,3 +14,17 @@ __all__ = [
     "trainer_config_from_dict",
     "LocalCheckpoints",
 ]
+_HOME = {
+    "Trainer": "nntransfer.trainer.trainer",
+    "ImgClassificationTrainer": "nntransfer.trainer.img_classification",
+    "classification_trainer": "nntransfer.trainer.img_classification",
+    "trainer_config_from_dict": "nntransfer.trainer.img_classification",
+    "check_trainer_config": "nntransfer.trainer.checks",
+    "LocalCheckpoints": "nntransfer.trainer.checkpointing",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOME:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_HOME[name]), name)

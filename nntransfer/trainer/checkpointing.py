@@ -16,7 +16,6 @@ import contextlib
 import io
 import logging
 import math
-import os
 import random
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple
@@ -24,16 +23,15 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 import numpy as np
 import torch
 
-from nntransfer.configs.codec import make_hash  # nnfabrik's hash, without loading DataJoint
 from nntransfer.errors import StorageError
 from nntransfer.safe_files import (
     ensure_folder,
-    is_real_folder,
     open_for_reading,
     read_text,
     remove_entry,
     write_atomically,
 )
+from nntransfer.trainer.checkpoint_files import CheckpointFolder
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +80,7 @@ def loader_generators(loaders: Mapping[str, Any]) -> Dict[str, torch.Generator]:
     return found
 
 
-class LocalCheckpoints:
+class LocalCheckpoints(CheckpointFolder):
     """nnfabrik's checkpoint callback on a folder: ``<folder>/<uid hash>/epoch_<n>.pt`` and beside each
     its score, ``epoch_<n>.score`` (so that choosing what to keep loads no checkpoint).
 
@@ -97,14 +95,6 @@ class LocalCheckpoints:
     be is a ``StorageError``: nothing is read, written or deleted outside ``folder`` through it.
     """
 
-    def __init__(self, folder: os.PathLike) -> None:
-        self.folder = Path(folder)
-
-    def run_folder(self, uid: Optional[Mapping[str, Any]]) -> Path:
-        if uid is None:
-            return self.folder / "default"
-        return self.folder / make_hash(dict(uid))
-
     def __call__(self, uid=None, epoch: Optional[int] = None, model=None, state: Optional[Dict[str, Any]] = None) -> None:
         state = state if state is not None else {}
         maximize = state.pop("maximize_score", True)
@@ -116,32 +106,10 @@ class LocalCheckpoints:
         else:
             raise ValueError(f"unknown checkpoint action {action!r}; use 'save', 'last' or 'best'")
 
-    def checkpoints(self, uid=None) -> Dict[int, Path]:
-        """Stored checkpoint files by epoch (whether their scores are readable or not)."""
-        folder = self.run_folder(uid)
-        if not self._own_folder(folder):
-            return {}
-        found = {}
-        for path in folder.glob("epoch_*.pt"):
-            epoch = _epoch_of(path)
-            if epoch is not None:
-                found[epoch] = path
-        return found
-
     def clear(self, uid=None) -> None:
         """Delete the checkpoints of ``uid`` (a link in their place is removed, not followed)."""
         with contextlib.suppress(OSError):
             remove_entry(self.run_folder(uid))
-
-    def _own_folder(self, folder: Path) -> bool:
-        """Whether ``folder`` is a real folder (False if there is none); a link or a file in its place is a
-        :class:`~nntransfer.errors.StorageError`: checkpoints are never read, written or deleted through it."""
-        if is_real_folder(folder):
-            return True
-        if not os.path.lexists(folder):
-            return False
-        raise StorageError(f"{folder} is not a folder (a symbolic link or a file someone put there): no checkpoint is "
-                           "read or written through it; remove it and run again")
 
     # ------------------------------------------------------------------ saving
 
@@ -259,13 +227,6 @@ def _remove_checkpoint(path: Path) -> None:
 def _short(err: BaseException, limit: int = 100) -> str:
     text = (str(err).strip().splitlines() or [""])[0]
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _epoch_of(path: Path) -> Optional[int]:
-    try:
-        return int(path.stem.split("_", 1)[1])
-    except (IndexError, ValueError):
-        return None
 
 
 def _reason(err: OSError) -> str:
