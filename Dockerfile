@@ -9,7 +9,7 @@ COPY setup.py pyproject.toml README.md LICENSE ./
 COPY nntransfer ./nntransfer
 # CPU wheels keep the image small; use a CUDA base image and the default index for GPU workers.
 RUN pip install --no-cache-dir torch torchvision --index-url https://download.pytorch.org/whl/cpu \
-    && pip install --no-cache-dir ".[demo]"
+    && pip install --no-cache-dir ".[demo,datajoint]"
 
 # Workers run as a user without root rights; the shared store is theirs (a new volume takes this ownership).
 RUN useradd --create-home --uid 1000 --user-group nntransfer \

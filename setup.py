@@ -21,8 +21,6 @@ setup(
         "torch>=2.0",
         "torchvision>=0.15",
         "numpy",
-        "datajoint>=0.14.3,<0.15",
-        "nnfabrik==0.2.1",
         "neuralpredictors==0.3.0",
         "tqdm",
         "GitPython",
@@ -33,14 +31,20 @@ setup(
     ],
     extras_require={
         "demo": ["scikit-learn"],
+        # the DataJoint store (datajoint: addresses, workers, submit): DataJoint, nnfabrik and what they bring
+        "datajoint": ["datajoint>=0.14.3,<0.15", "nnfabrik==0.2.1"],
         "mnist1d": ["mnist1d>=0.0.2"],  # MNIST-1D, generated offline (dataset_cls="MNIST1D")
         "tensorboard": ["tensorboard"],  # event files of the tracked curves (runtime option tensorboard_dir)
-        "test": ["pytest", "scikit-learn", "mnist1d>=0.0.2", "nbclient", "nbformat", "ipykernel", "ruff", "tensorboard"],
+        # an MLflow run per step (runtime option mlflow_uri): the tracking client without the server; its
+        # sqlite:/// store uses SQLAlchemy and Alembic, which optuna brings
+        "mlflow": ["mlflow-skinny>=2.10"],
+        "test": ["datajoint>=0.14.3,<0.15", "nnfabrik==0.2.1", "pytest", "scikit-learn", "mnist1d>=0.0.2", "nbclient", "nbformat", "ipykernel", "ruff", "tensorboard",
+                 "mlflow-skinny>=2.10"],
     },
     entry_points={
         "console_scripts": ["nntransfer=nntransfer.cli.main:main"],
         # store backends by scheme (nntransfer.pipeline.backends); the tables are loaded only when a datajoint: address is used
-        "nntransfer.stores": ["datajoint = nntransfer.tables.store:DataJointStore"],
+        "nntransfer.stores": ["datajoint = nntransfer.tables.store:DataJointStore [datajoint]"],
     },
     include_package_data=True,
 )

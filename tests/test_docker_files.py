@@ -20,7 +20,7 @@ def test_dockerfile_starts_a_worker():
     text = (ROOT / "Dockerfile").read_text()
     cmd = [line for line in text.splitlines() if line.startswith("CMD")]
     assert len(cmd) == 1 and "nntransfer worker" in cmd[0] and "--schema" in cmd[0]
-    assert 'pip install --no-cache-dir ".[demo]"' in text
+    assert 'pip install --no-cache-dir ".[demo,datajoint]"' in text  # a worker's store is the DataJoint one
 
 
 def env_example():

@@ -81,6 +81,12 @@ def store_backend(scheme: str) -> Type["Store"]:
         if entry is not None:
             try:
                 loaded = entry.load()  # importing the module registers its backend
+            except ModuleNotFoundError as err:
+                if not entry.extras:
+                    raise ValueError(f"the store backend {scheme!r} ({entry.value}) cannot be imported: {type(err).__name__}: {err}") from None
+                extras = ",".join(entry.extras)  # its packages come with an extra of the distribution
+                raise ValueError(f"the {scheme} store needs the packages of the extra '{extras}': "
+                                 f"pip install \"{entry.dist.name if entry.dist else 'nntransfer'}[{extras}]\" ({err})") from None  # fmt: skip
             except Exception as err:
                 raise ValueError(f"the store backend {scheme!r} ({entry.value}) cannot be imported: {type(err).__name__}: {err}") from None
             if scheme not in STORES:
