@@ -339,12 +339,12 @@ def test_incomplete_chain_is_reported_not_dropped(run, caplog, tmp_path):
     summary = partial.summary().set_index(["name", "step"])
     assert summary.loc[("pretrained", 0), ["n_done", "n_seeds"]].tolist() == [3, 3]
     assert summary.loc[("pretrained", 1), ["n_done", "n_seeds"]].tolist() == [2, 3]
-    # the bars count the seeds that finished each step
+    # the rows count the seeds that finished each step
     figure = plot_final_accuracy(final)
-    labels = [t.get_text() for t in figure.axes[0].get_xticklabels()]
+    labels = [t.get_text() for ax in figure.axes for t in ax.get_yticklabels()]
     # the shared pre-training step once, with every seed that trained it (seed 3 only in "pretrained")
-    assert labels == ["pretrained, frozen (shared)\n0-4 (step 0)\nn=3", "pretrained\n5-9 (step 1)\nn=2",
-                      "frozen\n5-9 (step 1)\nn=2", "scratch\n5-9 (step 0)\nn=2"]
+    assert labels == ["pretrained, frozen (shared)\n0-4 (step 0), n=3", "pretrained\n5-9 (step 1), n=2",
+                      "frozen\n5-9 (step 1), n=2", "scratch\n5-9 (step 0), n=2"]
     written = write_report(partial, tmp_path)
     status = pd.read_csv(written["status"])
     assert len(status) == 12 and status[status["state"] == "waiting"][["name", "seed", "step"]].values.tolist() == [["pretrained", 3, 1]]
@@ -398,7 +398,9 @@ def test_learning_curves_plot(results, tmp_path):
 
 def test_transfer_steps_plot_joins_only_steps_on_the_same_test_set(results, tmp_path):
     fig = plot_transfer_steps(results.final, path=tmp_path / "steps.png")
-    (ax,) = fig.axes
+    on_0to4, on_5to9 = fig.axes  # a panel per test set, one y axis
+    assert on_0to4.get_title() == "tested on 0-4" and on_5to9.get_title() == "tested on 5-9"
+    assert on_0to4.get_shared_y_axes().joined(on_0to4, on_5to9)
     final = results.final
     accuracy = final[(final["objective"] == "accuracy") & (final["variant"] == "plain") & (final["group"] == "")]
 
@@ -406,50 +408,57 @@ def test_transfer_steps_plot_joins_only_steps_on_the_same_test_set(results, tmp_
         rows = accuracy[(accuracy["name"] == name) & (accuracy["step"] == step) & (accuracy["test_set"] == test_set)]
         return rows["value"].mean()
 
-    joined = {line.get_gid(): line for line in ax.get_lines() if str(line.get_gid()).startswith("line|")}
+    joined = {line.get_gid(): line for ax in fig.axes for line in ax.get_lines() if str(line.get_gid()).startswith("line|")}
     # step 0 (tested on 0-4) and step 1 (tested on 5-9) are not joined; step 1's evaluation of 0-4 is: forgetting
     assert sorted(joined) == ["line|frozen|0-4", "line|pretrained|0-4"]
+    assert all(line.axes is on_0to4 for line in joined.values())
     for name in ("pretrained", "frozen"):
         line = joined[f"line|{name}|0-4"]
         assert line.get_xdata()[0] == 0 and round(line.get_xdata()[1]) == 1
         assert np.allclose(line.get_ydata(), [mean(name, 0, "0-4"), mean(name, 1, "0-4")])
-    # every step and test set is a point; the shared pre-training step only once, in gray
-    points = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
-    gids = sorted(c.lines[0].get_gid() for c in points)
-    assert gids == sorted(["point|pretrained+frozen|0-4|0", "point|pretrained|5-9|1", "point|pretrained|0-4|1",
-                           "point|frozen|5-9|1", "point|frozen|0-4|1", "point|scratch|5-9|0", "point|scratch|0-4|0"])
-    shared = next(c for c in points if c.lines[0].get_gid() == "point|pretrained+frozen|0-4|0")
+    # every step and test set is a point, in its test set's panel; the shared pre-training step only once, in gray
+    points = {ax.get_title(): [c for c in ax.containers if isinstance(c, ErrorbarContainer)] for ax in fig.axes}
+    gids = {title: sorted(c.lines[0].get_gid() for c in found) for title, found in points.items()}
+    assert gids == {"tested on 0-4": sorted(["point|pretrained+frozen|0-4|0", "point|pretrained|0-4|1", "point|frozen|0-4|1",
+                                             "point|scratch|0-4|0"]),
+                    "tested on 5-9": sorted(["point|pretrained|5-9|1", "point|frozen|5-9|1", "point|scratch|5-9|0"])}
+    every = [c for found in points.values() for c in found]
+    shared = next(c for c in every if c.lines[0].get_gid() == "point|pretrained+frozen|0-4|0")
     assert shared.lines[0].get_color() == "0.35" and shared.lines[0].get_ydata()[0] == pytest.approx(mean("pretrained", 0, "0-4"))
-    scratch = next(c for c in points if c.lines[0].get_gid() == "point|scratch|5-9|0")
+    scratch = next(c for c in every if c.lines[0].get_gid() == "point|scratch|5-9|0")
     assert scratch.lines[0].get_ydata()[0] == pytest.approx(mean("scratch", 0, "5-9"))
-    legend = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert legend == NAMES + ["tested on 0-4", "tested on 5-9", "a step several chains share"]
-    assert ax.get_xlabel() == "transfer step" and ax.get_ylabel() == "accuracy (%)"
-    assert ax.get_title() == "accuracy on each test set after each transfer step"
+    legend = [t.get_text() for t in on_5to9.get_legend().get_texts()]
+    assert legend == NAMES + ["a step several chains share"]
+    assert on_0to4.get_xlabel() == "transfer step" and on_0to4.get_ylabel() == "accuracy (%)"
+    assert fig.get_suptitle() == "accuracy on each test set after each transfer step"
     assert_png(tmp_path / "steps.png")
     # one split only: the test split, where no two steps share a test set
-    (ax,) = plot_transfer_steps(results.final, split="test").axes
-    assert not [line for line in ax.get_lines() if str(line.get_gid()).startswith("line|")]
-    assert ax.get_ylabel() == "test accuracy (%)"
+    fig = plot_transfer_steps(results.final, split="test")
+    assert not [line for ax in fig.axes for line in ax.get_lines() if str(line.get_gid()).startswith("line|")]
+    assert fig.axes[0].get_ylabel() == "test accuracy (%)"
 
 
-def test_final_accuracy_bars_show_every_step(results, tmp_path):
-    fig = plot_final_accuracy(results.final, path=tmp_path / "bars.png")
-    (ax,) = fig.axes
-    (bars,) = [c for c in ax.containers if isinstance(c, BarContainer)]
+def test_final_accuracy_points_show_every_step(results, tmp_path):
+    fig = plot_final_accuracy(results.final, path=tmp_path / "points.png")
+    on_0to4, on_5to9 = fig.axes  # a panel per test set: only steps on the same data side by side
+    assert not [c for ax in fig.axes for c in ax.containers if isinstance(c, BarContainer)]
     summary = results.summary().set_index(["name", "step"])
-    # the pre-training step too (once: shared), grouped by test set
-    expected = [("pretrained", 0), ("pretrained", 1), ("frozen", 1), ("scratch", 0)]
-    assert np.allclose([patch.get_height() for patch in bars.patches], [summary.loc[key, "mean"] for key in expected])
-    assert [t.get_text() for t in ax.get_xticklabels()] == [
-        "pretrained, frozen (shared)\n0-4 (step 0)\nn=2", "pretrained\n5-9 (step 1)\nn=2", "frozen\n5-9 (step 1)\nn=2",
-        "scratch\n5-9 (step 0)\nn=2"]
-    assert [t.get_text() for t in ax.texts if t.get_text().startswith("tested on")] == ["tested on 0-4", "tested on 5-9"]
-    assert ax.get_ylabel() == "test accuracy (%)"
-    assert ax.get_title() == "test accuracy of every step (mean ± std over seeds)"
-    assert_png(tmp_path / "bars.png")
+    # the pre-training step too (once: shared), grouped by test set, top to bottom
+    for ax, expected in ((on_0to4, [("pretrained", 0)]), (on_5to9, [("pretrained", 1), ("frozen", 1), ("scratch", 0)])):
+        points = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+        assert [c.lines[0].get_ydata()[0] for c in points] == list(range(len(expected)))
+        assert np.allclose([c.lines[0].get_xdata()[0] for c in points], [summary.loc[key, "mean"] for key in expected])
+        low, high = ax.get_xlim()
+        assert low > min(summary.loc[key, "min"] for key in expected) - 10  # near the data, not from 0
+    assert [t.get_text() for ax in fig.axes for t in ax.get_yticklabels()] == [
+        "pretrained, frozen (shared)\n0-4 (step 0), n=2", "pretrained\n5-9 (step 1), n=2", "frozen\n5-9 (step 1), n=2",
+        "scratch\n5-9 (step 0), n=2"]
+    assert [ax.get_title() for ax in fig.axes] == ["tested on 0-4", "tested on 5-9"]
+    assert on_5to9.get_xlabel() == "test accuracy (%)"
+    assert fig.get_suptitle() == "test accuracy of every step (mean ± std over seeds, dots: seeds)"
+    assert_png(tmp_path / "points.png")
     (ax,) = plot_final_accuracy(results.final, step=1).axes
-    assert len(ax.patches) == 2
+    assert len([c for c in ax.containers if isinstance(c, ErrorbarContainer)]) == 2
 
 
 def test_robustness_plots_have_readable_titles(results, tmp_path):
@@ -492,7 +501,7 @@ def test_accuracy_matrix_plot(results, tmp_path):
 def test_plot_all_saves_every_plot(results, tmp_path):
     figures = plot_all(results, out=tmp_path, close=True)
     assert list(figures) == ["learning_curves", "transfer_steps", "final_accuracy", "robustness_c_test",
-                             "robustness_validation_noise", "accuracy_matrix"]
+                             "robustness_validation_noise", "robustness_test_sets", "accuracy_matrix"]
     for name in figures:
         assert_png(tmp_path / f"{name}.png")
 
@@ -521,7 +530,8 @@ def test_report_command_writes_csvs_pngs_and_transfer_metrics(run, tmp_path, cap
     assert {p.name for p in out.iterdir()} == {
         "status.csv", "steps.csv", "curves.csv", "final.csv", "summary.csv", "transfer_gain.csv", "forgetting.csv",
         "continual_learning.csv", "accuracy_matrix.csv", "learning_curves.png", "transfer_steps.png", "final_accuracy.png",
-        "robustness_c_test.png", "robustness_validation_noise.png", "accuracy_matrix.png"}
+        "robustness_c_test.png", "robustness_validation_noise.png", "robustness_test_sets.png", "accuracy_matrix.png",
+        "index.html"}
     for png in out.glob("*.png"):
         assert_png(png)
     results = load_results(str(folder), workdir=str(workdir))

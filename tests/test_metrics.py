@@ -199,7 +199,7 @@ def test_a_report_without_test_sets_has_no_metrics_and_says_so(tmp_path, caplog)
     only_validation = make_results(STEPS[:2], {("ft", 1, 0): {("validation", ""): 90.0}})
     with caplog.at_level("WARNING", logger="nntransfer.analysis"):
         written = write_report(only_validation, tmp_path)
-    assert sorted(written) == ["curves", "final", "status", "steps", "summary"]
+    assert sorted(written) == ["curves", "final", "index.html", "status", "steps", "summary"]
     assert "no step has accuracy results on a test set: no transfer metrics" in caplog.text
     with pytest.raises(ValueError, match="on a test set"):
         accuracy_matrix(only_validation)

@@ -37,7 +37,8 @@ def test_every_tracked_curve_is_written_per_step(tmp_path):
     nntransfer.run(experiment(), workdir=str(workdir), progress=False, runtime={"trainer": {"tensorboard_dir": str(events)}})
     (step_folder,) = (workdir / "steps").iterdir()
     (run,) = events.iterdir()
-    assert run.name == step_folder.name  # <tensorboard_dir>/<step hash>, as the work folder names the step
+    # <tensorboard_dir>/<name> seed <seed> step <index> <comment> <short step id>; the work folder names the step by its id
+    assert run.name == f"tb seed 3 step 0 tb {step_folder.name[:8]}"
     accumulator = EventAccumulator(str(run))
     accumulator.Reload()
     tags = set(accumulator.Tags()["scalars"])

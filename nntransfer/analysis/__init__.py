@@ -29,6 +29,7 @@ _EXPORTS = {
     "plot_transfer_steps": "plots",
     "plot_final_accuracy": "plots",
     "plot_robustness": "plots",
+    "plot_robustness_test_sets": "plots",
     "plot_all": "plots",
     "write_report": "report",
     "transfer_gain": "metrics",

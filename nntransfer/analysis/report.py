@@ -7,22 +7,30 @@ writes ``status.csv``, ``steps.csv``, ``curves.csv``, ``final.csv``, ``summary.c
 ``nntransfer.analysis.results``), the transfer metrics ``transfer_gain.csv``, ``forgetting.csv``,
 ``continual_learning.csv`` and ``accuracy_matrix.csv`` (see ``nntransfer.analysis.metrics``) and the PNGs
 of ``nntransfer.analysis.plots.plot_all`` to ``--out``, and prints the summary (a step several chains
-share once, with the test set of each row) and the metrics.
+share once, with the test set of each row) and the metrics. ``index.html`` in ``--out`` shows all of it on
+one page: every PNG, the printed text, and every table (the first :data:`HTML_ROWS` rows of each CSV, with
+a link to it); every string that comes from the recipe is HTML-escaped.
 """
 
 from __future__ import annotations
 
 import argparse
+import html
+import io
 import logging
 import math
 from pathlib import Path
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from urllib.parse import quote
 
 from nntransfer.pipeline.backends import add_store_arguments, store_address
 from nntransfer.recipes.selection import add_selection_arguments
-from nntransfer.safe_files import write_atomically
+from nntransfer.safe_files import read_text, write_atomically
 
 logger = logging.getLogger(__name__)
+
+#: the most rows of one table that ``index.html`` shows (its CSV, linked beside it, holds them all)
+HTML_ROWS = 200
 
 
 def report_frames(results, split: str = "test", objective: str = "accuracy") -> Dict[str, Any]:
@@ -71,7 +79,115 @@ def write_report(results, out: Union[str, Path], split: str = "test", objective:
         write_atomically(written["accuracy_matrix"], accuracy_matrix(results, objective).to_csv().encode())
     for name in plot_all(results, out=out, split=split, objective=objective, close=True):
         written[f"{name}.png"] = out / f"{name}.png"
+    written["index.html"] = write_index(results, out, frames, written, objective)
     return written
+
+
+def write_index(results, out: Union[str, Path], frames: Dict[str, Any], written: Dict[str, Path],
+                objective: str = "accuracy", searches: Sequence[str] = ()) -> Path:
+    """Write ``index.html`` into ``out``: every PNG of ``written``, the text ``report`` prints and every table
+    (``frames``, the accuracy matrix, the trials of each search in ``searches``) on one page, so that a report
+    is read in a browser rather than file by file; returns its path."""
+    out = Path(out)
+    images = [path.name for path in written.values() if path.suffix == ".png"]
+    page = index_html(f"nntransfer report: {results.recipe}", f"Results read from {results.where}.",
+                      report_texts(results, frames, objective, searches), images,
+                      report_tables(results, frames, written, objective, searches))
+    path = out / "index.html"
+    write_atomically(path, page.encode())  # a link planted there is replaced, not followed
+    logger.info("wrote %s", path)
+    return path
+
+
+def report_texts(results, frames: Dict[str, Any], objective: str = "accuracy",
+                 searches: Sequence[str] = ()) -> List[Tuple[str, str]]:
+    """(heading, text) of each block ``report`` prints: the summary, the transfer metrics, the steps whose
+    code changed, incomplete chains and the searches; a block that cannot be made is left out with a warning
+    (the page still shows the rest)."""
+    texts = []
+    try:
+        texts.append((f"{objective} per split, mean ± std over seeds", summary_text(shared_once(results, objective), objective)))
+    except ValueError as err:
+        logger.warning("index.html: no summary (%s)", err)
+    if "transfer_gain" in frames:
+        texts.append(("transfer metrics", metrics_text(frames["transfer_gain"], frames["forgetting"], frames["continual_learning"])))
+    texts.append(("code", code_text(results.status)))
+    if not results.incomplete.empty:
+        chains = results.incomplete.groupby(["name", "seed"]).ngroups
+        texts.append(("incomplete chains", f"{chains} chain(s) incomplete; see status.csv"))
+    texts.append(("searches", "\n".join(searches)))
+    return [(heading, text) for heading, text in texts if text.strip()]
+
+
+def report_tables(results, frames: Dict[str, Any], written: Dict[str, Path], objective: str = "accuracy",
+                  searches: Sequence[str] = ()) -> List[Tuple[str, Any, str]]:
+    """(name, frame, CSV file name) of every table the report writes: the frames, the accuracy matrix (its
+    steps as columns, as in its CSV) and the trials of each search, read back from the CSVs its lines name."""
+    tables = [(name, frame, f"{name}.csv") for name, frame in frames.items()]
+    if "accuracy_matrix" in written:
+        from nntransfer.analysis.metrics import accuracy_matrix
+
+        tables.append(("accuracy_matrix", accuracy_matrix(results, objective).reset_index(), "accuracy_matrix.csv"))
+    for line in searches:
+        if line.startswith("  trials: "):
+            tables += _search_table(Path(line[len("  trials: "):]))
+    return tables
+
+
+def _search_table(path: Path) -> List[Tuple[str, Any, str]]:
+    """The trials CSV of one search as a table, read as data (a planted FIFO or link is refused, not read)."""
+    import pandas
+
+    try:
+        frame = pandas.read_csv(io.StringIO(read_text(path)))
+    except (OSError, ValueError) as err:
+        logger.warning("index.html: %s left out (%s)", path, err)
+        return []
+    return [(path.stem, frame, path.name)]
+
+
+def index_html(title: str, lead: str, texts: Sequence[Tuple[str, str]], images: Sequence[str],
+               tables: Sequence[Tuple[str, Any, str]]) -> str:
+    """One self-contained page: ``texts`` as <pre> blocks, ``images`` (file names in the page's folder) as
+    <img> with relative links, ``tables`` (name, frame, CSV file name) as HTML tables of their first
+    :data:`HTML_ROWS` rows. Every string is escaped here or by pandas: names and comments are users'."""
+    parts = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">', f"<title>{_text(title)}</title>",
+             f"<style>{PAGE_STYLE}</style>", "</head>", "<body>", f"<h1>{_text(title)}</h1>", f"<p>{_text(lead)}</p>",
+             '<nav><a href="#text">printed summary</a> · <a href="#plots">plots</a> · <a href="#tables">tables</a></nav>',
+             '<h2 id="text">Printed summary</h2>']
+    parts += [f'<section class="text"><h3>{_text(heading)}</h3><pre>{_text(text)}</pre></section>' for heading, text in texts]
+    parts.append('<h2 id="plots">Plots</h2>')
+    parts += [f'<figure><img src="{_link(name)}" alt="{_text(name)}"><figcaption>{_text(name)}</figcaption></figure>'
+              for name in images]
+    parts.append('<h2 id="tables">Tables</h2>')
+    parts += [_table_section(name, frame, csv) for name, frame, csv in tables]
+    parts += ["</body>", "</html>", ""]
+    return "\n".join(parts)
+
+
+PAGE_STYLE = ("body{font-family:sans-serif;margin:1.5em;max-width:1500px} img{max-width:100%;height:auto}"
+              " figure{margin:1em 0} pre{background:#f6f6f6;padding:.6em;overflow-x:auto}"
+              " table{border-collapse:collapse;font-size:.85em} td,th{border:1px solid #ccc;padding:2px 6px}"
+              " .table{overflow:auto;max-height:40em}")
+
+
+def _table_section(name: str, frame, csv: str) -> str:
+    """One table: its name, a link to its CSV, how many rows it shows, and the rows."""
+    shown = frame.head(HTML_ROWS)
+    count = f"{len(frame)} row(s)" if len(frame) <= HTML_ROWS else f"the first {HTML_ROWS} of {len(frame)} rows"
+    rows = shown.to_html(index=False, escape=True, na_rep="", border=0, float_format=lambda value: f"{value:.6g}")
+    return (f'<section class="table-section" data-table="{_text(name)}"><h3>{_text(name)}</h3>'
+            f'<p><a href="{_link(csv)}">{_text(csv)}</a>: {count}</p><div class="table">{rows}</div></section>')
+
+
+def _text(value: Any) -> str:
+    """``value`` as HTML text or attribute value: <, >, & and quotes escaped."""
+    return html.escape(str(value), quote=True)
+
+
+def _link(name: str) -> str:
+    """A file name of the page's folder as a relative URL in an attribute (spaces, #, ? and quotes encoded)."""
+    return _text(quote(name))
 
 
 def _value(mean: float, std: float, n: int) -> str:
@@ -188,6 +304,7 @@ def run_report(args: argparse.Namespace) -> int:
     searches = search_report(address, results.recipe, args.out)
     if searches:
         print("\n".join(searches))
+        write_index(results, args.out, frames, written, args.objective, searches)  # the searches' tables too
     if not results.incomplete.empty:
         chains = results.incomplete.groupby(["name", "seed"]).ngroups
         print(f"{chains} chain(s) incomplete; see {Path(args.out) / 'status.csv'}")

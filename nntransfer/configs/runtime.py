@@ -7,11 +7,12 @@ experiment and retrains nothing. Each config role has its own (defined once, her
     dataset   num_workers, pin_memory, data_dir
     trainer   device, force_cpu, checkpoint_dir, chkpt_options (retention), keep_checkpoints,
               show_progress, show_epoch_progress, tensorboard_dir (TensorBoard event files),
+              mlflow_uri (an MLflow tracking URI: one MLflow run per step),
               fast_dev_run (batches per loop of ``run --fast-dev-run``, whose results are never stored)
 
 A step's effective options are, lowest first: its config's values, the environment
 (``NNTRANSFER_DEVICE``, ``NNTRANSFER_DATA_DIR``, ``NNTRANSFER_NUM_WORKERS``, ``NNTRANSFER_PIN_MEMORY``,
-``NNTRANSFER_PROGRESS``, ``NNTRANSFER_TENSORBOARD_DIR``), then what the caller passes (the CLI's ``--device``, ``--data-dir``,
+``NNTRANSFER_PROGRESS``, ``NNTRANSFER_TENSORBOARD_DIR``, ``NNTRANSFER_MLFLOW_URI``), then what the caller passes (the CLI's ``--device``, ``--data-dir``,
 ``--num-workers``, ``--quiet``).
 """
 
@@ -33,6 +34,7 @@ RUNTIME_FIELDS: Dict[str, Tuple[str, ...]] = {
         "show_progress",
         "show_epoch_progress",
         "tensorboard_dir",
+        "mlflow_uri",
         "fast_dev_run",
     ),
 }
@@ -54,6 +56,7 @@ ENVIRONMENT: Dict[str, Tuple[str, Tuple[str, ...], Callable[[str], Any]]] = {
     "NNTRANSFER_PIN_MEMORY": ("dataset", ("pin_memory",), _flag),
     "NNTRANSFER_PROGRESS": ("trainer", ("show_progress", "show_epoch_progress"), _flag),
     "NNTRANSFER_TENSORBOARD_DIR": ("trainer", ("tensorboard_dir",), str),
+    "NNTRANSFER_MLFLOW_URI": ("trainer", ("mlflow_uri",), str),
 }
 
 
@@ -82,6 +85,7 @@ def merge(*layers: Optional[Mapping[str, Mapping[str, Any]]]) -> Dict[str, Dict[
                 raise ValueError(f"unknown {role} runtime option(s) {sorted(unknown)}; known: {list(RUNTIME_FIELDS.get(role, ()))}")
             merged[role].update(options)
     check_tensorboard(merged["trainer"].get("tensorboard_dir"))
+    check_mlflow(merged["trainer"].get("mlflow_uri"))
     return merged
 
 
@@ -91,4 +95,19 @@ def check_tensorboard(folder: Optional[str]) -> None:
         raise ValueError(
             f"tensorboard_dir={folder!r} needs TensorBoard, which is not installed; "
             'pip install "nntransfer[tensorboard]" or leave tensorboard_dir unset'
+        )
+
+
+def check_mlflow(uri: Optional[str]) -> None:
+    """ValueError (one line, how to fix) when ``mlflow_uri`` is set but MLflow is missing or the URI is no
+    string; checked here, before anything trains, without importing MLflow (its import takes a second)."""
+    if not uri:
+        return
+    if not isinstance(uri, str):
+        raise ValueError(f"mlflow_uri must be an MLflow tracking URI (a string such as 'sqlite:///mlflow.db' or "
+                         f"'http://host:5000'), got {uri!r}")
+    if importlib.util.find_spec("mlflow") is None:
+        raise ValueError(
+            f"mlflow_uri={uri!r} needs MLflow, which is not installed; "
+            'pip install "nntransfer[mlflow]" or leave mlflow_uri unset'
         )

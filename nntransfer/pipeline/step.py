@@ -174,12 +174,14 @@ def run_step(
     checkpoints: Optional[Callable] = None,
     data_transfer: bool = False,
     earlier_specs: Sequence[StepSpec] = (),
+    meta: Optional[StepMeta] = None,
 ) -> StepResult:
     """Build data, student and teacher, train, collect what the step hands on (module docstring).
     ``data_transfer``: the data set receives the previous step's per-example data (the key's flag).
     ``earlier_specs``: the specs of the steps before this one in its chain, first to last; their test sets
     that this step's data do not test on are evaluated at the end too (:func:`earlier_test_sets`).
-    A non-finite score (a diverged run) is a ``ValueError``."""
+    ``meta``: who the step is (recipe name, seed, index, comment), for the name of its TensorBoard and MLflow
+    runs (:func:`run_description`). A non-finite score (a diverged run) is a ``ValueError``."""
     started = time.time()
     dataset_fn = resolve_function(spec.dataset_fn, "dataset")
     model_fn = resolve_function(spec.model_fn, "model")
@@ -230,9 +232,12 @@ def run_step(
     for name in extra:
         if not _accepts(trainer_fn, name):
             raise TypeError(f"{spec.trainer_fn} cannot take a {name} (no {name!r} argument)")
-    score, output, model_state = trainer_fn(
-        model=model, dataloaders=dataloaders, seed=spec.seed, uid=uid, cb=checkpoints, **extra, **trainer_config
-    )
+    from nntransfer.trainer import run_info  # the trainer package imports torch
+
+    with run_info.describing(run_description(spec, uid, meta)):
+        score, output, model_state = trainer_fn(
+            model=model, dataloaders=dataloaders, seed=spec.seed, uid=uid, cb=checkpoints, **extra, **trainer_config
+        )
     score = float(score)
     if not math.isfinite(score):  # a NULL score would fail the store with an obscure error
         raise ValueError(f"the trainer returned a score of {score}: training diverged; lower the learning rate")
@@ -242,6 +247,21 @@ def run_step(
         if any(not name.startswith(FISHER_PREFIX) for name in produced):
             produced.update(handed_on_record(spec, getattr(dataloaders, "train_ids", None)))
     return StepResult(score, output, model_state, produced or None, seconds=round(time.time() - started, 3))
+
+
+def run_description(spec: StepSpec, uid: Optional[Mapping[str, Any]], meta: Optional[StepMeta] = None):
+    """What the trainer names its TensorBoard and MLflow runs after (``nntransfer.trainer.run_info``): the step's
+    name (``"KD seed 1 step 1 fine-tune 5-9"``), its id (the hash of its key) and its settings (the hashed
+    fields of its dataset, model and trainer configs, flattened, and the seed)."""
+    from nntransfer.trainer import run_info
+
+    configs = {role: {"fn": getattr(spec, f"{role}_fn"), **getattr(spec, f"{role}_config")} for role in ROLES}
+    step_id = make_hash(dict(uid)) if uid else ""
+    if meta is None:  # trained outside a store (nnfabrik's TrainedModel): the seed, and the step where the key has one
+        step = (uid or {}).get("transfer_step")
+        return run_info.for_step("", spec.seed, None if step is None else int(step), "", step_id, configs)
+    seed = spec.seed if meta.seed is None else meta.seed
+    return run_info.for_step(meta.name, seed, meta.step, meta.comment, step_id, configs)
 
 
 def earlier_test_sets(spec: StepSpec, earlier_specs: Sequence[StepSpec], dataloaders: Mapping[str, Any]) -> Dict[str, Any]:
@@ -426,7 +446,7 @@ def train_and_store(
         meta = dataclasses.replace(meta, provenance=step_provenance(spec, classes))
     logger.info("training %s (seed %s) step %d: %s", meta.name, meta.seed, meta.step, meta.comment)
     result = run_step(spec, previous, uid=dict(key), checkpoints=store.checkpoints(key),
-                      data_transfer=bool(key.get("data_transfer")), earlier_specs=earlier_specs)
+                      data_transfer=bool(key.get("data_transfer")), earlier_specs=earlier_specs, meta=meta)
     store.save(key, result, meta)
     if store.keeps_results:
         _TRAINED_HERE.append(make_hash(key))

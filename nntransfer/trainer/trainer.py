@@ -44,7 +44,7 @@ from nntransfer.configs.trainer.loop import EpochLoopConfig
 from nntransfer.dataset.info import data_info
 from nntransfer.models.intermediate import IntermediateLayerWrapper
 from nntransfer.models.utils import freeze_params, reset_params, set_bn_to_eval
-from nntransfer.trainer import controls
+from nntransfer.trainer import controls, run_info
 from nntransfer.trainer.checkpointing import LocalCheckpoints, get_rng_state, loader_generators, set_rng_state
 from nntransfer.trainer.cycler import TaskCycler, sequential
 from nntransfer.trainer.early_stopping import EarlyStopping, copy_state
@@ -53,6 +53,7 @@ from nntransfer.trainer.main_loop_modules import BatchState, LoopContext, Module
 from nntransfer.trainer.main_loop_modules import get as get_module
 from nntransfer.trainer.main_loop_modules.base import requested_layers, teacher_needers
 from nntransfer.trainer.observers import report_validation
+from nntransfer.trainer.run_info import RunInfo
 from nntransfer.trainer.tensorboard import TensorBoardLog
 
 logger = logging.getLogger(__name__)
@@ -579,15 +580,29 @@ class Trainer:
                     self.scheduler.step(self.last_score)
             if self.scheduler is not None and not controls.is_plateau(self.scheduler) and epoch > config.lr_warmup:
                 self.scheduler.step()
+            # patience running out at the last epoch stops nothing: the epoch is shown as one without improvement
+            shown = "wait" if action == "stop" and epoch == last_epoch else action
             logger.info("epoch %d: training %s; validation %s %.6g (%s)", epoch, self.epoch_line(training),
-                        config.objective, self.last_score, action or "not validated")
+                        config.objective, self.last_score, shown or "not validated")
             self.save_checkpoint(self.last_score if action is not None else None)
-            self.write_tensorboard()
+            self.write_run_logs()
             if action is not None and not self.validation_is_empty and not self.batch_limit:
                 report_validation(self.uid, epoch, self.last_validation)  # a search may stop the step here
             if action == "stop":
-                logger.info("early stopping after epoch %d (best: epoch %d)", epoch, self.early_stopping.best_epoch)
                 break
+        self.log_end_of_training(last_epoch)
+
+    def log_end_of_training(self, last_epoch: int) -> None:
+        """One line on why training ended: early stopping (before ``last_epoch``) or the last epoch reached.
+        Early stopping's patience running out at the last epoch is the latter: nothing was cut short."""
+        best = self.early_stopping.best_epoch
+        if self.early_stopping.stopped and self.epoch < last_epoch:
+            logger.info("early stopping after epoch %d of %d: no improvement of the validation %s for %d validation(s) "
+                        "(best: epoch %d)", self.epoch, last_epoch, self.config.objective, max(self.config.patience, 1), best)
+        elif self.batch_limit:
+            logger.info("fast dev run: trained 1 epoch of at most %d batches", self.batch_limit)
+        else:
+            logger.info("reached max_iter: trained %d epochs (best: epoch %d)", self.epoch, best)
 
     def check_finite(self) -> None:
         """After a training epoch: stop the step (``TrainingDiverged``, naming the epoch and the loss term) when
@@ -601,37 +616,78 @@ class Trainer:
 
     def train(self) -> Tuple[float, Dict[str, Any], Dict[str, torch.Tensor]]:
         """Train, evaluate; returns ``(score, output, model_state)``."""
-        self.resume()
-        self.write_tensorboard()  # fails here, before training, when TensorBoard is missing
-        self.train_epochs()
-        if self.config.restore_best and self.early_stopping.best_state is not None:
-            self.model.load_state_dict(self.early_stopping.best_state)
-        score, final = self.final_evaluation()
-        self.write_tensorboard(final)
-        output = {"tracker": self.tracker.state_dict(), "final": final, "best_epoch": self.early_stopping.best_epoch,
-                  "epochs": self.epoch}
-        output.update(self.extra_output())
+        try:
+            self.resume()
+            self.write_run_logs()  # fails here, before training, when TensorBoard or MLflow is missing
+            self.train_epochs()
+            if self.config.restore_best and self.early_stopping.best_state is not None:
+                self.model.load_state_dict(self.early_stopping.best_state)
+            score, final = self.final_evaluation()
+            self.write_run_logs(final)
+            output = {"tracker": self.tracker.state_dict(), "final": final, "best_epoch": self.early_stopping.best_epoch,
+                      "epochs": self.epoch}
+            output.update(self.extra_output())
+        except BaseException as err:  # an interrupt or a pruned trial resumes later: its run is not failed
+            self.close_run_logs("KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
+            raise
+        self.close_run_logs("FINISHED")
         if self.owns_checkpoints and not self.config.keep_checkpoints:
             self.checkpoints.clear(self.uid)
         model_state = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
         return score, output, model_state
 
-    def write_tensorboard(self, final: Optional[Mapping[str, Any]] = None) -> None:
-        """With the runtime option ``tensorboard_dir``: the tracked curves of the epochs so far (and, given
-        ``final``, the final evaluation) as TensorBoard events in ``<tensorboard_dir>/<step hash>``."""
-        folder = getattr(self.config, "tensorboard_dir", "")
-        if not folder or self.batch_limit:  # a fast dev run writes nothing
-            return
-        if getattr(self, "_tensorboard", None) is None:
-            from nntransfer.configs.codec import make_hash
+    def run_description(self) -> RunInfo:
+        """Who this run is for the trackers: what the pipeline says of the step being trained (its name, id and
+        settings, ``run_info.describing``), else a name from the seed and the key's hash, with the trainer's settings."""
+        from nntransfer.configs.codec import make_hash
 
-            self._tensorboard = TensorBoardLog(folder, make_hash(dict(self.uid)) if self.uid else f"seed{self.seed}")
+        step_id = make_hash(dict(self.uid)) if self.uid else ""
+        info = run_info.current(step_id)
+        if info is None:
+            settings = {"seed": self.seed, **run_info.flat_settings({"trainer": self.config.to_dict()})}
+            info = RunInfo(run_info.title(seed=self.seed), step_id, settings,
+                           {run_info.STEP_ID_TAG: step_id} if step_id else {})
+        return info
+
+    def write_run_logs(self, final: Optional[Mapping[str, Any]] = None) -> None:
+        """With the runtime options ``tensorboard_dir`` and ``mlflow_uri``: the tracked curves of the epochs so
+        far (and, given ``final``, the final evaluation) as TensorBoard events in ``<tensorboard_dir>/<run
+        name>`` and as metrics of the step's MLflow run (``run_description``: ``"KD seed 1 step 1 fine-tune 5-9
+        d710c56a"``). The first call, before training (after a resume), opens them, so that a missing package
+        or a refused tracking URI stops the step before it trains. A fast dev run writes nothing."""
+        folder = getattr(self.config, "tensorboard_dir", "")
+        uri = getattr(self.config, "mlflow_uri", "")
+        if not (folder or uri) or self.batch_limit:
+            return
+        if getattr(self, "_run_logs", None) is None:
+            info, logs = self.run_description(), []
+            try:
+                if folder:
+                    logs.append(TensorBoardLog(folder, info.name, info.settings, first_epoch=self.epoch))
+                if uri:
+                    from nntransfer.trainer.mlflow_log import MLflowLog  # MLflow's import takes a second
+
+                    logs.append(MLflowLog(uri, info, first_epoch=self.epoch))
+            except BaseException:
+                for log in logs:
+                    log.close("KILLED")
+                raise
+            self._run_logs = logs
         state = self.tracker.state_dict()
-        for epoch in range(1, self.epoch + 1):
-            self._tensorboard.write_epoch(state, epoch)
-        if final is not None:
-            self._tensorboard.write_final(final, self.epoch)
-            self._tensorboard.close()
+        for log in self._run_logs:
+            log.write_epochs(state, self.epoch)
+            if final is not None:
+                log.write_final(final, self.epoch)
+
+    def close_run_logs(self, status: str) -> None:
+        """End the run's TensorBoard and MLflow logs (``FINISHED``, ``FAILED``, ``KILLED``); a failure to do so
+        only warns (the step's result matters more than its log)."""
+        for log in getattr(self, "_run_logs", None) or ():
+            try:
+                log.close(status)
+            except Exception as err:
+                logger.warning("could not close the run's log %s: %s", type(log).__name__, err)
+        self._run_logs = None
 
     # ------------------------------------------------------------------ checkpoints
 

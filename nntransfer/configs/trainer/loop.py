@@ -123,10 +123,14 @@ class EpochLoopConfig(TrainerConfig):
             with the same folder and uid resumes from its last checkpoint.
         chkpt_options: ``save_every_n`` (epochs), ``keep_best_n``, ``keep_last_n``, ``keep_selection`` (epochs).
         tensorboard_dir: folder for TensorBoard event files of every tracked curve, one run per step
-            (``<folder>/<step hash>``), written each epoch ("" = none; needs ``nntransfer[tensorboard]``).
+            (``<folder>/<name seed N step K comment> <short step id>``) with the step's settings as hyper-parameters,
+            written each epoch ("" = none; needs ``nntransfer[tensorboard]``).
+        mlflow_uri: an MLflow tracking URI (``sqlite:///mlflow.db``, ``http://host:5000``...): one MLflow run per
+            step, named as its TensorBoard run, with its settings as params and every tracked curve as metrics
+            ("" = none; needs ``nntransfer[mlflow]``; see ``nntransfer.trainer.mlflow_log``).
         show_progress: a progress bar over epochs; show_epoch_progress: one over the batches of each epoch.
         fast_dev_run: > 0: a check, not a run: one epoch of this many batches of training and of validation,
-            this many batches of each test set, no checkpoints or TensorBoard (``nntransfer run --fast-dev-run``;
+            this many batches of each test set, no checkpoints, TensorBoard or MLflow (``nntransfer run --fast-dev-run``;
             a store refuses to keep such a result).
     """
 
@@ -188,6 +192,7 @@ class EpochLoopConfig(TrainerConfig):
             device="auto",
             checkpoint_dir="",
             tensorboard_dir="",
+            mlflow_uri="",
             chkpt_options={"save_every_n": 1, "keep_best_n": 1, "keep_last_n": 1, "keep_selection": ()},
             show_progress=True,
             show_epoch_progress=False,
