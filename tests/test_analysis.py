@@ -210,13 +210,18 @@ def test_status_lists_every_step_as_done(results):
 
 def test_steps_frame_knows_shared_steps_baselines_and_test_sets(results):
     steps = results.steps.set_index(["name", "seed", "step"])
-    # "pretrained" and "frozen" share their pre-training step: one step_id, both named
-    assert steps.loc[("pretrained", 1, 0), "step_id"] == steps.loc[("frozen", 1, 0), "step_id"]
+    # "pretrained" and "frozen" share their pre-training step: one config_id, both named
+    assert steps.loc[("pretrained", 1, 0), "config_id"] == steps.loc[("frozen", 1, 0), "config_id"]
     assert steps.loc[("pretrained", 1, 0), "shared_by"] == "pretrained, frozen"
-    assert steps.loc[("pretrained", 1, 1), "step_id"] != steps.loc[("frozen", 1, 1), "step_id"]
+    assert steps.loc[("pretrained", 1, 1), "config_id"] != steps.loc[("frozen", 1, 1), "config_id"]
     assert steps.loc[("pretrained", 1, 1), "shared_by"] == "pretrained"
-    # seeds do not make another step_id
-    assert steps.loc[("pretrained", 2, 1), "step_id"] == steps.loc[("pretrained", 1, 1), "step_id"]
+    # seeds do not make another config_id
+    assert steps.loc[("pretrained", 2, 1), "config_id"] == steps.loc[("pretrained", 1, 1), "config_id"]
+    # step_id: the step in the store (its seed included), whose prefix status prints and lineage takes
+    assert steps.loc[("pretrained", 1, 0), "step_id"] == steps.loc[("frozen", 1, 0), "step_id"]
+    assert steps.loc[("pretrained", 2, 1), "step_id"] != steps.loc[("pretrained", 1, 1), "step_id"]
+    assert all(len(step_id) == 32 for step_id in steps["step_id"]) and set(steps["step_id"]) == set(results.status["step_id"])
+    assert set(results.final["step_id"]) <= set(steps["step_id"]) and set(results.curves["step_id"]) <= set(steps["step_id"])
     # the fine-tuning steps differ from scratch only by reset/freeze: the same baseline
     assert steps.loc[("pretrained", 1, 1), "scratch_id"] == steps.loc[("scratch", 1, 0), "scratch_id"]
     assert steps.loc[("frozen", 1, 1), "scratch_id"] == steps.loc[("scratch", 1, 0), "scratch_id"]
@@ -237,7 +242,7 @@ def test_steps_frame_knows_shared_steps_baselines_and_test_sets(results):
 def test_curves_hold_every_epoch_of_every_step_and_match_the_score(results, run):
     curves = results.curves
     assert list(curves.columns) == ["name", "seed", "step", "comment", "mode", "task", "objective", "epoch", "value",
-                                    "step_id"]
+                                    "step_id", "config_id"]
     for mode in ("Training", "Validation"):
         rows = curves[(curves["mode"] == mode) & (curves["objective"] == "accuracy")]
         # 10 steps of chains (the shared one under both) x 2 epochs

@@ -13,11 +13,11 @@ from nntransfer.analysis.results import (
     FINAL_COLUMNS,
     STATUS_COLUMNS,
     Results,
+    config_ids,
     name_test_sets,
     scratch_id,
     split_identity,
     step_frame,
-    step_ids,
 )
 from nntransfer.configs import (
     ClassificationModelConfig,
@@ -37,9 +37,9 @@ TASK = "img_classification"
 
 
 def make_results(steps, values):
-    """``steps``: rows (name, seed, step, comment, state, step_id, scratch_id, test_set, shared_by);
+    """``steps``: rows (name, seed, step, comment, state, config_id, scratch_id, test_set, shared_by);
     ``values``: {(name, seed, step): {(split, test_set): accuracy}}."""
-    steps = pd.DataFrame(steps, columns=["name", "seed", "step", "comment", "state", "step_id", "scratch_id", "test_set",
+    steps = pd.DataFrame(steps, columns=["name", "seed", "step", "comment", "state", "config_id", "scratch_id", "test_set",
                                          "shared_by"])
     steps["label"] = steps["comment"].str.split(" -> ").str[-1]
     steps["continues"] = steps["step"] > 0  # fine-tuning chains: every later step trains the network further
@@ -50,14 +50,14 @@ def make_results(steps, values):
         for (split, test_set), value in splits.items():
             rows.append(dict(name=name, seed=seed, step=step, comment=info["comment"], split=split, variant="plain",
                              group="", level=math.nan, task=TASK, objective="accuracy", value=value, chain_steps=0,
-                             chain_complete=True, test_set=test_set, step_id=info["step_id"]))
+                             chain_complete=True, test_set=test_set, config_id=info["config_id"]))
         rows.append(dict(rows[-1], split="validation", test_set="", value=99.0))  # never a test set
     final = pd.DataFrame(rows, columns=FINAL_COLUMNS)
     return Results("hand", "memory", status, pd.DataFrame(), final, steps)
 
 
 STEPS = [
-    # name, seed, step, comment, state, step_id, scratch_id, test_set, shared_by
+    # name, seed, step, comment, state, config_id, scratch_id, test_set, shared_by
     ("ft", 1, 0, "A", "done", "pre", "sA", "A", "ft, other"),
     ("ft", 1, 1, "A -> B", "done", "ft1", "sB", "B", "ft"),
     ("ft", 2, 0, "A", "done", "pre", "sA", "A", "ft, other"),
@@ -172,8 +172,8 @@ def test_shared_steps_scratch_baselines_and_test_set_names():
         Description("faster", 1): TransferExperiment([experiment((5, 10), "quick", lr=0.01)]),
     }
     finetune, frozen, frozen2, scratch, faster = chains.values()
-    assert step_ids(finetune)[0] == step_ids(frozen)[0] and step_ids(finetune)[1] != step_ids(frozen)[1]
-    assert step_ids(frozen) == step_ids(frozen2)  # the seed is not part of it
+    assert config_ids(finetune)[0] == config_ids(frozen)[0] and config_ids(finetune)[1] != config_ids(frozen)[1]
+    assert config_ids(frozen) == config_ids(frozen2)  # the seed is not part of it
     assert scratch_id(finetune[1]) == scratch_id(frozen[1]) == scratch_id(scratch[0]) != scratch_id(faster[0])
     recipe = Recipe("ids", None, chains)
     names = name_test_sets(recipe)
@@ -273,7 +273,7 @@ def test_kd_rdl_l2sp_and_ewc_steps_get_their_plain_baseline():
     values = {(name, 1, step): {("test", label): 90.0 + step} for name, step, label in
               steps[["name", "step", "test_set"]].itertuples(index=False)}
     values[("scratch", 1, 0)] = {("test", steps["test_set"].iloc[0]): 80.0}
-    hand = make_results([tuple(row) for row in steps[["name", "seed", "step", "comment", "state", "step_id", "scratch_id",
+    hand = make_results([tuple(row) for row in steps[["name", "seed", "step", "comment", "state", "config_id", "scratch_id",
                                                       "test_set", "shared_by"]].itertuples(index=False)], values)
     gain = transfer_gain(hand).set_index("name")
     for name in ("kd", "rdl", "l2sp", "ewc", "new"):  # every transfer method's settings are left out
@@ -308,7 +308,7 @@ def test_a_teacher_to_student_step_has_no_forgetting():
               ("kd_new_data", 1, 1): {("test", "5-9"): 90.0, ("step 0 test", "0-4"): 30.0},
               ("finetune", 1, 0): {("test", "0-4"): 95.0},
               ("finetune", 1, 1): {("test", "5-9"): 92.0, ("step 0 test", "0-4"): 40.0}}
-    hand = make_results([tuple(row) for row in steps[["name", "seed", "step", "comment", "state", "step_id", "scratch_id",
+    hand = make_results([tuple(row) for row in steps[["name", "seed", "step", "comment", "state", "config_id", "scratch_id",
                                                       "test_set", "shared_by"]].itertuples(index=False)], values)
     hand.steps["continues"] = steps["continues"].to_numpy()
     lost = forgetting(hand)

@@ -57,9 +57,9 @@ def close_figures():
 # ---------------------------------------------------------------------------- frames made by hand
 
 
-def step(name, index, chain_steps, comment, step_id, data, evaluations):
+def step(name, index, chain_steps, comment, config_id, data, evaluations):
     """One step of a chain: ``evaluations`` maps a split (or ``(split, group, level)``) to ``(test set, mean)``."""
-    return dict(name=name, step=index, chain_steps=chain_steps, comment=comment, step_id=step_id, data=data,
+    return dict(name=name, step=index, chain_steps=chain_steps, comment=comment, config_id=config_id, data=data,
                 evaluations=evaluations)
 
 
@@ -72,22 +72,22 @@ def results_of(steps, curve_values=None):
             who = dict(name=spec["name"], seed=seed, step=spec["step"], comment=spec["comment"])
             status.append(dict(who, state="done", score=90.0, error="", chain_steps=spec["chain_steps"],
                                chain_complete=True, code=""))
-            frame.append(dict(who, label=spec["comment"], state="done", step_id=spec["step_id"], shared_by=spec["name"],
-                              scratch_id=spec["step_id"], test_set=spec["data"], continues=spec["step"] > 0, code=""))
+            frame.append(dict(who, label=spec["comment"], state="done", config_id=spec["config_id"], shared_by=spec["name"],
+                              scratch_id=spec["config_id"], test_set=spec["data"], continues=spec["step"] > 0, code=""))
             for epoch in (1, 2, 3):
                 for mode in ("Training", "Validation"):
                     value = (curve_values or (lambda _: 80.0))(spec) + epoch
                     curves.append(dict(who, mode=mode, task=TASK, objective="accuracy", epoch=epoch, value=value,
-                                       step_id=spec["step_id"]))
+                                       config_id=spec["config_id"]))
             for split, (test_set, mean) in spec["evaluations"].items():
                 split, group, level = split if isinstance(split, tuple) else (split, "", np.nan)
                 final.append(dict(who, split=split, variant="plain", group=group, level=level, task=TASK,
                                   objective="accuracy", value=mean + (SPREAD if seed == 2 else -SPREAD),
                                   chain_steps=spec["chain_steps"], chain_complete=True, test_set=test_set,
-                                  step_id=spec["step_id"]))
+                                  config_id=spec["config_id"]))
     steps_frame = pd.DataFrame(frame)
-    sharing = steps_frame.groupby("step_id", sort=False)["name"].agg(lambda n: ", ".join(dict.fromkeys(n)))
-    steps_frame["shared_by"] = steps_frame["step_id"].map(sharing)
+    sharing = steps_frame.groupby("config_id", sort=False)["name"].agg(lambda n: ", ".join(dict.fromkeys(n)))
+    steps_frame["shared_by"] = steps_frame["config_id"].map(sharing)
     return Results("hand-made", "nowhere", pd.DataFrame(status), pd.DataFrame(curves), pd.DataFrame(final), steps_frame)
 
 

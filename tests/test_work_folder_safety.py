@@ -287,17 +287,17 @@ def sweep_results(chains):
         name = f"lr {index}"
         for step, test_set in enumerate(("0-4", "5-9")):
             who = dict(name=name, seed=1, step=step, comment=f"pre-train -> {test_set}"[: 9 if step == 0 else None])
-            step_id = f"{index}-{step}"
+            config_id = f"{index}-{step}"
             status.append(dict(who, state="done", score=0.9, error="", chain_steps=2, chain_complete=True))
-            steps.append(dict(who, label=name, state="done", step_id=step_id, shared_by=name, scratch_id=step_id,
+            steps.append(dict(who, label=name, state="done", config_id=config_id, shared_by=name, scratch_id=config_id,
                               test_set=test_set))
             for epoch in range(1, 6):
                 for mode in ("Training", "Validation"):
                     curves.append(dict(who, mode=mode, task="img_classification", objective="accuracy", epoch=epoch,
-                                       value=float(rng.uniform(50, 100)), step_id=step_id))
+                                       value=float(rng.uniform(50, 100)), config_id=config_id))
             final.append(dict(who, split="test", variant="plain", group="", level=np.nan, task="img_classification",
                               objective="accuracy", value=float(rng.uniform(50, 100)), chain_steps=2,
-                              chain_complete=True, test_set=test_set, step_id=step_id))
+                              chain_complete=True, test_set=test_set, config_id=config_id))
     return Results("sweep", "nowhere", pd.DataFrame(status), pd.DataFrame(curves), pd.DataFrame(final),
                    pd.DataFrame(steps))
 

@@ -90,9 +90,9 @@ def _first(frame: pd.DataFrame, keys: List[str], column: str) -> Dict[Any, Any]:
 
 def _scratch_values(rows: pd.DataFrame, firsts: pd.DataFrame) -> Dict[str, pd.Series]:
     """scratch_id -> the ``value``\\ s of ``rows`` of the finished first steps with that ``scratch_id``, each
-    trained step once however many chains share it (a step's ``step_id`` determines its ``scratch_id``)."""
-    unique = firsts.drop_duplicates(["step_id", "seed"])[["name", "seed", "step", "step_id", "scratch_id"]]
-    found = rows.merge(unique, on=["name", "seed", "step", "step_id"]).drop_duplicates(["step_id", "seed"])
+    trained step once however many chains share it (a step's ``config_id`` determines its ``scratch_id``)."""
+    unique = firsts.drop_duplicates(["config_id", "seed"])[["name", "seed", "step", "config_id", "scratch_id"]]
+    found = rows.merge(unique, on=["name", "seed", "step", "config_id"]).drop_duplicates(["config_id", "seed"])
     return _values_by(found, "scratch_id") if len(found) else {}
 
 
@@ -164,15 +164,15 @@ def accuracy_matrix(results: Results, objective: str = "accuracy", task: Optiona
     ``step``, ``comment``; a step shared by several chains is one row, ``experiment`` names them all) on
     each test set (columns, in the order they first appear); NaN where a step did not evaluate a test set."""
     rows = _plain(results, objective, task)
-    shared = results.steps.drop_duplicates("step_id").set_index("step_id")["shared_by"]
-    rows = rows.drop_duplicates(["step_id", "seed", "split", "test_set"])
-    order = list(dict.fromkeys(rows["step_id"]))
+    shared = results.steps.drop_duplicates("config_id").set_index("config_id")["shared_by"]
+    rows = rows.drop_duplicates(["config_id", "seed", "split", "test_set"])
+    order = list(dict.fromkeys(rows["config_id"]))
     columns = list(dict.fromkeys(rows["test_set"]))
-    means = rows.groupby(["step_id", "test_set"], sort=False)["value"].mean().unstack("test_set")
-    first = rows.drop_duplicates("step_id").set_index("step_id")
+    means = rows.groupby(["config_id", "test_set"], sort=False)["value"].mean().unstack("test_set")
+    first = rows.drop_duplicates("config_id").set_index("config_id")
     index = pd.MultiIndex.from_tuples(
-        [(shared.get(step_id, first.loc[step_id, "name"]), int(first.loc[step_id, "step"]), first.loc[step_id, "comment"])
-         for step_id in order], names=["experiment", "step", "comment"])
+        [(shared.get(config_id, first.loc[config_id, "name"]), int(first.loc[config_id, "step"]), first.loc[config_id, "comment"])
+         for config_id in order], names=["experiment", "step", "comment"])
     matrix = means.reindex(index=order, columns=columns)
     matrix.index = index
     matrix.columns.name = "test set"
@@ -253,5 +253,5 @@ def continual_learning(results: Results, objective: str = "accuracy", task: Opti
 def _scratch_means(rows: pd.DataFrame, firsts: pd.DataFrame) -> Dict[str, Any]:
     """scratch_id -> (mean value on the own test set over the finished seeds, names of the experiments)."""
     names = _scratch_names(firsts)
-    found = _scratch_values(rows[rows["split"] == "test"].drop_duplicates(["step_id", "seed"]), firsts)
+    found = _scratch_values(rows[rows["split"] == "test"].drop_duplicates(["config_id", "seed"]), firsts)
     return {scratch: (values.mean(), names[scratch]) for scratch, values in found.items()}

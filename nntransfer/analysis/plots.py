@@ -188,19 +188,19 @@ def _own_comment(comment: Any) -> str:
 
 
 def _with_ids(frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` with ``step_id`` and, for final results, ``test_set`` (frames made by hand may lack them:
+    """``frame`` with ``config_id`` and, for final results, ``test_set`` (frames made by hand may lack them:
     every step is then its own, and a test split its own test set)."""
     frame = frame.copy()
-    if "step_id" not in frame:
-        frame["step_id"] = frame["name"].astype(str) + "|" + frame["step"].astype(str)
+    if "config_id" not in frame:
+        frame["config_id"] = frame["name"].astype(str) + "|" + frame["step"].astype(str)
     if "split" in frame and "test_set" not in frame:
         frame["test_set"] = [("" if split in NOT_TEST_SETS else split) for split in frame["split"]]
     return frame
 
 
 def _sharing(frame: pd.DataFrame) -> Dict[str, List[str]]:
-    """step_id -> the experiments (in order) whose chains contain that step."""
-    return {step_id: list(dict.fromkeys(rows["name"])) for step_id, rows in frame.groupby("step_id", sort=False)}
+    """config_id -> the experiments (in order) whose chains contain that step."""
+    return {config_id: list(dict.fromkeys(rows["name"])) for config_id, rows in frame.groupby("config_id", sort=False)}
 
 
 def _who(names: Sequence[str]) -> str:
@@ -234,23 +234,23 @@ def plot_learning_curves(
     colors = experiment_colors(_names(curves))
     sharing = _sharing(_with_ids(curves))
     if steps is not None and not steps.empty:
-        data = steps.drop_duplicates("step_id").set_index("step_id")["test_set"].to_dict()
+        data = steps.drop_duplicates("config_id").set_index("config_id")["test_set"].to_dict()
     else:
         data = {}
-    rows = rows.assign(panel=[data.get(step_id) or _own_comment(comment) or f"step {step}"
-                              for step_id, comment, step in zip(rows["step_id"], rows["comment"], rows["step"])])
-    first_chain = {step_id: names[0] for step_id, names in sharing.items()}
-    rows = rows[rows["name"].to_numpy() == rows["step_id"].map(first_chain).to_numpy()]  # a shared step once
-    stats = (rows.groupby(["panel", "step_id", "mode", "epoch"], sort=False)["value"].agg(["mean", "std"])
+    rows = rows.assign(panel=[data.get(config_id) or _own_comment(comment) or f"step {step}"
+                              for config_id, comment, step in zip(rows["config_id"], rows["comment"], rows["step"])])
+    first_chain = {config_id: names[0] for config_id, names in sharing.items()}
+    rows = rows[rows["name"].to_numpy() == rows["config_id"].map(first_chain).to_numpy()]  # a shared step once
+    stats = (rows.groupby(["panel", "config_id", "mode", "epoch"], sort=False)["value"].agg(["mean", "std"])
              .reset_index().sort_values("epoch", kind="stable"))  # fmt: skip
-    step_of = rows.drop_duplicates("step_id").set_index("step_id")["step"]
+    step_of = rows.drop_duplicates("config_id").set_index("config_id")["step"]
     panels = list(dict.fromkeys(rows["panel"]))
     lines, columns = _grid(len(panels), LEGEND_COLUMNS)
-    entries = max(n if n <= MANY else 0 for n in rows.groupby("panel")["step_id"].nunique()) + len(modes)
+    entries = max(n if n <= MANY else 0 for n in rows.groupby("panel")["config_id"].nunique()) + len(modes)
     height = max(3.6, LINE_INCHES * 2 * entries + 0.9)  # room for a legend of two-line entries
     fig, axes = _figure(8.2 * columns, height * lines, lines, columns, sharey=True, layout="constrained")
     for ax, (panel, in_panel) in zip(axes.flat, stats.groupby("panel", sort=False)):
-        if in_panel["step_id"].nunique() > MANY:
+        if in_panel["config_id"].nunique() > MANY:
             _many_curves(ax, in_panel, modes, sharing, colors)
             _legend_beside(ax)
         else:
@@ -272,15 +272,15 @@ def _curve_lines(ax, stats: pd.DataFrame, sharing: Mapping[str, List[str]], colo
     style), instead of one per line, which doubled the legend."""
     steps: Dict[str, Line2D] = {}
     modes: List[str] = []
-    for (step_id, mode), line in stats.groupby(["step_id", "mode"], sort=False):
-        names, color = sharing[step_id], _color(sharing[step_id], colors)
-        step = int(step_of[step_id])
+    for (config_id, mode), line in stats.groupby(["config_id", "mode"], sort=False):
+        names, color = sharing[config_id], _color(sharing[config_id], colors)
+        step = int(step_of[config_id])
         marker = MARKERS[step % len(MARKERS)]
         mean, std = line["mean"].to_numpy(), line["std"].fillna(0.0).to_numpy()
         ax.plot(line["epoch"], mean, MODE_STYLES.get(mode, ":"), color=color, marker=marker, markersize=4,
                 label=f"{_who(names)}, step {step} ({mode.lower()})")
         ax.fill_between(line["epoch"], mean - std, mean + std, color=color, alpha=0.15, linewidth=0)
-        steps.setdefault(step_id, Line2D([], [], color=color, marker=marker, label=_wrap(f"{_who(names)}, step {step}")))
+        steps.setdefault(config_id, Line2D([], [], color=color, marker=marker, label=_wrap(f"{_who(names)}, step {step}")))
         modes += [] if mode in modes else [mode]
     return list(steps.values()) + [Line2D([], [], color="0.2", linestyle=MODE_STYLES.get(mode, ":"), label=mode.lower())
                                    for mode in modes]
@@ -294,9 +294,9 @@ def _many_curves(ax, stats: pd.DataFrame, modes: Sequence[str], sharing: Mapping
         of_mode = stats[stats["mode"] == mode]
         if of_mode.empty:
             continue
-        groups = _lines(of_mode, "step_id", ["epoch", "mean"])
+        groups = _lines(of_mode, "config_id", ["epoch", "mean"])
         ax.add_collection(LineCollection([line for _, line in groups],
-                                         colors=[_color(sharing[step_id], colors) for step_id, _ in groups],
+                                         colors=[_color(sharing[config_id], colors) for config_id, _ in groups],
                                          linestyles=MODE_STYLES.get(mode, ":"), linewidths=0.6, alpha=0.35))
         overall = of_mode.groupby("epoch")["mean"].mean()
         ax.plot(overall.index, overall.values, MODE_STYLES.get(mode, ":"), color="black", linewidth=2,
@@ -386,17 +386,17 @@ def _transfer_panel(ax, rows: pd.DataFrame, names: Sequence[str], sharing: Mappi
     for name in names:
         values = rows[rows["name"] == name]
         points = []
-        for (step, step_id), group in values.groupby(["step", "step_id"], sort=True):
-            shared = len(sharing[step_id]) > 1
+        for (step, config_id), group in values.groupby(["step", "config_id"], sort=True):
+            shared = len(sharing[config_id]) > 1
             stats = seed_stats(group.drop_duplicates(["seed", "split"])["value"])
             x = step + (0.0 if shared else offsets[name])
             points.append((x, stats["mean"]))
-            if step_id in drawn:
+            if config_id in drawn:
                 continue
-            drawn.add(step_id)
+            drawn.add(config_id)
             color = SHARED_COLOR if shared else colors[name]
             ax.errorbar([x], [stats["mean"]], yerr=[np.nan_to_num(stats["std"])], color=color, marker="o",
-                        linestyle="none", capsize=3, gid=f"point|{'+'.join(sharing[step_id])}|{test_set}|{step}")
+                        linestyle="none", capsize=3, gid=f"point|{'+'.join(sharing[config_id])}|{test_set}|{step}")
             ax.scatter(np.full(len(group), x), group["value"], color=color, s=10, alpha=0.5, zorder=3)
         if len(points) > 1:
             xs, ys = zip(*points)
@@ -439,13 +439,13 @@ def plot_final_accuracy(
         raise ValueError(f"no finished step has {split} {objective} results" + (f" at transfer step {step}" if step is not None else ""))
     sharing = _sharing(rows)
     test_sets = list(dict.fromkeys(rows["test_set"]))
-    panels = [(test_set, list(dict.fromkeys(rows[rows["test_set"] == test_set]["step_id"]))) for test_set in test_sets]
+    panels = [(test_set, list(dict.fromkeys(rows[rows["test_set"] == test_set]["config_id"]))) for test_set in test_sets]
     which = "every step" if step is None else f"transfer step {step}"
     xlabel = f"{split_name(split)} {_label(objective)}"
-    if sum(len(step_ids) for _, step_ids in panels) > MANY:
+    if sum(len(config_ids) for _, config_ids in panels) > MANY:
         return _save(_ranked_steps(rows, sharing, test_sets, f"{split_name(split)} {objective} of {which}", xlabel), path)
     colors = experiment_colors(_names(final))
-    labelled = [[_step_row(rows, test_set, step_id, sharing) for step_id in step_ids] for test_set, step_ids in panels]
+    labelled = [[_step_row(rows, test_set, config_id, sharing) for config_id in config_ids] for test_set, config_ids in panels]
     heights = [sum(LINE_INCHES * (label.count("\n") + 1) + 0.16 for _, label in entries) + 0.8 for entries in labelled]
     fig, axes = _figure(8.5, sum(heights) + 0.5, len(panels), 1, layout="constrained",
                         gridspec_kw={"height_ratios": heights})
@@ -457,11 +457,11 @@ def plot_final_accuracy(
     return _save(fig, path)
 
 
-def _step_row(rows: pd.DataFrame, test_set: str, step_id: str, sharing: Mapping[str, List[str]]) -> Tuple[pd.DataFrame, str]:
+def _step_row(rows: pd.DataFrame, test_set: str, config_id: str, sharing: Mapping[str, List[str]]) -> Tuple[pd.DataFrame, str]:
     """The rows of one step on one test set (one per seed) and its row label: who, own comment, step, n."""
-    values = rows[(rows["step_id"] == step_id) & (rows["test_set"] == test_set)].drop_duplicates(["seed"])
+    values = rows[(rows["config_id"] == config_id) & (rows["test_set"] == test_set)].drop_duplicates(["seed"])
     comment = _own_comment(values["comment"].iloc[0])
-    label = f"{_who(sharing[step_id])}\n{comment} (step {int(values['step'].iloc[0])}), n={len(values)}"
+    label = f"{_who(sharing[config_id])}\n{comment} (step {int(values['step'].iloc[0])}), n={len(values)}"
     return values, _wrap(label)
 
 
@@ -472,11 +472,11 @@ def _dot_panel(ax, entries: Sequence[Tuple[pd.DataFrame, str]], sharing: Mapping
     extent = []
     for y, (values, label) in enumerate(entries):
         stats = seed_stats(values["value"])
-        step_id = values["step_id"].iloc[0]
+        config_id = values["config_id"].iloc[0]
         std = float(np.nan_to_num(stats["std"]))
-        color = _color(sharing[step_id], colors)
+        color = _color(sharing[config_id], colors)
         ax.errorbar([stats["mean"]], [y], xerr=[std], color=color, marker="o", markersize=7, capsize=4,
-                    linestyle="none", gid=f"point|{'+'.join(sharing[step_id])}|{int(values['step'].iloc[0])}")
+                    linestyle="none", gid=f"point|{'+'.join(sharing[config_id])}|{int(values['step'].iloc[0])}")
         ax.scatter(values["value"], np.full(len(values), y), color="black", s=12, zorder=3)
         spread = f" ± {stats['std']:.1f}" if stats["std"] == stats["std"] else ""
         ax.text(1.01, y, f"{stats['mean']:.1f}{spread}", transform=ax.get_yaxis_transform(), ha="left", va="center",
@@ -507,18 +507,18 @@ def _ranked_steps(rows: pd.DataFrame, sharing: Mapping[str, List[str]], test_set
     lines, columns = _grid(len(test_sets))
     fig, axes = _figure(5.5 * columns + 1.0, 4.2 * lines, lines, columns, sharey=True)
     for ax, test_set in zip(axes.flat, test_sets):
-        of_set = rows[rows["test_set"] == test_set].drop_duplicates(["step_id", "seed"])
-        stats = of_set.groupby("step_id", sort=False).agg(mean=("value", "mean"), std=("value", "std"),
+        of_set = rows[rows["test_set"] == test_set].drop_duplicates(["config_id", "seed"])
+        stats = of_set.groupby("config_id", sort=False).agg(mean=("value", "mean"), std=("value", "std"),
                                                           step=("step", "first"), comment=("comment", "first"))
         stats = stats.sort_values("mean", ascending=False)
         rank = np.arange(1, len(stats) + 1)
-        colors = [SHARED_COLOR if len(sharing[step_id]) > 1 else "C0" for step_id in stats.index]
+        colors = [SHARED_COLOR if len(sharing[config_id]) > 1 else "C0" for config_id in stats.index]
         ax.errorbar(rank, stats["mean"], yerr=np.nan_to_num(stats["std"].to_numpy()), fmt="none", ecolor="0.6",
                     linewidth=0.6)
         ax.scatter(rank, stats["mean"], c=colors, s=9, zorder=3)
 
-        def who(step_id: str, row: Any) -> str:
-            return f"{_who(sharing[step_id])}, {_own_comment(row.comment)} (step {int(row.step)}): {row['mean']:.1f}"
+        def who(config_id: str, row: Any) -> str:
+            return f"{_who(sharing[config_id])}, {_own_comment(row.comment)} (step {int(row.step)}): {row['mean']:.1f}"
 
         best = [who(i, r) for i, r in stats.head(named).iterrows()]
         worst = [who(i, r) for i, r in stats.tail(named).iterrows()] if len(stats) > 2 * named else []
@@ -638,7 +638,7 @@ def split_level(split: str) -> Optional[Tuple[str, float]]:
     return (found.group("family"), float(found.group("level"))) if found else None
 
 
-LEVEL_COLUMNS = ["panel", "xlabel", "step_id", "name", "seed", "step", "comment", "last", "level", "value"]
+LEVEL_COLUMNS = ["panel", "xlabel", "config_id", "name", "seed", "step", "comment", "last", "level", "value"]
 
 
 def level_test_sets(final: pd.DataFrame, objective: str = "accuracy", task: Optional[str] = None) -> pd.DataFrame:
@@ -669,7 +669,7 @@ def _nested_levels(rows: pd.DataFrame) -> pd.DataFrame:
              for test_set in kinds.index}  # fmt: skip
     xlabel = {test_set: "severity" if corrupted[test_set] else LEVEL_NAMES.get(kinds[test_set][0], "level")
               for test_set in kinds.index}
-    keys = ["test_set", "step_id", "name", "seed", "step", "comment", "last", "level"]
+    keys = ["test_set", "config_id", "name", "seed", "step", "comment", "last", "level"]
     means = rows.groupby(keys, sort=False, dropna=False)["value"].mean().reset_index()
     return means.assign(panel=means["test_set"].map(panel), xlabel=means["test_set"].map(xlabel))
 
@@ -691,7 +691,7 @@ def _named_levels(rows: pd.DataFrame) -> pd.DataFrame:
         labels.append(f"{family.replace('_', ' ')}: level")
     rows = rows.assign(panel=panels, level=levels, xlabel=labels)
     rows = rows[rows.groupby("panel")["level"].transform("nunique") >= 2]
-    keys = ["panel", "xlabel", "step_id", "name", "seed", "step", "comment", "last", "level"]
+    keys = ["panel", "xlabel", "config_id", "name", "seed", "step", "comment", "last", "level"]
     return rows.groupby(keys, sort=False, dropna=False)["value"].mean().reset_index()
 
 
@@ -740,20 +740,20 @@ def plot_robustness_test_sets(
 def _level_lines(ax, rows: pd.DataFrame, sharing: Mapping[str, List[str]], colors: Mapping[str, Any]) -> None:
     """One test set: a line per step through its mean over the seeds at each level, error bars one std
     (a shared step once, in gray); beyond :data:`MANY` steps thin lines and their mean in black."""
-    step_ids = list(dict.fromkeys(rows["step_id"]))
-    many = len(step_ids) > MANY
-    for step_id in step_ids:
-        of_step = rows[rows["step_id"] == step_id]
+    config_ids = list(dict.fromkeys(rows["config_id"]))
+    many = len(config_ids) > MANY
+    for config_id in config_ids:
+        of_step = rows[rows["config_id"] == config_id]
         of_step = of_step[of_step["name"] == of_step["name"].iloc[0]]  # a shared step: its seeds once
         by_level = of_step.groupby("level")["value"]
         mean, std = by_level.mean(), by_level.std(ddof=1).fillna(0.0)
         step = int(of_step["step"].iloc[0])
         style = {"linewidth": 0.6, "alpha": 0.4, "markersize": 2} if many else {"capsize": 3}
-        ax.errorbar(mean.index, mean.values, yerr=None if many else std.values, color=_color(sharing[step_id], colors),
+        ax.errorbar(mean.index, mean.values, yerr=None if many else std.values, color=_color(sharing[config_id], colors),
                     linestyle="-" if of_step["last"].all() else "--", marker=MARKERS[step % len(MARKERS)],
-                    gid=f"level|{rows['panel'].iloc[0]}|{'+'.join(sharing[step_id])}|{step}", **style)
+                    gid=f"level|{rows['panel'].iloc[0]}|{'+'.join(sharing[config_id])}|{step}", **style)
     if many:
-        overall = rows.groupby(["step_id", "level"])["value"].mean().groupby("level").mean()
+        overall = rows.groupby(["config_id", "level"])["value"].mean().groupby("level").mean()
         ax.plot(overall.index, overall.values, color="black", linewidth=2)
 
 

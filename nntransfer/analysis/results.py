@@ -4,14 +4,14 @@ Every finished step of every transfer experiment stores ``output = {"tracker": A
 "final": final evaluation, ...}`` (see ``nntransfer.trainer``). This module turns them into three frames:
 
 ``status``  one row per (name, seed, step) of the recipe, finished or not:
-            name, seed, step, comment, state, score, error, chain_steps, chain_complete, code
+            name, seed, step, comment, state, score, error, chain_steps, chain_complete, code, step_id
 ``curves``  one row per value of the training log:
-            name, seed, step, comment, mode, task, objective, epoch, value
+            name, seed, step, comment, mode, task, objective, epoch, value, step_id, config_id
 ``final``   one row per value of the final evaluation:
             name, seed, step, comment, split, variant, group, level, task, objective, value,
-            chain_steps, chain_complete, test_set, step_id
+            chain_steps, chain_complete, test_set, step_id, config_id
 ``steps``   one row per (name, seed, step) of the recipe: who a step is (see below)
-            name, seed, step, comment, label, state, step_id, shared_by, scratch_id, test_set, continues, code
+            name, seed, step, comment, label, state, step_id, config_id, shared_by, scratch_id, test_set, continues, code
 
 In ``final``, ``split`` is the evaluated split ("validation", "test", "test_rotated", "c_test",
 "validation_noise"), ``variant`` how it was evaluated ("plain", "bn_train", "mc_dropout"), ``group`` the
@@ -31,8 +31,11 @@ Which rows are comparable:
   ``nntransfer.pipeline.step``): they are the earlier step's test sets. A split a custom dataset function
   adds is the test set its name says: name it after an earlier step's test set (e.g. ``"0-4"``) and it
   counts as that test set in the forgetting and the accuracy matrix of ``nntransfer.analysis.metrics``.
-- ``step_id`` is the same for the same configs from the chain's first step up to this one (the seed left
-  out): chains that share a pre-training step share its ``step_id``, and plots draw it once.
+- ``step_id`` is the step's id in the store: the hash of its full key (seed included), the name of its
+  folder in a work folder, the id whose first 8 characters ``status`` and ``run`` print and whose unique
+  prefix ``diff``, ``lineage`` and ``forget`` take (``nntransfer.run()``'s rows carry it as ``.id``).
+- ``config_id`` is the same for the same configs from the chain's first step up to this one (the seed left
+  out): chains that share a pre-training step share its ``config_id`` on every seed, and plots draw it once.
   ``shared_by`` lists the experiments that share it.
 - ``scratch_id`` identifies a step's data, model and trainer without its transfer settings (the chain
   settings and every field and main-loop module of a transfer method's mixin; see
@@ -70,11 +73,11 @@ from nntransfer.training_log import tracker_rows  # not the trainer package: rea
 logger = logging.getLogger(__name__)
 
 STEP_COLUMNS = ["name", "seed", "step", "comment"]
-STATUS_COLUMNS = STEP_COLUMNS + ["state", "score", "error", "chain_steps", "chain_complete", "code"]
-CURVE_COLUMNS = STEP_COLUMNS + ["mode", "task", "objective", "epoch", "value", "step_id"]
+STATUS_COLUMNS = STEP_COLUMNS + ["state", "score", "error", "chain_steps", "chain_complete", "code", "step_id"]
+CURVE_COLUMNS = STEP_COLUMNS + ["mode", "task", "objective", "epoch", "value", "step_id", "config_id"]
 FINAL_COLUMNS = STEP_COLUMNS + ["split", "variant", "group", "level", "task", "objective", "value",
-                                "chain_steps", "chain_complete", "test_set", "step_id"]
-STEPS_COLUMNS = STEP_COLUMNS + ["label", "state", "step_id", "shared_by", "scratch_id", "test_set", "continues", "code"]
+                                "chain_steps", "chain_complete", "test_set", "step_id", "config_id"]
+STEPS_COLUMNS = STEP_COLUMNS + ["label", "state", "step_id", "config_id", "shared_by", "scratch_id", "test_set", "continues", "code"]
 #: suffixes the trainer appends to a split evaluated another way (e.g. "test_bn_train")
 VARIANTS = ("bn_train", "mc_dropout")
 MAIN_TASK = TASK_KEY
@@ -189,7 +192,7 @@ def own_comments(chain: TransferExperiment) -> List[str]:
     return [entry.get("comment") or "" for entry in chain.to_dict()["configs"]]
 
 
-def step_ids(chain: TransferExperiment) -> List[str]:
+def config_ids(chain: TransferExperiment) -> List[str]:
     """Per step: the hash of the configs from the chain's first step up to it, seeds left out (the same
     for a pre-training step that several chains share)."""
     ids, history = [], []
@@ -215,7 +218,7 @@ class _ChainFacts:
     of many chains spends its time on."""
 
     comments: List[str]  # each step's own comment
-    ids: List[str]  # step_ids
+    ids: List[str]  # config_ids
     datasets: List[Dict[str, Any]]  # each step's dataset config's to_dict()
     test_sets: List[Optional[str]]  # the identity of each step's test split
 
@@ -229,7 +232,7 @@ def _chain_facts(recipe: Recipe) -> Dict[Any, _ChainFacts]:
                 dataset = step.dataset.to_dict()
                 seen[id(step.dataset)] = (dataset, split_identity(dataset, "test"))
         datasets, identities = zip(*(seen[id(step.dataset)] for step in chain))
-        facts[description] = _ChainFacts(own_comments(chain), step_ids(chain), list(datasets), list(identities))
+        facts[description] = _ChainFacts(own_comments(chain), config_ids(chain), list(datasets), list(identities))
     return facts
 
 
@@ -274,18 +277,19 @@ def _step_frame(recipe: Recipe, status: pd.DataFrame, names: Mapping[str, str], 
     positions = list(zip(status["name"], status["seed"], status["step"]))
     state = dict(zip(positions, status["state"]))
     code = dict(zip(positions, status["code"])) if "code" in status else {}
+    ids = dict(zip(positions, status["step_id"])) if "step_id" in status else {}
     rows = []
     for description, chain in recipe.transfer_experiments.items():
         known = facts[description]
-        for level, (step, label, step_id, identity) in enumerate(zip(chain, known.comments, known.ids, known.test_sets)):
+        for level, (step, label, config_id, identity) in enumerate(zip(chain, known.comments, known.ids, known.test_sets)):
             position = (description.name, description.seed, level)
             rows.append(dict(name=description.name, seed=description.seed, step=level, comment=step.comment,
                              label=label or step.comment or f"step {level}", state=state[position],
-                             step_id=step_id, scratch_id=scratch_id(step), test_set=names.get(identity, ""),
+                             step_id=ids.get(position, ""), config_id=config_id, scratch_id=scratch_id(step), test_set=names.get(identity, ""),
                              continues=continues_previous(step, level), code=code.get(position, "")))
     frame = pd.DataFrame(rows, columns=[c for c in STEPS_COLUMNS if c != "shared_by"])
-    sharing = frame.groupby("step_id", sort=False)["name"].agg(lambda n: ", ".join(dict.fromkeys(n)))
-    frame["shared_by"] = frame["step_id"].map(sharing)
+    sharing = frame.groupby("config_id", sort=False)["name"].agg(lambda n: ", ".join(dict.fromkeys(n)))
+    frame["shared_by"] = frame["config_id"].map(sharing)
     return frame[STEPS_COLUMNS]
 
 
@@ -344,8 +348,8 @@ def collect_results(recipe: Recipe, store: Store) -> Results:
     status_rows = mark_drift(step_status(store, recipe, list(keys.values())), current_drift(store, recipe, list(keys.values())),
                              changed_state=False)
     status = pd.DataFrame(
-        [(r.name, r.seed, r.step, r.comment, r.state, r.score, r.error, r.code) for r in status_rows],
-        columns=STATUS_COLUMNS[:7] + ["code"],
+        [(r.name, r.seed, r.step, r.comment, r.state, r.score, r.error, r.code, r.id) for r in status_rows],
+        columns=STATUS_COLUMNS[:7] + ["code", "step_id"],
     )
     if status.empty:
         raise ValueError(f"recipe {recipe.name} defines no experiments")
@@ -363,6 +367,7 @@ def collect_results(recipe: Recipe, store: Store) -> Results:
 
     positions = list(zip(status["name"], status["seed"], status["step"]))
     state = dict(zip(positions, status["state"]))
+    step_id = dict(zip(positions, status["step_id"]))
     completeness = dict(zip(positions, zip(status["chain_steps"], status["chain_complete"])))
     facts = _chain_facts(recipe)
     test_sets = _name_test_sets(facts.values())
@@ -383,7 +388,7 @@ def collect_results(recipe: Recipe, store: Store) -> Results:
                 continue
             ids = (description.name, description.seed, level, chain[level].comment)
             if "tracker" in output:
-                curves.extend((*ids, *row, known.ids[level]) for row in tracker_rows(output["tracker"]))
+                curves.extend((*ids, *row, step_id[position], known.ids[level]) for row in tracker_rows(output["tracker"]))
             if "final" in output:
                 chain_steps, chain_complete = completeness[position]
                 datasets = tuple(id(step.dataset) for step in chain[: level + 1])
@@ -392,7 +397,7 @@ def collect_results(recipe: Recipe, store: Store) -> Results:
                         named[(datasets, row[0])] = _split_test_set(row[0], known.datasets[level], test_sets,
                                                                     known.datasets[:level])
                     finals.append((*ids, *row, int(chain_steps), bool(chain_complete), named[(datasets, row[0])],
-                                   known.ids[level]))
+                                   step_id[position], known.ids[level]))
     order = _chain_order(status)
     curves_frame = pd.DataFrame(curves, columns=CURVE_COLUMNS) if curves else pd.DataFrame(columns=CURVE_COLUMNS)
     final_frame_ = pd.DataFrame(finals, columns=FINAL_COLUMNS) if finals else pd.DataFrame(columns=FINAL_COLUMNS)
