@@ -43,6 +43,8 @@ def test_digits_notebook_runs_and_plots(tmp_path, monkeypatch, backend):
     assert not errors, errors
     printed = "\n".join(text_of(o) for o in outputs)
     assert "IProgress" not in printed and "Warning" not in printed, printed
+    run_output = "\n".join(text_of(o) for o in code[0].outputs)
+    assert run_output.strip() == "0 reused, 6 trained, 0 failed", run_output  # no line per epoch
     # the analysis cell: three lines, five figures shown inline
     analysis = next(cell for cell in code if "plot_all" in cell.source)
     assert len([line for line in analysis.source.splitlines() if line.strip()]) == 3
