@@ -292,14 +292,15 @@ def test_a_pruner_stops_the_hopeless_trials_early_and_stores_none_of_their_steps
     assert "2 finished trial(s) and 2 pruned, 4 run now" in str(result)
 
     from nntransfer.pipeline.addresses import open_store
-    from nntransfer.pipeline.store import DONE, WAITING
+    from nntransfer.pipeline.store import DONE, INTERRUPTED
     from nntransfer.recipes.loading import load_recipe
     from nntransfer.search.run import load_space
 
     base = next(iter(load_recipe(str(recipe)).transfer_experiments.values()))
     keys = {lr: load_space(str(space)).trial_chain(base, {"scratch/trainer/lr": lr}).step_key(0) for lr in frame.index}
     states = [state.state for state in open_store(store).states(list(keys.values()))]
-    assert dict(zip(keys, states)) == {1e-8: DONE, 3e-3: DONE, 1e-9: WAITING, 1e-10: WAITING}  # pruned: not stored, not failed
+    # pruned: not stored, not failed; their checkpoints stay, so the same setting tried again resumes
+    assert dict(zip(keys, states)) == {1e-8: DONE, 3e-3: DONE, 1e-9: INTERRUPTED, 1e-10: INTERRUPTED}
 
     again = run_search(str(recipe), str(space), trials=4, store=store, progress=False)
     assert again.ran == 0 and again.pruned == 2  # pruned trials count: nothing is trained again

@@ -22,7 +22,7 @@ from toy_steps import ToyDatasetConfig, ToyModelConfig, ToyTrainerConfig
 
 from nntransfer.configs import Description, Experiment, TransferExperiment
 from nntransfer.errors import DatabaseLost
-from nntransfer.pipeline.store import DONE, RUNNING, WAITING
+from nntransfer.pipeline.store import DONE, INTERRUPTED, RUNNING, WAITING
 from nntransfer.recipes.loading import Recipe, load_recipe
 from nntransfer.tables import activate, compat, database
 from nntransfer.tables.heartbeat import heartbeat, reservations
@@ -452,7 +452,7 @@ def test_losing_the_database_mid_job_raises_one_line_and_leaves_the_job_resumabl
     assert "\n" not in message and message.startswith("lost the database at ")
     assert "while training step 0 (seed 1001)" in message and "resume from their checkpoints" in message
     assert len(faults.schema.jobs) == 0  # neither failed nor reserved
-    assert store.states([chain.step_key(0)])[0].state == WAITING
+    assert store.states([chain.step_key(0)])[0].state == INTERRUPTED  # its checkpoints are kept
 
     store.run(recipe, progress=False)
     runs = log_lines(log)
