@@ -25,11 +25,25 @@ Construction
 While a config is being built (from the start of the outermost ``__init__`` until ``BaseConfig.__init__``
 applies the keyword arguments), a plain assignment ``self.x = value`` *declares* the field ``x`` and sets
 it only if it is still unset (or ``None``), so that the outer class (the subclass) wins over the classes
-it builds on, and keyword arguments win over every class. ``set_defaults(x=...)`` does the same for the
-library's own classes (it keeps a ``None`` an outer class set). After ``BaseConfig.__init__`` has applied
-the keywords, assignment is plain assignment again (``conditional_assignment`` derives values that way).
-A keyword that no class declared is a ``ValueError`` (one line, naming the closest field) once the
-outermost ``__init__`` returns.
+it builds on, and keyword arguments win over every class. ``set_defaults(x=...)``, which the library's own
+classes and mixins use, only supplies a default: it sets nothing that is set (it keeps a ``None`` an outer
+class set), and any class's assignment replaces it, wherever that class sits in the MRO. So in
+``class X(OrbitLearningMixin, Base)``, where the recipe's ``Base(ClassificationTrainerConfig)`` assigns
+``self.lr = 0.001``, ``X`` trains at 0.001: the mixin's ``lr=0.01`` is a default, like the library's own,
+and the recipe's classes are outer to the library's. (The original nntransfer let the first assignment in
+the MRO win, but its mixins set only their own fields, so a recipe's ``Base`` kept its ``lr`` there too.)
+Among a recipe's own classes the first assignment in the MRO still wins, as in the original; a keyword
+wins over all. After ``BaseConfig.__init__`` has applied the keywords, assignment is plain assignment
+again (``conditional_assignment`` derives values that way). A keyword that no class declared is a
+``ValueError`` (one line, naming the closest field) once the outermost ``__init__`` returns.
+
+Values
+------
+A numpy scalar, as recipes compute them (``np.int64``, ``np.float32``, ``np.bool_``, also nested in lists,
+tuples and dicts), is stored as the Python number it stands for (``codec.plain_numbers``) before it is
+checked or hashed, so ``max_iter=np.int64(5)`` names the same experiment as ``max_iter=5``. A value whose
+kind contradicts the field's default is still an error: a float (``1.5``, also ``2.0``) or a bool for an
+int field, a bool for a float field, a string for a number.
 
 ``from_dict`` accepts exactly the fields of the class it is called on: what it accepts depends on the
 class and the call, never on which configs the process built before. A library function that receives
@@ -51,6 +65,7 @@ the writer the tables install (``nntransfer.configs.table_writer``).
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import numbers
 from collections import namedtuple
@@ -63,6 +78,8 @@ from nntransfer.configs.original import OriginalIdiom, aliases_of
 from nntransfer.configs.runtime import RUNTIME_FIELDS
 from nntransfer.configs.table_writer import table_writer
 from nntransfer.registry import did_you_mean
+
+logger = logging.getLogger(__name__)
 
 Description = namedtuple("Description", "name seed")
 Description.__doc__ = "Names one transfer experiment of a recipe: ``Description(name, seed)``."
@@ -104,6 +121,18 @@ def _first_non_finite(value: Any, infinite_ok: bool) -> Any:
 
 class BaseConfig(OriginalIdiom, ConfigJSON):
     """Base of dataset, model and trainer configs.
+
+    Which fields are read: a config's function (``fn``) receives every field. nntransfer's own functions
+    (the data set loader, the model builders, the classification trainer: any function defined in the
+    ``nntransfer`` package) rebuild nntransfer's config class from them, so they read the fields that
+    nntransfer's own classes declare (``nntransfer.configs.declared``): the config classes and mixins of
+    ``nntransfer.configs`` in the config's hierarchy, the library config classes whose ``fn`` is the same
+    function, and, for a trainer, the ``config_mixin`` of every main-loop module it lists (a user's own
+    transfer-method mixin included: its module reads its fields). Any other field on a config whose ``fn``
+    is nntransfer's would be hashed and ignored, so the recipe check of ``nntransfer run`` (and
+    ``--dry-run``, ``--fast-dev-run``) refuses it before anything trains, with one line naming the
+    experiment, the class, the field and the closest field (``learning_rate``: did you mean ``'lr'``?). A
+    config whose ``fn`` is the user's own function may carry any field: that function reads what it reads.
 
     Class attributes:
         config_name: prefix of the table columns (``dataset``/``model``/``trainer``).
@@ -204,24 +233,34 @@ class BaseConfig(OriginalIdiom, ConfigJSON):
             self._finish_aliases(used, {field: via for field, _, via in entries if via})
 
     def set_defaults(self, **defaults: Any) -> None:
-        """Set field defaults unless already set. Library classes use this, so that a subclass which
-        assigns its own defaults before calling ``super().__init__`` keeps them."""
+        """Set field defaults unless already set. Library classes (and their mixins) use this: a default
+        never overrides a value, and an assignment by any class, before or after it in the MRO, overrides
+        the default (module docstring, "Construction"), so that ``class X(OrbitLearningMixin, Base)`` keeps
+        the ``lr`` that the recipe's ``Base`` assigns."""
         state = self.__dict__.get(STATE)
         for name, value in defaults.items():
             if state is not None:
                 state.loaded_only.discard(name)
                 if name in state.from_kwargs:
                     state.defaults.setdefault(name, value)
+                elif name not in self.__dict__:
+                    state.class_defaults.add(name)
             self.__dict__.setdefault(name, value)
 
     def _declare(self, field: str, value: Any, via: Optional[str], state: Construction) -> None:
         """A construction-time assignment: declares ``field``; sets it if unset or None (keywords and
-        outer classes win; an alias may refine what an alias set, e.g. input_height after input_width)."""
+        outer classes win; an alias may refine what an alias set, e.g. input_height after input_width) or
+        if its value is a ``set_defaults`` default (an assignment wins over every ``set_defaults``)."""
         state.loaded_only.discard(field)
         if field in state.from_kwargs:
             state.defaults.setdefault(field, value)
             return
         current = self.__dict__.get(field, MISSING)
+        if field in state.class_defaults:
+            state.class_defaults.discard(field)
+            logger.debug("%s.%s: an assignment (%r) replaces the default %r that a class set with set_defaults",
+                         type(self).__name__, field, value, current)
+            current = MISSING
         if current is MISSING or current is None or (via is not None and field in state.alias_owned):
             self.__dict__[field] = value
             if via is not None:
@@ -281,7 +320,9 @@ class BaseConfig(OriginalIdiom, ConfigJSON):
         self._finish_aliases(used, {field: via for field, _, via in entries if via})
 
     def _check_type(self, name: str, value: Any, default: Any = MISSING) -> None:
-        """Reject a value whose kind contradicts the field's default (None always allowed)."""
+        """Reject a value whose kind contradicts the field's default (None always allowed). Numpy scalars
+        arrive here as Python numbers (``codec.plain_numbers``); a bool is no number for an int or float
+        field (``max_iter=True`` is a mistake, not 1), a float no int (``max_iter=1.5``, also ``2.0``)."""
         if default is MISSING:
             default = getattr(self, name, None)
         if value is None or default is None:
@@ -290,9 +331,9 @@ class BaseConfig(OriginalIdiom, ConfigJSON):
         if isinstance(default, bool):
             ok = isinstance(value, (bool, int))
         elif isinstance(default, int):
-            ok = isinstance(value, int)
+            ok = isinstance(value, int) and not isinstance(value, bool)
         elif isinstance(default, float):
-            ok = isinstance(value, _NUMBER_TYPES)
+            ok = isinstance(value, _NUMBER_TYPES) and not isinstance(value, bool)
         elif isinstance(default, str):
             ok = isinstance(value, str)
         elif isinstance(default, (list, tuple)):

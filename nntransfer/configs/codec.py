@@ -7,12 +7,17 @@ JSON objects have only string keys and no tuples. ``encode`` keeps dicts whose k
 plain objects; any other dict becomes ``{"__items__": [[key, value], ...]}`` (tuple, float, int, bool and
 None keys round-trip), a tuple ``{"__tuple__": [...]}``; numpy scalars and arrays become numbers and
 lists. ``decode`` is the inverse; ``dumps``/``loads`` wrap both.
+
+``plain_numbers`` turns numpy scalars (``np.int64``, ``np.float32``, ``np.bool_``), also nested in lists,
+tuples and dicts, into the Python numbers they stand for before a config stores them, so that a value a
+recipe computed with numpy names the same experiment as the literal.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import numbers
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -40,6 +45,41 @@ def make_hash(obj: Any) -> str:
     else:
         hashed.update(str(obj).encode())
     return hashed.hexdigest()
+
+
+def _is_numpy_scalar(value: Any) -> bool:
+    """A numpy scalar (not an array): checked by type, so that configs need not import numpy."""
+    kind = type(value)
+    return kind.__module__ == "numpy" and kind.__name__ != "ndarray" and hasattr(value, "dtype")
+
+
+def plain_number(value: Any) -> Any:
+    """``value`` as a Python number if it is a numpy scalar: an integer becomes ``int``, a boolean ``bool``,
+    a floating number ``float`` (a float16/float32 through its shortest decimal form, ``np.float32(0.1)`` ->
+    ``0.1``, the literal it was computed from, rather than ``0.10000000149011612``); anything else as is."""
+    if not _is_numpy_scalar(value):
+        return value
+    kind = value.dtype.kind
+    if kind == "b":
+        return bool(value)
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if kind == "f":
+        return float(value) if value.dtype.itemsize >= 8 else float(str(value))
+    return value
+
+
+def plain_numbers(value: Any) -> Any:
+    """``value`` with every numpy scalar in it (nested in plain lists, tuples and dicts, keys included) a Python
+    number (:func:`plain_number`); other containers and objects are left as they are."""
+    kind = type(value)
+    if kind is list:
+        return [plain_numbers(item) for item in value]
+    if kind is tuple:
+        return tuple(plain_numbers(item) for item in value)
+    if kind is dict:
+        return {plain_numbers(key): plain_numbers(item) for key, item in value.items()}
+    return plain_number(value)
 
 
 def encode(value: Any) -> Any:

@@ -31,6 +31,7 @@ class Construction:
         self.carry_unknown = carry_unknown  # from_dict(carry_unknown=True): keep keys that are no field
         self.from_kwargs: Set[str] = set()  # fields a keyword set: no class overrides them
         self.loaded_only: Set[str] = set()  # names load_kwargs set that no class has declared (yet)
+        self.class_defaults: Set[str] = set()  # fields whose value is still a set_defaults default (any assignment wins)
         self.defaults: Dict[str, Any] = {}  # a class's default of a field a keyword set first (type check)
         self.alias_given: Set[str] = set()  # original names given (by a keyword or an outer class)
         self.alias_owned: Dict[str, str] = {}  # field -> the original name that set it

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional
 
 from nntransfer.configs.base import BaseConfig
+from nntransfer.configs.codec import plain_number
 from nntransfer.configs.table_writer import table_writer
 
 
@@ -25,6 +26,7 @@ class Experiment:
         for role, config, expected in (("dataset", dataset, "dataset"), ("model", model, "model"), ("trainer", trainer, "trainer")):
             if not isinstance(config, BaseConfig) or config.config_name != expected:
                 raise ValueError(f"Experiment {role} must be a {expected} config, got {type(config).__name__}")
+        seed = plain_number(seed)  # a seed computed with numpy (np.int64) names the same experiment as the int
         if not isinstance(seed, int) or isinstance(seed, bool):
             raise ValueError(f"Experiment seed must be an int, got {seed!r}")
         self.dataset = dataset

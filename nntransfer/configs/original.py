@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Set, Tuple, Union
 
+from nntransfer.configs.codec import plain_numbers
 from nntransfer.configs.construction import NOT_FIELDS, STATE, Construction
 
 _CONFIGS_DIR = str(Path(__file__).resolve().parent)
@@ -160,11 +161,13 @@ class OriginalIdiom:
         self, values: Mapping[str, Any], state: Optional[Construction], memory: Dict[str, Any], default_mode: bool
     ) -> Tuple[Entries, Set[str]]:
         """``values`` with original names and forms translated: ``[(field, value, original name or None)]``
-        and the original names used."""
+        and the original names used. Every value that enters a config passes here, so numpy scalars become
+        Python numbers here (``codec.plain_numbers``), before they are checked or hashed."""
         aliases = aliases_of(type(self))
         entries: Entries = []
         used: Set[str] = set()
         for name, value in values.items():
+            value = plain_numbers(value)
             alias = aliases.get(name)
             if alias is None or (alias.original_idiom and not self._reads_original_forms(state)):
                 entries.append((name, value, None))

@@ -6,6 +6,15 @@ loader checks ``dataset_cls`` against the data set registry, the model builder t
 trainer the optimizer, losses, scheduler, cycler and main-loop modules. A problem is one ``ValueError``
 line that names the config class, the field and what exists.
 
+Then every field must be read by something: on a config whose ``fn`` is one of nntransfer's own functions,
+a field that none of nntransfer's classes declare (the rule is ``BaseConfig``'s docstring: the library
+classes in the config's hierarchy and those of its function, and for a trainer the mixins of its main-loop
+modules) would be hashed and ignored, e.g. the original recipes' ``learning_rate``, ``total_steps``,
+``regularization`` or ``train_shift`` (and so would a key of the original form's ``student_model`` dict that
+its model function does not read). Each is one line naming the experiment, seed and step, the class, the
+field and the closest field; all of them (each class and field once) are raised together as a
+:class:`~nntransfer.errors.ChainCheckError`. A config whose ``fn`` is the user's own is not checked.
+
 ``preflight`` then checks every chain whole, for the steps still to train, before any result or failure
 record is written (each distinct data set and model built once, on the CPU, untrained):
 
@@ -26,17 +35,20 @@ Every problem is one line naming the experiment, seed and step; all of them are 
 
 from __future__ import annotations
 
+import functools
 import logging
 from types import SimpleNamespace
-from typing import Any, Callable, Dict, List, Mapping, Optional, Set
+from typing import Any, Callable, Dict, FrozenSet, List, Mapping, Optional, Set, Tuple
 
 import numpy as np
 
 from nntransfer.configs.base import BaseConfig
 from nntransfer.configs.codec import make_hash
+from nntransfer.configs.declared import declared_fields, library_config_classes, library_fields
 from nntransfer.errors import ChainCheckError
 from nntransfer.pipeline.step import StepSpec, resolve_function
 from nntransfer.recipes.loading import Recipe
+from nntransfer.registry import did_you_mean
 
 logger = logging.getLogger(__name__)
 
@@ -61,18 +73,159 @@ def check_config(config: BaseConfig) -> None:
             raise ValueError(f"{name}: {err}") from None
 
 
+#: fields of the original sinzlab recipes whose counterpart here has another name: what to write instead
+ORIGINAL_COUNTERPARTS: Dict[Tuple[str, str], str] = {
+    ("trainer", "total_steps"): "the training length is 'max_iter' (epochs)",
+    ("trainer", "regularization"): (
+        "a transfer method is a mixin of the trainer class here (KnowledgeDistillationMixin, RDLMixin, "
+        "AttentionTransferMixin, LayerMatchingMixin, ParameterDistanceMixin, OrbitLearningMixin, OrbitTransferMixin)"
+    ),
+    ("dataset", "train_shift"): "MNIST1DConfig takes it as dataset_kwargs={'train_shift': ...}",
+}
+
+
+def _is_builtin(function: Callable) -> bool:
+    """Whether ``function`` is one of nntransfer's own (defined in the ``nntransfer`` package)."""
+    module = getattr(function, "__module__", None) or ""
+    return module == "nntransfer" or module.startswith("nntransfer.")
+
+
+@functools.lru_cache(maxsize=None)
+def _fields_of_functions() -> Dict[Callable, FrozenSet[str]]:
+    """{nntransfer's function: the fields of nntransfer's config classes that name it in ``fn``}."""
+    found: Dict[Callable, Set[str]] = {}
+    for klass in library_config_classes():
+        path = klass.__dict__.get("fn")
+        if not path:
+            continue
+        try:
+            function = resolve_function(path)
+        except ValueError as err:  # an optional extra that is not installed
+            logger.debug("%s.fn does not import: %s", klass.__name__, err)
+            continue
+        found.setdefault(function, set()).update(declared_fields(klass))
+    return {function: frozenset(names) for function, names in found.items()}
+
+
+def _module_mixins(config: BaseConfig) -> List[type]:
+    """The ``config_mixin`` of every main-loop module ``config`` lists (a trainer's; none for other roles)."""
+    from nntransfer.trainer.main_loop_modules import get as get_module
+
+    mixins: List[type] = []
+    for name in config.__dict__.get("main_loop_modules") or ():
+        try:
+            mixin = get_module(name).config_mixin
+        except ValueError:  # an unknown module: check_config names it
+            continue
+        if mixin is not None and mixin not in mixins:
+            mixins.append(mixin)
+    return mixins
+
+
+def fields_read(config: BaseConfig) -> Optional[FrozenSet[str]]:
+    """The fields of ``config`` that its function reads, by ``BaseConfig``'s rule; None when its function is
+    the user's own (it reads what it reads)."""
+    function = resolve_function(config.fn, config.config_name)
+    if not _is_builtin(function):
+        return None
+    names = set(library_fields(type(config))) | _fields_of_functions().get(function, frozenset())
+    for mixin in _module_mixins(config):
+        names |= declared_fields(mixin)
+    return frozenset(names)
+
+
+def _hint(config: BaseConfig, field: str, read: FrozenSet[str]) -> str:
+    """What to write instead of ``field``: the original recipes' counterpart, the mixin that declares it, the
+    closest field read, or the field whose name is its initials (``learning_rate`` -> ``lr``)."""
+    counterpart = ORIGINAL_COUNTERPARTS.get((config.config_name, field))
+    if counterpart:
+        return f"; {counterpart}"
+    if config.config_name == "trainer":
+        from nntransfer.trainer.main_loop_modules import available
+        from nntransfer.trainer.main_loop_modules import get as get_module
+
+        for name in available():
+            mixin = get_module(name).config_mixin
+            if mixin is not None and field in declared_fields(mixin):
+                return f"; it is a field of {mixin.__name__}: derive {type(config).__name__} from it"
+    hint = did_you_mean(field, read)
+    if hint:
+        return hint
+    initials = "".join(word[0] for word in field.split("_") if word)
+    return f"; did you mean {initials!r}?" if len(initials) > 1 and initials in read else ""
+
+
+def unread_fields(config: BaseConfig) -> List[str]:
+    """One line per field of ``config`` that its function does not read (``BaseConfig``'s rule): the class,
+    the field, the closest field and what to do. Empty for a config whose function is the user's own."""
+    read = fields_read(config)
+    if read is None:
+        return []
+    name = type(config).__name__
+    lines = []
+    for field in config.field_names():
+        if field not in read:
+            hint = _hint(config, field, read)
+            lines.append(
+                f"{name}.{field} is read by nothing ({config.fn} reads only the fields of nntransfer's own "
+                f"{config.config_name} classes and mixins){hint}{'' if hint.endswith('?') else '.'} Remove it, or "
+                f"name a function of your own that reads it in {name}.fn"
+            )
+    return lines + _unread_student_fields(config)
+
+
+def _unread_student_fields(config: BaseConfig) -> List[str]:
+    """The original form's ``student_model`` dict (a model config's ``to_dict()``): its keys that the model
+    function it names does not read, when that function is nntransfer's (the dict has lost its class, so the
+    fields of nntransfer's model classes of that function are what is read)."""
+    student = config.__dict__.get("student_model")
+    if not isinstance(student, dict) or not isinstance(student.get("fn"), str):
+        return []
+    try:
+        function = resolve_function(student["fn"], "model")
+    except ValueError:
+        return []  # the trainer's checker names a model function that does not import
+    read = _fields_of_functions().get(function) if _is_builtin(function) else None
+    if read is None:
+        return []
+    name = type(config).__name__
+    lines = []
+    for key in student:
+        if key not in read:
+            hint = did_you_mean(key, read)
+            lines.append(
+                f"{name}.student_model[{key!r}] is read by nothing ({student['fn']} reads only the fields of "
+                f"nntransfer's own model classes){hint}{'' if hint else '.'} Remove it from the student's model "
+                "config, or name a function of your own that reads it in its fn"
+            )
+    return lines
+
+
 def validate_recipe(recipe: Recipe) -> None:
-    """Check every config of every step of ``recipe`` (each distinct config once)."""
+    """Check every config of every step of ``recipe`` (each distinct config once): its names
+    (:func:`check_config`, a ``ValueError`` at the first problem), then that its function reads every field
+    (:func:`unread_fields`; a :class:`~nntransfer.errors.ChainCheckError` with each class and field once)."""
     if not recipe.transfer_experiments:
         raise ValueError(f"recipe {recipe.name} defines no experiments")
     seen: Set[str] = set()
-    for chain in recipe.transfer_experiments.values():
-        for step in chain:
+    problems: List[str] = []
+    reported: Set[Tuple[type, str]] = set()
+    for description, chain in recipe.transfer_experiments.items():
+        for level, step in enumerate(chain):
+            label = f"experiment {description.name!r} (seed {description.seed}) step {level}"
             for config in step.configs.values():
                 marker = type(config).__qualname__ + make_hash(config.to_dict())
-                if marker not in seen:
-                    check_config(config)
-                    seen.add(marker)
+                if marker in seen:
+                    continue
+                check_config(config)
+                seen.add(marker)
+                for line in unread_fields(config):
+                    key = (type(config), line.split(" ", 1)[0])
+                    if key not in reported:
+                        reported.add(key)
+                        problems.append(f"{label}: {line}")
+    if problems:
+        raise ChainCheckError(problems)
 
 
 def preflight(

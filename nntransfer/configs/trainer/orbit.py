@@ -66,7 +66,8 @@ class OrbitLearningMixin(TransferMethodMixin):
     Defaults changed for this step: ``teacher="previous"``, ``start_from_previous=False``, ``lr=0.01`` (the
     kernels; at 0.001 they stay diffuse for tens of epochs), and ``early_stopping=False`` with
     ``restore_best=False`` (the validation accuracy does not measure the orbit terms, so the step runs
-    ``max_iter`` epochs and keeps the last state); pass them to override. On MNIST-1D (G = 40, full-length
+    ``max_iter`` epochs and keeps the last state); pass them, or assign them in a recipe's class (even one the
+    mixin is put in front of, ``class X(OrbitLearningMixin, Base)``), to override. On MNIST-1D (G = 40, full-length
     kernels, the shift-invariant CNN as teacher) 10-20 epochs learn near-one-hot kernels, i.e. shifts,
     with rho_{-g} the inverse of rho_g; a weaker invertibility weight (1-3) leaves the pairs unmatched.
     """
