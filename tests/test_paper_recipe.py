@@ -24,3 +24,21 @@ def test_paper_recipe_loads_validates_and_has_the_papers_chains():
     student = by_name["kd"][1]
     assert student.trainer.teacher == "previous" and student.trainer.start_from_previous is False
     assert by_name["orbit"][1].model.fn.endswith("learned_orbit_builder")
+
+
+def test_the_tuned_bench_searches_settings_every_method_has():
+    import importlib.util
+
+    from nntransfer.configs import Description
+
+    path = RECIPE.parent.parent / "bench" / "paper_mnist1d_tuned.py"
+    spec = importlib.util.spec_from_file_location("paper_mnist1d_tuned", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    recipe = bench.chains.build(seeds=(bench.SEARCH_SEED,))
+    assert set(bench.SPACES) == {"scratch", *bench.chains.METHODS}
+    for method in bench.SPACES:
+        chain = recipe[Description(method, bench.SEARCH_SEED)]
+        space = bench.space_of(method, len(chain) - 1)
+        space.check(chain)  # every searched field exists on the student step, with a distribution that fits it
+        assert all(param[0] == len(chain) - 1 and param[1] == "trainer" for param in space.params)
