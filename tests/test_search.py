@@ -306,3 +306,40 @@ def test_a_pruner_stops_the_hopeless_trials_early_and_stores_none_of_their_steps
     assert again.ran == 0 and again.pruned == 2  # pruned trials count: nothing is trained again
     assert main(["status", str(recipe), "--store", store]) == 0
     assert "2 of 4 trial(s) finished, 2 pruned" in capsys.readouterr().out
+
+
+# 16 settings of a real digits step: 8 learning rates x 2 batch sizes
+DIGITS_GRID = """
+from nntransfer.search import Choice, SearchSpace
+
+space = SearchSpace(params={("scratch", "trainer", "lr"): Choice([1e-4, 3e-4, 1e-3, 2e-3, 3e-3, 5e-3, 1e-2, 3e-2]),
+                            ("scratch", "dataset", "batch_size"): Choice([32, 64])}, sampler="grid", seed=7)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.database
+def test_a_digits_search_by_two_processes_on_the_tables_trains_each_trial_once_and_finds_the_local_best(tmp_path, db_prefix):
+    recipe = write_recipe(tmp_path, f"digits_grid_{uuid.uuid4().hex[:8]}", DIGITS_RECIPE.replace("max_iter=6", "max_iter=2"))
+    space = tmp_path / "grid.py"
+    space.write_text(DIGITS_GRID)
+    schema = f"{db_prefix}_digits_search"
+    command = [sys.executable, "-m", "nntransfer", "search", str(recipe), "--space", str(space), "--trials", "16", "--schema", schema]
+    processes = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [p.communicate(timeout=900) for p in processes]
+    for process, (_, err) in zip(processes, outputs):
+        assert process.returncode == 0, err[-3000:]
+    trained = [line for _, err in outputs for line in err.splitlines() if "nntransfer.pipeline.step: training " in line]
+    assert len(trained) == 16 and all(any(line in err for line in trained) for _, err in outputs), trained  # each once, both worked
+    tables = trials_frame(f"{recipe.name}:digits:seed 1", store=f"datajoint:{schema}")
+    assert len(tables) == 16 and set(tables["state"]) == {"COMPLETE"} and tables["step_id"].nunique() == 16
+
+    again = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "16 finished trial(s), 0 run now" in again.stdout, again.stderr[-2000:]
+    assert "nntransfer.pipeline.step: training " not in again.stderr
+
+    local = run_search(str(recipe), str(space), trials=16, store=f"local:{tmp_path / 'w'}", progress=False)
+    best = tables.loc[tables["value"].idxmax()]
+    assert local.best_params == {"scratch/trainer/lr": best["params_scratch/trainer/lr"],
+                                 "scratch/dataset/batch_size": best["params_scratch/dataset/batch_size"]}  # fmt: skip
+    assert local.best_value == best["value"]  # the same numbers on CPU, whichever process trained a trial
