@@ -6,6 +6,7 @@ from nntransfer.configs.experiment import Experiment
 from nntransfer.configs.model import ClassificationModelConfig, ModelConfig, OrbitConfig
 from nntransfer.configs.trainer import (
     AttentionTransferMixin,
+    CKATransferMixin,
     ClassificationTrainerConfig,
     EpochLoopConfig,
     KnowledgeDistillationMixin,
@@ -36,6 +37,7 @@ __all__ = [
     "ClassificationTrainerConfig",
     "KnowledgeDistillationMixin",
     "AttentionTransferMixin",
+    "CKATransferMixin",
     "LayerMatchingMixin",
     "ParameterDistanceMixin",
     "RDLMixin",

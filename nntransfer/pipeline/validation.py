@@ -78,7 +78,8 @@ ORIGINAL_COUNTERPARTS: Dict[Tuple[str, str], str] = {
     ("trainer", "total_steps"): "the training length is 'max_iter' (epochs)",
     ("trainer", "regularization"): (
         "a transfer method is a mixin of the trainer class here (KnowledgeDistillationMixin, RDLMixin, "
-        "AttentionTransferMixin, LayerMatchingMixin, ParameterDistanceMixin, OrbitLearningMixin, OrbitTransferMixin)"
+        "AttentionTransferMixin, LayerMatchingMixin, CKATransferMixin, ParameterDistanceMixin, OrbitLearningMixin, "
+        "OrbitTransferMixin)"
     ),
     ("dataset", "train_shift"): "MNIST1DConfig takes it as dataset_kwargs={'train_shift': ...}",
 }

@@ -3,6 +3,7 @@ from nntransfer.configs.trainer.classification import ClassificationTrainerConfi
 from nntransfer.configs.trainer.loop import EpochLoopConfig
 from nntransfer.configs.trainer.mixins import (
     AttentionTransferMixin,
+    CKATransferMixin,
     KnowledgeDistillationMixin,
     LayerMatchingMixin,
     NoiseAugmentationMixin,
@@ -23,6 +24,7 @@ __all__ = [
     "OrbitTransferMixin",
     "AttentionTransferMixin",
     "LayerMatchingMixin",
+    "CKATransferMixin",
     "ParameterDistanceMixin",
     "RDLMixin",
     "NoiseAugmentationMixin",

@@ -82,7 +82,7 @@ def mixin_fields(mixin: type) -> FrozenSet[str]:
 
 class TransferMethodMixin:
     """Base of the mixins of transfer methods (knowledge distillation, RDL, attention transfer, layer matching,
-    L2-SP/EWC, orbit transfer): the fields such a mixin declares and the main-loop module it adds only
+    CKA, L2-SP/EWC, orbit transfer): the fields such a mixin declares and the main-loop module it adds only
     mean something after a previous step. The analysis leaves them out when it looks for a step's
     from-scratch baseline; a new transfer method's mixin derives from this class to be left out too."""
 
@@ -322,6 +322,40 @@ class LayerMatchingMixin(TransferMethodMixin):
         if self.match_criterion not in MATCH_CRITERIA:
             raise ValueError(f"{owner}.match_criterion must be one of {MATCH_CRITERIA}, got {self.match_criterion!r}")
         self.add_main_loop_module("LayerMatching")
+
+
+class CKATransferMixin(TransferMethodMixin):
+    """Representation matching by linear centered kernel alignment (module ``CKATransfer``; Kornblith et
+    al., 2019, as Nix et al., 2022 compare it with RDL and attention transfer): per pair of layers the
+    student is trained to represent the batch like the teacher, up to rotations and scale, by adding
+    ``cka_weight * mean over pairs of (1 - linear CKA(student layer, teacher layer))``. CKA compares the
+    batch's centred Gram matrices, so the two layers may differ in width and kind (an MLP layer against a
+    conv map). Needs the step's teacher (``teacher="previous"``); logged as ``cka`` (in [0, 1], 0 when the
+    two representations agree up to an orthogonal transform and a scale).
+
+    The original (orbit_transfer's ``cka_forward``) trains ``(1 - gamma) * CE + gamma * (-sum of CKA)``; that
+    is ``cka_weight = gamma / (1 - gamma)`` here with the learning rate times ``1 - gamma`` (its gamma 0.5 is
+    ``cka_weight`` 1 at half the learning rate), the layers averaged instead of summed.
+
+    Fields:
+        cka_layers: {student layer path: teacher layer path} (``"readout"`` = the readout's input,
+            ``"output"`` = the logits); at least one pair.
+        cka_weight: weight of the CKA term (>= 0).
+    """
+
+    def __init__(self, **kwargs):
+        self.set_defaults(
+            cka_layers={"DEFAULT EMPTY": True},
+            cka_weight=1.0,
+        )
+        super().__init__(**kwargs)
+
+    def conditional_assignment(self) -> None:
+        super().conditional_assignment()
+        owner = type(self).__name__
+        check_layer_map(owner, "cka_layers", self.cka_layers)
+        check_weight(owner, "cka_weight", self.cka_weight)
+        self.add_main_loop_module("CKATransfer")
 
 
 class ParameterDistanceMixin(TransferMethodMixin):

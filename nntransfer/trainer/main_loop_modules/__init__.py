@@ -7,7 +7,8 @@ its config mixin; see the README's "Writing a transfer method"): ``@register`` n
 
 Built-in modules (names for ``main_loop_modules``; each has a config mixin in ``nntransfer.configs.trainer``):
 ``NoiseAugmentation``, ``RepresentationMatching``, ``RepresentationMonitor``, ``KnowledgeDistillation``,
-``RDL``, ``AttentionTransfer``, ``LayerMatching``, ``ParameterDistance``, ``OrbitLearning``, ``OrbitTransfer``.
+``RDL``, ``AttentionTransfer``, ``LayerMatching``, ``CKATransfer``, ``ParameterDistance``, ``OrbitLearning``,
+``OrbitTransfer``.
 """
 
 import importlib
