@@ -6,12 +6,17 @@ Times, interleaved over several rounds, in fresh processes:
     configs     python -c "import nntransfer.configs"
     help        nntransfer --help
     status      nntransfer status <embedded recipe> --workdir <a finished local run>
+    status-dj   nntransfer status <embedded recipe> --store datajoint:<a finished run>  (with --schema)
+    datajoint   python -c "import datajoint"                      (what any DataJoint command pays first)
 
 and prints the median of each and its ratio to ``import torch``. Targets (issue "One step pipeline, one
 result store"): help and status <= 0.3x torch, configs <= 0.3 s. It also reports whether a local
 ``status`` and a local ``run`` of an already finished recipe imported DataJoint (they must not).
 
-    python bench/startup.py [--rounds 7]
+    python bench/startup.py [--rounds 7] [--schema NAME]
+
+``--schema``: also time ``status`` on the tables, after running the recipe into that schema (created if
+missing, left for the next run; drop it with ``DROP DATABASE``).
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ def imports_datajoint(argv) -> bool:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--schema", help="also time status on the tables of this schema (the recipe is run into it first)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as workdir:
         subprocess.run([sys.executable, "-m", "nntransfer", "run", RECIPE, "--workdir", workdir, "--quiet"], check=True,
@@ -51,6 +57,12 @@ def main() -> None:
             "help": [sys.executable, "-m", "nntransfer", "--help"],
             "status": [sys.executable, "-m", "nntransfer", "status", RECIPE, "--workdir", workdir],
         }
+        if args.schema:
+            store = f"datajoint:{args.schema}"
+            subprocess.run([sys.executable, "-m", "nntransfer", "run", RECIPE, "--store", store, "--quiet"], check=True,
+                           stdout=subprocess.DEVNULL)  # fmt: skip
+            commands["status-dj"] = [sys.executable, "-m", "nntransfer", "status", RECIPE, "--store", store]
+            commands["datajoint"] = [sys.executable, "-c", "import datajoint"]
         times = {name: [] for name in commands}
         for round_ in range(args.rounds):
             names = list(commands)

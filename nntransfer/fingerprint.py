@@ -3,8 +3,8 @@
 A step's user code is every object it uses that is defined outside the installed nntransfer package and
 outside the Python installation (standard library, site-packages): the dataset, model and trainer functions
 its configs name (``fn``), the config classes, and what those functions resolve through the registries
-(data sets, model types, main-loop modules, test transforms; each function says which with a
-``code_used(values)`` attribute beside its ``check_config``). Each such object is fingerprinted by the
+(data sets, model types, main-loop modules, test transforms: :mod:`nntransfer.code_used` for nntransfer's
+functions, a ``code_used(values)`` attribute for a user's). Each such object is fingerprinted by the
 code of its module-level definition together with the module-level definitions it refers to by name
 (helper functions, classes, constants), followed through imports into other user modules:
 
@@ -40,6 +40,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Set, Tuple
 
+from nntransfer.code_used import builtin_code_used
 from nntransfer.configs.codec import make_hash
 from nntransfer.registry import import_object
 
@@ -384,7 +385,13 @@ def _plain_value_digest(module_name: str, name: str, value: Any) -> str:
 
 
 def config_code(fn: Any, values: Mapping[str, Any]) -> List[Any]:
-    """The function a config names and what it resolves through the registries for ``values``."""
+    """The function a config names and what it resolves through the registries for ``values``: for
+    nntransfer's own functions what :mod:`nntransfer.code_used` finds without importing them (the functions
+    themselves are nntransfer's, covered by its version); a user's function is imported and asked through
+    its ``code_used(values)`` attribute, if it has one."""
+    builtin = builtin_code_used(fn, values)
+    if builtin is not None:
+        return builtin
     function = import_object(fn, "function") if isinstance(fn, str) else fn
     used = [function]
     hook = getattr(function, "code_used", None)

@@ -277,7 +277,7 @@ def open_context(
     """The store (at the address ``store``, or a Store; or the work folder ``workdir`` or schema ``schema``;
     none if none is named) and recipe that references are looked up in. Nothing is created."""
     address = store_address(store, workdir, schema, default=None)
-    store = open_store(address, create=False) if address is not None else None
+    store = open_store(address, read_only=True) if address is not None else None
     if recipe is not None and not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe, experiment) if isinstance(recipe, (str, Path)) else as_recipe(recipe)
     return store, recipe

@@ -416,7 +416,7 @@ def open_results_store(store: Optional[Union[str, Store]] = None, workdir: Optio
                        schema: Optional[str] = None) -> Store:
     """The store that holds the results: at the address ``store`` (default ``local:./nntransfer_work``), or
     its shortcuts, the work folder ``workdir`` or the tables of ``schema``; never creates it."""
-    return open_store(store_address(store, workdir, schema), create=False)
+    return open_store(store_address(store, workdir, schema), read_only=True)
 
 
 def load_results(

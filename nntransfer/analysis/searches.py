@@ -31,19 +31,7 @@ def short_value(value: Any) -> str:
 def _url(target: Store) -> Optional[str]:
     """The store's database of studies, or None where it has none (yet): reading never creates Optuna's
     tables (which opening a storage does)."""
-    import sqlalchemy
-
-    try:
-        url = target.sql_url()
-    except ValueError:
-        return None
-    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).exists():
-        return None
-    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
-    try:
-        return url if sqlalchemy.inspect(engine).has_table("studies") else None
-    finally:
-        engine.dispose()
+    return target.sql_url() if target.holds_table("studies") else None
 
 
 def trials_frame(study: str, store: Optional[str] = None):
@@ -55,7 +43,7 @@ def trials_frame(study: str, store: Optional[str] = None):
     import optuna
     import pandas
 
-    target = open_store(store_address(store), create=False)
+    target = open_store(store_address(store), read_only=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     url = _url(target)
     try:
@@ -75,12 +63,11 @@ def search_report(store: Union[str, Store], recipe: str, out: Optional[Union[str
     with its settings, the best objective over the trials, and each setting's importance (Optuna's fANOVA,
     from 3 finished trials on); ``out``: a folder to write each study's trials to (``search <study>.csv``);
     ``brief`` (``status``): the count and the best trial only. None for a store without searches."""
-    import optuna
-
-    target = open_store(store_address(store), create=False)
+    target = open_store(store_address(store), read_only=True)
     url = _url(target)
     if url is None:
         return []
+    import optuna  # a second: only where there are studies
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     lines: List[str] = []
     for summary in optuna.get_all_study_summaries(storage=url, include_best_trial=False):

@@ -421,7 +421,7 @@ def status_command(args: argparse.Namespace) -> int:
     from nntransfer.recipes.loading import load_recipe
 
     recipe = select_chains(load_recipe(args.recipe, args.experiment), args.chain, args.seed)
-    store = open_store(_address(args), create=False)
+    store = open_store(_address(args), read_only=True)
     print(_step_table(recipe, mark_drift(step_status(store, recipe), current_drift(store, recipe))))
     arrays = array_report(store)
     searches = search_report(store, recipe.name, brief=True)

@@ -28,7 +28,7 @@ from nntransfer.dataset.splits import (
     take_fraction,
     take_per_class,
 )
-from nntransfer.dataset.test_transforms import TEST_TRANSFORMS, apply_named, check_test_transforms, resolve, split_seed
+from nntransfer.dataset.test_transforms import apply_named, check_test_transforms, resolve, split_seed
 from nntransfer.dataset.transforms import build_transform, normalization_stats, output_channels
 from nntransfer.defaults import TASK_KEY
 
@@ -86,19 +86,6 @@ def img_dataset_loader(
 
 
 img_dataset_loader.check_config = check_dataset_config
-
-
-def dataset_code_used(config: Mapping[str, Any]) -> list:
-    """What a dataset config resolves through the registries: its data set and its test transforms (for the
-    fingerprint of the code a step runs, ``nntransfer.fingerprint``)."""
-    used: list = [get_dataset(config["dataset_cls"])] if config.get("dataset_cls") else []
-    for spec in (config.get("test_transforms") or {}).values():
-        if isinstance(spec, Mapping) and "transform" in spec:
-            used.append(TEST_TRANSFORMS.get(spec["transform"]))
-    return used
-
-
-img_dataset_loader.code_used = dataset_code_used
 
 
 def build_dataloaders(

@@ -153,11 +153,3 @@ def classification_model_builder(dataloaders: Mapping[str, Any], seed: Optional[
 
 
 classification_model_builder.check_config = check_model_config
-
-
-def model_code_used(config: Mapping[str, Any]) -> list:
-    """What a model config resolves through the registries: its model type (``nntransfer.fingerprint``)."""
-    return [get(config["type"])] if config.get("type") else []
-
-
-classification_model_builder.code_used = model_code_used

@@ -23,13 +23,15 @@ def parse_address(address: str) -> Tuple[str, str]:
     return scheme, location
 
 
-def open_store(address: Union[str, Store], create: bool = True) -> Store:
+def open_store(address: Union[str, Store], create: bool = True, read_only: bool = False) -> Store:
     """The store at ``address`` (a Store is returned as it is). ``create=False`` is for reading results: a
-    store that does not exist is then a one-line error instead of an empty place to write to."""
+    store that does not exist is then a one-line error instead of an empty place to write to.
+    ``read_only`` (implies ``create=False``): for commands that never write (``Store.open_for_reading``)."""
     if not isinstance(address, str):
         return address
     scheme, location = parse_address(address)
-    store = store_backend(scheme).open(location, create=create)
+    backend = store_backend(scheme)
+    store = backend.open_for_reading(location) if read_only else backend.open(location, create=create)
     store.location = store.location or location
     return store
 

@@ -44,6 +44,7 @@ import json
 import logging
 import os
 import socket
+import sqlite3
 import stat
 import time
 import traceback
@@ -443,6 +444,15 @@ class LocalStore(Store):
     def sql_url(self) -> str:
         """``search.sqlite3`` in the work folder (SQLite, which several local processes can share)."""
         return f"sqlite:///{(self.workdir / SEARCH_DATABASE).resolve()}"
+
+    def holds_table(self, name: str) -> bool:
+        """Whether ``search.sqlite3`` exists and has a table ``name`` (read-only: a missing file stays missing)."""
+        path = self.workdir / SEARCH_DATABASE
+        if not path.is_file():
+            return False
+        with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as connection:
+            query = "SELECT 1 FROM sqlite_master WHERE type='table' AND name=?"
+            return connection.execute(query, (name,)).fetchone() is not None
 
     def prepare(self, recipe: Recipe, runtime: Optional[Dict[str, Dict[str, Any]]] = None,
                 provenance: Optional[RunProvenance] = None) -> None:

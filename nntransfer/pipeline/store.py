@@ -181,6 +181,13 @@ class Store(abc.ABC):
         return cls(location)
 
     @classmethod
+    def open_for_reading(cls, location: str) -> "Store":
+        """The store at ``location`` for commands that only read it (``status``, ``report``, ``diff``,
+        ``lineage``): :meth:`open` with ``create=False`` by default. A backend overrides it where reading
+        needs less than writing (the DataJoint store reads its tables without nnfabrik's classes)."""
+        return cls.open(location, create=False)
+
+    @classmethod
     def exists(cls, location: str) -> bool:
         """Whether a store is at ``location`` (read-only commands never create one). Stores that always
         exist keep the default."""
@@ -221,6 +228,22 @@ class Store(abc.ABC):
         tables (Optuna's studies, ``nntransfer search``): shared wherever the store is shared. A backend
         without one refuses with one line."""
         raise ValueError(f"{self.where} keeps no database for searches; use a local: or datajoint: store")
+
+    def holds_table(self, name: str) -> bool:
+        """Whether the database of :meth:`sql_url` has a table ``name`` (Optuna's ``studies``: whether the
+        store holds searches); asking creates nothing. False for a store without that database. Backends
+        override it with a cheaper question than SQLAlchemy's (whose import alone takes a third of a second)."""
+        import sqlalchemy
+
+        try:
+            url = self.sql_url()
+        except ValueError:
+            return False
+        engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+        try:
+            return sqlalchemy.inspect(engine).has_table(name)
+        finally:
+            engine.dispose()
 
     # ------------------------------------------------------------------ reading
 

@@ -52,7 +52,7 @@ TABLE_NAMES = (
 )
 
 
-def activate(schema_name: Optional[str] = None, create: bool = True) -> "Tables":
+def activate(schema_name: Optional[str] = None, create: bool = True, read_only: bool = False) -> "Tables":
     """Bind the tables to ``schema_name`` (default: the configured schema) and return them.
 
     Configures DataJoint (:func:`nntransfer.tables.database.configure`), connects (one-line
@@ -60,11 +60,16 @@ def activate(schema_name: Optional[str] = None, create: bool = True) -> "Tables"
     digits, underscores, at most 64 characters; a one-line ``ValueError`` before anything is created),
     creates the schema and nnfabrik's core schema if missing (``CREATE DATABASE IF NOT EXISTS``: workers
     started together do not collide) and declares the tables. ``create=False`` refuses a schema that
-    does not exist (``ValueError``) instead of creating it."""
+    does not exist (``ValueError``) instead of creating it.
+
+    ``read_only`` binds an existing schema's tables as DataJoint finds them on the server (a virtual
+    module: no nnfabrik, no torch, nothing declared; the tables of a schema already activated for writing are
+    returned as they are): enough to read every row, file and job, and fast to start, for the commands
+    that only read (``status``, ``report``, ``diff``, ``lineage``)."""
     # DataJoint and nnfabrik load here, not when this package is imported: binding on demand.
     from nntransfer.tables import activation
 
-    return activation.activate(schema_name, create=create)
+    return activation.activate(schema_name, create=create, read_only=read_only)
 
 
 def active() -> "Tables":

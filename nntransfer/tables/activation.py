@@ -18,7 +18,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import datajoint as dj
 
 from nntransfer.pipeline.step import StepSpec
-from nntransfer.tables import compat, database, heartbeat
+from nntransfer.tables import TABLE_NAMES, compat, database, heartbeat
 from nntransfer.tables.checkpoints import CheckpointMixin, TransferredCheckpointMixin
 from nntransfer.tables.nnfabrik import ConfigTableMixin, FabrikantMixin, TransferRecipeMixin
 from nntransfer.tables.trained_model import TrainedModelMixin
@@ -28,6 +28,7 @@ __all__ = ["Tables", "activate", "active"]
 logger = logging.getLogger(__name__)
 
 _activated: Dict[str, "Tables"] = {}
+_read_only: Dict[str, "Tables"] = {}
 _last: Optional["Tables"] = None
 
 
@@ -92,14 +93,21 @@ class Tables:
         return delimiter.join(parts)
 
 
-def activate(schema_name: Optional[str] = None, create: bool = True) -> Tables:
+def activate(schema_name: Optional[str] = None, create: bool = True, read_only: bool = False) -> Tables:
     """See :func:`nntransfer.tables.activate`."""
     global _last
     name = database.check_schema_name(schema_name or database.schema_name())
     tables = _activated.get(name)
-    if tables is None:
-        tables = _bind(name, create)
-        _activated[name] = tables
+    if tables is not None:
+        _last = tables
+        return tables
+    if read_only:  # not remembered as the active tables: they cannot train or write
+        tables = _read_only.get(name)
+        if tables is None:
+            tables = _read_only[name] = _bind_read_only(name)
+        return tables
+    tables = _activated[name] = _bind(name, create)
+    _read_only.pop(name, None)
     _last = tables
     return tables
 
@@ -121,6 +129,29 @@ def _bind(name: str, create: bool) -> Tables:
         database.create_schema(connection, database.core_schema_name())
     tables = _declare(name, connection)
     logger.info("tables bound to schema %s", name)
+    return tables
+
+
+def _bind_read_only(name: str) -> Tables:
+    """The tables of the existing schema ``name`` as the server describes them (``dj.VirtualModule``): the
+    same names, rows, parts and external files as the declared classes, without importing nnfabrik (whose
+    templates import torch: seconds) or declaring anything."""
+    database.configure()
+    connection = database.connect()
+    if not database.schema_exists(connection, name):
+        raise ValueError(f"schema {name!r} does not exist on the database server; check --schema")
+    module = dj.VirtualModule(f"nntransfer_read_{name}", name, connection=connection)
+    tables = Tables(name, connection)
+    tables.schema = module.schema
+    classes = [n for n in TABLE_NAMES if n != "schema"]
+    missing = [n for n in classes if not hasattr(module, n)]
+    if missing:
+        raise ValueError(f"schema {name!r} holds no nntransfer tables (no {', '.join(missing)}); check --schema")
+    for class_name in classes:
+        setattr(tables, class_name, getattr(module, class_name))
+    # what the declared classes carry as attributes, the readers use too
+    tables.TrainedModel.checkpoint_table = tables.Checkpoint
+    tables.TransferredTrainedModel.checkpoint_table = tables.TransferredCheckpoint
     return tables
 
 

@@ -102,6 +102,7 @@ class DataJointStore(Store):
         schema: the schema name (default: the configured one, ``dj.config["custom"]["nnfabrik.my_schema_name"]``).
         create: create the schema if it does not exist; ``False`` (for reading: status, reports) makes a
             missing schema a one-line ``ValueError`` and creates nothing.
+        read_only: bind the tables for reading only (``nntransfer.tables.activate``); implies ``create=False``.
         tables: tables already activated (what ``TransferredTrainedModel.make`` passes); no activation then.
         heartbeat_timeout: seconds without a heartbeat after which a reservation counts as left by a stopped
             worker (default ``$NNTRANSFER_HEARTBEAT_TIMEOUT``, else 60; see ``nntransfer.tables.heartbeat``).
@@ -110,8 +111,9 @@ class DataJointStore(Store):
     location_help = "SCHEMA"
     retries_failures = False  # failed jobs stay failed until ``retry_failed``
 
-    def __init__(self, schema: Optional[str] = None, create: bool = True, tables=None, heartbeat_timeout: Optional[float] = None) -> None:
-        self.tables = tables if tables is not None else activate(schema, create=create)
+    def __init__(self, schema: Optional[str] = None, create: bool = True, tables=None, heartbeat_timeout: Optional[float] = None,
+                 read_only: bool = False) -> None:
+        self.tables = tables if tables is not None else activate(schema, create=create and not read_only, read_only=read_only)
         self.location = self.tables.schema_name
         self.where = f"schema {self.tables.schema_name}"
         self.heartbeat_timeout = liveness.heartbeat_timeout(heartbeat_timeout)
@@ -122,6 +124,12 @@ class DataJointStore(Store):
     def open(cls, location: str, create: bool = True) -> "DataJointStore":
         """The tables of the schema ``location``; ``create=False``: a missing schema is a one-line error."""
         return cls(location, create=create)
+
+    @classmethod
+    def open_for_reading(cls, location: str) -> "DataJointStore":
+        """The tables of the existing schema ``location`` as DataJoint reads them from the server, without
+        nnfabrik's classes (which import torch): what ``status``, ``report``, ``diff`` and ``lineage`` use."""
+        return cls(location, read_only=True)
 
     @classmethod
     def exists(cls, location: str) -> bool:
@@ -191,6 +199,11 @@ class DataJointStore(Store):
         user = quote(str(dj.config["database.user"]), safe="")
         password = quote(str(dj.config.get("database.password") or ""), safe="")
         return f"mysql+pymysql://{user}:{password}@{host}/{self.tables.schema_name}"
+
+    def holds_table(self, name: str) -> bool:
+        """Whether the schema has a table ``name`` (one query on the open connection)."""
+        query = "SELECT 1 FROM information_schema.tables WHERE table_schema=%s AND table_name=%s"
+        return self.tables.connection.query(query, args=(self.tables.schema_name, name)).fetchone() is not None
 
     def record_submission(self, submission: Submission) -> None:
         submissions.record(self.tables.connection, self.tables.schema_name, submission)

@@ -193,11 +193,3 @@ def classification_trainer(
 
 
 classification_trainer.check_config = check_trainer_config
-
-
-def trainer_code_used(config: Mapping[str, Any]) -> list:
-    """What a trainer config resolves through the registries: its main-loop modules (``nntransfer.fingerprint``)."""
-    return [get_module(name) for name in config.get("main_loop_modules", [])]
-
-
-classification_trainer.code_used = trainer_code_used
