@@ -38,6 +38,9 @@ setup(
         # an MLflow run per step (runtime option mlflow_uri): the tracking client without the server; its
         # sqlite:/// store uses SQLAlchemy and Alembic, which optuna brings
         "mlflow": ["mlflow-skinny>=2.10"],
+        # the gcnn model type's backend="escnn" (steerable R2Conv layers); not in "test": its lie-learn needs
+        # numpy<2 (pandas 3 needs numpy>=2) and its py3nj builds from source with a Fortran compiler
+        "escnn": ["escnn>=1.0.11"],
         "test": ["datajoint>=0.14.3,<0.15", "nnfabrik==0.2.1", "pytest", "scikit-learn", "mnist1d>=0.0.2", "nbclient", "nbformat", "ipykernel", "ruff", "tensorboard",
                  "mlflow-skinny>=2.10"],
     },

@@ -34,8 +34,8 @@ from nntransfer.models import (
 from nntransfer.models.utils import load_state_dict_leniently
 
 TASK = TASK_KEY
-# Smallest test image size per type family (LeNet-5 needs 12+, VGG's five poolings need 32).
-TEST_SIZE = {"lenet5": 16, "vgg": 32}
+# Smallest test image size per type family (LeNet-5 needs 12+, VGG's five poolings need 32, cnn2d's pools 12+).
+TEST_SIZE = {"lenet5": 16, "vgg": 32, "cnn2d": 16}
 
 
 def size_for(model_type: str) -> int:
@@ -480,7 +480,7 @@ def test_checker_accepts_every_default_and_is_attached_to_the_builder():
 @pytest.mark.parametrize(
     "values, message",
     [
-        ({"type": "resnet81"}, r"^type: unknown model type 'resnet81'; did you mean 'resnet18'\? \(available: .*vgg19\)"),
+        ({"type": "resnet81"}, r"^type: unknown model type 'resnet81'; did you mean 'resnet18'\? \(available: .*vgg19.*\)"),
         ({"type": "lenet5", "options": {"core_type": "locally_conected"}},
          r"^options: model type 'lenet5' has no core_type 'locally_conected'; did you mean 'locally_connected'\? "
          r"\(available: conv, locally_connected, fully_connected\)"),

@@ -131,7 +131,12 @@ def _model_variants():
 @pytest.mark.parametrize("model_type, options", list(_model_variants()), ids=str)
 def test_every_model_type_and_declared_variant_builds_on_a_tiny_input(model_type, options):
     config = ClassificationModelConfig(type=model_type, options=options)
-    model, shape = _smallest_fitting_model(config)
+    try:
+        model, shape = _smallest_fitting_model(config)
+    except ImportError as err:  # a variant of an optional extra that is not installed (gcnn's escnn backend)
+        if "pip install 'nntransfer[" not in str(err):
+            raise
+        pytest.skip(str(err))
     assert isinstance(model, CoreReadoutModel) and model.model_type == model_type
     model.eval()
     with torch.no_grad():

@@ -122,6 +122,38 @@ def random_rotation(batch: torch.Tensor, degrees: float, generator: Optional[tor
     return rotate(batch, rotation_angles(len(batch), degrees, generator))
 
 
+def translate(batch: torch.Tensor, shifts: torch.Tensor, circular: bool = False) -> torch.Tensor:
+    """Move the content of each example ``[B, C, H, W]`` by whole pixels: ``shifts[i] = (down, right)``
+    (negative: up, left). Pixels moved in from outside are 0 (what leaves the image is lost), or, with
+    ``circular``, those that left at the other side (a roll)."""
+    if batch.dim() != 4:
+        raise ValueError(f"translation needs images [N, C, H, W], got shape {list(batch.shape)}")
+    b, _, h, w = batch.shape
+    shifts = shifts.to(batch.device, torch.int64).view(b, 2)
+    rows = torch.arange(h, device=batch.device)[None, :] - shifts[:, :1]  # [B, H]: source row of each row
+    cols = torch.arange(w, device=batch.device)[None, :] - shifts[:, 1:]  # [B, W]
+    if circular:
+        rows, cols = rows % h, cols % w
+        inside = None
+    else:
+        inside = ((rows >= 0) & (rows < h))[:, :, None] & ((cols >= 0) & (cols < w))[:, None, :]  # [B, H, W]
+        rows, cols = rows.clamp(0, h - 1), cols.clamp(0, w - 1)
+    index = torch.arange(b, device=batch.device)[:, None, None]
+    moved = batch.permute(0, 2, 3, 1)[index, rows[:, :, None], cols[:, None, :]]  # [B, H, W, C]
+    if inside is not None:
+        moved = moved * inside[..., None].to(moved.dtype)
+    return moved.permute(0, 3, 1, 2).contiguous()
+
+
+def translation_shifts(n: int, low: int, high: int, generator: Optional[torch.Generator], random_sign: bool = False) -> torch.Tensor:
+    """``[n, 2]`` integer shifts (down, right), each drawn uniformly from ``low..high`` (inclusive) and,
+    with ``random_sign``, multiplied by a random sign."""
+    shifts = torch.randint(int(low), int(high) + 1, (n, 2), generator=generator)
+    if random_sign:
+        shifts = shifts * (torch.randint(0, 2, (n, 2), generator=generator) * 2 - 1)
+    return shifts
+
+
 def normalize(batch: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
     """``(batch - mean) / std`` per channel (axis 1)."""
     mean_t, std_t = _stats(tuple(mean), tuple(std), batch.dtype, batch.device, batch.dim())

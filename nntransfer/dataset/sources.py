@@ -4,7 +4,7 @@ Which path each takes (see ``nntransfer.dataset.loader``):
 
 ==============================================================  ==========================================
 Digits, FakeData, MNIST, FashionMNIST, CIFAR10, CIFAR100, SVHN   in memory: one uint8 tensor, batches
-                                                                 sliced and augmented whole
+TranslatedMNIST (MNIST's files on a canvas, seeded shifts)       sliced and augmented whole
 MNIST1D                                                          in memory: float32 signals ``(1, 40)``
 TinyImageNet, ImageNet                                           per example: image files, PIL transforms
 ==============================================================  ==========================================
@@ -25,6 +25,7 @@ from typing import List, Sequence, Tuple
 import numpy as np
 import torch
 
+from nntransfer.dataset.augment import translate, translation_shifts
 from nntransfer.dataset.memory import ArrayData
 from nntransfer.dataset.npy_dataset import FileListDataset, folder_samples
 from nntransfer.dataset.registry import DatasetSpec, LoadedData, LoadRequest, register_dataset
@@ -148,6 +149,49 @@ def _mnist_reader(name: str):
         )
 
     return load
+
+
+def _shift_range(value, name: str) -> Tuple[int, int]:
+    """``(low, high)`` of integers with ``low <= high``; one line otherwise."""
+    if (not isinstance(value, (list, tuple)) or len(value) != 2
+            or any(not isinstance(v, int) or isinstance(v, bool) for v in value) or value[0] > value[1]):
+        raise ValueError(f"TranslatedMNIST {name} must be (low, high), whole pixels with low <= high, got {value!r}")
+    return int(value[0]), int(value[1])
+
+
+def load_translated_mnist(request: LoadRequest) -> LoadedData:
+    """MNIST (read from the ``MNIST`` folder) centred on a zero canvas of ``canvas_size`` pixels, every
+    training (and validation) example moved once by whole pixels: down and right by amounts drawn
+    uniformly from ``train_shift`` (inclusive; negative: up, left), per example and axis, seeded by
+    ``shift_seed`` (zero fill: what leaves the canvas is lost). The test split stays centred; its moved
+    versions are named test sets (``test_transforms`` with the ``translation`` transform)."""
+    opts = request.options
+    canvas = opts["canvas_size"]
+    if not isinstance(canvas, int) or isinstance(canvas, bool) or canvas < 28:
+        raise ValueError(f"TranslatedMNIST canvas_size must be an int of at least 28 (MNIST's side), got {canvas!r}")
+    if request.input_size != canvas:
+        raise ValueError(f"TranslatedMNIST with canvas_size={canvas} needs input_size={canvas} (got {request.input_size}): "
+                         "shifts are in canvas pixels, and resizing would change them")
+    low, high = _shift_range(opts["train_shift"], "train_shift")
+    if max(abs(low), abs(high)) >= canvas:
+        raise ValueError(f"TranslatedMNIST train_shift {opts['train_shift']!r} moves digits off the {canvas}x{canvas} canvas")
+    data = _mnist_reader("MNIST")(request)
+
+    def on_canvas(images: torch.Tensor) -> torch.Tensor:
+        extra = canvas - images.shape[-1]
+        before = extra // 2
+        return torch.nn.functional.pad(images, (before, extra - before, before, extra - before))
+
+    train, test = on_canvas(data.train.inputs), on_canvas(data.test.inputs)
+    generator = torch.Generator().manual_seed(int(opts["shift_seed"]))
+    train = translate(train, translation_shifts(len(train), low, high, generator))
+    return LoadedData(
+        train=ArrayData(train, data.train.targets),
+        test=ArrayData(test, data.test.targets),
+        n_classes=10,
+        channels=1,
+        image_size=canvas,
+    )
 
 
 # ---------------------------------------------------------------------- CIFAR-10 and CIFAR-100
@@ -351,6 +395,14 @@ register_dataset(
     DatasetSpec(
         "MNIST", _mnist_reader("MNIST"), mean=(0.1307,), std=(0.3081,), image_size=28,
         corrupted_folder="mnist_c",
+    )
+)
+register_dataset(
+    DatasetSpec(
+        # MNIST's statistics: those of the 28x28 canvas (a larger canvas has more zeros: give the config its
+        # own mean and std, or apply_normalization=False as Nix et al. 2022 did)
+        "TranslatedMNIST", load_translated_mnist, mean=(0.1307,), std=(0.3081,), image_size=28,
+        options={"canvas_size": 28, "train_shift": (0, 0), "shift_seed": 0},
     )
 )
 register_dataset(

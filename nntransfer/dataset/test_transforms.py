@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import inspect
 import zlib
-from typing import Any, Callable, Dict, Mapping, Optional
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence
 
 import torch
 
-from nntransfer.dataset.augment import rotate
+from nntransfer.dataset.augment import rotate, translate, translation_shifts
 from nntransfer.registry import Registry, did_you_mean
 
 TestTransform = Callable[..., torch.Tensor]
@@ -47,6 +47,33 @@ def rotation(batch: torch.Tensor, generator: Optional[torch.Generator], angle: f
     return rotate(batch, torch.full((len(batch),), float(angle), dtype=torch.float64))
 
 
+@register_test_transform("random_rotation")
+def rotation_per_example(
+    batch: torch.Tensor,
+    generator: Optional[torch.Generator],
+    angles: Optional[Sequence[float]] = None,
+    low: Optional[float] = None,
+    high: Optional[float] = None,
+) -> torch.Tensor:
+    """Each image ``[N, C, H, W]`` rotated counter-clockwise (nearest, zero fill) by an angle in degrees
+    drawn once per example: one of ``angles``, uniformly (``[0, 90, 180, 270]`` is the rotated MNIST test
+    set of Nix et al. 2022), or uniform in ``[low, high]``."""
+    if batch.dim() != 4:
+        raise ValueError(f"random_rotation needs images [N, C, H, W], got shape {list(batch.shape)}")
+    if not ((angles is not None and low is None and high is None) or (angles is None and low is not None and high is not None)):
+        raise ValueError("random_rotation needs either angles (a list of degrees) or both low and high, not both")
+    if angles is not None:
+        choices = torch.tensor([float(a) for a in angles], dtype=torch.float64)
+        if len(choices) == 0:
+            raise ValueError("random_rotation needs at least one angle")
+        drawn = choices[torch.randint(len(choices), (len(batch),), generator=generator)]
+    else:
+        if float(high) < float(low):
+            raise ValueError(f"random_rotation needs low <= high, got low={low}, high={high}")
+        drawn = float(low) + (float(high) - float(low)) * torch.rand(len(batch), generator=generator, dtype=torch.float64)
+    return rotate(batch, drawn)
+
+
 @register_test_transform("circular_shift")
 def circular_shift(
     batch: torch.Tensor, generator: Optional[torch.Generator], low: int, high: int, dim: int = -1
@@ -70,6 +97,23 @@ def shift_examples(batch: torch.Tensor, shifts: torch.Tensor, dim: int = -1) -> 
     view[axis] = length
     index = source.view(view).expand_as(batch)
     return torch.gather(batch, axis, index)
+
+
+@register_test_transform("translation")
+def translation(
+    batch: torch.Tensor, generator: Optional[torch.Generator], low: int, high: int, random_sign: bool = False,
+    circular: bool = False,
+) -> torch.Tensor:
+    """Each image ``[N, C, H, W]`` moved by whole pixels down and right, each amount drawn uniformly from
+    ``low..high`` (inclusive; negative: up, left) once per example and axis, times a random sign with
+    ``random_sign``; zero fill (``circular``: rolled). MNIST-C's ``translate`` (Mu & Gilmer 2019, the 2-D test
+    set of Nix et al. 2022) is ``low=3, high=3, random_sign=True``: 3 pixels along both axes, each sign random."""
+    low, high = int(low), int(high)
+    if high < low:
+        raise ValueError(f"translation needs low <= high, got low={low}, high={high}")
+    if batch.dim() != 4:
+        raise ValueError(f"translation needs images [N, C, H, W], got shape {list(batch.shape)}")
+    return translate(batch, translation_shifts(len(batch), low, high, generator, random_sign), circular=bool(circular))
 
 
 @register_test_transform("gaussian_noise")

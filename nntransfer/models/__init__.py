@@ -7,7 +7,7 @@ each type's own options (``ClassificationModelConfig.options``) are declared whe
 """
 
 # Importing the model modules registers their types.
-from nntransfer.models import cnn1d, conv1d, lenet, mlp, resnet, vgg  # noqa: F401
+from nntransfer.models import cnn1d, conv1d, group_cnn, lenet, mlp, paper2d, resnet, vgg, vit  # noqa: F401
 from nntransfer.models.base import WEIGHT_INITS, CoreReadoutModel
 from nntransfer.models.builder import (
     build_model,

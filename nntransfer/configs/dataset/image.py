@@ -27,7 +27,7 @@ class ImageDatasetConfig(DatasetConfig):
 
     Data set
         dataset_cls: registered data set name: "Digits" (scikit-learn's 8x8 digits, no download),
-            "FakeData", "MNIST", "FashionMNIST", "CIFAR10", "CIFAR100", "SVHN", "MNIST1D" (generated
+            "FakeData", "MNIST", "TranslatedMNIST" (``canvas_size``, ``train_shift``, ``shift_seed``), "FashionMNIST", "CIFAR10", "CIFAR100", "SVHN", "MNIST1D" (generated
             offline; see ``MNIST1DConfig``), all held in memory; "TinyImageNet", "ImageNet" (folders,
             read per example). ``nntransfer.dataset.available_datasets()`` lists them.
         dataset_kwargs: extra options of the data set's reader, e.g. for FakeData
@@ -65,6 +65,8 @@ class ImageDatasetConfig(DatasetConfig):
         test_transforms: extra test sets made from the test split, ``{split name: {"transform": name,
             **parameters}}``; each is evaluated at the end and reported under its name. Registered
             transforms (``nntransfer.dataset.TEST_TRANSFORMS``): ``rotation`` (``angle``),
+            ``random_rotation`` (``angles`` or ``low``/``high`` degrees, drawn per example), ``translation``
+            (``low``, ``high``, ``random_sign``, ``circular``: pixels on both axes, drawn per example),
             ``circular_shift`` (``low``, ``high``: amount drawn per example, inclusive; ``dim``),
             ``gaussian_noise`` (``std``, ``clip``); every entry may add ``seed`` (default 0).
             Example: ``{"test_unseen": {"transform": "circular_shift", "low": 30, "high": 39}}``.

@@ -61,8 +61,8 @@ class ClassificationModelConfig(ModelConfig):
 
     Fields:
         type: registered model type; see ``nntransfer.models.registered_types()``: ``lenet5``,
-            ``lenet300-100``, ``mlp``, ``resnet18``/``resnet34``/``resnet50``, ``vgg11``/``vgg13``/``vgg16``/``vgg19``;
-            for ``(C, L)`` signals ``conv1d`` and ``cnn1d_invariant`` (circular convolutions and a global
+            ``lenet300-100``, ``mlp``, ``resnet18``/``resnet34``/``resnet50``, ``vgg11``/``vgg13``/``vgg16``/``vgg19``,
+            ``cnn2d``, ``vit`` and ``gcnn`` (the 2-D models of Nix, Sinz et al., AISTATS 2022); for ``(C, L)`` signals ``conv1d`` and ``cnn1d_invariant`` (circular convolutions and a global
             max: exactly invariant to circular shifts).
         options: the model type's own options (``{}``: its defaults); only what is set here is hashed, so
             a new model type or option leaves every other config's key as it is. The built-in types' options
@@ -82,6 +82,12 @@ class ClassificationModelConfig(ModelConfig):
             - ``vgg11``/``vgg13``/``vgg16``/``vgg19``: ``readout_type`` (``"dense"``: flatten, linear layers;
               ``"conv"``: the same layers as convolutions, the first spanning the whole feature map, the
               others 1x1); ``readout_hidden_size`` (512): width of the two hidden layers of the readout.
+            - ``cnn2d``: ``channels`` ([128, 64, 64]), ``kernel_sizes`` ([3, 3, 3]), ``pool_sizes`` ([1, 2, 3]),
+              ``padding`` (0), ``global_pool`` (``"avg"``), ``core_bias`` (True) (``nntransfer.models.paper2d``).
+            - ``vit``: ``patch_size`` (7), ``num_layers`` (6), ``num_heads`` (8), ``hidden_dim`` (64), ``mlp_dim``
+              (128), ``head`` (``"mlp"``), ``attention_dropout`` (0.0) (``nntransfer.models.vit``).
+            - ``gcnn``: ``group_order`` (4), ``channels`` ([8, 32, 64]), ``kernel_sizes`` ([5, 3, 3, 3]),
+              ``padding`` (1), ``group_pool`` (``"max"``), ``backend`` (``"torch"``) (``nntransfer.models.group_cnn``).
         input_size: build for this image size (int or ``[height, width]``) instead of the data's.
         input_channels: build for this many input channels instead of the data's.
         dropout: dropout probability after every hidden layer of the readout (LeNet-5, VGG dense/conv
