@@ -14,12 +14,27 @@ Convention: a kernel ``k`` of length K acts on ``x`` of length L (K <= L) as
 so the one-hot kernel at index ``K // 2 + s`` is ``torch.roll(x, s, dims=-1)`` and the one at ``K // 2`` the
 identity. The built module is the ``model`` of an orbit-learning step; its state dict holds one tensor
 ``kernels.<layer>`` of shape (G, K) per layer (dots in layer names become ``__``).
+
+2-D layers (the paper's MNIST experiments; ``OrbitConfig.input_dims=2`` for the input, a ``[H, W]`` size in
+``OrbitConfig.layers`` for a network layer): rho_g is a circular convolution over the last two axes with a
+kernel of shape (Kh, Kw) (``kernels.<layer>`` of shape (G, Kh, Kw)),
+
+    (rho x)[i, j] = sum_{a, b} k[a, b] * x[(i - (a - Kh // 2)) mod H, (j - (b - Kw // 2)) mod W]
+
+so the one-hot kernel at ``(Kh // 2 + s, Kw // 2 + t)`` is ``torch.roll(x, (s, t), dims=(-2, -1))`` and the
+one at the centre the identity. As in sinzlab/orbit_transfer (``models/learned_equiv.py``,
+``LearnedEquivariance``), a 2-D layer acts on conv maps ``(B, C, H, W)``, on flat layers ``(B, C * H * W)``
+read as ``(B, C, H, W)`` and on ViT tokens ``(B, H * W [+ 1], D)`` read as ``(B, D, H, W)`` (a leading class
+token is left as it is). Unlike the original, whose hidden layers apply a learned linear map of the input's
+kernel, every layer here has kernels of its own, as in 1-D.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, Mapping, Optional, Union
+import math
+from numbers import Integral
+from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
 import torch
 from torch import nn
@@ -57,6 +72,61 @@ def circular_convolution(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     return torch.fft.irfft(spectrum, n=length, dim=-1).to(x.dtype)
 
 
+def full_size_kernel_2d(kernel: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Kernels ``(..., Kh, Kw)`` as full-size kernels ``(..., height, width)`` whose entry ``(m, n)`` is the weight
+    of the shift by ``(m, n)`` (mod the size), following the module's convention (``(Kh // 2, Kw // 2)`` of
+    ``kernel`` is no shift)."""
+    kh, kw = kernel.shape[-2:]
+    if kh > height or kw > width:
+        raise ValueError(f"a kernel of {kh}x{kw} does not fit a map of {height}x{width}")
+    padded = torch.nn.functional.pad(kernel, (0, width - kw, 0, height - kh))
+    return torch.roll(padded, (-(kh // 2), -(kw // 2)), dims=(-2, -1))
+
+
+def circular_convolution_2d(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """``x`` of shape ``(B, ..., H, W)`` convolved circularly over its last two axes with one kernel per
+    example, ``kernel`` of shape ``(B, Kh, Kw)`` (or ``(Kh, Kw)`` for all), Kh <= H, Kw <= W; see the module
+    docstring for the convention. Computed with the 2-D FFT (exact up to float rounding)."""
+    if x.dim() < 2:
+        raise ValueError(f"a 2-D circular convolution needs inputs (..., H, W), got shape {tuple(x.shape)}")
+    height, width = x.shape[-2:]
+    h = full_size_kernel_2d(kernel.to(x.dtype), height, width)
+    if h.dim() == 3:
+        if h.shape[0] != x.shape[0]:
+            raise ValueError(f"{h.shape[0]} kernels for a batch of {x.shape[0]}")
+        h = h.reshape(h.shape[0], *([1] * (x.dim() - 3)), height, width)
+    spectrum = torch.fft.rfft2(x.float(), dim=(-2, -1)) * torch.fft.rfft2(h.float(), dim=(-2, -1))
+    return torch.fft.irfft2(spectrum, s=(height, width), dim=(-2, -1)).to(x.dtype)
+
+
+def shift_kernel_2d(shift: Tuple[int, int], size: Tuple[int, int], dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """The one-hot kernel of shape ``size`` that shifts by ``shift`` = (rows, columns) (each mod its side,
+    relative to the centre)."""
+    kernel = torch.zeros(*size, dtype=dtype)
+    kernel[(size[0] // 2 + shift[0]) % size[0], (size[1] // 2 + shift[1]) % size[1]] = 1.0
+    return kernel
+
+
+def shift_of_element(g: int, group_size: int, size: Union[int, Tuple[int, int]]) -> Union[int, Tuple[int, int]]:
+    """The shift element g starts as with ``init="shift"`` on a layer of ``size``: ``round(g * L / G)`` on an
+    axis of length L. On an H x W map, with c = g taken into ``[-G // 2, G - G // 2)`` and m = ceil(sqrt(G)):
+    ``(round(c * H / G), round(c * m * W / G))``, rounding halves away from zero, so that element (-g) mod G
+    starts as the inverse shift; it walks G shifts over the map (distinct e.g. for every G <= 40 on 8 x 8). Each value is
+    taken into ``[-L // 2, L - L // 2)``."""
+    def centred(shift: int, length: int) -> int:
+        return (shift + length // 2) % length - length // 2
+
+    if isinstance(size, tuple):
+        def away(value: float) -> int:
+            return int(math.copysign(math.floor(abs(value) + 0.5), value))
+
+        height, width = size
+        m = math.isqrt(group_size - 1) + 1
+        c = (g + group_size // 2) % group_size - group_size // 2
+        return centred(away(c * height / group_size), height), centred(away(c * m * width / group_size), width)
+    return centred(int(round(g * size / group_size)), size)
+
+
 def shift_kernel(shift: int, size: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """The one-hot kernel of length ``size`` that shifts by ``shift`` (mod ``size``, relative to the centre)."""
     kernel = torch.zeros(size, dtype=dtype)
@@ -68,15 +138,31 @@ def _key(layer: str) -> str:
     return layer.replace(".", "__")
 
 
+Size = Union[int, Tuple[int, int]]
+
+
+def _size(layer: str, size: Any) -> Size:
+    """A layer's size as an int (1-D) or a pair of ints (2-D), checked."""
+    if isinstance(size, (list, tuple)):
+        if len(size) != 2 or not all(isinstance(n, Integral) and not isinstance(n, bool) and n > 0 for n in size):
+            raise ValueError(f"orbit layer {layer!r}: a 2-D size is a pair of positive integers [H, W], got {size!r}")
+        return int(size[0]), int(size[1])
+    if not isinstance(size, Integral) or isinstance(size, bool) or size < 1:
+        raise ValueError(f"orbit layer {layer!r}: the size must be a positive integer or a pair [H, W], got {size!r}")
+    return int(size)
+
+
 class LearnedOrbit(nn.Module):
     """G learned transformations per layer: ``transform(x, g, layer)`` is rho_g on that layer.
 
     Args:
         group_size: G.
-        lengths: {layer name: length L of the axis the group acts on}; must include ``"input"``.
-        kernel_size: K (None: L of each layer; larger values are cut to L).
-        init: ``"random"`` (N(0, 1/K) entries), ``"identity"`` or ``"shift"`` (element g is the circular
-            shift by round(g * L / G), except on ``"output"``, where it is the identity).
+        lengths: {layer name: length L of the axis the group acts on, or a pair (H, W) for a 2-D layer};
+            must include ``"input"``.
+        kernel_size: K (None: L of each layer, or (H, W); larger values are cut to L, or per axis to H and W).
+        init: ``"random"`` (N(0, 1/number of kernel entries) entries), ``"identity"`` or ``"shift"`` (element g
+            is the circular shift ``shift_of_element(g, G, size)``, except on ``"output"``, where it is the
+            identity).
         init_noise: std of the noise added to ``"identity"``/``"shift"`` kernels.
         input_shape, n_classes: of the data the orbit was built for (informative).
     """
@@ -84,7 +170,7 @@ class LearnedOrbit(nn.Module):
     def __init__(
         self,
         group_size: int,
-        lengths: Mapping[str, int],
+        lengths: Mapping[str, Size],
         kernel_size: Optional[int] = None,
         init: str = "random",
         init_noise: float = 0.0,
@@ -100,26 +186,41 @@ class LearnedOrbit(nn.Module):
         if len(set(keys)) != len(keys):
             raise ValueError(f"layer names {sorted(lengths)} collide once dots become '__'")
         self.group_size = int(group_size)
-        self.lengths: Dict[str, int] = {layer: int(length) for layer, length in lengths.items()}
+        self.lengths: Dict[str, Size] = {layer: _size(layer, length) for layer, length in lengths.items()}
         self.input_shape = tuple(input_shape) if input_shape is not None else None
         self.n_classes = n_classes
         self.kernels = nn.ParameterDict()
         for layer, length in self.lengths.items():
-            size = length if kernel_size is None else min(int(kernel_size), length)
+            if isinstance(length, tuple):
+                size = length if kernel_size is None else tuple(min(int(kernel_size), n) for n in length)
+            else:
+                size = length if kernel_size is None else min(int(kernel_size), length)
             self.kernels[_key(layer)] = nn.Parameter(self._initial_kernels(layer, length, size, init, init_noise))
 
-    def _initial_kernels(self, layer: str, length: int, size: int, init: str, noise: float) -> torch.Tensor:
+    def _initial_kernels(self, layer: str, length: Size, size: Size, init: str, noise: float) -> torch.Tensor:
         G = self.group_size
+        shape = (G, *size) if isinstance(size, tuple) else (G, size)
+        entries = math.prod(shape[1:])
         if init == "random":
-            return torch.randn(G, size) / size ** 0.5
-        kernels = torch.zeros(G, size)
+            return torch.randn(*shape) / entries ** 0.5
+        kernels = torch.zeros(*shape)
         for g in range(G):
-            shift = 0 if init == "identity" or layer == OUTPUT else int(round(g * length / G))
-            shift = (shift + length // 2) % length - length // 2  # the same shift, in [-L//2, L - L//2)
-            index = size // 2 + shift
-            if 0 <= index < size:  # else the shift does not fit a short kernel: the element starts at zero
-                kernels[g, index] = 1.0
-        return kernels + noise * torch.randn(G, size) if noise else kernels
+            identity = init == "identity" or layer == OUTPUT
+            if isinstance(size, tuple):
+                shift = (0, 0) if identity else shift_of_element(g, G, length)
+                index = (size[0] // 2 + shift[0], size[1] // 2 + shift[1])
+                if all(0 <= i < n for i, n in zip(index, size)):  # else the shift does not fit: the element starts at zero
+                    kernels[(g, *index)] = 1.0
+            else:
+                shift = 0 if identity else shift_of_element(g, G, length)
+                index = size // 2 + shift
+                if 0 <= index < size:  # else the shift does not fit a short kernel: the element starts at zero
+                    kernels[g, index] = 1.0
+        return kernels + noise * torch.randn(*shape) if noise else kernels
+
+    def is_2d(self, layer: str) -> bool:
+        """Whether the group acts on ``layer`` by 2-D circular convolutions."""
+        return isinstance(self.lengths[layer], tuple)
 
     @property
     def layers(self):
@@ -127,7 +228,7 @@ class LearnedOrbit(nn.Module):
         return list(self.lengths)
 
     def kernel(self, layer: str) -> torch.Tensor:
-        """The kernels of ``layer``, shape (G, K)."""
+        """The kernels of ``layer``, shape (G, K), or (G, Kh, Kw) on a 2-D layer."""
         if layer not in self.lengths:
             raise ValueError(f"the orbit has no layer {layer!r}; it has {self.layers}")
         return self.kernels[_key(layer)]
@@ -143,21 +244,42 @@ class LearnedOrbit(nn.Module):
     def transform(self, x: torch.Tensor, g: Union[torch.Tensor, int], layer: str = INPUT) -> torch.Tensor:
         """rho_g on ``layer`` applied to ``x``, one element per example (``g``: LongTensor (B,) or an int for
         all). ``x`` has shape ``(B, ..., L)``; a flat ``(B, D)`` with D a multiple of L is read as
-        ``(B, D / L, L)`` (a flattened ``(channels, length)`` map) and returned flat."""
+        ``(B, D / L, L)`` (a flattened ``(channels, length)`` map) and returned flat. On a 2-D layer of size
+        (H, W), ``x`` has shape ``(B, ..., H, W)``, or is flat ``(B, C * H * W)``, or holds ViT tokens
+        ``(B, H * W, D)`` or ``(B, 1 + H * W, D)`` (the class token first, left as it is); it is returned in
+        its own shape."""
         kernels = self.kernel(layer)
-        length = self.lengths[layer]
         shape = x.shape
-        if shape[-1] != length:
-            if x.dim() == 2 and shape[-1] % length == 0:
-                x = x.reshape(shape[0], -1, length)
-            else:
-                raise ValueError(f"orbit layer {layer!r} acts on an axis of length {length}; got a representation of shape {tuple(shape)}")
         if not isinstance(g, torch.Tensor):
             g = torch.full((shape[0],), int(g), dtype=torch.long, device=x.device)
         if g.shape != (shape[0],):
             raise ValueError(f"one group element per example: g has shape {tuple(g.shape)} for a batch of {shape[0]}")
         g = torch.remainder(g.to(kernels.device), self.group_size)
+        if self.is_2d(layer):
+            return self._transform_2d(x, kernels[g], layer)
+        length = self.lengths[layer]
+        if shape[-1] != length:
+            if x.dim() == 2 and shape[-1] % length == 0:
+                x = x.reshape(shape[0], -1, length)
+            else:
+                raise ValueError(f"orbit layer {layer!r} acts on an axis of length {length}; got a representation of shape {tuple(shape)}")
         return circular_convolution(x, kernels[g]).reshape(shape)
+
+    def _transform_2d(self, x: torch.Tensor, kernels: torch.Tensor, layer: str) -> torch.Tensor:
+        height, width = self.lengths[layer]
+        shape, positions = x.shape, height * width
+        if x.dim() >= 3 and tuple(shape[-2:]) == (height, width):
+            return circular_convolution_2d(x, kernels)
+        if x.dim() == 2 and shape[-1] % positions == 0:
+            return circular_convolution_2d(x.reshape(shape[0], -1, height, width), kernels).reshape(shape)
+        if x.dim() == 3 and shape[1] in (positions, positions + 1):  # ViT tokens (B, [1 +] H * W, D)
+            first = shape[1] - positions
+            maps = x[:, first:].transpose(1, 2).reshape(shape[0], shape[2], height, width)
+            tokens = circular_convolution_2d(maps, kernels).reshape(shape[0], shape[2], positions).transpose(1, 2)
+            return torch.cat([x[:, :first], tokens], dim=1)
+        raise ValueError(f"orbit layer {layer!r} acts on maps of {height}x{width} (B, ..., {height}, {width}), flat "
+                         f"layers of a multiple of {positions} values or {positions} (+1) tokens; got a representation "
+                         f"of shape {tuple(shape)}")
 
     def forward(self, x: torch.Tensor, g: Optional[torch.Tensor] = None) -> torch.Tensor:
         """rho_g x on the input; ``g`` None: one element per example drawn uniformly (global RNG). The
@@ -171,18 +293,31 @@ class LearnedOrbit(nn.Module):
         return f"group_size={self.group_size}, lengths={self.lengths}"
 
 
-def orbit_lengths(config: OrbitConfig, input_shape: tuple, n_classes: int) -> Dict[str, int]:
-    """{layer: length} of the config for data of ``input_shape`` and ``n_classes``, ``"input"`` first."""
-    lengths = {INPUT: int(input_shape[-1])}
+def orbit_lengths(config: OrbitConfig, input_shape: tuple, n_classes: int) -> Dict[str, Size]:
+    """{layer: length, or (H, W) on a 2-D layer} of the config for data of ``input_shape`` (one example's)
+    and ``n_classes``, ``"input"`` first. ``input_dims=2`` needs images (channels, height, width)."""
+    input_shape = tuple(int(n) for n in input_shape)
+    if config.input_dims == 2:
+        if len(input_shape) != 3:
+            raise ValueError(f"OrbitConfig.input_dims=2 acts on images (channels, height, width); the data has inputs of shape {input_shape}")
+        lengths: Dict[str, Size] = {INPUT: input_shape[-2:]}
+    else:
+        lengths = {INPUT: input_shape[-1]}
     for layer, length in config.layers.items():
-        lengths[layer] = int(n_classes) if length is None else int(length)
+        if length is None:
+            lengths[layer] = int(n_classes)
+        elif isinstance(length, (list, tuple)):
+            lengths[layer] = (int(length[0]), int(length[1]))
+        else:
+            lengths[layer] = int(length)
     return lengths
 
 
 def learned_orbit_builder(dataloaders: Mapping[str, Any], seed: Optional[int], state_dict: Optional[Mapping[str, Any]] = None,
                           **config: Any) -> LearnedOrbit:
     """Build the ``LearnedOrbit`` of ``OrbitConfig(**config)`` for the data in ``dataloaders`` (the input's
-    last axis gives the input length, the number of classes the length of ``"output"`` when it is None).
+    last axis gives the input length, or its last two axes the input's (H, W) with ``input_dims=2``; the
+    number of classes the length of ``"output"`` when it is None).
     ``seed`` seeds the initial kernels (the global random state is left as it was); ``state_dict``: trained
     kernels, which must fit exactly."""
     orbit_config = OrbitConfig.from_dict(config, carry_unknown=True)  # a recipe subclass's own fields: unused
