@@ -95,7 +95,7 @@ def test_invalid_schema_names_are_refused_before_anything_is_created(db_prefix, 
 @pytest.mark.database
 def test_missing_schema_is_not_created_when_create_is_false(db_prefix):
     name = f"{db_prefix}_absent"
-    with pytest.raises(ValueError, match=f"schema '{name}' does not exist on the database server; check --schema"):
+    with pytest.raises(ValueError, match=f"schema '{name}' does not exist on the database server; pass the store the recipe ran with"):
         activate(name, create=False)
     assert not database.schema_exists(database.connect(), name)
 

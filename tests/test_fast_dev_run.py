@@ -13,9 +13,11 @@ from recipe_factory import write_recipe
 import nntransfer
 from nntransfer.cli.main import EXIT_BAD_INPUT, EXIT_FAILED_JOBS, main
 from nntransfer.configs import ClassificationModelConfig, ClassificationTrainerConfig, ImageDatasetConfig
+from nntransfer.configs.codec import make_hash
 from nntransfer.dataset import img_dataset_loader
 from nntransfer.models import classification_model_builder
 from nntransfer.pipeline.fast_dev_run import BROKE, PASSED, STORED
+from nntransfer.recipes.loading import load_recipe
 from nntransfer.trainer import classification_trainer
 from nntransfer.trainer.main_loop_modules import MainLoopModule, register
 
@@ -92,6 +94,9 @@ def test_pending_steps_read_their_stored_predecessor_and_a_broken_step_is_report
     assert states == {("teacher", 0): STORED, ("kd", 0): STORED, ("kd", 1): PASSED, ("broken", 0): STORED, ("broken", 1): BROKE}
     broke = [line for line in out if line.startswith("broke:")]
     assert len(broke) == 1 and broke[0].startswith("broke: broken (seed 1) step 1 [")
+    chains = {d.name: chain for d, chain in load_recipe(str(recipe)).transfer_experiments.items()}
+    broken_id = make_hash(chains["broken"].step_key(1))[:8]  # each row has the step's id, as run and status print it
+    assert broke[0].startswith(f"broke: broken (seed 1) step 1 [{broken_id}]")
     assert broke[0].endswith("RuntimeError: broken on purpose")
     assert "2 checked, 1 broke, 1 stored (not run)" in out[-1]
     assert snapshot(workdir) == before  # the work folder is read, never changed

@@ -220,3 +220,24 @@ def test_forget_deletes_rows_files_checkpoints_and_failures_in_the_tables(tables
         assert "1 reused, 5 trained, 0 failed" in capsys.readouterr().out
     finally:
         activate(f"{db_prefix}_main")
+
+
+@pytest.mark.database
+def test_forget_in_a_new_process_deletes_from_the_tables(tables, db_prefix, tmp_path):
+    """``forget`` is the first and only command of its process: the tables it deletes from are bound for
+    writing (not as the read-only commands bind them)."""
+    from nntransfer.tables import activate
+    from nntransfer.tables.store import DataJointStore
+
+    recipe = write_recipe(tmp_path, f"forget_fresh_{uuid.uuid4().hex[:6]}", RECIPE)
+    schema = f"{db_prefix}_forget_fresh"
+    ids = step_ids(recipe)
+    try:
+        assert main(["run", str(recipe), "--schema", schema, "--quiet"]) == 0
+        done = _cli(["forget", "long:1:2", "--recipe", str(recipe), "--schema", schema, "--yes"], stdin=subprocess.DEVNULL)
+        assert done.returncode == 0, done.stderr
+        assert ids[("long", 2)][:8] in done.stdout and "deleted 1 step(s)" in done.stdout
+        store = DataJointStore(schema, create=False)
+        assert {entry.id for entry in store.stored_steps()} == {ids[name] for name in NAMES} - {ids[("long", 2)]}
+    finally:
+        activate(f"{db_prefix}_main")

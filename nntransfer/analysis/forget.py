@@ -79,7 +79,7 @@ def plan_forget(
     """What forgetting ``step`` (a step id or prefix, ``NAME:SEED:STEP`` of ``recipe``, or an ``Experiment`` /
     ``TransferExperiment``: its last step) deletes from the store at the address ``store`` (or the work folder
     ``workdir``, or the schema ``schema``); nothing is deleted. ``ValueError`` (one line) when the reference names no stored step."""
-    store, recipe = open_context(recipe, experiment, workdir, schema, store)
+    store, recipe = open_context(recipe, experiment, workdir, schema, store, read_only=False)
     if store is None:
         raise ValueError("give the store to delete from: store=/--store ADDRESS (or workdir=, schema=)")
     stored = {entry.id: StepRecord(entry.id, entry.key, entry.configs, name=entry.name, comment=entry.comment)

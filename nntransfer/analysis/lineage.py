@@ -273,11 +273,13 @@ def open_context(
     workdir: Optional[Union[str, Path]] = None,
     schema: Optional[str] = None,
     store: Optional[Union[str, Store]] = None,
+    read_only: bool = True,
 ) -> Tuple[Optional[Store], Optional[Recipe]]:
     """The store (at the address ``store``, or a Store; or the work folder ``workdir`` or schema ``schema``;
-    none if none is named) and recipe that references are looked up in. Nothing is created."""
+    none if none is named) and recipe that references are looked up in. Nothing is created; ``read_only=False``
+    for a caller that deletes (``forget``)."""
     address = store_address(store, workdir, schema, default=None)
-    store = open_store(address, read_only=True) if address is not None else None
+    store = open_store(address, create=False, read_only=read_only) if address is not None else None
     if recipe is not None and not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe, experiment) if isinstance(recipe, (str, Path)) else as_recipe(recipe)
     return store, recipe

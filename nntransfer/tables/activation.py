@@ -122,7 +122,7 @@ def _bind(name: str, create: bool) -> Tables:
     connection = database.connect()
     if not database.schema_exists(connection, name):
         if not create:
-            raise ValueError(f"schema {name!r} does not exist on the database server; check --schema")
+            raise ValueError(f"schema {name!r} does not exist on the database server; pass the store the recipe ran with (--store datajoint:NAME)")
         database.create_schema(connection, name)
     compat.apply()
     if "nnfabrik.main" not in sys.modules:  # importing it declares nnfabrik's core schema: create it race-free first
@@ -139,7 +139,7 @@ def _bind_read_only(name: str) -> Tables:
     database.configure()
     connection = database.connect()
     if not database.schema_exists(connection, name):
-        raise ValueError(f"schema {name!r} does not exist on the database server; check --schema")
+        raise ValueError(f"schema {name!r} does not exist on the database server; pass the store the recipe ran with (--store datajoint:NAME)")
     module = dj.VirtualModule(f"nntransfer_read_{name}", name, connection=connection)
     tables = Tables(name, connection)
     tables.schema = module.schema

@@ -114,6 +114,7 @@ class DataJointStore(Store):
     def __init__(self, schema: Optional[str] = None, create: bool = True, tables=None, heartbeat_timeout: Optional[float] = None,
                  read_only: bool = False) -> None:
         self.tables = tables if tables is not None else activate(schema, create=create and not read_only, read_only=read_only)
+        self.read_only = read_only
         self.location = self.tables.schema_name
         self.where = f"schema {self.tables.schema_name}"
         self.heartbeat_timeout = liveness.heartbeat_timeout(heartbeat_timeout)
@@ -205,7 +206,14 @@ class DataJointStore(Store):
         query = "SELECT 1 FROM information_schema.tables WHERE table_schema=%s AND table_name=%s"
         return self.tables.connection.query(query, args=(self.tables.schema_name, name)).fetchone() is not None
 
+    def _writable(self, doing: str) -> None:
+        """Refuse to write through a store opened for reading (its tables are DataJoint's view of the
+        server, without nnfabrik's methods): a mistake of the caller, named in one line."""
+        if self.read_only:
+            raise RuntimeError(f"cannot {doing}: {self.where} was opened for reading (open_store(..., read_only=True))")
+
     def record_submission(self, submission: Submission) -> None:
+        self._writable("record a submission")
         submissions.record(self.tables.connection, self.tables.schema_name, submission)
 
     def submissions(self) -> List[Submission]:
@@ -308,6 +316,7 @@ class DataJointStore(Store):
     def record_code_reuse(self, key: Key, record: Dict[str, Any]) -> None:
         """``record`` becomes the step's ``Provenance.code_reused`` (a schema without that column: a warning,
         and the step is reported as changed again next time)."""
+        self._writable("record that changed code is kept")
         provenance = self.table.Provenance
         if "code_reused" not in provenance.heading.names:
             logger.warning("the Provenance table of %s has no column code_reused: that %s is kept cannot be recorded",
@@ -399,6 +408,7 @@ class DataJointStore(Store):
         """Delete the finished steps among ``keys`` whose stored files are missing or do not match their
         checksums (with their files; a warning names them), so that populating trains them again. Returns
         how many."""
+        self._writable("retrain damaged steps")
         keys = [dict(key) for key in keys]
         finished = (self.table & keys).fetch("KEY") if keys else []
         deleted = 0
@@ -430,6 +440,7 @@ class DataJointStore(Store):
     def save(self, key: Key, result: StepResult, meta: StepMeta) -> None:
         """Insert the step's row and parts: inside ``make``'s transaction when populating, else in one of
         its own."""
+        self._writable("save a step")
         table = self.table()
         fabrikant = self.tables.Fabrikant.current_user()
         if table.connection.in_transaction:
@@ -443,6 +454,7 @@ class DataJointStore(Store):
 
     def record_failure(self, key: Key, error: BaseException, meta: StepMeta) -> None:
         """Record ``error`` in the jobs table, as ``populate`` does for the jobs it runs."""
+        self._writable("record a failure")
         message = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
         stack = "".join(traceback.format_exception(type(error), error, error.__traceback__))
         self.jobs.error(self.table.table_name, dict(key), error_message=message, error_stack=stack)
@@ -458,6 +470,7 @@ class DataJointStore(Store):
         their weights and handed-on data from the external store), then their checkpoints (with their files),
         the checkpoints of steps that continue from them (a half-trained successor must not resume on top of
         weights that are gone) and the error entries of their jobs."""
+        self._writable("delete steps")
         keys = [dict(key) for key in keys]
         if not keys:
             return 0
@@ -478,6 +491,7 @@ class DataJointStore(Store):
 
     def clear_failures(self, recipe: Recipe) -> int:
         """Delete the error entries of ``recipe``'s jobs so that they run again; returns how many."""
+        self._writable("clear failures")
         hashes = [key_hash(chain.step_key(level)) for chain in recipe.transfer_experiments.values() for level in range(len(chain))]
         failed = self.jobs & {"table_name": self.table.table_name, "status": "error"} & [{"key_hash": h} for h in hashes]
         count = len(failed)
@@ -546,6 +560,7 @@ class DataJointStore(Store):
         """Insert every config, seed and recipe entry of ``recipe`` in one transaction (all or nothing;
         retried when concurrent workers deadlock; every config is checked first), and remember each step's
         runtime options and provenance (what ``make`` records with it) for ``make``."""
+        self._writable("prepare a run")
         fabrikant = self.tables.Fabrikant.current_user()
         connection = self.table.connection
         for attempt in range(5):

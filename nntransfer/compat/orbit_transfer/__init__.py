@@ -1,0 +1,25 @@
+"""sinzlab/orbit_transfer's config classes for the recipes of sinzlab/orbit_transfer_recipes.
+
+``from orbit_transfer.configs import *`` becomes ``from nntransfer.compat.orbit_transfer.configs import *``;
+nothing else in a recipe changes. Each class takes the original fields with the original defaults, in the
+original idiom (``self.load_kwargs(**kwargs)``, then assignments, then ``super().__init__(**kwargs)``), and once
+built holds this library's fields (``MNIST1DConfig``, ``ImageDatasetConfig``, ``ClassificationModelConfig``,
+``ClassificationTrainerConfig``): what trains is this library's normal step. An original meaning that cannot
+be kept is refused when the config is made, with one line (``Refused``, a ``ValueError``).
+
+What is mapped and what is refused (the module docstrings of ``configs.dataset``, ``configs.model`` and
+``configs.trainer`` say why):
+
+- data: ``MNIST1DDatasetConfig`` (``train_shift``; the original's "test" and "test_all" shifts) and ``MNIST``
+  (``add_rotated_test``, ``add_corrupted_test``);
+- models: ``CNNModel`` as ``cnn2d`` and ``MLPModel`` as ``mlp`` where their layers are the same, with the
+  original layer paths of ``get_intermediate_rep`` translated; refused: the MNIST-1D models, ``TransferModel``
+  (the learned orbits), ResNet, ViT, the group CNN, LeNet;
+- trainers: ``Classification`` (sinzlab/nntransfer's trainer fields, read as this library reads them, and
+  ``scheduler="manual"`` with ``lr_milestones``); refused: every ``TransferMixin`` ``regularization`` (their
+  losses differ from this library's transfer methods) and ``SimpleTrainerConfig`` (the MNIST-1D step loop).
+"""
+
+from nntransfer.compat.orbit_transfer._translate import Refused
+
+__all__ = ["Refused"]

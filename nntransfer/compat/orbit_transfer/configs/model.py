@@ -1,0 +1,271 @@
+"""orbit_transfer's model configs (orbit_transfer/configs/model/): ``ClassificationModel``, ``CNNModel``,
+``MLPModel``, ``MNISTModel``, ``TransferModel`` and ``MNIST1DModelConfig``, with the original defaults, as this
+library's ``ClassificationModelConfig``.
+
+Mapped: the CNN (orbit_transfer/models/cnn.py) as ``cnn2d`` and the MLP (orbit_transfer/models/mlp.py) as
+``mlp``, where the layers are the same (see ``CNNModel`` and ``MLPModel``), with the original's layer paths in
+``get_intermediate_rep`` translated to ours. Refused (one line each): the other model types.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List
+
+from nntransfer.compat.orbit_transfer._translate import OriginalFields, Refused, refuse_leftovers
+from nntransfer.configs.model import ClassificationModelConfig
+
+#: sinzlab/nntransfer nntransfer/configs/model/base.py: ModelConfig's fields
+ORIGINAL_MODEL = {"dropout": 0.0, "get_intermediate_rep": {}}
+
+#: orbit_transfer/configs/model/classification.py: ClassificationModel's fields (for its ResNet/VGG builders)
+ORIGINAL_CLASSIFICATION = {
+    "type": "resnet50", "core_type": "conv", "conv_stem_kernel_size": 3, "conv_stem_padding": 1,
+    "conv_stem_stride": 1, "core_stride": 1, "max_pool_after_stem": False, "advanced_init": False,
+    "zero_init_residual": False, "adaptive_pooling": False, "avg_pool": False, "noise_adv_classification": False,
+    "noise_adv_regression": False, "num_noise_readout_layers": 1, "noise_sigmoid_output": False,
+    "pretrained": False, "pretrained_path": "", "readout_type": "dense", "add_buffer": (),
+}
+
+#: the original MNIST models have 10 outputs; ours read the number of classes from the data
+MNIST_CLASSES = 10
+
+_UNMAPPED_TYPES = {
+    "equiv_transfer": "orbit_transfer's learned orbit (models/learned_equiv.py: the input's kernels mapped to every "
+                      "layer by learned linear maps) has no counterpart: nntransfer's convolution OrbitConfig learns "
+                      "one kernel set per layer",
+    "gcnn": "orbit_transfer's P4 group CNN (models/group_cnn.py: 2x2 spatial max pools that drop the last row and "
+            "column on odd sizes) differs from nntransfer's gcnn (3x3 pools with padding on odd sizes)",
+    "vit": "orbit_transfer's ViT (models/vit.py, per-head width 64) differs from nntransfer's vit (per-head width 8)",
+}
+
+
+def _take_common(owner: str, original: Dict[str, Any]) -> None:
+    """The ResNet/VGG fields of orbit_transfer's ClassificationModel: unread by the CNN and MLP builders."""
+    for name in ORIGINAL_CLASSIFICATION:
+        if name != "type":
+            original.pop(name, None)
+
+
+def _paths(owner: str, rep: Dict[str, str], mapping: Dict[str, str]) -> Dict[str, str]:
+    """``get_intermediate_rep`` ({name: layer path} here) with the original's layer paths made ours."""
+    out = {}
+    for name, layer in rep.items():
+        if layer not in mapping:
+            raise Refused(owner, f"get_intermediate_rep layer {layer!r} is no layer of the original model "
+                                 f"(its layers: {', '.join(sorted(mapping, key=lambda p: int(p.split('.')[-1])))})")
+        out[name] = mapping[layer]
+    return out
+
+
+def cnn_layer_paths(num_layers: int, pool_size: List[int], dropout: Any, batch_norm: bool) -> Dict[str, str]:
+    """orbit_transfer/models/cnn.py's ``layers.<i>`` -> ``cnn2d``'s paths (a MaxOut of 1 and a max pool of 1
+    compute nothing: their output is the layer's before them)."""
+    paths: Dict[str, str] = {}
+    i = 0
+    for block in range(1, num_layers):
+        paths[f"layers.{i}"] = f"core.conv{block}"
+        paths[f"layers.{i + 1}"] = f"core.conv{block}"  # MaxOut(1)
+        i += 2
+        if batch_norm:
+            paths[f"layers.{i}"] = f"core.bn{block}"
+            i += 1
+        paths[f"layers.{i}"] = f"core.relu{block}"
+        paths[f"layers.{i + 1}"] = f"core.pool{block}" if pool_size[block - 1] > 1 else f"core.relu{block}"
+        i += 2
+        if dropout is not None:
+            paths[f"layers.{i}"] = f"core.dropout{block}" if dropout else paths[f"layers.{i - 1}"]
+            i += 1
+    paths[f"layers.{i}"] = "core.pool"
+    paths[f"layers.{i + 1}"] = "core.flatten"
+    paths[f"layers.{i + 2}"] = "readout.fc"
+    return paths
+
+
+def mlp_layer_paths(num_layers: int, dropout: Any) -> Dict[str, str]:
+    """orbit_transfer/models/mlp.py's ``layers.<i>`` -> ``mlp``'s paths (without batch norm)."""
+    paths = {"layers.0": "core.flatten"}
+    i = 1
+    for block in range(1, num_layers):
+        paths[f"layers.{i}"] = f"core.fc{block}"
+        paths[f"layers.{i + 1}"] = f"core.relu{block}"
+        i += 2
+        if dropout is not None:
+            paths[f"layers.{i}"] = f"core.dropout{block}" if dropout else f"core.relu{block}"
+            i += 1
+    paths[f"layers.{i}"] = "readout.fc"
+    return paths
+
+
+class ClassificationModel(OriginalFields, ClassificationModelConfig):
+    """orbit_transfer/configs/model/classification.py (the default type, ``resnet50``, and the types other than
+    ``cnn`` and ``mlp`` are refused with one line)."""
+
+    ORIGINAL = {**ORIGINAL_MODEL, **ORIGINAL_CLASSIFICATION}
+
+    def __init__(self, **kwargs):
+        self.load_kwargs(**kwargs)
+        self.declare_original_defaults(ClassificationModel, kwargs)
+        super().__init__(**kwargs)
+
+    def translate(self, original: Dict[str, Any]) -> Dict[str, Any]:
+        owner = type(self).__name__
+        model_type = original.pop("type", "resnet50")
+        if model_type == "equiv_transfer" and original.get("spatial_transformer"):
+            raise Refused(owner, "type='equiv_transfer' with spatial_transformer=True: orbit_transfer's rotation orbit "
+                                 "(affine grids learned per group element, models/learned_equiv.py, trained by its "
+                                 "EquivarianceTransfer regularization) is not mapped by this compat layer")
+        if model_type == "cnn":
+            return self._cnn(owner, original)
+        if model_type == "mlp":
+            return self._mlp(owner, original)
+        raise Refused(owner, f"type={model_type!r}: " + _UNMAPPED_TYPES.get(
+            model_type, "this orbit_transfer model type is not mapped onto nntransfer's model types"))
+
+    def _common(self, owner: str, original: Dict[str, Any]) -> None:
+        _take_common(owner, original)
+        output_size = original.pop("output_size", MNIST_CLASSES)
+        if output_size != MNIST_CLASSES:
+            raise Refused(owner, f"output_size={output_size!r}: the models here have as many outputs as the data "
+                                 f"has classes; only MNIST's {MNIST_CLASSES} are mapped")
+        activation = original.pop("activation", "relu")
+        if activation != "relu":
+            raise Refused(owner, f"activation={activation!r}: only 'relu' is mapped")
+
+    def _cnn(self, owner: str, original: Dict[str, Any]) -> Dict[str, Any]:
+        """orbit_transfer/models/cnn.py: per block Conv2d (bias) -> MaxOut -> [BatchNorm2d] -> activation ->
+        MaxPool2d -> [Dropout], then a global average, a flatten and a linear readout (bias)."""
+        self._common(owner, original)
+        num_layers = original.pop("num_layers")
+        channels, kernels = list(original.pop("channels")), list(original.pop("kernel_size"))
+        pools, max_out = list(original.pop("pool_size")), list(original.pop("max_out"))
+        dropout, batch_norm = original.pop("dropout", 0.0), bool(original.pop("batch_norm", False))
+        rep = original.pop("get_intermediate_rep", {}) or {}
+        refuse_leftovers(owner, original)
+        blocks = num_layers - 1
+        if len(channels) != num_layers or len(kernels) < blocks or len(pools) < blocks or len(max_out) < blocks:
+            raise Refused(owner, "channels, kernel_size, pool_size and max_out do not describe num_layers layers")
+        if any(m != 1 for m in max_out[:blocks]):
+            raise Refused(owner, f"max_out={max_out!r}: a MaxOut over more than one channel has no counterpart in cnn2d")
+        if channels[0] != 1:
+            raise Refused(owner, f"channels[0]={channels[0]!r}: only MNIST's one input channel is mapped")
+        return {
+            "type": "cnn2d",
+            "options": {"channels": channels[1:], "kernel_sizes": kernels[:blocks], "pool_sizes": pools[:blocks],
+                        "padding": 0, "global_pool": "avg", "core_bias": True},
+            "dropout": float(dropout or 0.0),
+            "batch_norm": batch_norm,
+            "readout_bias": True,
+            "get_intermediate_rep": _paths(owner, rep, cnn_layer_paths(num_layers, pools, dropout, batch_norm)),
+        }
+
+    def _mlp(self, owner: str, original: Dict[str, Any]) -> Dict[str, Any]:
+        """orbit_transfer/models/mlp.py: Flatten, per hidden layer Linear (bias) -> activation -> [BatchNorm1d]
+        -> [Dropout], then a linear readout without bias."""
+        self._common(owner, original)
+        num_layers = original.pop("num_layers")
+        sizes = list(original.pop("layer_size"))
+        dropout, batch_norm = original.pop("dropout", 0.0), bool(original.pop("batch_norm", False))
+        rep = original.pop("get_intermediate_rep", {}) or {}
+        refuse_leftovers(owner, original)
+        if batch_norm:
+            raise Refused(owner, "batch_norm=True: the original MLP normalises after the activation, nntransfer's "
+                                 "mlp before it")
+        if len(sizes) != num_layers:
+            raise Refused(owner, f"layer_size={sizes!r} does not describe num_layers={num_layers} layers")
+        if sizes[0] != 28 * 28:
+            raise Refused(owner, f"layer_size[0]={sizes[0]!r}: only MNIST's 28x28 inputs are mapped")
+        return {
+            "type": "mlp",
+            "options": {"hidden_sizes": sizes[1:], "core_bias": True},
+            "dropout": float(dropout or 0.0),
+            "batch_norm": False,
+            "readout_bias": False,
+            "get_intermediate_rep": _paths(owner, rep, mlp_layer_paths(num_layers, dropout)),
+        }
+
+
+class MNISTModel(ClassificationModel):
+    """orbit_transfer/configs/model/simple_2d.py MNISTModel (LeNet-5 by default; refused: not mapped)."""
+
+    ORIGINAL = {"type": "lenet5", "num_classes": 10, "input_width": 28, "input_height": 28, "input_channels": 1}
+
+    def __init__(self, **kwargs):
+        self.load_kwargs(**kwargs)
+        self.declare_original_defaults(MNISTModel, kwargs)
+        super().__init__(**kwargs)
+
+
+class CNNModel(ClassificationModel):
+    """orbit_transfer/configs/model/simple_2d.py CNNModel, with its defaults (MaxOut 4 in the last block and
+    batch norm: refused, as cnn2d has no MaxOut); the paper's teacher (channels [1, 128, 64, 64], pools
+    [1, 2, 3], MaxOut 1, dropout 0.1, no batch norm) is ``cnn2d`` with its defaults and dropout 0.1."""
+
+    ORIGINAL = {"type": "cnn", "output_size": 10, "num_layers": 4, "channels": [1, 128, 64, 64],
+                "kernel_size": [3, 3, 3], "pool_size": [1, 2, 2], "max_out": [1, 1, 4], "activation": "relu",
+                "dropout": 0.3, "batch_norm": True}
+
+    def __init__(self, **kwargs):
+        self.load_kwargs(**kwargs)
+        self.declare_original_defaults(CNNModel, kwargs)
+        super().__init__(**kwargs)
+
+
+class MLPModel(ClassificationModel):
+    """orbit_transfer/configs/model/simple_2d.py MLPModel (batch norm by default: refused); the paper's student
+    (784-512-128-32-10, dropout 0.1, no batch norm) is ``mlp`` with hidden sizes [512, 128, 32], no readout bias."""
+
+    ORIGINAL = {"type": "mlp", "output_size": 10, "num_layers": 4, "layer_size": [28 * 28, 512, 128, 32],
+                "activation": "relu", "dropout": 0.1, "batch_norm": True}
+
+    def __init__(self, **kwargs):
+        self.load_kwargs(**kwargs)
+        self.declare_original_defaults(MLPModel, kwargs)
+        super().__init__(**kwargs)
+
+
+class TransferModel(ClassificationModel):
+    """orbit_transfer/configs/model/simple_2d.py TransferModel: the learned orbit of the 2-D experiments
+    (refused: see ``_UNMAPPED_TYPES["equiv_transfer"]``)."""
+
+    ORIGINAL = {"type": "equiv_transfer", "output_size": 10, "num_layers": 4, "kernel_size": 5, "group_size": 25}
+
+    def __init__(self, **kwargs):
+        self.load_kwargs(**kwargs)
+        self.declare_original_defaults(TransferModel, kwargs)
+        super().__init__(**kwargs)
+
+
+#: orbit_transfer/models/mnist_1d.py: its model types, none of which this library has
+_MNIST1D_TYPES = {
+    "fc_single": "FCSingleLayer (40 -> hidden_dim -> 400 without biases, then a readout pooled over positions)",
+    "fully_conv_single": "FullyConv (two 1-D convolutions, then a readout pooled over positions)",
+    "simple_fully_conv": "SimpleFullyConv (a stack of 1-D convolutions ending in 10 maps, read out over positions)",
+    "simple_fc": "SimpleFC (a stack of 40*channels-wide linear layers without biases, then 400 -> 10)",
+    "static_equivariance_transfer": "StaticLearnedEquivariance (the learned orbit: group_size kernels with a learned "
+                                    "linear map to every layer; nntransfer's OrbitConfig learns one kernel set per "
+                                    "layer)",
+}
+
+
+class MNIST1DModelConfig(ClassificationModel):
+    """orbit_transfer/configs/model/simple_1d.py: the MNIST-1D models of orbit_transfer/models/mnist_1d.py.
+    None of them has a counterpart among nntransfer's model types (its ``cnn1d_invariant`` and ``mlp`` are the
+    models of examples/mnist1d_paper, not these), so every type is refused with one line naming it."""
+
+    ORIGINAL = {"type": "fc_single", "num_classes": 10, "input_size": 40, "hidden_dim": 400, "channels": 15,
+                "stride": 1, "padding": 2, "kernel_size": 5, "group_size": 40}
+
+    def __init__(self, **kwargs):
+        self.load_kwargs(**kwargs)
+        self.declare_original_defaults(MNIST1DModelConfig, kwargs)
+        super().__init__(**kwargs)
+
+    def translate(self, original: Dict[str, Any]) -> Dict[str, Any]:
+        owner = type(self).__name__
+        model_type = original.get("type", "fc_single")
+        what = _MNIST1D_TYPES.get(model_type, "no model type of orbit_transfer/models/mnist_1d.py")
+        raise Refused(owner, f"type={model_type!r}: orbit_transfer's MNIST-1D model {what} has no counterpart "
+                             "among nntransfer's model types")
+
+
+__all__ = ["ClassificationModel", "CNNModel", "MLPModel", "MNISTModel", "TransferModel", "MNIST1DModelConfig"]

@@ -1,0 +1,211 @@
+"""orbit_transfer's trainer configs (orbit_transfer/configs/trainer/): ``Classification`` (the epoch loop of the
+2-D experiments), ``TransferMixin`` (its ``regularization={...}`` transfer methods) and ``SimpleTrainerConfig``
+(the step loop of the MNIST-1D experiments), with the original defaults, as this library's
+``ClassificationTrainerConfig``.
+
+``Classification``'s own fields are sinzlab/nntransfer's ``TrainerConfig``'s; they are read as this library
+reads that original (README, "Coming from sinzlab/nntransfer": ``scheduler="adaptive"`` -> ``"plateau"``,
+``optimizer_options={"lr": ...}`` -> ``lr``, ``threshold`` -> ``tolerance``, ``main_objective`` ->
+``objective``, ``freeze_bn="all"`` -> ``True``), plus ``scheduler="manual"`` with ``lr_milestones`` ->
+``"multistep"``. The transfer methods and the step loop are refused, one line each, saying what differs.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict
+
+from nntransfer.compat.orbit_transfer._translate import OriginalFields, Refused, check_default, refuse_leftovers
+from nntransfer.configs.trainer import ClassificationTrainerConfig
+
+#: sinzlab/nntransfer nntransfer/configs/trainer/base.py: TrainerConfig's fields that this library's trainer
+#: config does not have under the same name and meaning (the others, e.g. max_iter, patience, lr_decay,
+#: lr_warmup, interval, restore_best, lr_decay_steps, loss_functions, are the same fields)
+ORIGINAL_TRAINER = {
+    "optimizer_options": {"amsgrad": False, "lr": 0.0003},
+    "lr_decay": 0.8,
+    "scheduler": "manual",
+    "patience": None,
+    "threshold": 0.0001,
+    "verbose": False,
+    "lr_milestones": (),
+    "min_lr": 0.00001,
+    "threshold_mode": "rel",
+    "train_cycler": "LongCycler",
+    "train_cycler_args": {},
+    "loss_weighing": False,
+    "loss_accum_batch_n": None,
+    "lr_decay_steps": 1,
+    "show_epoch_progress": False,
+    "mtl": False,
+    "chkpt_options": {"save_every_n": 1, "keep_best_n": 1, "keep_last_n": 1, "keep_selection": ()},
+}
+
+#: orbit_transfer/configs/trainer/mixins/transfer.py: TransferMixin's fields without a counterpart here, and
+#: their defaults (any other value is refused)
+ORIGINAL_TRANSFER = {
+    "scale_loss_with_arctanh": False,
+    "synaptic_intelligence_computation": False,
+    "transfer_restriction": (),
+    "transfer_after_train": False,
+    "single_input_stream": True,
+    "readout_name": "fc",
+    "reset_linear_frequency": None,
+    "regularization": {},
+    # orbit_transfer/trainer/img_classification.py: the switches of its learned-orbit step
+    "switch_teacher": False,
+    "deactivate_dropout": False,
+}
+
+#: why each original regularizer (orbit_transfer/trainer/main_loop_modules/) has no counterpart here
+REGULARIZERS = {
+    "KnowledgeDistillation": "the original's loss is CE + gamma * T^2 * KL over the named outputs "
+                             "(main_loop_modules/representation.py, knowledge_distillation.py); nntransfer's "
+                             "KnowledgeDistillationMixin weights the task loss by 1 - kd_weight, so a CE of weight 1 "
+                             "beside gamma has no counterpart",
+    "RDL": "the original adds gamma * the sum over the named outputs of the MSE between RDMs (main_loop_modules/rdl.py, "
+           "'corr' or squared distances, or CKA); nntransfer's RDLMixin averages over layer pairs and compares "
+           "1 - correlation or normalised Euclidean RDMs",
+    "AttentionTransfer": "the original adds gamma * the sum over the named outputs of the MSE between normalised "
+                         "attention maps (main_loop_modules/attention_transfer.py); nntransfer's "
+                         "AttentionTransferMixin uses at_weight / 2 * the norm of their difference",
+    "EquivarianceTransfer": "the original's learned orbit maps the input's kernels to every layer with learned "
+                            "linear maps (main_loop_modules/equivariance_transfer.py, models/learned_equiv.py); "
+                            "nntransfer's OrbitLearningMixin/OrbitTransferMixin learn one kernel set per layer",
+}
+
+
+class TransferMixin:
+    """orbit_transfer/configs/trainer/mixins/transfer.py, for ``class T(TransferMixin, Classification)``: its
+    defaults (``freeze``, ``freeze_bn``, ``reset`` and ``data_transfer`` are this library's fields of the same
+    meaning); a ``regularization`` is refused with one line naming what differs (``REGULARIZERS``)."""
+
+    ORIGINAL = ORIGINAL_TRANSFER
+
+    def __init__(self, **kwargs):
+        self.load_kwargs(**kwargs)
+        self.declare_original_defaults(TransferMixin, kwargs)
+        super().__init__(**kwargs)
+
+
+class Classification(OriginalFields, ClassificationTrainerConfig):
+    """orbit_transfer/configs/trainer/classification.py: sinzlab/nntransfer's ``TrainerConfig`` with
+    ``maximize=True``; its epoch loop is this library's classification trainer, its fields read as this
+    library reads sinzlab/nntransfer's (README, "Coming from sinzlab/nntransfer").
+
+    That reading is the library's, not this module's; reading sinzlab/nntransfer's trainer/trainer.py and
+    trainer/utils/early_stopping.py, its loop differs from this library's in details that reach these recipes
+    (to be settled in that reading, ``nntransfer.configs.trainer.loop``): the original validates once before
+    training (the first best score and plateau step); after an improvement it waits ``patience + 1``
+    validations; at the end of each patience cycle it only restores the best state (the plateau scheduler
+    decays the learning rate by itself) and ``lr_decay_steps`` counts those cycles; its ``lr_warmup`` dampens
+    the learning rate once per epoch (pytorch_warmup, stepped with the scheduler)."""
+
+    ORIGINAL = ORIGINAL_TRAINER
+
+    def __init__(self, **kwargs):
+        self.load_kwargs(**kwargs)
+        self.declare_original_defaults(Classification, kwargs)
+        self.maximize = True
+        self.eval_with_bn_train = False
+        super().__init__(**kwargs)
+
+    def translate(self, original: Dict[str, Any]) -> Dict[str, Any]:
+        owner = type(self).__name__
+        regularization = original.pop("regularization", {}) or {}
+        if regularization:
+            name = regularization.get("regularizer")
+            why = REGULARIZERS.get(name, "it is no regularizer of orbit_transfer's main-loop modules")
+            raise Refused(owner, f"regularization={{'regularizer': {name!r}, ...}}: {why}")
+        check_default(owner, original, [n for n in ORIGINAL_TRANSFER if n != "regularization"], ORIGINAL_TRANSFER,
+                      "has no counterpart here")
+        out: Dict[str, Any] = {}
+        options = dict(original.pop("optimizer_options", {}) or {})
+        options.pop("lr", None)  # the alias moved it to lr already
+        out["optimizer_options"] = options
+        out["lr_decay"] = original.pop("lr_decay", 0.8)
+        patience = original.pop("patience", None)
+        if patience is None:
+            raise Refused(owner, "patience=None: the original's early stopping compares with None; give a patience")
+        out["patience"] = patience
+        out["lr_decay_steps"] = original.pop("lr_decay_steps", 1)
+        milestones = list(original.pop("lr_milestones", ()) or ())
+        min_lr = original.pop("min_lr", 0.00001)
+        scheduler = original.pop("scheduler", "manual")
+        if scheduler in ("manual", None):  # torch's MultiStepLR(lr_milestones, gamma=lr_decay), stepped per epoch
+            if milestones and self.__dict__.get("lr_warmup"):
+                raise Refused(owner, "scheduler='manual' with lr_milestones and lr_warmup: the original counts "
+                                     "milestones from the first epoch, nntransfer's multistep after the warm-up")
+            out["scheduler"] = "multistep" if milestones else None
+            out["scheduler_options"] = {"milestones": milestones, "gamma": out["lr_decay"]} if milestones else {}
+        elif scheduler == "plateau":  # "adaptive", translated by the library (factor, patience, threshold, min_lr)
+            out["scheduler"] = "plateau"
+            out["scheduler_options"] = dict(self.__dict__.get("scheduler_options", {}), min_lr=min_lr)
+        else:
+            raise Refused(owner, f"scheduler={scheduler!r} is no scheduler of the original trainer")
+        if original.pop("threshold_mode", "rel") != "rel":
+            raise Refused(owner, "threshold_mode other than 'rel' is not mapped")
+        cycler, cycler_args = original.pop("train_cycler", "LongCycler"), original.pop("train_cycler_args", {})
+        if cycler != "LongCycler" or cycler_args:
+            raise Refused(owner, f"train_cycler={cycler!r} with {cycler_args!r}: only the one-task LongCycler is mapped")
+        out["train_cycler"] = "round_robin"  # one task: every batch of it in turn, as LongCycler
+        accumulate = original.pop("loss_accum_batch_n", None)
+        out["accumulate_grad_batches"] = int(accumulate or 1)
+        for name in ("verbose", "show_epoch_progress", "chkpt_options"):  # printing and checkpoint files
+            original.pop(name, None)
+        check_default(owner, original, ("loss_weighing", "mtl"), ORIGINAL_TRAINER, "(several tasks) is not mapped")
+        refuse_leftovers(owner, original)
+        return out
+
+
+class DataGenerationMixin:
+    """orbit_transfer/configs/trainer/mixins/transfer.py DataGenerationMixin: not mapped (refused when used)."""
+
+    def __init__(self, **kwargs):
+        raise Refused(type(self).__name__, "DataGenerationMixin (data, Fisher, SI omega or covariance handed to the "
+                                           "next step) is not mapped")
+
+
+#: orbit_transfer/configs/trainer/simple_trainer.py: SimpleTrainerConfig's fields
+ORIGINAL_SIMPLE = {
+    "forward": "default", "total_steps": 8000, "batch_size": 1000, "eval_every": 1000, "print_every": 1000,
+    "checkpoint_every": 1000, "rep_layer": "linear1", "teacher_rep_layer": "conv1", "lr_decay": 0.8,
+    "learning_rate": 1e-2, "restore_best": True, "lr_decay_steps": 3, "patience": 5, "weight_decay": 0.0,
+    "device": "cuda", "gamma": 0.0, "softmax_temp": 1.0, "equiv_factor": 1.0, "invertible_factor": 1.0,
+    "identity_factor": 1.0, "student_model": {},
+    # read by orbit_transfer/trainer/simple_trainer.py and forward_methods.py without a default (None when unset)
+    "select_on_loss": False, "id_between_filters": False, "augment": 0,
+    # passed by the MNIST-1D recipes (their settings dicts), read by nothing in the original
+    "lr": None,
+}
+
+#: orbit_transfer/trainer/simple_trainer.py trainer_fn: the forward= switch (any other value: ce_forward)
+FORWARD_METHODS = ("kd", "kd_match", "rdl", "cka", "attention", "equiv_transfer", "equiv_learn")
+
+
+class SimpleTrainerConfig(OriginalFields, ClassificationTrainerConfig):
+    """orbit_transfer/configs/trainer/simple_trainer.py: the MNIST-1D step loop (simple_trainer.py ``train``):
+    ``total_steps`` Adam steps on batches ``x[(step * batch_size) % N : ... + batch_size]`` taken in order
+    from the unshuffled training arrays (a batch at the end is cut short and the next starts at the
+    remainder), the loss ``(1 - gamma) * CE + gamma * regulariser`` of the ``forward`` method, a full
+    evaluation every ``eval_every`` steps with ReduceLROnPlateau and a patience counter per evaluation.
+    This library trains in epochs over shuffled loaders and validates between epochs, so that loop has no
+    counterpart: the config is refused with one line (the method's loss is named in the message)."""
+
+    ORIGINAL = ORIGINAL_SIMPLE
+
+    def __init__(self, **kwargs):
+        self.load_kwargs(**kwargs)
+        self.declare_original_defaults(SimpleTrainerConfig, kwargs)
+        super().__init__(**kwargs)
+
+    def translate(self, original: Dict[str, Any]) -> Dict[str, Any]:
+        owner = type(self).__name__
+        forward = original.get("forward", "default")
+        method = forward if forward in FORWARD_METHODS else "ce"
+        raise Refused(owner, f"forward={forward!r} ({method} loss) trains in orbit_transfer's step loop "
+                             f"(total_steps={original.get('total_steps')} batches of {original.get('batch_size')} "
+                             f"cut in order from the unshuffled arrays, evaluated every eval_every="
+                             f"{original.get('eval_every')} steps), which has no counterpart in nntransfer's epochs")
+
+
+__all__ = ["Classification", "TransferMixin", "DataGenerationMixin", "SimpleTrainerConfig"]

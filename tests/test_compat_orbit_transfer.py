@@ -1,0 +1,249 @@
+"""``nntransfer.compat.orbit_transfer``: the recipes of sinzlab/orbit_transfer_recipes (``_2021_09_24_aistats``) with
+only ``from orbit_transfer.configs import *`` changed to ``from nntransfer.compat.orbit_transfer.configs import *``.
+
+The eight module texts are in ``tests/fixtures/orbit_transfer_aistats`` (``.py.txt``, with that one line changed).
+Each module either runs or is refused in one line at load; what the configs mean is compared with values read
+from the original code (the repository path is named beside each).
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nntransfer.cli.main import main
+from nntransfer.compat.orbit_transfer import configs as ot
+from nntransfer.compat.orbit_transfer._translate import Refused
+from nntransfer.dataset.sources import digits_arrays
+
+FIXTURES = Path(__file__).parent / "fixtures" / "orbit_transfer_aistats"
+IMPORT_LINE = "from nntransfer.compat.orbit_transfer.configs import *"
+
+
+def module_text(name: str) -> str:
+    text = (FIXTURES / f"{name}.py.txt").read_text()
+    assert IMPORT_LINE in text and "from orbit_transfer" not in text  # only the import line differs
+    return text
+
+
+# ---------------------------------------------------------------------- the eight modules
+
+#: each module and the one line it is refused with (the first config of the module that has no counterpart)
+REFUSED = {
+    "mnist_1d_shift": "TeacherModel: type='simple_fully_conv': orbit_transfer's MNIST-1D model SimpleFullyConv",
+    "mnist_1d_hypersearch": "TeacherModel: type='simple_fully_conv': orbit_transfer's MNIST-1D model SimpleFullyConv",
+    "mnist_1d_with_pooling_shift": "TeacherModel: type='fully_conv_single': orbit_transfer's MNIST-1D model FullyConv",
+    "mnist_1d_with_pooling_hypersearch": "TeacherModel: type='fully_conv_single': orbit_transfer's MNIST-1D model "
+                                         "FullyConv",
+    "mnist_2d_cnn_linear": "TransferModel: type='equiv_transfer': orbit_transfer's learned orbit",
+    "mnist_2d_cnn_linear_loss_ablation": "TransferModel: type='equiv_transfer': orbit_transfer's learned orbit",
+    "mnist_2d_resnet_vit": "TeacherModel: type='resnet18': this orbit_transfer model type is not mapped",
+    "mnist_2d_rotation": "TeacherModel: type='gcnn': orbit_transfer's P4 group CNN",
+}
+
+
+@pytest.mark.parametrize("name", sorted(REFUSED))
+def test_each_module_runs_or_is_refused_in_one_line(name, tmp_path, capsys):
+    recipe = tmp_path / f"{name}.py"
+    recipe.write_text(module_text(name))
+    assert main(["run", str(recipe), "--dry-run", "--workdir", str(tmp_path / "work")]) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if "failed to load" in line]
+    assert len(lines) == 1 and "Refused: " + REFUSED[name] in lines[0], err
+    assert "refuses it rather than approximate it" in lines[0]
+    assert not (tmp_path / "work").exists()
+
+
+# ---------------------------------------------------------------------- the chains of the 2-D modules that run
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """An IDX file as MNIST ships it: magic (0, 0, 0x08 = uint8, ndim), big-endian sizes, the bytes."""
+    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    path.write_bytes(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes())
+
+
+def digits28(n: int, start: int = 0):
+    images, labels = digits_arrays()
+    images = np.kron(images[start:start + n], np.ones((3, 3), dtype=np.uint8))
+    return np.pad(images, ((0, 0), (2, 2), (2, 2))), labels[start:start + n].astype(np.int64)
+
+
+@pytest.fixture
+def mnist_dir(tmp_path):
+    """A tiny MNIST in torchvision's raw IDX layout and MNIST-C's ``translate`` corruption (the recipes'
+    ``add_corrupted_test=True``)."""
+    root = tmp_path / "data"
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    (x_train, y_train), (x_test, y_test) = digits28(40), digits28(20, start=40)
+    for name, array in (("train-images-idx3-ubyte", x_train), ("train-labels-idx1-ubyte", y_train),
+                        ("t10k-images-idx3-ubyte", x_test), ("t10k-labels-idx1-ubyte", y_test)):
+        write_idx(raw / name, array)
+    corrupted = root / "mnist_c" / "translate"
+    corrupted.mkdir(parents=True)
+    np.save(corrupted / "test_images.npy", x_test[..., None])
+    np.save(corrupted / "test_labels.npy", y_test)
+    return root
+
+
+def cnn_linear_chains_that_run() -> str:
+    """mnist_2d_cnn_linear.py cut to the chains that run here, each exactly as the module builds it: its
+    classes, "MNIST Experiment Teacher Translation Invariant" and "MNIST Experiment Student"."""
+    text = module_text("mnist_2d_cnn_linear")
+    head = text.split("########## Orbit #############")[0]
+    student = text[text.index('experiments = []\nexperiments.append(\n    Experiment(\n        dataset=BaselineDataset(),\n'
+                              '        model=StudentModel(),'):]
+    student = student.split("experiments = []\nexperiments.append(\n    Experiment(\n"
+                            "        dataset=BaselineDataset(dataset_cls=")[0]
+    assert 'Description(name=f"MNIST Experiment Student", seed=seed)' in student
+    return head + student
+
+
+def test_the_cnn_and_mlp_chains_of_mnist_2d_cnn_linear_check_and_train(mnist_dir, tmp_path, capsys):
+    recipe = tmp_path / "cnn_linear.py"
+    recipe.write_text(cnn_linear_chains_that_run())
+    common = ["--data-dir", str(mnist_dir), "--workdir", str(tmp_path / "work"), "--device", "cpu", "--quiet"]
+    assert main(["run", str(recipe), "--dry-run", *common]) == 0
+    assert main(["run", str(recipe), "--fast-dev-run", *common]) == 0
+    assert "2 checked, 0 broke" in capsys.readouterr().out
+    # the student chain trains for real (on 40 digits: until early stopping, as the module's trainer says)
+    assert main(["run", str(recipe), "--chain", "MNIST Experiment Student", *common]) == 0
+    assert "1 trained, 0 failed" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------- what the configs mean
+
+
+def recipe_namespace(name: str, cut: str) -> dict:
+    """The classes a module defines (its text up to ``cut``), run as the module runs them."""
+    namespace: dict = {}
+    exec(compile(module_text(name).split(cut)[0], f"{name}.py", "exec"), namespace)
+    return namespace
+
+
+def test_mnist_1d_data_is_the_original_shift_protocol():
+    # orbit_transfer/dataset/mnist_1d.py dataset_fn: valid_size of the training signals held out; training and
+    # validation signals rolled by np.random.randint(0, train_shift) (exclusive), all by 0 for train_shift=0;
+    # "test" rolled by train_shift .. 39, "test_all" by 0 .. 39; orbit_transfer/configs/dataset/mnist_1d.py:
+    # train_shift=30 by default; simple_trainer.py: batches of SimpleTrainerConfig.batch_size=1000.
+    ns = recipe_namespace("mnist_1d_shift", "for shift in")
+    for shift, (low, high), unseen in ((np.float64(5.0), (0, 4), (5, 39)), (np.float64(0.0), (0, 0), (0, 39)),
+                                       (np.float64(40.0), (0, 39), (0, 0)), (None, (0, 29), (30, 39))):
+        data = ns["BaselineDataset"]() if shift is None else ns["BaselineDataset"](train_shift=shift)
+        fields = data.to_dict()
+        assert fields["dataset_cls"] == "MNIST1D" and fields["valid_size"] == 0.1 and fields["batch_size"] == 1000
+        assert tuple(fields["dataset_kwargs"]["train_shift"]) == (low, high)
+        assert fields["test_transforms"] == {
+            "test_shift": {"transform": "circular_shift", "low": unseen[0], "high": unseen[1]},
+            "test_all": {"transform": "circular_shift", "low": 0, "high": 39},
+        }
+    with pytest.raises(Refused, match="train_shift=2.5 is not a whole number"):
+        ns["BaselineDataset"](train_shift=2.5)
+    with pytest.raises(Refused, match="original=True"):
+        ns["BaselineDataset"](original=True)
+
+
+@pytest.mark.parametrize("module, cls, kind", [
+    ("mnist_1d_shift", "TeacherModel", "SimpleFullyConv"), ("mnist_1d_shift", "StudentModel", "SimpleFC"),
+    ("mnist_1d_shift", "EquivTransferModel", "StaticLearnedEquivariance"),
+    ("mnist_1d_with_pooling_shift", "TeacherModel", "FullyConv"),
+    ("mnist_1d_with_pooling_shift", "StudentModel", "FCSingleLayer"),
+])
+def test_mnist_1d_models_are_refused_naming_the_original_model(module, cls, kind):
+    # orbit_transfer/models/mnist_1d.py model_fn: the types and the modules they build
+    ns = recipe_namespace(module, "class BaselineTrainer")
+    with pytest.raises(Refused, match=f"MNIST-1D model {kind} "):
+        ns[cls]()
+
+
+@pytest.mark.parametrize("forward, loss", [("kd", "kd"), ("kd_match", "kd_match"), ("attention", "attention"),
+                                           ("rdl", "rdl"), ("cka", "cka"), ("ce", "ce"), ("equiv_learn", "equiv_learn"),
+                                           ("equiv_transfer", "equiv_transfer")])
+def test_the_simple_trainer_step_loop_is_refused_for_every_forward(forward, loss):
+    # orbit_transfer/trainer/simple_trainer.py train: total_steps batches x[(step * batch_size) % N:][:batch_size]
+    # of the unshuffled arrays, a full evaluation every eval_every steps; trainer_fn's forward= switch
+    ns = recipe_namespace("mnist_1d_shift", "for shift in")
+    message = (f"forward={forward!r} ({loss} loss) trains in orbit_transfer's step loop (total_steps=40000 batches of "
+               "1000 cut in order from the unshuffled arrays, evaluated every eval_every=100 steps)")
+    with pytest.raises(Refused) as refused:
+        ns["BaselineTrainer"](forward=forward, lr=0.01, gamma=0.3)
+    assert message in str(refused.value) and "\n" not in str(refused.value)
+
+
+def test_mnist_2d_models_data_and_trainer_mean_the_originals():
+    ns = recipe_namespace("mnist_2d_cnn_linear", "seed = 42")
+    # orbit_transfer/models/cnn.py CNN: Conv2d(bias) -> MaxOut(1) -> ReLU -> MaxPool2d(1, 2, 3) -> Dropout(0.1) per
+    # block, AdaptiveAvgPool2d(1), Flatten, Linear(64, 10, bias); layers.0/5/10 the convolutions, layers.17 the logits
+    teacher = ns["TeacherModel"](get_intermediate_rep={"layers.0": "out.1", "layers.5": "out.2", "layers.10": "out.3",
+                                                       "layers.17": "out.4"}).to_dict()
+    assert teacher["type"] == "cnn2d" and teacher["dropout"] == 0.1 and not teacher["batch_norm"]
+    assert teacher["options"] == {"channels": [128, 64, 64], "kernel_sizes": [3, 3, 3], "pool_sizes": [1, 2, 3],
+                                  "padding": 0, "global_pool": "avg", "core_bias": True}
+    assert teacher["readout_bias"] is True
+    assert teacher["get_intermediate_rep"] == {"out.1": "core.conv1", "out.2": "core.conv2", "out.3": "core.conv3",
+                                               "out.4": "readout.fc"}
+    # orbit_transfer/models/mlp.py MLP: Flatten, Linear(bias) -> ReLU -> Dropout(0.1) for 784-512-128-32, then
+    # Linear(32, 10, bias=False); layers.1/4/7 the hidden linear layers, layers.10 the logits
+    student = ns["StudentModel"](get_intermediate_rep={"layers.1": "out.1", "layers.4": "out.2", "layers.7": "out.3",
+                                                       "layers.10": "out.4"}).to_dict()
+    assert student["type"] == "mlp" and student["options"] == {"hidden_sizes": [512, 128, 32], "core_bias": True}
+    assert student["dropout"] == 0.1 and student["readout_bias"] is False and not student["batch_norm"]
+    assert student["get_intermediate_rep"] == {"out.1": "core.fc1", "out.2": "core.fc2", "out.3": "core.fc3",
+                                               "out.4": "readout.fc"}
+    # orbit_transfer/configs/dataset/mnist.py MNIST (28x28, no augmentation, no normalisation); sinzlab/nntransfer
+    # dataset/img_dataset_loader.py add_rotated_test: DiscreteRotateTransform([0, 90, 180, 270]) on the test set
+    data = ns["BaselineDataset"]().to_dict()
+    assert data["dataset_cls"] == "MNIST" and data["input_size"] == 28 and data["batch_size"] == 64
+    assert not data["apply_normalization"] and not (data["augment_crop"] or data["augment_flip"])
+    assert data["add_corrupted_test"] is True and data["valid_size"] == 0.1
+    assert data["test_transforms"] == {"test_rot90s": {"transform": "random_rotation", "angles": [0, 90, 180, 270]}}
+    # sinzlab/nntransfer trainer/trainer.py prepare_lr_schedule: Adam(amsgrad=False, lr=3e-4, weight_decay=2e-9),
+    # "adaptive" = ReduceLROnPlateau(factor=lr_decay, patience, threshold, min_lr=1e-5); accuracy, maximised
+    trainer = ns["BaselineTrainer"]().to_dict()
+    assert trainer["optimizer"] == "Adam" and trainer["lr"] == 0.0003
+    assert trainer["optimizer_options"] == {"amsgrad": False, "weight_decay": 2e-9}
+    assert trainer["scheduler"] == "plateau"
+    assert trainer["scheduler_options"] == {"factor": 0.8, "patience": 20, "threshold": 0.0, "min_lr": 1e-5}
+    assert (trainer["max_iter"], trainer["lr_warmup"], trainer["patience"], trainer["lr_decay_steps"]) == (400, 20, 20, 5)
+    assert trainer["objective"] == "accuracy" and trainer["maximize"] is True and trainer["main_loop_modules"] == []
+    assert trainer["loss_functions"] == {"img_classification": "CrossEntropyLoss"}
+    # the transfer step's student: sinzlab/nntransfer's student_model form, kept (the step's model is the teacher)
+    transfer = ns["TransferTrainer"](student_model=ns["StudentModel"]().to_dict()).to_dict()
+    assert transfer["student_model"]["type"] == "mlp" and transfer["main_loop_modules"] == []
+
+
+@pytest.mark.parametrize("regularizer, why", [
+    ("KnowledgeDistillation", "CE + gamma * T^2 * KL"), ("RDL", "MSE between RDMs"),
+    ("AttentionTransfer", "normalised attention maps"), ("EquivarianceTransfer", "learned linear maps"),
+])
+def test_transfer_mixin_regularizers_are_refused_saying_what_differs(regularizer, why):
+    # orbit_transfer/trainer/main_loop_modules/representation.py: loss += gamma * sum of rep_distance over outputs
+    ns = recipe_namespace("mnist_2d_cnn_linear", "seed = 42")
+    with pytest.raises(Refused, match=f"'regularizer': '{regularizer}'.*{re.escape(why)}"):
+        ns["TransferTrainer"](regularization={"regularizer": regularizer, "gamma": 1.0, "softmax_temp": 2.0})
+
+
+def test_original_defaults_and_manual_scheduler():
+    # sinzlab/nntransfer configs/trainer/base.py: scheduler="manual" = MultiStepLR(lr_milestones, gamma=lr_decay)
+    trainer = ot.Classification(patience=5, lr_milestones=(3, 6)).to_dict()
+    assert trainer["scheduler"] == "multistep" and trainer["scheduler_options"] == {"milestones": [3, 6], "gamma": 0.8}
+    assert trainer["lr"] == 0.0003 and trainer["max_iter"] == 100 and trainer["lr_decay_steps"] == 1
+    assert ot.Classification(patience=5).to_dict()["scheduler"] is None
+    with pytest.raises(Refused, match="patience=None"):
+        ot.Classification()
+    with pytest.raises(Refused, match="switch_teacher=True has no counterpart"):
+        type("T", (ot.TransferMixin, ot.Classification), {})(patience=5, switch_teacher=True)
+    # orbit_transfer/configs/model/simple_2d.py: CNNModel's own defaults (MaxOut 4) and MLPModel's (batch norm)
+    with pytest.raises(Refused, match="MaxOut over more than one channel"):
+        ot.CNNModel()
+    with pytest.raises(Refused, match="normalises after the activation"):
+        ot.MLPModel()
+    with pytest.raises(Refused, match="rotation orbit .affine grids learned per group element"):
+        ot.TransferModel(spatial_transformer=True)
+    with pytest.raises(Refused, match="get_intermediate_rep layer 'layers.99'"):
+        ot.MLPModel(batch_norm=False, get_intermediate_rep={"layers.99": "out"})
