@@ -18,6 +18,8 @@ from nntransfer.configs.trainer.mixins import TransferMethodMixin
 
 #: the layer path / orbit layer name of the logits
 ORBIT_OUTPUT = "output"
+#: values of ``OrbitLearningMixin.orbit_identity_between``
+ORBIT_IDENTITY_BETWEEN = ("examples", "elements")
 
 
 def _check_weight(owner: str, field: str, value) -> None:
@@ -52,6 +54,9 @@ class OrbitLearningMixin(TransferMethodMixin):
       + orbit_invertibility_weight * MSE(rho_{-g} rho_g x, x)          (+ the same on every mapped layer)
       + orbit_identity_weight * mean |cos(rho_g x, rho_h x)|           (elements differ from each other)
 
+    (with ``orbit_identity_between="elements"`` the last term is instead computed on the elements themselves,
+    ``nntransfer.trainer.main_loop_modules.orbit.element_distinctness_loss`` of the input's matrices or kernels)
+
     and the step's accuracy is the teacher's on transformed inputs (also in validation and the final
     evaluation, with elements drawn from a generator seeded by the trainer's seed). The terms are logged as
     ``orbit_equivariance``, ``orbit_invertibility`` and ``orbit_identity`` (Training and Validation).
@@ -62,6 +67,11 @@ class OrbitLearningMixin(TransferMethodMixin):
         orbit_equivariance_weight, orbit_invertibility_weight, orbit_identity_weight, orbit_ce_weight: the
             weights above (>= 0).
         orbit_invertibility_all_layers: also ask rho_{-g} rho_g = identity on the mapped layers.
+        orbit_identity_between: ``"examples"`` (the default: |cos| between rho_g x and rho_h x, h != g drawn per
+            example) or ``"elements"``: a hinge on the squared distances between the G elements' normalised
+            input parameters (affine matrices or kernels), as the original's ``id_between_filters`` with
+            ``mse_dist`` and ``hinge_epsilon=1`` (the paper's rotation recipe). Left out of ``to_dict`` (and so
+            of the key) at its default.
 
     Defaults changed for this step: ``teacher="previous"``, ``start_from_previous=False``, ``lr=0.01`` (the
     kernels; at 0.001 they stay diffuse for tens of epochs), and ``early_stopping=False`` with
@@ -70,6 +80,10 @@ class OrbitLearningMixin(TransferMethodMixin):
     mixin is put in front of, ``class X(OrbitLearningMixin, Base)``), to override. On MNIST-1D (G = 40, full-length
     kernels, the shift-invariant CNN as teacher) 10-20 epochs learn near-one-hot kernels, i.e. shifts,
     with rho_{-g} the inverse of rho_g; a weaker invertibility weight (1-3) leaves the pairs unmatched.
+    With an affine orbit (``OrbitConfig(kind="affine")``, the paper's rotation experiment with a ``gcnn``
+    teacher) every term acts through the orbit's ``transform`` as well; the paper's recipe (sinzlab/
+    orbit_transfer_recipes ``_2021_09_24_aistats/mnist_2d_rotation.py``) used ``include_channels=True`` and
+    ``orbit_identity_between="elements"``.
     """
 
     def __init__(self, **kwargs):
@@ -80,6 +94,7 @@ class OrbitLearningMixin(TransferMethodMixin):
             orbit_identity_weight=1.0,
             orbit_ce_weight=1.0,
             orbit_invertibility_all_layers=False,
+            orbit_identity_between="examples",
             teacher="previous",
             start_from_previous=False,
             lr=0.01,
@@ -95,7 +110,17 @@ class OrbitLearningMixin(TransferMethodMixin):
         _check_layer_map(owner, "orbit_layers_teacher", self.orbit_layers_teacher)
         for field in ("orbit_equivariance_weight", "orbit_invertibility_weight", "orbit_identity_weight", "orbit_ce_weight"):
             _check_weight(owner, field, getattr(self, field))
+        if self.orbit_identity_between not in ORBIT_IDENTITY_BETWEEN:
+            raise ValueError(f"{owner}.orbit_identity_between must be one of {ORBIT_IDENTITY_BETWEEN}, got {self.orbit_identity_between!r}")
         self.add_main_loop_module("OrbitLearning")
+
+    def to_dict(self):
+        """All fields, except ``orbit_identity_between`` at its default (``"examples"``): the keys of configs
+        from before the field existed stay as they were."""
+        values = super().to_dict()
+        if values.get("orbit_identity_between") == "examples":
+            del values["orbit_identity_between"]
+        return values
 
 
 class OrbitTransferMixin(TransferMethodMixin):

@@ -43,6 +43,17 @@ def identity_loss(rho_g_x: torch.Tensor, rho_h_x: torch.Tensor) -> torch.Tensor:
     return F.cosine_similarity(rho_g_x.float().flatten(1), rho_h_x.float().flatten(1), dim=1, eps=1e-8).abs().mean()
 
 
+def element_distinctness_loss(parameters: torch.Tensor, epsilon: float = 1.0, scale: float = 10.0) -> torch.Tensor:
+    """Distinctness between the G elements themselves (``parameters``: one row per element, e.g. affine
+    matrices (G, 2, 3) or kernels): with u_g the L2-normalised flattened rows, the mean over pairs g < h of
+    ``(scale * max(0, epsilon - |u_g - u_h|^2))^2`` (0 once every pair is at least ``epsilon`` apart; the
+    original's ``id_between_filters`` with ``mse_dist`` and ``hinge_epsilon``, on the input's elements)."""
+    u = F.normalize(parameters.float().flatten(1), dim=1)
+    first, second = torch.triu_indices(u.shape[0], u.shape[0], offset=1, device=u.device)
+    distance = (u[first] - u[second]).pow(2).sum(dim=1)
+    return (scale * (epsilon - distance).clamp(min=0)).pow(2).mean()
+
+
 def other_elements(g: torch.Tensor, group_size: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
     """One element h != g per entry of ``g``, uniform over the other G - 1."""
     offset = torch.randint(1, group_size, g.shape, device=g.device, generator=generator)
@@ -165,7 +176,8 @@ class OrbitLearning(MainLoopModule):
         """Draw g (and h != g) per example; the model of this pass is the teacher on rho_g x."""
         G = self.orbit.group_size
         g = torch.randint(0, G, (state.inputs.shape[0],), device=state.inputs.device, generator=self.generator)
-        h = other_elements(g, G, self.generator) if self.weights["orbit_identity"] else None
+        between_examples = self.config.orbit_identity_between == "examples"
+        h = other_elements(g, G, self.generator) if self.weights["orbit_identity"] and between_examples else None
         state.model = TeacherOnOrbit(self.context.teacher, self.orbit, g, h)
 
     def terms(self, record: Mapping[str, Any], g: torch.Tensor) -> Dict[str, torch.Tensor]:
@@ -181,6 +193,8 @@ class OrbitLearning(MainLoopModule):
         terms["orbit_invertibility"] = inv
         if record["rho_h_x"] is not None:
             terms["orbit_identity"] = identity_loss(record["rho_g_x"], record["rho_h_x"])
+        elif self.weights["orbit_identity"] and self.config.orbit_identity_between == "elements":
+            terms["orbit_identity"] = element_distinctness_loss(orbit.element_parameters(INPUT))
         return terms
 
     def post_forward(self, state: BatchState) -> None:
