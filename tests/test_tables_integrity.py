@@ -224,19 +224,21 @@ def wait_for(condition, seconds=60):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("command", ["worker", "run"])
-def test_sigterm_stops_the_datajoint_backend_like_ctrl_c(db_prefix, tmp_path, command):
+@pytest.mark.parametrize("command, signals", [("worker", 1), ("run", 1), ("worker", 6)], ids=["worker", "run", "worker, SIGTERM repeated"])
+def test_sigterm_stops_the_datajoint_backend_like_ctrl_c(db_prefix, tmp_path, command, signals):
     """SIGTERM exited 1 with a bare "SIGTERM received" on the DataJoint backend (0 with the resume line
     locally): a supervisor could not tell a stop from a failed job. Now exit 130 and the resume line, the
-    step released, and the next run resumes it from its checkpoint."""
+    step released, and the next run resumes it from its checkpoint. SIGTERM sent again while the first is
+    handled (srun's forced termination after a SLURM requeue does) changes none of it: a second one in the
+    middle of the release left the step recorded as failed."""
     recipe = write_recipe(
-        tmp_path, f"term_{command}",
+        tmp_path, f"term_{command}_{signals}",
         "from nntransfer.configs import Description, Experiment, TransferExperiment\n"
         "from toy_steps import ToyDatasetConfig, ToyModelConfig, ToyTrainerConfig\n"
         "step = Experiment(ToyDatasetConfig(), ToyModelConfig(init=0.5), ToyTrainerConfig(sleep=0.4, epochs=6), seed=1)\n"
         "transfer_experiments = {Description('term', 1): TransferExperiment([step])}\n",
     )  # fmt: skip
-    schema = f"{db_prefix}_term_{command}"
+    schema = f"{db_prefix}_term_{command}_{signals}"
     log = tmp_path / "log.jsonl"
     env = dict(os.environ, TOY_LOG=str(log), PYTHONPATH=os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])))
     args = [sys.executable, "-m", "nntransfer", command, str(recipe), "--schema", schema, "--quiet"]
@@ -250,13 +252,16 @@ def test_sigterm_stops_the_datajoint_backend_like_ctrl_c(db_prefix, tmp_path, co
                 return None
 
         wait_for(after_a_checkpoint)
-        worker.send_signal(signal.SIGTERM)
+        for _ in range(signals):
+            worker.send_signal(signal.SIGTERM)
+            time.sleep(0.02)
         out, err = worker.communicate(timeout=60)
     finally:  # never leave a worker behind that recreates the schema after the session dropped it
         if worker.poll() is None:
             worker.kill()
             worker.wait()
-    assert worker.returncode == 130, err[-3000:]
+    # a SIGTERM that comes after the stop was handled may end the process by the signal itself (-15)
+    assert worker.returncode == 130 or (signals > 1 and worker.returncode == -signal.SIGTERM), err[-3000:]
     assert RESUME_LINE in err and "SIGTERM received" not in err and "Traceback" not in err, err[-3000:]
     assert conn.query(f"SELECT COUNT(*) FROM `{schema}`.`~jobs`").fetchone()[0] == 0  # released, not failed
     last = conn.query(f"SELECT MAX(epoch) FROM `{schema}`.`transferred_checkpoint`").fetchone()[0]
@@ -268,6 +273,36 @@ def test_sigterm_stops_the_datajoint_backend_like_ctrl_c(db_prefix, tmp_path, co
     assert again.returncode == 0, again.stderr[-3000:]
     runs = runs_of(log, 0)
     assert len(runs) == 2 and runs[1]["first_epoch"] >= 2  # resumed from its checkpoint
+
+
+def test_a_second_sigterm_during_the_release_leaves_the_step_resumable(tables, monkeypatch):
+    """A SLURM requeue sends SIGTERM, and srun may send it again while the first is being handled: a second
+    one in the middle of the release ended the process with DataJoint's bare SystemExit and left the step
+    recorded as failed (so the requeued task trained nothing). The release is deaf to it now."""
+    import toy_steps
+
+    def stopped_mid_training(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)  # DataJoint's populate handler turns it into SystemExit
+        time.sleep(5)
+        raise AssertionError("SIGTERM did not stop the step")
+
+    store = DataJointStore(tables=tables)
+    release = store.release_interrupted
+
+    def release_while_signalled():
+        os.kill(os.getpid(), signal.SIGTERM)  # the second SIGTERM, in the middle of the release
+        return release()
+
+    monkeypatch.setattr(toy_steps, "toy_trainer", stopped_mid_training)
+    monkeypatch.setattr(store, "release_interrupted", release_while_signalled)
+    chain = TransferExperiment([Experiment(ToyDatasetConfig(), ToyModelConfig(init=0.123), ToyTrainerConfig(), seed=57)])
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt):
+        store.run(recipe_of("second sigterm", chain, 57), progress=False)
+    assert signal.getsignal(signal.SIGTERM) == before  # DataJoint's handler does not outlive the stop
+    key = chain.step_key(0)
+    assert store.states([key])[0].state != FAILED
+    assert not (store.jobs & {"key_hash": dj.hash.key_hash(dict(key))})  # released: neither failed nor held
 
 
 # ---------------------------------------------------------------------------- item 8: gc

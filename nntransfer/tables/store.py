@@ -32,6 +32,8 @@ import os
 import platform
 import random
 import re
+import signal
+import threading
 import time
 import traceback
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
@@ -601,14 +603,17 @@ class DataJointStore(Store):
 
     def _populate_one(self, key: Key) -> int:
         for attempt in range(LOCK_RETRIES + 1):
+            handler = signal.getsignal(signal.SIGTERM)
             try:
                 outcome = self.table.populate(key, reserve_jobs=True, suppress_errors=True, return_exception_objects=True)
             except SystemExit as err:
+                _restore_sigterm(handler)  # DataJoint leaves its own handler installed when make raises
                 self._release_quietly()
                 if str(err) == DATAJOINT_SIGTERM:  # stopped like Ctrl-C: exit 130 and the resume line
                     raise KeyboardInterrupt("SIGTERM") from None
                 raise
             except BaseException:  # Ctrl-C outside make, a lost database
+                _restore_sigterm(handler)
                 self._release_quietly()
                 raise
             for _, error in outcome["error_list"]:
@@ -629,10 +634,14 @@ class DataJointStore(Store):
         return 0
 
     def _release_quietly(self) -> None:
-        try:
-            self.release_interrupted()
-        except Exception as err:  # e.g. the database is gone: the reservation goes stale instead
-            logger.debug("could not release the interrupted job: %s", err)
+        """Release this process's interrupted job, deaf to a second SIGTERM or Ctrl-C meanwhile: SLURM (srun's
+        forced termination, a requeue) can send SIGTERM again while the first one is being handled, and a stop
+        in the middle of the release would leave the step recorded as failed instead of resumable."""
+        with _signals_deferred():
+            try:
+                self.release_interrupted()
+            except Exception as err:  # e.g. the database is gone: the reservation goes stale instead
+                logger.debug("could not release the interrupted job: %s", err)
 
     def release_interrupted(self) -> int:
         """Release this process's interrupted jobs so that they run again: the error entries DataJoint
@@ -756,6 +765,28 @@ class _DataJointNoise(logging.Filter):
             self.connection_lines_left -= 1
             return self.connection_lines_left >= 0
         return bool(message) and not (self.quiet and message.startswith("Reconnecting"))
+
+
+def _restore_sigterm(handler: Any) -> None:
+    """Put ``handler`` back as the SIGTERM handler (from the main thread; elsewhere nothing to restore)."""
+    if handler is not None and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """SIGTERM and SIGINT ignored inside the block (the process is stopping already: the block finishes its
+    few queries first), the handlers restored after it. Outside the main thread nothing changes (Python
+    lets only the main thread set handlers)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {number: signal.signal(number, signal.SIG_IGN) for number in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def _housekeeping(task: Callable[..., int], *args: Any) -> int:
