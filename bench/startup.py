@@ -7,7 +7,10 @@ Times, interleaved over several rounds, in fresh processes:
     help        nntransfer --help
     status      nntransfer status <embedded recipe> --workdir <a finished local run>
     status-dj   nntransfer status <embedded recipe> --store datajoint:<a finished run>  (with --schema)
-    datajoint   python -c "import datajoint"                      (what any DataJoint command pays first)
+    datajoint   python -c "import datajoint"                      (DataJoint as it imports itself)
+    dj-tables   python -c "import nntransfer.tables._datajoint"   (DataJoint as the tables import it: its
+                                                                  diagrams', S3's and deepdiff's libraries
+                                                                  loaded on first use)
 
 and prints the median of each and its ratio to ``import torch``. Targets (issue "One step pipeline, one
 result store"): help and status <= 0.3x torch, configs <= 0.3 s. It also reports whether a local
@@ -63,6 +66,7 @@ def main() -> None:
                            stdout=subprocess.DEVNULL)  # fmt: skip
             commands["status-dj"] = [sys.executable, "-m", "nntransfer", "status", RECIPE, "--store", store]
             commands["datajoint"] = [sys.executable, "-c", "import datajoint"]
+            commands["dj-tables"] = [sys.executable, "-c", "import nntransfer.tables._datajoint"]
         times = {name: [] for name in commands}
         for round_ in range(args.rounds):
             names = list(commands)

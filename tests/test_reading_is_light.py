@@ -1,5 +1,6 @@
 """Commands that only read start without what only training needs: ``status`` of a stored recipe imports
-neither torch nor nnfabrik (seconds each), on either backend, and the fingerprint of a step's user code is
+neither torch nor nnfabrik (seconds each), on either backend, nor what DataJoint imports for what nntransfer
+never does (matplotlib for diagrams, minio for S3, deepdiff; ``nntransfer.tables._datajoint``), and the fingerprint of a step's user code is
 the same whether or not nntransfer's own functions were imported to take it."""
 
 import json
@@ -33,20 +34,23 @@ def light_flip(batch, generator):
     return batch.flip(-1)
 """
 
+HEAVY = ("torch", "nnfabrik", "matplotlib", "minio", "deepdiff")
+
 PROBE = """
+HEAVY = {heavy!r}
 import runpy, sys
 sys.argv = {argv!r}
 try:
     runpy.run_module("nntransfer", run_name="__main__")
 except SystemExit as exit:
     code = exit.code
-print("IMPORTED", sorted(name for name in ("torch", "nnfabrik") if name in sys.modules), "EXIT", code, file=sys.stderr)
+print("IMPORTED", sorted(name for name in HEAVY if name in sys.modules), "EXIT", code, file=sys.stderr)
 """
 
 
 def probe(argv, cwd):
     """Run the command line ``argv`` in a new process; its stdout, and which heavy packages it imported."""
-    done = subprocess.run([sys.executable, "-c", PROBE.format(argv=argv)], capture_output=True, text=True, cwd=cwd, timeout=120)
+    done = subprocess.run([sys.executable, "-c", PROBE.format(argv=argv, heavy=HEAVY)], capture_output=True, text=True, cwd=cwd, timeout=120)
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("IMPORTED") and last.endswith("EXIT 0"), done.stderr
     return done.stdout, last
@@ -58,7 +62,7 @@ def digits_recipe(tmp_path, **code):
 
 
 @pytest.mark.database
-def test_status_on_the_tables_reads_without_importing_torch_or_nnfabrik(tmp_path, db_prefix):
+def test_status_on_the_tables_reads_without_importing_torch_nnfabrik_or_datajoints_plotting(tmp_path, db_prefix):
     recipe = digits_recipe(tmp_path)
     store = f"datajoint:{db_prefix}_light"
     assert main(["run", str(recipe), "--store", store, "--quiet"]) == 0

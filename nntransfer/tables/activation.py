@@ -15,10 +15,9 @@ import logging
 import sys
 from typing import Any, Dict, List, Optional, Tuple
 
-import datajoint as dj
-
 from nntransfer.pipeline.step import StepSpec
 from nntransfer.tables import TABLE_NAMES, compat, database, heartbeat
+from nntransfer.tables._datajoint import dj
 from nntransfer.tables.checkpoints import CheckpointMixin, TransferredCheckpointMixin
 from nntransfer.tables.nnfabrik import ConfigTableMixin, FabrikantMixin, TransferRecipeMixin
 from nntransfer.tables.trained_model import TrainedModelMixin

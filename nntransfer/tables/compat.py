@@ -21,7 +21,7 @@ import importlib
 import sys
 from typing import Optional
 
-import datajoint as dj
+from nntransfer.tables._datajoint import dj
 
 __all__ = ["apply", "clone_connection", "restore_collections_aliases", "VerboseDeleteMixin"]
 

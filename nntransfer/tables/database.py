@@ -24,11 +24,11 @@ import re
 from pathlib import Path
 from typing import Optional
 
-import datajoint as dj
 import pymysql
 
 from nntransfer.defaults import DEFAULT_SCHEMA, STORE_NAME
 from nntransfer.errors import DatabaseError, DatabaseLost
+from nntransfer.tables._datajoint import dj
 
 __all__ = [
     "DatabaseError",

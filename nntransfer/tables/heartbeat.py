@@ -22,10 +22,9 @@ import platform
 import threading
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
-import datajoint as dj
-
 from nntransfer.provenance import cluster_job
 from nntransfer.tables import compat
+from nntransfer.tables._datajoint import dj
 
 if TYPE_CHECKING:
     from nntransfer.tables.activation import Tables

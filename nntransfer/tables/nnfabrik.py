@@ -18,11 +18,10 @@ import hashlib
 import logging
 from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional, Tuple
 
-import datajoint as dj
-
 from nntransfer.configs.transfer_experiment import TransferExperiment
 from nntransfer.pipeline.validation import check_config
 from nntransfer.tables import active
+from nntransfer.tables._datajoint import dj
 
 if TYPE_CHECKING:
     from nntransfer.configs.base import BaseConfig

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Dict
 
-import datajoint as dj
+from nntransfer.tables._datajoint import dj
 
 logger = logging.getLogger(__name__)
 _warned: set = set()  # schemas already warned about missing provenance columns

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Set, Tuple
 
-import datajoint as dj
+from nntransfer.tables._datajoint import dj
 
 __all__ = [
     "ExternalFilesMixin",

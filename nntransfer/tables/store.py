@@ -40,7 +40,6 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 
 import numpy as np
 import pymysql
-from datajoint.hash import key_hash
 
 from nntransfer.configs.codec import make_hash
 from nntransfer.errors import DatabaseLost, StepPruned
@@ -69,6 +68,7 @@ from nntransfer.provenance import RunProvenance
 from nntransfer.recipes.loading import Recipe
 from nntransfer.tables import activate, database, submissions
 from nntransfer.tables import heartbeat as liveness
+from nntransfer.tables._datajoint import dj
 from nntransfer.tables.nnfabrik import add_transfer_experiments
 from nntransfer.tables.storage import collect_garbage, file_paths
 
@@ -148,9 +148,6 @@ class DataJointStore(Store):
         "connected" line once per process at most (none without ``connection_line``) and, when ``quiet``,
         without its reconnection lines."""
         datajoint_logger = logging.getLogger("datajoint")
-        datajoint_logger.propagate = False  # what it logs while it loads (config file, environment) stays silent
-        import datajoint  # noqa: F401
-
         datajoint_logger.handlers = []
         datajoint_logger.propagate = True  # through the root handler: one format, around progress bars
         datajoint_logger.filters = [_DataJointNoise(quiet, connection_line)]
@@ -174,8 +171,6 @@ class DataJointStore(Store):
         """Where the database is and who to log in as (what this process uses, ``dj.config`` included),
         the external store folder and nnfabrik's core schema: a worker on another node reaches the same
         tables and files."""
-        import datajoint as dj
-
         env = {
             "DJ_HOST": str(dj.config["database.host"]),
             "DJ_USER": str(dj.config["database.user"]),
@@ -193,8 +188,6 @@ class DataJointStore(Store):
         """The schema itself, as this process logs in (``mysql+pymysql://``): searches keep their studies
         beside the steps, where every worker reaches them."""
         from urllib.parse import quote
-
-        import datajoint as dj
 
         host = str(dj.config["database.host"])
         if ":" not in host and dj.config.get("database.port"):
@@ -235,9 +228,9 @@ class DataJointStore(Store):
         keys = [dict(key) for key in keys]
         if not keys:
             return []
-        hashes = [key_hash(key) for key in keys]
+        hashes = [dj.hash.key_hash(key) for key in keys]
         rows = (self.table & keys).fetch(*self.table.primary_key, "score", as_dict=True)
-        scores = {key_hash({k: row[k] for k in self.table.primary_key}): float(row["score"]) for row in rows}
+        scores = {dj.hash.key_hash({k: row[k] for k in self.table.primary_key}): float(row["score"]) for row in rows}
         jobs = (self.jobs & {"table_name": self.table.table_name} & [{"key_hash": h} for h in set(hashes)]).fetch(
             "key_hash", "status", "error_message", as_dict=True
         )
@@ -281,7 +274,7 @@ class DataJointStore(Store):
         rows = (checkpoints & keys).fetch(*primary, "epoch", as_dict=True)
         last: Dict[str, int] = {}
         for row in rows:
-            digest = key_hash({k: row[k] for k in primary})
+            digest = dj.hash.key_hash({k: row[k] for k in primary})
             last[digest] = max(last.get(digest, 0), int(row["epoch"]))
         return last
 
@@ -312,8 +305,8 @@ class DataJointStore(Store):
         if not keys:
             return []
         rows = (self.table.Provenance & keys).fetch(as_dict=True)
-        by_hash = {key_hash({k: row[k] for k in self.table.primary_key}): row for row in rows}
-        return [by_hash.get(key_hash(key), {}) for key in keys]
+        by_hash = {dj.hash.key_hash({k: row[k] for k in self.table.primary_key}): row for row in rows}
+        return [by_hash.get(dj.hash.key_hash(key), {}) for key in keys]
 
     def record_code_reuse(self, key: Key, record: Dict[str, Any]) -> None:
         """``record`` becomes the step's ``Provenance.code_reused`` (a schema without that column: a warning,
@@ -426,7 +419,7 @@ class DataJointStore(Store):
         """Delete the failures of ``recipe``'s steps that a damaged earlier step caused (:class:`DamagedStep`),
         so that they run again: that step is deleted by now, or is found damaged and trained again. Returns
         how many."""
-        hashes = [key_hash(chain.step_key(level)) for chain in recipe.transfer_experiments.values() for level in range(len(chain))]
+        hashes = [dj.hash.key_hash(chain.step_key(level)) for chain in recipe.transfer_experiments.values() for level in range(len(chain))]
         failed = (
             self.jobs & {"table_name": self.table.table_name, "status": "error"} & [{"key_hash": h} for h in hashes]
             & f'error_message LIKE "{DamagedStep.__name__}:%%"'
@@ -486,7 +479,7 @@ class DataJointStore(Store):
             successors = self.tables.TransferredCheckpoint & [{"collapsed_history": make_hash(key)} for key in keys]
             if successors:
                 successors.delete_quick()
-            failures = self.jobs & {"table_name": self.table.table_name, "status": "error"} & [{"key_hash": key_hash(k)} for k in keys]
+            failures = self.jobs & {"table_name": self.table.table_name, "status": "error"} & [{"key_hash": dj.hash.key_hash(k)} for k in keys]
             failures.delete_quick()
         logger.info("deleted %d step(s) from %s", stored, self.where)
         return stored
@@ -494,7 +487,7 @@ class DataJointStore(Store):
     def clear_failures(self, recipe: Recipe) -> int:
         """Delete the error entries of ``recipe``'s jobs so that they run again; returns how many."""
         self._writable("clear failures")
-        hashes = [key_hash(chain.step_key(level)) for chain in recipe.transfer_experiments.values() for level in range(len(chain))]
+        hashes = [dj.hash.key_hash(chain.step_key(level)) for chain in recipe.transfer_experiments.values() for level in range(len(chain))]
         failed = self.jobs & {"table_name": self.table.table_name, "status": "error"} & [{"key_hash": h} for h in hashes]
         count = len(failed)
         if count:
@@ -627,7 +620,7 @@ class DataJointStore(Store):
             if not conflicts or attempt == LOCK_RETRIES:
                 return int(outcome["success_count"])
             # the server rolled the job back to resolve a deadlock with another worker: not the step's failure
-            mine = {"table_name": self.table.table_name, "key_hash": key_hash(key), "status": "error", "host": platform.node(), "pid": os.getpid()}
+            mine = {"table_name": self.table.table_name, "key_hash": dj.hash.key_hash(key), "status": "error", "host": platform.node(), "pid": os.getpid()}
             (self.jobs & mine).delete_quick()
             logger.warning("%s hit a lock conflict with another worker (%s); trying again", _describe(key), conflicts[0])
             time.sleep(random.uniform(0.1, 0.5) * (attempt + 1))
@@ -724,7 +717,7 @@ class DataJointStore(Store):
     def _step_names(recipe: Recipe) -> Dict[str, str]:
         """key hash -> "name (seed s) step l" of every step of ``recipe``."""
         return {
-            key_hash(chain.step_key(level)): f"{d.name} (seed {d.seed}) step {level}"
+            dj.hash.key_hash(chain.step_key(level)): f"{d.name} (seed {d.seed}) step {level}"
             for d, chain in recipe.transfer_experiments.items()
             for level in range(len(chain))
         }

@@ -11,9 +11,8 @@ import getpass
 import platform
 from typing import List
 
-import datajoint as dj
-
 from nntransfer.pipeline.store import Submission
+from nntransfer.tables._datajoint import dj
 
 __all__ = ["SUBMISSIONS_TABLE", "record", "read"]
 
