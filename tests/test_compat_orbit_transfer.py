@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from nntransfer.cli.main import main
 from nntransfer.compat.orbit_transfer import configs as ot
@@ -34,11 +35,11 @@ def module_text(name: str) -> str:
 
 #: each module and the one line it is refused with (the first config of the module that has no counterpart)
 REFUSED = {
-    "mnist_1d_shift": "TeacherModel: type='simple_fully_conv': orbit_transfer's MNIST-1D model SimpleFullyConv",
-    "mnist_1d_hypersearch": "TeacherModel: type='simple_fully_conv': orbit_transfer's MNIST-1D model SimpleFullyConv",
-    "mnist_1d_with_pooling_shift": "TeacherModel: type='fully_conv_single': orbit_transfer's MNIST-1D model FullyConv",
-    "mnist_1d_with_pooling_hypersearch": "TeacherModel: type='fully_conv_single': orbit_transfer's MNIST-1D model "
-                                         "FullyConv",
+    "mnist_1d_shift": "BaselineTrainer: forward='default' (ce loss) trains in orbit_transfer's step loop",
+    "mnist_1d_hypersearch": "BaselineTrainer: forward='default' (ce loss) trains in orbit_transfer's step loop",
+    "mnist_1d_with_pooling_shift": "BaselineTrainer: forward='default' (ce loss) trains in orbit_transfer's step loop",
+    "mnist_1d_with_pooling_hypersearch": "BaselineTrainer: forward='default' (ce loss) trains in orbit_transfer's "
+                                         "step loop",
     "mnist_2d_cnn_linear": "TransferModel: type='equiv_transfer': orbit_transfer's learned orbit",
     "mnist_2d_cnn_linear_loss_ablation": "TransferModel: type='equiv_transfer': orbit_transfer's learned orbit",
     "mnist_2d_resnet_vit": "TeacherModel: type='resnet18': this orbit_transfer model type is not mapped",
@@ -148,17 +149,83 @@ def test_mnist_1d_data_is_the_original_shift_protocol():
         ns["BaselineDataset"](original=True)
 
 
-@pytest.mark.parametrize("module, cls, kind", [
-    ("mnist_1d_shift", "TeacherModel", "SimpleFullyConv"), ("mnist_1d_shift", "StudentModel", "SimpleFC"),
-    ("mnist_1d_shift", "EquivTransferModel", "StaticLearnedEquivariance"),
-    ("mnist_1d_with_pooling_shift", "TeacherModel", "FullyConv"),
-    ("mnist_1d_with_pooling_shift", "StudentModel", "FCSingleLayer"),
+def _circular_conv(h, weight, padding):
+    return torch.nn.functional.conv1d(torch.nn.functional.pad(h, (padding, padding), mode="circular"), weight)
+
+
+def original_forward(kind: str, weights, x):
+    """orbit_transfer/models/mnist_1d.py's forward of ``kind`` with the given weights (bias-free, in layer order)."""
+    if kind in ("SimpleFullyConv", "FullyConv"):  # conv (circular, padding 2) + ReLU ..., conv to 10 maps, max
+        h = x.view(-1, 1, x.shape[-1])
+        for weight in weights[:-1]:
+            h = _circular_conv(h, weight, 2).relu()
+        return torch.max(_circular_conv(h, weights[-1], 2), dim=2)[0]
+    if kind == "SimpleFC":  # linear_stack (ReLUs between), then linear
+        h = x.flatten(1)
+        for weight in weights[:-2]:
+            h = (h @ weight.T).relu()
+        return (h @ weights[-2].T) @ weights[-1].T
+    assert kind == "FCSingleLayer"  # linear1, ReLU, linear2, reshape (B, 10, 40), max over the 40
+    h2 = (x.flatten(1) @ weights[0].T).relu() @ weights[1].T
+    return torch.max(h2.reshape(h2.shape[0], 10, -1), dim=2)[0]
+
+
+@pytest.mark.parametrize("module, cls, kind, shapes", [
+    # the parameter shapes orbit_transfer/models/mnist_1d.py gives the recipes' settings (channels 15, kernel 5,
+    # padding 2, layers 2; the pooling module's student hidden_dim=600)
+    ("mnist_1d_shift", "TeacherModel", "SimpleFullyConv", [(15, 1, 5), (10, 15, 5)]),
+    ("mnist_1d_shift", "StudentModel", "SimpleFC", [(600, 40), (400, 600), (10, 400)]),
+    ("mnist_1d_with_pooling_shift", "TeacherModel", "FullyConv", [(15, 1, 5), (10, 15, 5)]),
+    ("mnist_1d_with_pooling_shift", "StudentModel", "FCSingleLayer", [(600, 40), (400, 600)]),
 ])
-def test_mnist_1d_models_are_refused_naming_the_original_model(module, cls, kind):
-    # orbit_transfer/models/mnist_1d.py model_fn: the types and the modules they build
+def test_mnist_1d_models_compute_what_the_originals_compute(module, cls, kind, shapes):
+    from nntransfer.compat.orbit_transfer.models import original_layers
+    from nntransfer.configs import ClassificationModelConfig
+    from nntransfer.models.builder import build_model
+
     ns = recipe_namespace(module, "class BaselineTrainer")
-    with pytest.raises(Refused, match=f"MNIST-1D model {kind} "):
-        ns[cls]()
+    config = ns[cls]()
+    assert config.fn == "nntransfer.compat.orbit_transfer.models.classification_model_builder"
+    model = build_model(ClassificationModelConfig.from_dict(config.to_dict()), (1, 40), 10, seed=3)
+    weights = [parameter.detach() for parameter in model.parameters()]
+    assert [tuple(weight.shape) for weight in weights] == shapes  # no biases anywhere, as the original's
+    x = torch.randn(8, 1, 40, generator=torch.Generator().manual_seed(0))
+    model.eval()
+    assert torch.allclose(model(x), original_forward(kind, weights, x), atol=1e-5)
+    # the original's representation layers (what its transfer methods read) are layers of this model
+    modules = dict(model.named_modules())
+    original = original_layers(config.type.split("-", 1)[1], config.options.get("layers", 2))
+    assert original and all(path in modules for path in original.values())
+    if kind in ("SimpleFullyConv", "FullyConv"):  # circular convolutions read out by a maximum: shift-invariant
+        assert torch.allclose(model(x), model(torch.roll(x, 7, dims=-1)), atol=1e-5)
+
+
+def test_mnist_1d_model_fields_the_originals_could_not_have_meant_are_refused():
+    ns = recipe_namespace("mnist_1d_with_pooling_shift", "class BaselineTrainer")
+    with pytest.raises(Refused, match="StaticLearnedEquivariance .*learns one kernel set per layer"):
+        ns["EquivTransferModel"]()
+    with pytest.raises(Refused, match="input_size=50: MNIST-1D signals have 40 values"):
+        ns["TeacherModel"](input_size=50)
+    with pytest.raises(Refused, match="dropout=0.1: orbit_transfer's MNIST-1D models do not read it"):
+        ns["StudentModel"](dropout=0.1)
+    with pytest.raises(Refused, match="type='fully_conv_single' with layers=3: the original model has two layers"):
+        ns["TeacherModel"](layers=3)
+    with pytest.raises(Refused, match="type='simple_fc' without layers"):
+        ot.MNIST1DModelConfig(type="simple_fc")
+    with pytest.raises(Refused, match="type='cnn' is no model type of orbit_transfer/models/mnist_1d.py"):
+        ot.MNIST1DModelConfig(type="cnn")
+
+
+def test_an_mnist_1d_model_of_a_module_trains_on_its_data(tmp_path):
+    # the original step loop is refused (below); this library's trainer trains the module's data and model
+    from nntransfer import run
+    from nntransfer.configs import ClassificationTrainerConfig, Description, Experiment, TransferExperiment
+
+    ns = recipe_namespace("mnist_1d_shift", "class BaselineTrainer")
+    trainer = ClassificationTrainerConfig(max_iter=1, show_progress=False, device="cpu")
+    chain = TransferExperiment([Experiment(ns["BaselineDataset"](train_shift=5), ns["StudentModel"](), trainer, seed=1)])
+    rows = run({Description("mnist-1d student", 1): chain}, workdir=str(tmp_path / "work"), progress=False)
+    assert [row.state for row in rows] == ["done"]
 
 
 @pytest.mark.parametrize("forward, loss", [("kd", "kd"), ("kd_match", "kd_match"), ("attention", "attention"),

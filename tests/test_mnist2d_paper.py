@@ -61,7 +61,8 @@ def test_the_recipe_has_the_papers_chains_and_passes_a_dry_run(tmp_path, capsys)
     from nntransfer.cli.main import main
     from nntransfer.recipes.loading import load_recipe
 
-    chains = load_recipe(RECIPE).transfer_experiments
+    everything = load_recipe(RECIPE).transfer_experiments
+    chains = {d: chain for d, chain in everything.items() if not d.name.startswith("rotation ")}
     assert sorted({d.name for d in chains}) == ["attention", "cka", "kd", "matching", "orbit", "rdl", "scratch", "teacher"]
     assert {d.seed for d in chains} == {1, 2, 3}
     by_name = {d.name: chain for d, chain in chains.items() if d.seed == 1}
@@ -73,8 +74,29 @@ def test_the_recipe_has_the_papers_chains_and_passes_a_dry_run(tmp_path, capsys)
     assert by_name["orbit"][1].model.input_dims == 2
     student = by_name["scratch"][0].model
     assert student.options["hidden_sizes"] == [512, 128, 32] and student.readout_bias is False
-    code = main(["run", str(RECIPE), "--dry-run", "--store", f"local:{tmp_path / 'work'}"])
+    code = main(["run", str(RECIPE), "--experiment", "chains", "--dry-run", "--store", f"local:{tmp_path / 'work'}"])
     out = capsys.readouterr().out
     assert code in (0, None), out
     assert "nothing trained or written" in out and "45 train" in out  # 45 chain rows, 27 distinct steps
+    assert not (tmp_path / "work").exists()
+
+
+def test_the_rotation_recipe_has_a_group_cnn_teacher_an_affine_orbit_and_rotated_tests(tmp_path, capsys):
+    from nntransfer.cli.main import main
+    from nntransfer.recipes.loading import load_recipe
+
+    chains = load_recipe(RECIPE, experiment="rotation").transfer_experiments
+    assert sorted({d.name for d in chains}) == ["rotation kd", "rotation orbit", "rotation rdl", "rotation scratch",
+                                                "rotation teacher"]
+    by_name = {d.name: chain for d, chain in chains.items() if d.seed == 1}
+    teacher = by_name["rotation teacher"][0]
+    assert teacher.model.type == "gcnn" and teacher.model.options.get("group_order", 4) == 4  # P4, the default
+    assert teacher.dataset.test_transforms["test_rot90s"] == {"transform": "random_rotation", "angles": [0, 90, 180, 270]}
+    orbit = by_name["rotation orbit"]
+    assert len(orbit) == 3 and orbit[1].model.kind == "affine" and orbit[1].trainer.orbit_identity_between == "elements"
+    assert orbit[0].get_key() == teacher.get_key()  # every chain of a seed shares its teacher
+    code = main(["run", str(RECIPE), "--experiment", "rotation", "--dry-run", "--store", f"local:{tmp_path / 'work'}"])
+    out = capsys.readouterr().out
+    assert code in (0, None), out
+    assert "nothing trained or written" in out and "27 train" in out  # 27 chain rows, 18 distinct steps
     assert not (tmp_path / "work").exists()

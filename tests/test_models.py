@@ -111,7 +111,7 @@ def test_one_d_model_takes_signals_and_image_models_refuse_them():
     check_trains(model, loaders, 10)
     flat = classification_model_builder(loaders, seed=0, **ClassificationModelConfig(type="mlp").to_dict())
     check_trains(flat, loaders, 10)  # MLPs take any shape
-    with pytest.raises(ValueError, match=r"^model type 'vgg11' takes inputs of shape \(C, H, W\), the data has \(1, 64\); types that take it: cnn1d_invariant, conv1d, lenet300-100, mlp; "
+    with pytest.raises(ValueError, match=r"^model type 'vgg11' takes inputs of shape \(C, H, W\), the data has \(1, 64\); types that take it: cnn1d_invariant, conv1d, lenet300-100, mlp(, orbit_transfer-[a-z_]+)*; "
                        r"a type of your own takes it when registered with input_dims=\(2,\) or without input_dims$"):
         classification_model_builder(loaders, seed=0, **ClassificationModelConfig(type="vgg11").to_dict())
     with pytest.raises(ValueError, match=r"^model type 'conv1d' takes inputs of shape \(C, L\)"):

@@ -7,4 +7,8 @@ Teacher ``cnn2d`` (3x3 convolutions, max pools, global average), student ``mlp``
 on MNIST-C's ``translate`` (``test_translate``: 3 pixels on both axes, random signs) and on every shift of
 up to 4 pixels per axis (``test_translate_all``). Run it with ``nntransfer run examples/mnist2d_paper``,
 or ``python bench/paper_mnist2d.py`` for the table; see ``chains.py`` for what is shrunk.
+
+``rotation.py``: the rotation experiment (a rotation-invariant group CNN teacher, the same MLP student,
+tested on rotated digits); ``nntransfer run examples/mnist2d_paper --experiment rotation`` runs it alone,
+``python bench/paper_mnist2d.py --experiment rotation`` prints its table.
 """

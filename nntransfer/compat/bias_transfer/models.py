@@ -31,7 +31,7 @@ def build_original_lenet5(config, input_shape: Tuple[int, int, int], n_classes: 
     h1, w1 = height - 2, width - 2  # 3x3, no padding
     h2, w2 = h1 // 2 - 2, w1 // 2 - 2
     if min(h2, w2) < 2:
-        raise ValueError(f"model type 'bias_transfer-lenet5' needs inputs of at least 10x10 pixels, got {input_shape}")
+        raise ValueError(f"model type 'bias_transfer-lenet5': input {input_shape} is too small (the original LeNet-5 needs at least 10x10 pixels)")
     flat = 16 * (h2 // 2) * (w2 // 2)
     core_type = config.options["core"]
     if core_type == "fc":

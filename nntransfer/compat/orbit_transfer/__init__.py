@@ -13,8 +13,9 @@ What is mapped and what is refused (the module docstrings of ``configs.dataset``
 - data: ``MNIST1DDatasetConfig`` (``train_shift``; the original's "test" and "test_all" shifts) and ``MNIST``
   (``add_rotated_test``, ``add_corrupted_test``);
 - models: ``CNNModel`` as ``cnn2d`` and ``MLPModel`` as ``mlp`` where their layers are the same, with the
-  original layer paths of ``get_intermediate_rep`` translated; refused: the MNIST-1D models, ``TransferModel``
-  (the learned orbits), ResNet, ViT, the group CNN, LeNet;
+  original layer paths of ``get_intermediate_rep`` translated; ``MNIST1DModelConfig``'s four model types as
+  ``orbit_transfer-<type>`` (``nntransfer.compat.orbit_transfer.models``, which registers them); refused: the
+  MNIST-1D learned orbit, ``TransferModel`` (the learned orbits), ResNet, ViT, the group CNN, LeNet;
 - trainers: ``Classification`` (sinzlab/nntransfer's trainer fields, read as this library reads them, and
   ``scheduler="manual"`` with ``lr_milestones``); refused: every ``TransferMixin`` ``regularization`` (their
   losses differ from this library's transfer methods) and ``SimpleTrainerConfig`` (the MNIST-1D step loop).

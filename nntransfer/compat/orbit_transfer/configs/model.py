@@ -11,8 +11,11 @@ from __future__ import annotations
 
 from typing import Any, Dict, List
 
-from nntransfer.compat.orbit_transfer._translate import OriginalFields, Refused, refuse_leftovers
+from nntransfer.compat.orbit_transfer._translate import OriginalFields, Refused, integral, refuse_leftovers
 from nntransfer.configs.model import ClassificationModelConfig
+
+#: the prefix of the MNIST-1D model types (``nntransfer.compat.orbit_transfer.models``, which imports torch)
+MODEL_PREFIX = "orbit_transfer-"
 
 #: sinzlab/nntransfer nntransfer/configs/model/base.py: ModelConfig's fields
 ORIGINAL_MODEL = {"dropout": 0.0, "get_intermediate_rep": {}}
@@ -235,22 +238,29 @@ class TransferModel(ClassificationModel):
         super().__init__(**kwargs)
 
 
-#: orbit_transfer/models/mnist_1d.py: its model types, none of which this library has
-_MNIST1D_TYPES = {
-    "fc_single": "FCSingleLayer (40 -> hidden_dim -> 400 without biases, then a readout pooled over positions)",
-    "fully_conv_single": "FullyConv (two 1-D convolutions, then a readout pooled over positions)",
-    "simple_fully_conv": "SimpleFullyConv (a stack of 1-D convolutions ending in 10 maps, read out over positions)",
-    "simple_fc": "SimpleFC (a stack of 40*channels-wide linear layers without biases, then 400 -> 10)",
-    "static_equivariance_transfer": "StaticLearnedEquivariance (the learned orbit: group_size kernels with a learned "
-                                    "linear map to every layer; nntransfer's OrbitConfig learns one kernel set per "
-                                    "layer)",
+#: orbit_transfer/models/mnist_1d.py's model types and the fields each one's builder reads (besides ``type``; the
+#: ``simple_*`` types also read ``layers``)
+_MNIST1D_FIELDS = {
+    "fc_single": ("hidden_dim",),
+    "fully_conv_single": ("channels", "kernel_size", "stride", "padding"),
+    "simple_fully_conv": ("channels", "kernel_size", "stride", "padding"),
+    "simple_fc": ("channels",),
 }
+#: what ``nntransfer.compat.orbit_transfer.models`` builds them with (it registers the types)
+MNIST1D_BUILDER = "nntransfer.compat.orbit_transfer.models.classification_model_builder"
+#: the length of an MNIST-1D signal, which the original's ``input_size`` must match
+MNIST1D_LENGTH = 40
 
 
 class MNIST1DModelConfig(ClassificationModel):
-    """orbit_transfer/configs/model/simple_1d.py: the MNIST-1D models of orbit_transfer/models/mnist_1d.py.
-    None of them has a counterpart among nntransfer's model types (its ``cnn1d_invariant`` and ``mlp`` are the
-    models of examples/mnist1d_paper, not these), so every type is refused with one line naming it."""
+    """orbit_transfer/configs/model/simple_1d.py: the MNIST-1D models of orbit_transfer/models/mnist_1d.py,
+    built as the model types ``orbit_transfer-<type>`` (``nntransfer.compat.orbit_transfer.models``) with the
+    fields the original builder read for that type (``layers`` too, which the recipes set). Refused: the learned
+    orbit ``static_equivariance_transfer`` (its kernels mapped to every layer by learned linear maps;
+    nntransfer's ``OrbitConfig`` learns one kernel set per layer), and values the original would have crashed
+    on or ignored: ``input_size`` other than MNIST-1D's 40, ``num_classes`` other than 10 (the original's
+    models have 10 outputs whatever it says), a ``dropout`` or ``get_intermediate_rep`` (unread by those
+    models)."""
 
     ORIGINAL = {"type": "fc_single", "num_classes": 10, "input_size": 40, "hidden_dim": 400, "channels": 15,
                 "stride": 1, "padding": 2, "kernel_size": 5, "group_size": 40}
@@ -262,10 +272,43 @@ class MNIST1DModelConfig(ClassificationModel):
 
     def translate(self, original: Dict[str, Any]) -> Dict[str, Any]:
         owner = type(self).__name__
-        model_type = original.get("type", "fc_single")
-        what = _MNIST1D_TYPES.get(model_type, "no model type of orbit_transfer/models/mnist_1d.py")
-        raise Refused(owner, f"type={model_type!r}: orbit_transfer's MNIST-1D model {what} has no counterpart "
-                             "among nntransfer's model types")
+        model_type = original.pop("type", "fc_single")
+        if model_type == "static_equivariance_transfer":
+            raise Refused(owner, "type='static_equivariance_transfer': orbit_transfer's StaticLearnedEquivariance "
+                                 "(group_size kernels with a learned linear map to every layer) has no counterpart: "
+                                 "nntransfer's OrbitConfig learns one kernel set per layer")
+        if model_type not in _MNIST1D_FIELDS:
+            raise Refused(owner, f"type={model_type!r} is no model type of orbit_transfer/models/mnist_1d.py "
+                                 f"(its types: {', '.join(sorted(_MNIST1D_FIELDS))}, static_equivariance_transfer)")
+        _take_common(owner, original)
+        if original.pop("num_classes", MNIST_CLASSES) != MNIST_CLASSES:
+            raise Refused(owner, "num_classes other than 10: the original's MNIST-1D models have 10 outputs whatever "
+                                 "num_classes says")
+        input_size = original.pop("input_size", MNIST1D_LENGTH)
+        if input_size != MNIST1D_LENGTH:
+            raise Refused(owner, f"input_size={input_size!r}: MNIST-1D signals have {MNIST1D_LENGTH} values")
+        for name, unread in (("dropout", 0.0), ("get_intermediate_rep", {})):
+            value = original.pop(name, unread)
+            if value not in (unread, None, {}):
+                raise Refused(owner, f"{name}={value!r}: orbit_transfer's MNIST-1D models do not read it")
+        if model_type.startswith("simple_") and "layers" not in original:
+            raise Refused(owner, f"type={model_type!r} without layers: the original builder reads config.layers, which "
+                                 "MNIST1DModelConfig does not declare (set it, as the recipes do)")
+        layers = original.get("layers", 2)
+        if not model_type.startswith("simple_") and layers != 2:
+            raise Refused(owner, f"type={model_type!r} with layers={original['layers']!r}: the original model has two "
+                                 "layers whatever layers says")
+        original.pop("layers", None)  # read by the simple_* types (below), and 2 like the single-layer types' own
+        options = {name: original.pop(name) for name in _MNIST1D_FIELDS[model_type] if name in original}
+        if model_type.startswith("simple_"):
+            options["layers"] = layers
+        for name in ("hidden_dim", "channels", "stride", "padding", "kernel_size", "group_size"):
+            original.pop(name, None)  # the fields this type's original builder does not read
+        refuse_leftovers(owner, original)
+        for name, value in options.items():
+            options[name] = integral(owner, name, value)
+        return {"fn": MNIST1D_BUILDER, "type": MODEL_PREFIX + model_type, "options": options, "dropout": 0.0,
+                "readout_bias": False, "batch_norm": False}
 
 
 __all__ = ["ClassificationModel", "CNNModel", "MLPModel", "MNISTModel", "TransferModel", "MNIST1DModelConfig"]

@@ -1,0 +1,154 @@
+"""orbit_transfer's MNIST-1D models (``orbit_transfer/models/mnist_1d.py`` of sinzlab/orbit_transfer) as this
+library's model types, registered when ``nntransfer.compat.orbit_transfer`` is imported:
+
+==================================  ==========================================================================
+``orbit_transfer-fc_single``        ``FCSingleLayer``: 40 -> ``hidden_dim`` -> 10 x 40 linear maps (no biases, a
+                                    ReLU between), then the maximum of each class's 40 values
+``orbit_transfer-fully_conv_single`` ``FullyConv``: two 1-D convolutions (``channels`` maps, then one per class;
+                                    circular padding, no biases, a ReLU between), then the maximum over positions
+``orbit_transfer-simple_fully_conv`` ``SimpleFullyConv``: the same with ``layers`` convolutions
+``orbit_transfer-simple_fc``        ``SimpleFC``: ``layers`` linear maps 40 -> 40·channels -> ... -> 40·10 (no biases,
+                                    ReLUs between), then 40·10 -> 10
+==================================  ==========================================================================
+
+Each is a ``CoreReadoutModel``: the core is every layer up to the last hidden ReLU, the readout the layer to
+the class maps (``conv<L>`` or ``linear<L>``) and what reads them out (``pool``: the maximum over positions;
+``linear``). The original's representation layers (its ``IntermediateLayerGetter`` paths, which its transfer
+methods read: each layer's output before the ReLU) are named in ``ORIGINAL_LAYERS``. PyTorch's default
+initialisation, as the original's; the classes are the data's (MNIST-1D's 10, which the original fixed).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+import torch
+from torch import nn
+
+from nntransfer.compat.orbit_transfer.configs.model import MODEL_PREFIX
+from nntransfer.models.base import CoreReadoutModel, check_size, conv_output_size, layers
+from nntransfer.models.builder import check_model_config
+from nntransfer.models.builder import classification_model_builder as _library_builder
+from nntransfer.models.registry import register
+
+
+class MaxOverPositions(nn.Module):
+    """``[B, classes, positions]`` -> ``[B, classes]``: the maximum over positions (the original's readout)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.amax(x, dim=-1)
+
+
+class ClassMaps(nn.Module):
+    """``[B, classes * positions]`` -> ``[B, classes, positions]``, as the original's ``reshape(B, 10, -1)``."""
+
+    def __init__(self, n_classes: int):
+        super().__init__()
+        self.n_classes = n_classes
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(x.shape[0], self.n_classes, -1)
+
+
+def original_layers(model_type: str, n_layers: int) -> Dict[str, str]:
+    """The original model's representation layers (``IntermediateLayerGetter`` paths) -> this model's layers."""
+    if model_type == "fc_single":
+        return {"linear1": "core.linear1", "linear2": "readout.linear2"}
+    if model_type == "fully_conv_single":
+        return {"conv1": "core.conv1", "conv2": "readout.conv2"}
+    if model_type == "simple_fully_conv":
+        return {f"conv_stack.{2 * i}": f"{'readout' if i == n_layers - 1 else 'core'}.conv{i + 1}" for i in range(n_layers)}
+    if model_type == "simple_fc":
+        return {f"linear_stack.{2 * i}": f"{'readout' if i == n_layers - 1 else 'core'}.linear{i + 1}" for i in range(n_layers)}
+    raise ValueError(f"no MNIST-1D model type {model_type!r} in orbit_transfer")
+
+
+def _length(input_shape: Tuple[int, ...], model_type: str) -> Tuple[int, int]:
+    channels, length = input_shape
+    if channels != 1:
+        raise ValueError(f"model type {model_type!r}: the original MNIST-1D models take one channel, got {input_shape}")
+    return channels, length
+
+
+def _conv_stack(config, input_shape, n_classes, n_layers: int) -> CoreReadoutModel:
+    """``FullyConv`` / ``SimpleFullyConv``: ``n_layers`` circular convolutions, the last to the class maps."""
+    options = config.options
+    channels, length = _length(input_shape, config.type)
+    if n_layers < 2:
+        raise ValueError(f"model type {config.type!r}: layers must be at least 2 (the original's loop), got {n_layers}")
+    named: List[Tuple[str, nn.Module]] = []
+    width = channels
+    size = length
+    for index in range(1, n_layers + 1):
+        out = n_classes if index == n_layers else options["channels"]
+        size = check_size(conv_output_size(size, options["kernel_size"], options["stride"], options["padding"]),
+                          f"conv{index}", config.type, input_shape)
+        conv = nn.Conv1d(width, out, options["kernel_size"], stride=options["stride"], padding=options["padding"],
+                         bias=False, padding_mode="circular")
+        named.append((f"conv{index}", conv))
+        if index < n_layers:
+            named.append((f"relu{index}", nn.ReLU()))
+        width = out
+    core = layers(*named[:-1])
+    readout = layers(named[-1], ("pool", MaxOverPositions()))
+    return CoreReadoutModel(core, readout, config.type, input_shape, n_classes)
+
+
+CONV_OPTIONS = {"channels": 15, "kernel_size": 5, "stride": 1, "padding": 2}
+
+
+@register(MODEL_PREFIX + "fully_conv_single", options=CONV_OPTIONS, input_dims=(2,))
+def build_fully_conv_single(config, input_shape: Tuple[int, int], n_classes: int) -> CoreReadoutModel:
+    """orbit_transfer's ``FullyConv`` (see the module's docstring)."""
+    return _conv_stack(config, input_shape, n_classes, 2)
+
+
+@register(MODEL_PREFIX + "simple_fully_conv", options={**CONV_OPTIONS, "layers": 2}, input_dims=(2,))
+def build_simple_fully_conv(config, input_shape: Tuple[int, int], n_classes: int) -> CoreReadoutModel:
+    """orbit_transfer's ``SimpleFullyConv`` (see the module's docstring)."""
+    return _conv_stack(config, input_shape, n_classes, config.options["layers"])
+
+
+@register(MODEL_PREFIX + "simple_fc", options={"channels": 15, "layers": 2}, input_dims=(2,))
+def build_simple_fc(config, input_shape: Tuple[int, int], n_classes: int) -> CoreReadoutModel:
+    """orbit_transfer's ``SimpleFC`` (see the module's docstring)."""
+    _, length = _length(input_shape, config.type)
+    n_layers, wide = config.options["layers"], length * config.options["channels"]
+    if n_layers < 2:
+        raise ValueError(f"model type {config.type!r}: layers must be at least 2 (the original's loop), got {n_layers}")
+    sizes = [length] + [wide] * (n_layers - 1) + [length * n_classes]
+    named: List[Tuple[str, nn.Module]] = [("flatten", nn.Flatten())]
+    for index in range(1, n_layers + 1):
+        named.append((f"linear{index}", nn.Linear(sizes[index - 1], sizes[index], bias=False)))
+        if index < n_layers:
+            named.append((f"relu{index}", nn.ReLU()))
+    core = layers(*named[:-1])
+    readout = layers(named[-1], ("linear", nn.Linear(length * n_classes, n_classes, bias=False)))
+    return CoreReadoutModel(core, readout, config.type, input_shape, n_classes)
+
+
+@register(MODEL_PREFIX + "fc_single", options={"hidden_dim": 400}, input_dims=(2,))
+def build_fc_single(config, input_shape: Tuple[int, int], n_classes: int) -> CoreReadoutModel:
+    """orbit_transfer's ``FCSingleLayer`` (see the module's docstring)."""
+    _, length = _length(input_shape, config.type)
+    hidden = config.options["hidden_dim"]
+    core = layers(("flatten", nn.Flatten()), ("linear1", nn.Linear(length, hidden, bias=False)), ("relu1", nn.ReLU()))
+    readout = layers(("linear2", nn.Linear(hidden, n_classes * length, bias=False)), ("class_maps", ClassMaps(n_classes)),
+                     ("pool", MaxOverPositions()))
+    return CoreReadoutModel(core, readout, config.type, input_shape, n_classes)
+
+
+
+
+def classification_model_builder(dataloaders: Mapping[str, Any], seed: Optional[int],
+                                 state_dict: Optional[Mapping[str, Any]] = None, **config: Any) -> nn.Module:
+    """This library's ``classification_model_builder``, named as the ``fn`` of ``MNIST1DModelConfig``'s
+    translation so that a process that builds the model has imported this module (which registers the types)."""
+    return _library_builder(dataloaders, seed, state_dict=state_dict, **config)
+
+
+classification_model_builder.check_config = check_model_config  # type: ignore[attr-defined]
+
+
+__all__ = ["MODEL_PREFIX", "original_layers", "classification_model_builder", "build_fc_single", "build_fully_conv_single", "build_simple_fully_conv",
+           "build_simple_fc"]
