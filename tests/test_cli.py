@@ -618,3 +618,27 @@ def test_the_datajoint_backend_labels_steps_as_the_local_one_and_says_connected_
         assert " connected to " not in read.stderr, read.stderr
     lineage = nntransfer("lineage", "KD:1:1", "--recipe", str(recipe), "--schema", schema).stdout
     assert "KD (seed 1): toy data.one weight.teacher -> toy data.one weight.student  <- this step" in lineage, lineage
+
+
+def _subcommands():
+    from nntransfer.cli.main import build_parser
+
+    parser = build_parser()
+    (commands,) = [action for action in parser._actions if action.dest == "command"]
+    return commands.choices
+
+
+@pytest.mark.parametrize("command", sorted(_subcommands()))
+def test_every_command_takes_quiet(command):
+    # a script that quiets one command may quiet them all: none refuses --quiet as an unknown argument
+    options = {option for action in _subcommands()[command]._actions for option in action.option_strings}
+    assert "--quiet" in options
+
+
+def test_status_with_quiet_prints_its_table(tmp_path, capsys):
+    recipe = write_toy_recipe(tmp_path)
+    workdir = str(tmp_path / "work")
+    assert main(["run", str(recipe), "--workdir", workdir, "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["status", str(recipe), "--workdir", workdir, "--quiet"]) == 0
+    assert " done " in capsys.readouterr().out

@@ -102,12 +102,17 @@ def version() -> str:
         return nntransfer.__version__
 
 
+def quiet_argument(parser: argparse.ArgumentParser, what: str = "no progress bars, warnings only") -> None:
+    """``--quiet``, which every command takes (nntransfer's and its libraries' logs at warnings only)."""
+    parser.add_argument("--quiet", action="store_true", help=what)
+
+
 def _recipe_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("recipe", help="recipe folder, .py file or dotted module name")
     parser.add_argument("--experiment", help="run only this module of the recipe folder")
     add_selection_arguments(parser)
     parser.add_argument("--order", choices=("original", "random"), default="original", help="order of the jobs")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars, warnings only (nntransfer's and DataJoint's)")
+    quiet_argument(parser, "no progress bars, warnings only (nntransfer's and DataJoint's)")
     parser.add_argument(
         "--retry-failed", action="store_true",
         help="run failed jobs again (stores that keep failures, e.g. datajoint:; a work folder always retries failed steps)",
@@ -191,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     add_store_arguments(cancel, "whose job arrays to cancel", required=True)
     cancel.add_argument("--job", help="cancel only this job array (its id, as submit and status print it)")
+    quiet_argument(cancel, "warnings only (the command's own output as always)")
     cancel.set_defaults(handler=cancel_command)
 
     search = commands.add_parser(
@@ -210,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--study", help="the study's name (default RECIPE:CHAIN:seed SEED)")
     search.add_argument("--then-seeds", default="", metavar="S,S,...",
                         help="then train the best setting on these seeds, as ordinary chains (mean ± std over them)")  # fmt: skip
-    search.add_argument("--quiet", action="store_true", help="no progress bars, warnings only")
+    quiet_argument(search)
     add_store_arguments(search, "train the trials in and keep the study in")
     runtime = search.add_argument_group("runtime options (not hashed: the same experiment wherever it runs)")
     runtime.add_argument("--device", help="'cpu', 'cuda', 'cuda:1' or 'auto' (default: each trainer config's)")
@@ -223,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--experiment", help="only this module of the recipe folder")
     add_selection_arguments(status)
     add_store_arguments(status)
+    quiet_argument(status, "warnings only (the command's own output as always)")
     status.set_defaults(handler=status_command)
 
     from nntransfer.analysis.report import add_report_command  # its flags, and --out's default below
@@ -242,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("a", metavar="A", help="a step id or NAME:SEED[:STEP] (see below)")
     diff.add_argument("b", metavar="B", help="the same for the other side")
     _reference_arguments(diff)
+    quiet_argument(diff, "warnings only (the command's own output as always)")
     diff.set_defaults(handler=diff_command)
 
     lineage = commands.add_parser(
@@ -254,6 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     lineage.add_argument("step", metavar="STEP", help="a step id or NAME:SEED:STEP (see below)")
     _reference_arguments(lineage)
+    quiet_argument(lineage, "warnings only (the command's own output as always)")
     lineage.set_defaults(handler=lineage_command)
 
     gc = commands.add_parser(
@@ -267,6 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     gc.add_argument("--dry-run", action="store_true", help="list what would be removed; remove nothing")
     gc.add_argument("--grace", type=float, default=3600.0, metavar="SECONDS",
                     help="leave what is younger than this (default 3600)")  # fmt: skip
+    quiet_argument(gc, "warnings only (the command's own output as always)")
     gc.set_defaults(handler=gc_command)
 
     forget = commands.add_parser(
@@ -281,6 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     forget.add_argument("step", metavar="STEP", help="a step id or NAME:SEED:STEP (see below)")
     _reference_arguments(forget)
     forget.add_argument("--yes", action="store_true", help="delete without asking")
+    quiet_argument(forget, "warnings only (the command's own output as always)")
     forget.set_defaults(handler=forget_command)
     return parser
 
