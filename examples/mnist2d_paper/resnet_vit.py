@@ -1,0 +1,89 @@
+"""The ResNet-18 -> ViT experiment (the paper's recipe: sinzlab/orbit_transfer_recipes,
+``_2021_09_24_aistats/mnist_2d_resnet_vit.py``): can a ResNet-18 teacher pass its (approximate) translation
+invariance to a small Vision Transformer? Three seeds each:
+
+``scratch``    the ViT student alone (``vit``: 7x7 patches, 6 blocks of 8 heads, width 64, MLP 128: the
+               original's sizes);
+``teacher``    ResNet-18 (step 0 of every other chain, trained once per seed);
+``kd``, ``rdl``: teacher -> student with the teacher in the student's loop (RDL pairs the student's blocks 2, 4
+               and 6 with the teacher's stages 1-3);
+``orbit``      teacher -> learn the orbit (as ``chains.py``: 25 learned 5x5 circular convolutions of the image
+               under which the teacher's logits are equivariant) -> student trained on the orbits.
+
+Tested as the translation experiment (clean, MNIST-C's translate, every shift up to 4 pixels). Shrunk as
+``chains.py`` (``MNIST5k``, the same epochs and learning rates, one setting per method); also: ResNet-18
+with the ImageNet stem (7x7 stride 2 and a max pool: 28x28 digits reach layer 1 as 7x7 maps), 16 times
+cheaper than the small-image stem, which is what lets it train on 2 CPU cores.
+"""
+
+from nntransfer.configs import (
+    ClassificationModelConfig,
+    ClassificationTrainerConfig,
+    Description,
+    Experiment,
+    TransferExperiment,
+)
+
+from .chains import (
+    DATA_DIR,
+    DATASET_CLS,
+    EPOCHS,
+    LR,
+    NO_EARLY_STOP,
+    ORBIT,
+    ORBIT_EPOCHS,
+    SEEDS,
+    TEACHER_EPOCHS,
+    KDTrainer,
+    OrbitLearningTrainer,
+    OrbitTransferTrainer,
+    RDLTrainer,
+    data,
+)
+
+TEACHER = ClassificationModelConfig(type="resnet18", options={"stem_kernel": 7, "stem_stride": 2, "stem_padding": 3,
+                                                              "stem_pool": True}, comment="resnet18")
+STUDENT = ClassificationModelConfig(type="vit", comment="vit")
+TEACHER_LR = 1e-3
+METHODS = ("kd", "rdl", "orbit")
+#: the ViT's blocks 2, 4 and 6 (tokens) against ResNet-18's first three stages
+RDL_PAIRS = {"core.encoder.layers.encoder_layer_1": "core.layer1", "core.encoder.layers.encoder_layer_3": "core.layer2",
+             "core.encoder.layers.encoder_layer_5": "core.layer3"}
+
+
+def student_trainer(method, **common):
+    """The student's trainer config of ``method`` (its teacher: the previous step's model)."""
+    common = dict(common, teacher="previous", start_from_previous=False, comment=method)
+    if method == "kd":
+        return KDTrainer(kd_weight=0.5, kd_temperature=5.0, **common)
+    if method == "rdl":
+        return RDLTrainer(rdl_layers=dict(RDL_PAIRS), rdl_weight=1.0, **common)
+    if method == "orbit":
+        return OrbitTransferTrainer(**common)
+    raise ValueError(f"unknown method {method!r}; the methods are {METHODS}")
+
+
+def build(seeds=SEEDS, epochs=EPOCHS, teacher_epochs=TEACHER_EPOCHS, orbit_epochs=ORBIT_EPOCHS, dataset_cls=DATASET_CLS,
+          data_dir=DATA_DIR):
+    """``{Description: TransferExperiment}`` of every method and seed (names prefixed ``resnet-vit``)."""
+    dataset = data(dataset_cls, data_dir)
+    common = dict(max_iter=epochs, lr=LR, patience=NO_EARLY_STOP, show_progress=False)
+    teacher_trainer = ClassificationTrainerConfig(max_iter=teacher_epochs, lr=TEACHER_LR, patience=NO_EARLY_STOP,
+                                                  show_progress=False, comment="teacher")
+    chains = {}
+    for seed in seeds:
+        teacher_step = Experiment(dataset, TEACHER, teacher_trainer, seed=seed)
+        chains[Description(name="resnet-vit scratch", seed=seed)] = TransferExperiment(
+            [Experiment(dataset, STUDENT, ClassificationTrainerConfig(comment="scratch", **common), seed=seed)])
+        chains[Description(name="resnet-vit teacher", seed=seed)] = TransferExperiment([teacher_step])
+        for method in METHODS:
+            steps = [teacher_step]
+            if method == "orbit":
+                learning = OrbitLearningTrainer(max_iter=orbit_epochs, show_progress=False, comment="learn orbit")
+                steps.append(Experiment(dataset, ORBIT, learning, seed=seed))
+            steps.append(Experiment(dataset, STUDENT, student_trainer(method, **common), seed=seed))
+            chains[Description(name=f"resnet-vit {method}", seed=seed)] = TransferExperiment(steps)
+    return chains
+
+
+transfer_experiments = build()
