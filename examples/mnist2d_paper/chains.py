@@ -123,13 +123,14 @@ METHODS = ("kd", "rdl", "attention", "matching", "cka", "orbit")
 HIDDEN_PAIRS = {"core.relu1": "core.relu1", "core.relu2": "core.relu2", "core.relu3": "core.relu3"}
 
 
-def student_trainer(method, **common):
-    """The student's trainer config of ``method`` (its teacher: the previous step's model)."""
+def student_trainer(method, rdl_pairs=HIDDEN_PAIRS, **common):
+    """The student's trainer config of ``method`` (its teacher: the previous step's model); ``rdl_pairs``: the
+    layers RDL compares (student: teacher)."""
     common = dict(common, teacher="previous", start_from_previous=False, comment=method)
     if method == "kd":
         return KDTrainer(kd_weight=0.5, kd_temperature=5.0, **common)
     if method == "rdl":
-        return RDLTrainer(rdl_layers=HIDDEN_PAIRS, rdl_weight=1.0, **common)
+        return RDLTrainer(rdl_layers=dict(rdl_pairs), rdl_weight=1.0, **common)
     if method == "attention":
         # the teacher's last pooled map (4x4): the flat student layers are read as channels x 16 positions
         return AttentionTrainer(at_layers={s: "core.pool3" for s in HIDDEN_PAIRS}, **common)
@@ -142,28 +143,47 @@ def student_trainer(method, **common):
     raise ValueError(f"unknown method {method!r}; the methods are {METHODS}")
 
 
+def student_options(epochs):
+    """What every student's trainer has: ``epochs`` of Adam at ``LR``, the best validated epoch kept."""
+    return dict(max_iter=epochs, lr=LR, patience=NO_EARLY_STOP, show_progress=False)
+
+
+def teacher_step(dataset, teacher, teacher_epochs, teacher_lr, seed):
+    """Step 0 of every chain of a seed: the teacher trained on ``dataset``."""
+    trainer = ClassificationTrainerConfig(max_iter=teacher_epochs, lr=teacher_lr, patience=NO_EARLY_STOP,
+                                          show_progress=False, comment="teacher")
+    return Experiment(dataset, teacher, trainer, seed=seed)
+
+
+def build_chains(dataset, seeds, epochs, teacher_epochs, orbit_epochs, *, teacher, teacher_lr, student, methods,
+                 orbit, trainer_of=student_trainer, orbit_learning=(), prefix=""):
+    """``{Description: TransferExperiment}``: per seed the student from scratch (``<prefix>scratch``), the teacher
+    alone (``<prefix>teacher``) and teacher -> student for each of ``methods`` (``orbit``: teacher -> learn
+    ``orbit`` with ``OrbitLearningTrainer(**orbit_learning)`` -> student); each experiment module builds its own."""
+    common = student_options(epochs)
+    chains = {}
+    for seed in seeds:
+        first = teacher_step(dataset, teacher, teacher_epochs, teacher_lr, seed)
+        chains[Description(name=f"{prefix}scratch", seed=seed)] = TransferExperiment(
+            [Experiment(dataset, student, ClassificationTrainerConfig(comment="scratch", **common), seed=seed)])
+        chains[Description(name=f"{prefix}teacher", seed=seed)] = TransferExperiment([first])
+        for method in methods:
+            steps = [first]
+            if method == "orbit":
+                # the mixin's defaults: lr 0.01, no early stopping, the last state kept
+                learning = OrbitLearningTrainer(max_iter=orbit_epochs, show_progress=False, comment="learn orbit",
+                                                **dict(orbit_learning))
+                steps.append(Experiment(dataset, orbit, learning, seed=seed))
+            steps.append(Experiment(dataset, student, trainer_of(method, **common), seed=seed))
+            chains[Description(name=f"{prefix}{method}", seed=seed)] = TransferExperiment(steps)
+    return chains
+
+
 def build(seeds=SEEDS, epochs=EPOCHS, teacher_epochs=TEACHER_EPOCHS, orbit_epochs=ORBIT_EPOCHS, dataset_cls=DATASET_CLS,
           data_dir=DATA_DIR):
     """``{Description: TransferExperiment}`` of every method and seed."""
-    dataset = data(dataset_cls, data_dir)
-    common = dict(max_iter=epochs, lr=LR, patience=NO_EARLY_STOP, show_progress=False)
-    teacher_trainer = ClassificationTrainerConfig(max_iter=teacher_epochs, lr=TEACHER_LR, patience=NO_EARLY_STOP,
-                                                  show_progress=False, comment="teacher")
-    chains = {}
-    for seed in seeds:
-        teacher_step = Experiment(dataset, TEACHER, teacher_trainer, seed=seed)
-        chains[Description(name="scratch", seed=seed)] = TransferExperiment(
-            [Experiment(dataset, STUDENT, ClassificationTrainerConfig(comment="scratch", **common), seed=seed)])
-        chains[Description(name="teacher", seed=seed)] = TransferExperiment([teacher_step])
-        for method in METHODS:
-            steps = [teacher_step]
-            if method == "orbit":
-                # the mixin's defaults: lr 0.01, no early stopping, the last state kept
-                learning = OrbitLearningTrainer(max_iter=orbit_epochs, show_progress=False, comment="learn orbit")
-                steps.append(Experiment(dataset, ORBIT, learning, seed=seed))
-            steps.append(Experiment(dataset, STUDENT, student_trainer(method, **common), seed=seed))
-            chains[Description(name=method, seed=seed)] = TransferExperiment(steps)
-    return chains
+    return build_chains(data(dataset_cls, data_dir), seeds, epochs, teacher_epochs, orbit_epochs, teacher=TEACHER,
+                        teacher_lr=TEACHER_LR, student=STUDENT, methods=METHODS, orbit=ORBIT)
 
 
 transfer_experiments = build()

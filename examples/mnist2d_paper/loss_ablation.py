@@ -10,14 +10,12 @@ initialisation. Tested as the translation experiment.
 
 from itertools import product
 
-from nntransfer.configs import ClassificationTrainerConfig, Description, Experiment, TransferExperiment
+from nntransfer.configs import Description, Experiment, TransferExperiment
 
 from .chains import (
     DATA_DIR,
     DATASET_CLS,
     EPOCHS,
-    LR,
-    NO_EARLY_STOP,
     ORBIT,
     ORBIT_EPOCHS,
     STUDENT,
@@ -26,7 +24,9 @@ from .chains import (
     TEACHER_LR,
     OrbitLearningTrainer,
     data,
+    student_options,
     student_trainer,
+    teacher_step,
 )
 
 SEEDS = (1,)
@@ -43,17 +43,15 @@ def build(seeds=SEEDS, epochs=EPOCHS, teacher_epochs=TEACHER_EPOCHS, orbit_epoch
     """``{Description: TransferExperiment}``: one chain per setting of the grid and seed (names ``ablation ...``);
     the teacher is ``chains.py``'s (the same step: a shared work folder trains it once)."""
     dataset = data(dataset_cls, data_dir)
-    common = dict(max_iter=epochs, lr=LR, patience=NO_EARLY_STOP, show_progress=False)
-    teacher_trainer = ClassificationTrainerConfig(max_iter=teacher_epochs, lr=TEACHER_LR, patience=NO_EARLY_STOP,
-                                                  show_progress=False, comment="teacher")
+    common = student_options(epochs)
     chains = {}
     for seed in seeds:
-        teacher_step = Experiment(dataset, TEACHER, teacher_trainer, seed=seed)
+        first = teacher_step(dataset, TEACHER, teacher_epochs, TEACHER_LR, seed)
         for identity, invertibility, equivariance, ce in GRID:
             learning = OrbitLearningTrainer(max_iter=orbit_epochs, show_progress=False, comment="learn orbit",
                                             orbit_identity_weight=identity, orbit_invertibility_weight=invertibility,
                                             orbit_equivariance_weight=equivariance, orbit_ce_weight=ce)
-            steps = [teacher_step, Experiment(dataset, ORBIT, learning, seed=seed),
+            steps = [first, Experiment(dataset, ORBIT, learning, seed=seed),
                      Experiment(dataset, STUDENT, student_trainer("orbit", **common), seed=seed)]
             chains[Description(name=name(identity, invertibility, equivariance, ce), seed=seed)] = TransferExperiment(steps)
     return chains

@@ -16,29 +16,21 @@ with the ImageNet stem (7x7 stride 2 and a max pool: 28x28 digits reach layer 1 
 cheaper than the small-image stem, which is what lets it train on 2 CPU cores.
 """
 
-from nntransfer.configs import (
-    ClassificationModelConfig,
-    ClassificationTrainerConfig,
-    Description,
-    Experiment,
-    TransferExperiment,
-)
+from functools import partial
+
+from nntransfer.configs import ClassificationModelConfig
 
 from .chains import (
     DATA_DIR,
     DATASET_CLS,
     EPOCHS,
-    LR,
-    NO_EARLY_STOP,
     ORBIT,
     ORBIT_EPOCHS,
     SEEDS,
     TEACHER_EPOCHS,
-    KDTrainer,
-    OrbitLearningTrainer,
-    OrbitTransferTrainer,
-    RDLTrainer,
+    build_chains,
     data,
+    student_trainer,
 )
 
 TEACHER = ClassificationModelConfig(type="resnet18", options={"stem_kernel": 7, "stem_stride": 2, "stem_padding": 3,
@@ -51,39 +43,12 @@ RDL_PAIRS = {"core.encoder.layers.encoder_layer_1": "core.layer1", "core.encoder
              "core.encoder.layers.encoder_layer_5": "core.layer3"}
 
 
-def student_trainer(method, **common):
-    """The student's trainer config of ``method`` (its teacher: the previous step's model)."""
-    common = dict(common, teacher="previous", start_from_previous=False, comment=method)
-    if method == "kd":
-        return KDTrainer(kd_weight=0.5, kd_temperature=5.0, **common)
-    if method == "rdl":
-        return RDLTrainer(rdl_layers=dict(RDL_PAIRS), rdl_weight=1.0, **common)
-    if method == "orbit":
-        return OrbitTransferTrainer(**common)
-    raise ValueError(f"unknown method {method!r}; the methods are {METHODS}")
-
-
 def build(seeds=SEEDS, epochs=EPOCHS, teacher_epochs=TEACHER_EPOCHS, orbit_epochs=ORBIT_EPOCHS, dataset_cls=DATASET_CLS,
           data_dir=DATA_DIR):
     """``{Description: TransferExperiment}`` of every method and seed (names prefixed ``resnet-vit``)."""
-    dataset = data(dataset_cls, data_dir)
-    common = dict(max_iter=epochs, lr=LR, patience=NO_EARLY_STOP, show_progress=False)
-    teacher_trainer = ClassificationTrainerConfig(max_iter=teacher_epochs, lr=TEACHER_LR, patience=NO_EARLY_STOP,
-                                                  show_progress=False, comment="teacher")
-    chains = {}
-    for seed in seeds:
-        teacher_step = Experiment(dataset, TEACHER, teacher_trainer, seed=seed)
-        chains[Description(name="resnet-vit scratch", seed=seed)] = TransferExperiment(
-            [Experiment(dataset, STUDENT, ClassificationTrainerConfig(comment="scratch", **common), seed=seed)])
-        chains[Description(name="resnet-vit teacher", seed=seed)] = TransferExperiment([teacher_step])
-        for method in METHODS:
-            steps = [teacher_step]
-            if method == "orbit":
-                learning = OrbitLearningTrainer(max_iter=orbit_epochs, show_progress=False, comment="learn orbit")
-                steps.append(Experiment(dataset, ORBIT, learning, seed=seed))
-            steps.append(Experiment(dataset, STUDENT, student_trainer(method, **common), seed=seed))
-            chains[Description(name=f"resnet-vit {method}", seed=seed)] = TransferExperiment(steps)
-    return chains
+    return build_chains(data(dataset_cls, data_dir), seeds, epochs, teacher_epochs, orbit_epochs, teacher=TEACHER,
+                        teacher_lr=TEACHER_LR, student=STUDENT, methods=METHODS, orbit=ORBIT,
+                        trainer_of=partial(student_trainer, rdl_pairs=RDL_PAIRS), prefix="resnet-vit ")
 
 
 transfer_experiments = build()

@@ -19,29 +19,9 @@ also acts on the teacher's and student's hidden layers (``include_channels``); h
 and the logits, as in the translation experiment.
 """
 
-from nntransfer.configs import (
-    ClassificationModelConfig,
-    ClassificationTrainerConfig,
-    Description,
-    Experiment,
-    ImageDatasetConfig,
-    OrbitConfig,
-    TransferExperiment,
-)
+from nntransfer.configs import ClassificationModelConfig, ImageDatasetConfig, OrbitConfig
 
-from .chains import (
-    DATA_DIR,
-    DATASET_CLS,
-    EPOCHS,
-    LR,
-    NO_EARLY_STOP,
-    ORBIT_EPOCHS,
-    SEEDS,
-    STUDENT,
-    TEACHER_EPOCHS,
-    OrbitLearningTrainer,
-    student_trainer,
-)
+from .chains import DATA_DIR, DATASET_CLS, EPOCHS, ORBIT_EPOCHS, SEEDS, STUDENT, TEACHER_EPOCHS, build_chains
 
 #: the original's "Rotation Test" (a random multiple of 90 degrees per digit) and any angle
 TEST_SETS = {
@@ -65,25 +45,9 @@ def data(dataset_cls=DATASET_CLS, data_dir=DATA_DIR):
 def build(seeds=SEEDS, epochs=EPOCHS, teacher_epochs=TEACHER_EPOCHS, orbit_epochs=ORBIT_EPOCHS, dataset_cls=DATASET_CLS,
           data_dir=DATA_DIR):
     """``{Description: TransferExperiment}`` of every method and seed (names prefixed ``rotation``)."""
-    dataset = data(dataset_cls, data_dir)
-    common = dict(max_iter=epochs, lr=LR, patience=NO_EARLY_STOP, show_progress=False)
-    teacher_trainer = ClassificationTrainerConfig(max_iter=teacher_epochs, lr=TEACHER_LR, patience=NO_EARLY_STOP,
-                                                  show_progress=False, comment="teacher")
-    chains = {}
-    for seed in seeds:
-        teacher_step = Experiment(dataset, TEACHER, teacher_trainer, seed=seed)
-        chains[Description(name="rotation scratch", seed=seed)] = TransferExperiment(
-            [Experiment(dataset, STUDENT, ClassificationTrainerConfig(comment="scratch", **common), seed=seed)])
-        chains[Description(name="rotation teacher", seed=seed)] = TransferExperiment([teacher_step])
-        for method in METHODS:
-            steps = [teacher_step]
-            if method == "orbit":
-                learning = OrbitLearningTrainer(max_iter=orbit_epochs, orbit_identity_between="elements",
-                                                show_progress=False, comment="learn orbit")
-                steps.append(Experiment(dataset, ORBIT, learning, seed=seed))
-            steps.append(Experiment(dataset, STUDENT, student_trainer(method, **common), seed=seed))
-            chains[Description(name=f"rotation {method}", seed=seed)] = TransferExperiment(steps)
-    return chains
+    return build_chains(data(dataset_cls, data_dir), seeds, epochs, teacher_epochs, orbit_epochs, teacher=TEACHER,
+                        teacher_lr=TEACHER_LR, student=STUDENT, methods=METHODS, orbit=ORBIT,
+                        orbit_learning={"orbit_identity_between": "elements"}, prefix="rotation ")
 
 
 transfer_experiments = build()
