@@ -1,8 +1,9 @@
 """DataJoint, imported for this package without the libraries it imports for what nntransfer never does.
 
 Importing DataJoint 0.14 imports matplotlib's ``pyplot`` (schema diagrams), ``minio`` (S3 stores) and
-``deepdiff`` (checking tripartite ``make`` methods) at once: 1.1 of the 1.5 s it takes here
-(``bench/startup.py``), paid by every command on the tables, ``status`` included. While DataJoint loads, each
+``deepdiff`` (checking tripartite ``make`` methods) at once: about half of what it takes here
+(``bench/startup.py``: 1.65 s plain, 0.86 s as imported below), paid by every command on the tables,
+``status`` included. While DataJoint loads, each
 of them is a stand-in that imports the real module on its first attribute access (DataJoint reads them only
 inside its functions), so diagrams, S3 stores and ``make`` checks still work, and pay then. The stand-ins
 live only in DataJoint's own modules: once it has loaded, ``import matplotlib.pyplot`` anywhere imports the

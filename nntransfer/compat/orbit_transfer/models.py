@@ -1,5 +1,6 @@
 """orbit_transfer's MNIST-1D models (``orbit_transfer/models/mnist_1d.py`` of sinzlab/orbit_transfer) as this
-library's model types, registered when ``nntransfer.compat.orbit_transfer`` is imported:
+library's model types, registered when this module is imported (a translated ``MNIST1DModelConfig`` names
+``classification_model_builder`` below as its ``fn``, so the process that builds the model imports it):
 
 ==================================  ==========================================================================
 ``orbit_transfer-fc_single``        ``FCSingleLayer``: 40 -> ``hidden_dim`` -> 10 x 40 linear maps (no biases, a
@@ -14,7 +15,7 @@ library's model types, registered when ``nntransfer.compat.orbit_transfer`` is i
 Each is a ``CoreReadoutModel``: the core is every layer up to the last hidden ReLU, the readout the layer to
 the class maps (``conv<L>`` or ``linear<L>``) and what reads them out (``pool``: the maximum over positions;
 ``linear``). The original's representation layers (its ``IntermediateLayerGetter`` paths, which its transfer
-methods read: each layer's output before the ReLU) are named in ``ORIGINAL_LAYERS``. PyTorch's default
+methods read: each layer's output before the ReLU) map onto this model's layers by ``original_layers``. PyTorch's default
 initialisation, as the original's; the classes are the data's (MNIST-1D's 10, which the original fixed).
 """
 
@@ -138,8 +139,6 @@ def build_fc_single(config, input_shape: Tuple[int, int], n_classes: int) -> Cor
     return CoreReadoutModel(core, readout, config.type, input_shape, n_classes)
 
 
-
-
 def classification_model_builder(dataloaders: Mapping[str, Any], seed: Optional[int],
                                  state_dict: Optional[Mapping[str, Any]] = None, **config: Any) -> nn.Module:
     """This library's ``classification_model_builder``, named as the ``fn`` of ``MNIST1DModelConfig``'s
@@ -150,5 +149,5 @@ def classification_model_builder(dataloaders: Mapping[str, Any], seed: Optional[
 classification_model_builder.check_config = check_model_config  # type: ignore[attr-defined]
 
 
-__all__ = ["MODEL_PREFIX", "original_layers", "classification_model_builder", "build_fc_single", "build_fully_conv_single", "build_simple_fully_conv",
-           "build_simple_fc"]
+__all__ = ["MODEL_PREFIX", "original_layers", "classification_model_builder", "build_fc_single",
+           "build_fully_conv_single", "build_simple_fully_conv", "build_simple_fc"]
