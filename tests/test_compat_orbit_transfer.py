@@ -33,13 +33,9 @@ def module_text(name: str) -> str:
 
 # ---------------------------------------------------------------------- the eight modules
 
-#: each module and the one line it is refused with (the first config of the module that has no counterpart)
+#: each 2-D module and the one line it is refused with (the first config of the module that has no counterpart;
+#: the four MNIST-1D modules run: tests/test_compat_orbit_transfer_step_loop.py)
 REFUSED = {
-    "mnist_1d_shift": "BaselineTrainer: forward='default' (ce loss) trains in orbit_transfer's step loop",
-    "mnist_1d_hypersearch": "BaselineTrainer: forward='default' (ce loss) trains in orbit_transfer's step loop",
-    "mnist_1d_with_pooling_shift": "BaselineTrainer: forward='default' (ce loss) trains in orbit_transfer's step loop",
-    "mnist_1d_with_pooling_hypersearch": "BaselineTrainer: forward='default' (ce loss) trains in orbit_transfer's "
-                                         "step loop",
     "mnist_2d_cnn_linear": "TransferModel: type='equiv_transfer': orbit_transfer's learned orbit",
     "mnist_2d_cnn_linear_loss_ablation": "TransferModel: type='equiv_transfer': orbit_transfer's learned orbit",
     "mnist_2d_resnet_vit": "TeacherModel: type='resnet18': this orbit_transfer model type is not mapped",
@@ -202,8 +198,8 @@ def test_mnist_1d_models_compute_what_the_originals_compute(module, cls, kind, s
 
 def test_mnist_1d_model_fields_the_originals_could_not_have_meant_are_refused():
     ns = recipe_namespace("mnist_1d_with_pooling_shift", "class BaselineTrainer")
-    with pytest.raises(Refused, match="StaticLearnedEquivariance .*learns one kernel set per layer"):
-        ns["EquivTransferModel"]()
+    with pytest.raises(Refused, match="static_equivariance_transfer' without layers"):
+        ot.MNIST1DModelConfig(type="static_equivariance_transfer")
     with pytest.raises(Refused, match="input_size=50: MNIST-1D signals have 40 values"):
         ns["TeacherModel"](input_size=50)
     with pytest.raises(Refused, match="dropout=0.1: orbit_transfer's MNIST-1D models do not read it"):
@@ -217,7 +213,7 @@ def test_mnist_1d_model_fields_the_originals_could_not_have_meant_are_refused():
 
 
 def test_an_mnist_1d_model_of_a_module_trains_on_its_data(tmp_path):
-    # the original step loop is refused (below); this library's trainer trains the module's data and model
+    # the module's data and model with this library's trainer (the original step loop: test_compat_orbit_transfer_step_loop)
     from nntransfer import run
     from nntransfer.configs import ClassificationTrainerConfig, Description, Experiment, TransferExperiment
 
@@ -226,20 +222,6 @@ def test_an_mnist_1d_model_of_a_module_trains_on_its_data(tmp_path):
     chain = TransferExperiment([Experiment(ns["BaselineDataset"](train_shift=5), ns["StudentModel"](), trainer, seed=1)])
     rows = run({Description("mnist-1d student", 1): chain}, workdir=str(tmp_path / "work"), progress=False)
     assert [row.state for row in rows] == ["done"]
-
-
-@pytest.mark.parametrize("forward, loss", [("kd", "kd"), ("kd_match", "kd_match"), ("attention", "attention"),
-                                           ("rdl", "rdl"), ("cka", "cka"), ("ce", "ce"), ("equiv_learn", "equiv_learn"),
-                                           ("equiv_transfer", "equiv_transfer")])
-def test_the_simple_trainer_step_loop_is_refused_for_every_forward(forward, loss):
-    # orbit_transfer/trainer/simple_trainer.py train: total_steps batches x[(step * batch_size) % N:][:batch_size]
-    # of the unshuffled arrays, a full evaluation every eval_every steps; trainer_fn's forward= switch
-    ns = recipe_namespace("mnist_1d_shift", "for shift in")
-    message = (f"forward={forward!r} ({loss} loss) trains in orbit_transfer's step loop (total_steps=40000 batches of "
-               "1000 cut in order from the unshuffled arrays, evaluated every eval_every=100 steps)")
-    with pytest.raises(Refused) as refused:
-        ns["BaselineTrainer"](forward=forward, lr=0.01, gamma=0.3)
-    assert message in str(refused.value) and "\n" not in str(refused.value)
 
 
 def test_mnist_2d_models_data_and_trainer_mean_the_originals():

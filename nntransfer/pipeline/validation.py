@@ -130,6 +130,7 @@ def fields_read(config: BaseConfig) -> Optional[FrozenSet[str]]:
     if not _is_builtin(function):
         return None
     names = set(library_fields(type(config))) | _fields_of_functions().get(function, frozenset())
+    names |= getattr(function, "config_fields", frozenset())  # a function of nntransfer's with fields of its own
     for mixin in _module_mixins(config):
         names |= declared_fields(mixin)
     return frozenset(names)

@@ -4,7 +4,8 @@
 nothing else in a recipe changes. Each class takes the original fields with the original defaults, in the
 original idiom (``self.load_kwargs(**kwargs)``, then assignments, then ``super().__init__(**kwargs)``), and once
 built holds this library's fields (``MNIST1DConfig``, ``ImageDatasetConfig``, ``ClassificationModelConfig``,
-``ClassificationTrainerConfig``): what trains is this library's normal step. An original meaning that cannot
+``ClassificationTrainerConfig``): what trains is this library's normal step, except for the MNIST-1D step loop,
+which has its own trainer function here. An original meaning that cannot
 be kept is refused when the config is made, with one line (``Refused``, a ``ValueError``).
 
 What is mapped and what is refused (the module docstrings of ``configs.dataset``, ``configs.model`` and
@@ -14,11 +15,13 @@ What is mapped and what is refused (the module docstrings of ``configs.dataset``
   (``add_rotated_test``, ``add_corrupted_test``);
 - models: ``CNNModel`` as ``cnn2d`` and ``MLPModel`` as ``mlp`` where their layers are the same, with the
   original layer paths of ``get_intermediate_rep`` translated; ``MNIST1DModelConfig``'s four model types as
-  ``orbit_transfer-<type>`` (``nntransfer.compat.orbit_transfer.models``, which registers them); refused: the
-  MNIST-1D learned orbit, ``TransferModel`` (the learned orbits), ResNet, ViT, the group CNN, LeNet;
+  ``orbit_transfer-<type>`` and its learned orbit ``static_equivariance_transfer``
+  (``nntransfer.compat.orbit_transfer.models``, which registers the types); refused: ``TransferModel`` (the
+  2-D learned orbits), ResNet, ViT, the group CNN, LeNet;
 - trainers: ``Classification`` (sinzlab/nntransfer's trainer fields, read as this library reads them, and
-  ``scheduler="manual"`` with ``lr_milestones``); refused: every ``TransferMixin`` ``regularization`` (their
-  losses differ from this library's transfer methods) and ``SimpleTrainerConfig`` (the MNIST-1D step loop).
+  ``scheduler="manual"`` with ``lr_milestones``) and ``SimpleTrainerConfig`` (the MNIST-1D step loop, trained by
+  ``nntransfer.compat.orbit_transfer.simple_trainer``); refused: every ``TransferMixin`` ``regularization``
+  (their losses differ from this library's transfer methods).
 """
 
 from nntransfer.compat.orbit_transfer._translate import Refused

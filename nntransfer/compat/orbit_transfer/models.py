@@ -12,6 +12,10 @@ library's model types, registered when this module is imported (a translated ``M
                                     ReLUs between), then 40·10 -> 10
 ==================================  ==========================================================================
 
+and the learned orbit of the MNIST-1D experiments, ``StaticLearnedEquivariance`` (no classifier, so no model type:
+``learned_orbit_builder`` builds it), which the step loop of ``nntransfer.compat.orbit_transfer.simple_trainer``
+trains (``forward="equiv_learn"``) and hands on as the teacher of ``forward="equiv_transfer"``.
+
 Each is a ``CoreReadoutModel``: the core is every layer up to the last hidden ReLU, the readout the layer to
 the class maps (``conv<L>`` or ``linear<L>``) and what reads them out (``pool``: the maximum over positions;
 ``linear``). The original's representation layers (its ``IntermediateLayerGetter`` paths, which its transfer
@@ -24,9 +28,10 @@ from __future__ import annotations
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from nntransfer.compat.orbit_transfer.configs.model import MODEL_PREFIX
+from nntransfer.compat.orbit_transfer.configs.model import LEARNED_ORBIT_TYPE, MODEL_PREFIX
 from nntransfer.models.base import CoreReadoutModel, check_size, conv_output_size, layers
 from nntransfer.models.builder import check_model_config
 from nntransfer.models.builder import classification_model_builder as _library_builder
@@ -49,6 +54,16 @@ class ClassMaps(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.reshape(x.shape[0], self.n_classes, -1)
+
+
+def original_layers_of(model: nn.Module) -> Dict[str, str]:
+    """``original_layers`` of a model that one of this module's types built (its type and layer count read off it)."""
+    model_type = getattr(model, "model_type", "")
+    if not model_type.startswith(MODEL_PREFIX):
+        raise ValueError(f"{type(model).__name__} ({model_type or 'no model type'}) is no orbit_transfer MNIST-1D model")
+    depth = sum(1 for name, module in model.named_modules() if isinstance(module, (nn.Conv1d, nn.Linear))
+                and name.rsplit(".", 1)[-1][:4] in ("conv", "line") and name.rsplit(".", 1)[-1][-1].isdigit())
+    return original_layers(model_type[len(MODEL_PREFIX):], depth)
 
 
 def original_layers(model_type: str, n_layers: int) -> Dict[str, str]:
@@ -149,5 +164,86 @@ def classification_model_builder(dataloaders: Mapping[str, Any], seed: Optional[
 classification_model_builder.check_config = check_model_config  # type: ignore[attr-defined]
 
 
-__all__ = ["MODEL_PREFIX", "original_layers", "classification_model_builder", "build_fc_single",
+# ---------------------------------------------------------------------- the learned orbit
+
+
+def circular_padding(kernel_size: int) -> Tuple[int, int]:
+    """(left, right) circular padding that keeps a signal's length under a kernel of ``kernel_size`` (the
+    original's: ``kernel_size - 1`` in all, the smaller half on the left)."""
+    total = kernel_size - 1
+    return total // 2, total - total // 2
+
+
+class StaticLearnedEquivariance(nn.Module):
+    """orbit_transfer/models/mnist_1d.py ``StaticLearnedEquivariance``: a learned action of a cyclic group of
+    ``group_size`` elements on signals. Element ``g`` acts on the input by circular convolution with the learned
+    kernel ``kernels[g]`` (every channel of a sample alike, each sample with its own element); on the output of
+    layer ``l > 0`` of a network by the kernel ``layer_transforms[l](kernels[g])``: ``layers - 1`` maps to kernels
+    of the same size, the last (the network's logits) to kernels of size 10. ``n``: how often the action is
+    applied. ``layer_transforms[0]`` is built, as in the original, and never used (layer 0 takes the kernels
+    themselves). Parameter names are the original's, so its state dicts load."""
+
+    def __init__(self, kernel_size: int = 5, group_size: int = 40, layers: int = 0):
+        super().__init__()
+        self.kernels = nn.Parameter(torch.randn(group_size, kernel_size))
+        if layers:
+            maps = [nn.Linear(kernel_size, kernel_size) for _ in range(layers - 1)] + [nn.Linear(kernel_size, 10)]
+            self.layer_transforms: Optional[nn.ModuleList] = nn.ModuleList(maps)
+        else:
+            self.layer_transforms = None
+
+    @property
+    def n_layers(self) -> int:
+        """How many layers the action is defined on (0: the input only)."""
+        return 0 if self.layer_transforms is None else len(self.layer_transforms)
+
+    def forward(self, x: torch.Tensor, g: Optional[torch.Tensor] = None, l: int = 0, n: int = 1) -> torch.Tensor:  # noqa: E741
+        if g is None:  # the original returned 0 here: there is nothing to compute without a group element
+            raise TypeError("StaticLearnedEquivariance acts on (signals, group elements): call it as orbit(x, g, layer)")
+        if x.dim() < 3:
+            x = x.reshape(-1, 1, x.shape[-1])
+        kernel = self.kernels[g % self.kernels.shape[0]]
+        if self.layer_transforms is not None and l > 0:
+            kernel = self.layer_transforms[l](kernel)
+        # each sample its own kernel: samples become the channels of one grouped convolution
+        x = x.transpose(0, 1)
+        padding = circular_padding(kernel.shape[-1])
+        for _ in range(n):
+            x = F.conv1d(F.pad(x, padding, mode="circular"), kernel.unsqueeze(1), groups=kernel.shape[0])
+        return x.transpose(0, 1)
+
+
+def learned_orbit_builder(dataloaders: Mapping[str, Any], seed: Optional[int],
+                          state_dict: Optional[Mapping[str, Any]] = None, **config: Any) -> StaticLearnedEquivariance:
+    """The learned orbit of a translated ``MNIST1DModelConfig(type="static_equivariance_transfer")``: its
+    ``options`` (``kernel_size``, ``group_size``, ``layers``), initial kernels drawn from ``seed`` (the global
+    random state is left as it was); ``state_dict``: weights to load (they must fit)."""
+    check_learned_orbit_config(config)
+    options = config["options"]
+    with torch.random.fork_rng(devices=[], enabled=seed is not None):
+        if seed is not None:
+            torch.manual_seed(seed)
+        orbit = StaticLearnedEquivariance(options["kernel_size"], options["group_size"], options["layers"])
+    if state_dict is not None:
+        orbit.load_state_dict({name: torch.as_tensor(value) for name, value in state_dict.items()})
+    return orbit
+
+
+def check_learned_orbit_config(config: Mapping[str, Any]) -> None:
+    """``ValueError`` (one line) unless ``config`` is a learned orbit's: its type and positive sizes."""
+    if config.get("type") != LEARNED_ORBIT_TYPE:
+        raise ValueError(f"learned_orbit_builder builds {LEARNED_ORBIT_TYPE!r}, not {config.get('type')!r}")
+    options = config.get("options") or {}
+    for name in ("kernel_size", "group_size"):
+        if not isinstance(options.get(name), int) or options[name] < 1:
+            raise ValueError(f"{LEARNED_ORBIT_TYPE}: {name} must be a positive whole number, got {options.get(name)!r}")
+    if not isinstance(options.get("layers"), int) or options["layers"] < 0:
+        raise ValueError(f"{LEARNED_ORBIT_TYPE}: layers must be a whole number >= 0, got {options.get('layers')!r}")
+
+
+learned_orbit_builder.check_config = check_learned_orbit_config  # type: ignore[attr-defined]
+
+
+__all__ = ["MODEL_PREFIX", "original_layers", "original_layers_of", "classification_model_builder",
+           "StaticLearnedEquivariance", "learned_orbit_builder", "build_fc_single",
            "build_fully_conv_single", "build_simple_fully_conv", "build_simple_fc"]

@@ -16,6 +16,8 @@ from nntransfer.configs.model import ClassificationModelConfig
 
 #: the prefix of the MNIST-1D model types (``nntransfer.compat.orbit_transfer.models``, which imports torch)
 MODEL_PREFIX = "orbit_transfer-"
+#: the learned orbit of the MNIST-1D experiments (no classifier: built by ``learned_orbit_builder``)
+LEARNED_ORBIT_TYPE = MODEL_PREFIX + "static_equivariance_transfer"
 
 #: sinzlab/nntransfer nntransfer/configs/model/base.py: ModelConfig's fields
 ORIGINAL_MODEL = {"dropout": 0.0, "get_intermediate_rep": {}}
@@ -248,6 +250,8 @@ _MNIST1D_FIELDS = {
 }
 #: what ``nntransfer.compat.orbit_transfer.models`` builds them with (it registers the types)
 MNIST1D_BUILDER = "nntransfer.compat.orbit_transfer.models.classification_model_builder"
+#: and the learned orbit
+LEARNED_ORBIT_BUILDER = "nntransfer.compat.orbit_transfer.models.learned_orbit_builder"
 #: the length of an MNIST-1D signal, which the original's ``input_size`` must match
 MNIST1D_LENGTH = 40
 
@@ -255,10 +259,10 @@ MNIST1D_LENGTH = 40
 class MNIST1DModelConfig(ClassificationModel):
     """orbit_transfer/configs/model/simple_1d.py: the MNIST-1D models of orbit_transfer/models/mnist_1d.py,
     built as the model types ``orbit_transfer-<type>`` (``nntransfer.compat.orbit_transfer.models``) with the
-    fields the original builder read for that type (``layers`` too, which the recipes set). Refused: the learned
-    orbit ``static_equivariance_transfer`` (its kernels mapped to every layer by learned linear maps;
-    nntransfer's ``OrbitConfig`` learns one kernel set per layer), and values the original would have crashed
-    on or ignored: ``input_size`` other than MNIST-1D's 40, ``num_classes`` other than 10 (the original's
+    fields the original builder read for that type (``layers`` too, which the recipes set); the learned orbit
+    ``static_equivariance_transfer`` (``kernel_size``, ``group_size``, ``layers``) as
+    ``models.StaticLearnedEquivariance``, which only the step loop of ``SimpleTrainerConfig`` trains and reads.
+    Refused: values the original would have crashed on or ignored: ``input_size`` other than MNIST-1D's 40, ``num_classes`` other than 10 (the original's
     models have 10 outputs whatever it says), a ``dropout`` or ``get_intermediate_rep`` (unread by those
     models)."""
 
@@ -274,9 +278,7 @@ class MNIST1DModelConfig(ClassificationModel):
         owner = type(self).__name__
         model_type = original.pop("type", "fc_single")
         if model_type == "static_equivariance_transfer":
-            raise Refused(owner, "type='static_equivariance_transfer': orbit_transfer's StaticLearnedEquivariance "
-                                 "(group_size kernels with a learned linear map to every layer) has no counterpart: "
-                                 "nntransfer's OrbitConfig learns one kernel set per layer")
+            return self.learned_orbit(owner, original)
         if model_type not in _MNIST1D_FIELDS:
             raise Refused(owner, f"type={model_type!r} is no model type of orbit_transfer/models/mnist_1d.py "
                                  f"(its types: {', '.join(sorted(_MNIST1D_FIELDS))}, static_equivariance_transfer)")
@@ -308,6 +310,25 @@ class MNIST1DModelConfig(ClassificationModel):
         for name, value in options.items():
             options[name] = integral(owner, name, value)
         return {"fn": MNIST1D_BUILDER, "type": MODEL_PREFIX + model_type, "options": options, "dropout": 0.0,
+                "readout_bias": False, "batch_norm": False}
+
+    @staticmethod
+    def learned_orbit(owner: str, original: Dict[str, Any]) -> Dict[str, Any]:
+        """The fields of ``StaticLearnedEquivariance(kernel_size, group_size, layers)``, as the original's
+        model_fn read them (it read ``config.layers``, which the class does not declare)."""
+        if "layers" not in original:
+            raise Refused(owner, "type='static_equivariance_transfer' without layers: the original builder reads "
+                                 "config.layers, which MNIST1DModelConfig does not declare (set it, as the recipes do)")
+        _take_common(owner, original)
+        for name, unread in (("dropout", 0.0), ("get_intermediate_rep", {})):
+            value = original.pop(name, unread)
+            if value not in (unread, None, {}):
+                raise Refused(owner, f"{name}={value!r}: StaticLearnedEquivariance does not read it")
+        options = {name: integral(owner, name, original.pop(name)) for name in ("kernel_size", "group_size", "layers")}
+        for name in ("num_classes", "input_size", "hidden_dim", "channels", "stride", "padding"):
+            original.pop(name, None)  # read by the classifiers' builders, not by the orbit's
+        refuse_leftovers(owner, original)
+        return {"fn": LEARNED_ORBIT_BUILDER, "type": LEARNED_ORBIT_TYPE, "options": options, "dropout": 0.0,
                 "readout_bias": False, "batch_norm": False}
 
 

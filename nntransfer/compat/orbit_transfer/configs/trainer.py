@@ -1,21 +1,31 @@
 """orbit_transfer's trainer configs (orbit_transfer/configs/trainer/): ``Classification`` (the epoch loop of the
 2-D experiments), ``TransferMixin`` (its ``regularization={...}`` transfer methods) and ``SimpleTrainerConfig``
-(the step loop of the MNIST-1D experiments), with the original defaults, as this library's
-``ClassificationTrainerConfig``.
+(the step loop of the MNIST-1D experiments), with the original defaults: the first two as this library's
+``ClassificationTrainerConfig``, the step loop as a trainer function of this package
+(``nntransfer.compat.orbit_transfer.simple_trainer``), since nntransfer's trainer loops over epochs.
 
 ``Classification``'s own fields are sinzlab/nntransfer's ``TrainerConfig``'s; they are read as this library
 reads that original (README, "Coming from sinzlab/nntransfer": ``scheduler="adaptive"`` -> ``"plateau"``,
 ``optimizer_options={"lr": ...}`` -> ``lr``, ``threshold`` -> ``tolerance``, ``main_objective`` ->
 ``objective``, ``freeze_bn="all"`` -> ``True``), plus ``scheduler="manual"`` with ``lr_milestones`` ->
-``"multistep"``. The transfer methods and the step loop are refused, one line each, saying what differs.
+``"multistep"``. The transfer methods are refused, one line each, saying what differs.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Dict
 
-from nntransfer.compat.orbit_transfer._translate import OriginalFields, Refused, check_default, refuse_leftovers
-from nntransfer.configs.trainer import ClassificationTrainerConfig
+from nntransfer.compat.orbit_transfer._translate import (
+    OriginalFields,
+    Refused,
+    check_default,
+    integral,
+    refuse_leftovers,
+)
+from nntransfer.configs.trainer import ClassificationTrainerConfig, TrainerConfig
+
+logger = logging.getLogger(__name__)
 
 #: sinzlab/nntransfer nntransfer/configs/trainer/base.py: TrainerConfig's fields that this library's trainer
 #: config does not have under the same name and meaning (the others, e.g. max_iter, patience, lr_decay,
@@ -165,47 +175,79 @@ class DataGenerationMixin:
                                            "next step) is not mapped")
 
 
-#: orbit_transfer/configs/trainer/simple_trainer.py: SimpleTrainerConfig's fields
+#: orbit_transfer/configs/trainer/simple_trainer.py: SimpleTrainerConfig's fields (its ``device="cuda"`` is left
+#: out: where a step trains is this library's runtime option ``device``, "auto" unless a recipe or run sets it)
 ORIGINAL_SIMPLE = {
     "forward": "default", "total_steps": 8000, "batch_size": 1000, "eval_every": 1000, "print_every": 1000,
     "checkpoint_every": 1000, "rep_layer": "linear1", "teacher_rep_layer": "conv1", "lr_decay": 0.8,
     "learning_rate": 1e-2, "restore_best": True, "lr_decay_steps": 3, "patience": 5, "weight_decay": 0.0,
-    "device": "cuda", "gamma": 0.0, "softmax_temp": 1.0, "equiv_factor": 1.0, "invertible_factor": 1.0,
+    "gamma": 0.0, "softmax_temp": 1.0, "equiv_factor": 1.0, "invertible_factor": 1.0,
     "identity_factor": 1.0, "student_model": {},
     # read by orbit_transfer/trainer/simple_trainer.py and forward_methods.py without a default (None when unset)
     "select_on_loss": False, "id_between_filters": False, "augment": 0,
-    # passed by the MNIST-1D recipes (their settings dicts), read by nothing in the original
-    "lr": None,
 }
 
 #: orbit_transfer/trainer/simple_trainer.py trainer_fn: the forward= switch (any other value: ce_forward)
 FORWARD_METHODS = ("kd", "kd_match", "rdl", "cka", "attention", "equiv_transfer", "equiv_learn")
 
+#: what the step loop (``nntransfer.compat.orbit_transfer.simple_trainer``) reads, under the original names
+STEP_LOOP_FIELDS = ("forward", "total_steps", "batch_size", "eval_every", "learning_rate", "weight_decay", "lr_decay",
+                    "patience", "lr_decay_steps", "restore_best", "gamma", "softmax_temp", "equiv_factor",
+                    "invertible_factor", "identity_factor", "select_on_loss", "id_between_filters", "augment")
 
-class SimpleTrainerConfig(OriginalFields, ClassificationTrainerConfig):
-    """orbit_transfer/configs/trainer/simple_trainer.py: the MNIST-1D step loop (simple_trainer.py ``train``):
-    ``total_steps`` Adam steps on batches ``x[(step * batch_size) % N : ... + batch_size]`` taken in order
-    from the unshuffled training arrays (a batch at the end is cut short and the next starts at the
-    remainder), the loss ``(1 - gamma) * CE + gamma * regulariser`` of the ``forward`` method, a full
-    evaluation every ``eval_every`` steps with ReduceLROnPlateau and a patience counter per evaluation.
-    This library trains in epochs over shuffled loaders and validates between epochs, so that loop has no
-    counterpart: the config is refused with one line (the method's loss is named in the message)."""
+#: fields the original declared or the recipes pass that its trainer never read: dropped (with a WARNING where
+#: a recipe gave them a value, as the MNIST-1D recipes' ``lr``), or refused where their default was changed
+_PRINTING = ("print_every", "checkpoint_every")
+_UNREAD = {"rep_layer": "linear1", "teacher_rep_layer": "conv1"}
+_warned: set = set()
 
+
+class SimpleTrainerConfig(OriginalFields, TrainerConfig):
+    """orbit_transfer/configs/trainer/simple_trainer.py: the MNIST-1D step loop, trained by this module's own
+    trainer function ``nntransfer.compat.orbit_transfer.simple_trainer.simple_trainer`` (its docstring draws
+    the loop: ``total_steps`` Adam steps on batches cut in order from the unshuffled training split, the loss
+    ``(1 - gamma) * CE + gamma * reg`` of the ``forward`` method, an evaluation every ``eval_every`` steps with
+    ReduceLROnPlateau and the original's patience and decay counters). The fields are the original's, with its
+    defaults; ``student_model`` is this library's field of the same meaning (the step's model is the teacher).
+    ``lr``, which the MNIST-1D recipes pass in their settings dicts, was read by nothing in the original (it
+    trained at ``learning_rate``): it is dropped with a WARNING, and ``learning_rate`` trains, as there."""
+
+    fn = "nntransfer.compat.orbit_transfer.simple_trainer.simple_trainer"
     ORIGINAL = ORIGINAL_SIMPLE
 
     def __init__(self, **kwargs):
         self.load_kwargs(**kwargs)
         self.declare_original_defaults(SimpleTrainerConfig, kwargs)
+        # the runtime options the step loop reads (nntransfer.configs.runtime; not hashed): where it trains, a fast
+        # dev run's limit, and the log folders it warns that it does not write
+        self.set_defaults(device="auto", fast_dev_run=0, tensorboard_dir="", mlflow_uri="")
         super().__init__(**kwargs)
 
     def translate(self, original: Dict[str, Any]) -> Dict[str, Any]:
         owner = type(self).__name__
-        forward = original.get("forward", "default")
-        method = forward if forward in FORWARD_METHODS else "ce"
-        raise Refused(owner, f"forward={forward!r} ({method} loss) trains in orbit_transfer's step loop "
-                             f"(total_steps={original.get('total_steps')} batches of {original.get('batch_size')} "
-                             f"cut in order from the unshuffled arrays, evaluated every eval_every="
-                             f"{original.get('eval_every')} steps), which has no counterpart in nntransfer's epochs")
+        student = original.pop("student_model", None)
+        out: Dict[str, Any] = {"student_model": student or None}
+        for name in _PRINTING:
+            original.pop(name, None)
+        check_default(owner, original, tuple(_UNREAD), _UNREAD, "is read by nothing in orbit_transfer's simple trainer")
+        if "lr" in original:
+            lr = original.pop("lr")
+            if (owner, lr) not in _warned:
+                _warned.add((owner, lr))
+                logger.warning("%s: lr=%r is read by nothing in orbit_transfer's simple trainer; it trains at "
+                               "learning_rate, as the original did (dropped from the config)", owner, lr)
+        defaults = self.original_defaults()
+        for name in STEP_LOOP_FIELDS:
+            value = original.pop(name, defaults[name])
+            if name in ("total_steps", "batch_size", "eval_every", "patience", "lr_decay_steps", "augment"):
+                value = integral(owner, name, value if value is not None else 0)
+            elif name in ("select_on_loss", "id_between_filters", "restore_best"):
+                value = bool(value)
+            elif name != "forward":
+                value = float(value)
+            out[name] = value
+        refuse_leftovers(owner, original)
+        return out
 
 
 __all__ = ["Classification", "TransferMixin", "DataGenerationMixin", "SimpleTrainerConfig"]
