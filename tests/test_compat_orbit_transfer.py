@@ -8,7 +8,6 @@ from the original code (the repository path is named beside each).
 
 from __future__ import annotations
 
-import re
 import struct
 from pathlib import Path
 
@@ -90,27 +89,36 @@ def mnist_dir(tmp_path):
 
 def cnn_linear_chains_that_run() -> str:
     """mnist_2d_cnn_linear.py cut to the chains that run here, each exactly as the module builds it: its
-    classes, "MNIST Experiment Teacher Translation Invariant" and "MNIST Experiment Student"."""
+    classes, the teacher, the knowledge distillation, RDL and attention transfer chains, and "MNIST Experiment
+    Student" (left out: the learned orbit's chains and the student trained on MNIST-C)."""
     text = module_text("mnist_2d_cnn_linear")
     head = text.split("########## Orbit #############")[0]
-    student = text[text.index('experiments = []\nexperiments.append(\n    Experiment(\n        dataset=BaselineDataset(),\n'
-                              '        model=StudentModel(),'):]
-    student = student.split("experiments = []\nexperiments.append(\n    Experiment(\n"
-                            "        dataset=BaselineDataset(dataset_cls=")[0]
-    assert 'Description(name=f"MNIST Experiment Student", seed=seed)' in student
-    return head + student
+    transfer = "##### KD ##########" + text.split("##### KD ##########")[1]
+    transfer = transfer.split("experiments = []\nexperiments.append(\n    Experiment(\n"
+                              "        dataset=BaselineDataset(dataset_cls=")[0]
+    assert 'Description(name=f"MNIST Experiment Student", seed=seed)' in transfer
+    return head + transfer
 
 
-def test_the_cnn_and_mlp_chains_of_mnist_2d_cnn_linear_check_and_train(mnist_dir, tmp_path, capsys):
+def test_the_transfer_and_student_chains_of_mnist_2d_cnn_linear_check_and_train(mnist_dir, tmp_path, capsys):
     recipe = tmp_path / "cnn_linear.py"
     recipe.write_text(cnn_linear_chains_that_run())
     common = ["--data-dir", str(mnist_dir), "--workdir", str(tmp_path / "work"), "--device", "cpu", "--quiet"]
-    assert main(["run", str(recipe), "--dry-run", *common]) == 0
-    assert main(["run", str(recipe), "--fast-dev-run", *common]) == 0
-    assert "2 checked, 0 broke" in capsys.readouterr().out
-    # the student chain trains for real (on 40 digits: until early stopping, as the module's trainer says)
-    assert main(["run", str(recipe), "--chain", "MNIST Experiment Student", *common]) == 0
-    assert "1 trained, 0 failed" in capsys.readouterr().out
+    # RDL with dist_measure="corr" crashed in the original: its four chains are refused before anything trains
+    assert main(["run", str(recipe), "--dry-run", *common]) == 2
+    refused = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert len(refused) == 4 and all("RDL (corr)" in line and "it trained only dist_measure='CKA'" in line
+                                     for line in refused), refused
+    chains = ["Translation Invariant Knowledge Distillation T=2.0", "Translation Invariant RDL (CKA) gamma:0.5",
+              "Translation Invariant Attention Transfer gamma:0.5", "MNIST Experiment Student"]
+    picked = [arg for chain in chains for arg in ("--chain", chain)]
+    assert main(["run", str(recipe), "--dry-run", *picked, *common]) == 0
+    assert "dry run, nothing trained or written" in capsys.readouterr().out
+    assert main(["run", str(recipe), "--fast-dev-run", *picked, *common]) == 0
+    assert "5 checked, 0 broke" in capsys.readouterr().out  # the teacher once, three students, the scratch student
+    # the distillation chain trains for real (on 40 digits: until early stopping, as the module's trainer says)
+    assert main(["run", str(recipe), "--chain", chains[0], *common]) == 0
+    assert "2 trained, 0 failed" in capsys.readouterr().out
 
 
 # ---------------------------------------------------------------------- what the configs mean
@@ -266,15 +274,57 @@ def test_mnist_2d_models_data_and_trainer_mean_the_originals():
     assert transfer["student_model"]["type"] == "mlp" and transfer["main_loop_modules"] == []
 
 
-@pytest.mark.parametrize("regularizer, why", [
-    ("KnowledgeDistillation", "CE + gamma * T^2 * KL"), ("RDL", "MSE between RDMs"),
-    ("AttentionTransfer", "normalised attention maps"), ("EquivarianceTransfer", "learned linear maps"),
-])
-def test_transfer_mixin_regularizers_are_refused_saying_what_differs(regularizer, why):
-    # orbit_transfer/trainer/main_loop_modules/representation.py: loss += gamma * sum of rep_distance over outputs
+def test_the_learned_orbit_regularizer_is_refused_saying_what_differs():
     ns = recipe_namespace("mnist_2d_cnn_linear", "seed = 42")
-    with pytest.raises(Refused, match=f"'regularizer': '{regularizer}'.*{re.escape(why)}"):
-        ns["TransferTrainer"](regularization={"regularizer": regularizer, "gamma": 1.0, "softmax_temp": 2.0})
+    with pytest.raises(Refused, match="'regularizer': 'EquivarianceTransfer'.*learned linear maps"):
+        ns["TransferTrainer"](regularization={"regularizer": "EquivarianceTransfer", "gamma": 1.0})
+    with pytest.raises(Refused, match="decay_gamma=True \\(KnowledgeDistillation\\)"):
+        ns["TransferTrainer"](regularization={"regularizer": "KnowledgeDistillation", "decay_gamma": True})
+
+
+def test_representation_regularizers_keep_the_keys_the_original_read(caplog, monkeypatch):
+    # representation.py: loss += gamma * sum over the student's named outputs; knowledge_distillation.py reads
+    # softmax_temp, attention_transfer.py vit_input, rdl.py dist_measure and use_arctanh
+    from nntransfer.compat.orbit_transfer.configs import trainer as compat_trainer
+
+    monkeypatch.setattr(compat_trainer, "_warned", set())  # each warning is given once per process
+    ns = recipe_namespace("mnist_2d_cnn_linear", "seed = 42")
+    student = ns["StudentModel"](get_intermediate_rep={"layers.10": "out.4"}).to_dict()
+    with caplog.at_level("WARNING"):
+        attention = ns["TransferTrainer"](student_model=student, regularization={
+            "regularizer": "AttentionTransfer", "gamma": 0.5, "decay_alpha": False}).to_dict()
+    assert "regularization['decay_alpha']=False is read by nothing in orbit_transfer's AttentionTransfer" in caplog.text
+    assert attention["regularization"] == {"regularizer": "AttentionTransfer", "gamma": 0.5}
+    assert attention["main_loop_modules"] == ["nntransfer.compat.orbit_transfer.representation.RepresentationRegularization"]
+    kd = ns["TransferTrainer"](student_model=student, regularization={
+        "regularizer": "KnowledgeDistillation", "gamma": 1, "decay_gamma": False, "softmax_temp": 2}).to_dict()
+    assert kd["regularization"] == {"regularizer": "KnowledgeDistillation", "gamma": 1.0, "softmax_temp": 2.0}
+    rdl = ns["TransferTrainer"](student_model=student, regularization={"regularizer": "RDL", "dist_measure": "CKA"})
+    assert rdl.regularization == {"regularizer": "RDL", "gamma": 0.5, "dist_measure": "CKA", "use_arctanh": False}
+
+
+def test_representation_distances_are_the_originals():
+    from nntransfer.compat.orbit_transfer import representation as rep
+
+    rng = np.random.default_rng(1)
+    s, t = rng.normal(size=(5, 10)), rng.normal(size=(5, 1, 10))  # the teacher's squeezed, as the original did
+    p_t = np.exp(t[:, 0] / 2) / np.exp(t[:, 0] / 2).sum(1, keepdims=True)
+    p_s = np.exp(s / 2) / np.exp(s / 2).sum(1, keepdims=True)
+    kd = (p_t * (np.log(p_t) - np.log(p_s))).sum() / 5 * 4
+    assert float(rep.distillation_distance(torch.tensor(s), torch.tensor(t), 2.0)) == pytest.approx(kd, rel=1e-9)
+    # attention: a flat 128 is 2 channels of 8 x 8; the teacher's 16 x 16 map taken at every second row and column
+    flat, conv = rng.normal(size=(3, 128)), rng.normal(size=(3, 4, 16, 16))
+    a_s = (flat.reshape(3, 2, 8, 8) ** 2).sum(1).reshape(3, -1)
+    a_t = (conv ** 2).sum(1)[:, ::2, ::2].reshape(3, -1)
+    a_s, a_t = a_s / np.linalg.norm(a_s, axis=1, keepdims=True), a_t / np.linalg.norm(a_t, axis=1, keepdims=True)
+    attention = rep.attention_distance(torch.tensor(flat), torch.tensor(conv))
+    assert float(attention) == pytest.approx(((a_s - a_t) ** 2).mean(), rel=1e-9)
+    # RDL "CKA": the linear CKA itself, which the original added to the loss
+    x, y = rng.normal(size=(6, 7)), rng.normal(size=(6, 3, 2))
+    h = np.eye(6) - 1 / 6
+    kx, ky = h @ x @ x.T @ h, h @ y.reshape(6, -1) @ y.reshape(6, -1).T @ h
+    cka = (kx * ky).sum() / np.sqrt((kx * kx).sum() * (ky * ky).sum())
+    assert float(rep.cka_similarity(torch.tensor(x), torch.tensor(y))) == pytest.approx(cka, rel=1e-9)
 
 
 def test_original_defaults_and_manual_scheduler():

@@ -20,8 +20,8 @@ What is mapped and what is refused (the module docstrings of ``configs.dataset``
   2-D learned orbits), ResNet, ViT, the group CNN, LeNet;
 - trainers: ``Classification`` (sinzlab/nntransfer's trainer fields, read as this library reads them, and
   ``scheduler="manual"`` with ``lr_milestones``) and ``SimpleTrainerConfig`` (the MNIST-1D step loop, trained by
-  ``nntransfer.compat.orbit_transfer.simple_trainer``); refused: every ``TransferMixin`` ``regularization``
-  (their losses differ from this library's transfer methods).
+  ``nntransfer.compat.orbit_transfer.simple_trainer``); ``TransferMixin``'s representation regularizers
+  (``nntransfer.compat.orbit_transfer.representation``); refused: its ``EquivarianceTransfer`` (the 2-D orbit).
 """
 
 from nntransfer.compat.orbit_transfer._translate import Refused

@@ -8,7 +8,8 @@
 reads that original (README, "Coming from sinzlab/nntransfer": ``scheduler="adaptive"`` -> ``"plateau"``,
 ``optimizer_options={"lr": ...}`` -> ``lr``, ``threshold`` -> ``tolerance``, ``main_objective`` ->
 ``objective``, ``freeze_bn="all"`` -> ``True``), plus ``scheduler="manual"`` with ``lr_milestones`` ->
-``"multistep"``. The transfer methods are refused, one line each, saying what differs.
+``"multistep"``. ``TransferMixin``'s representation regularizers train as the original's
+(``nntransfer.compat.orbit_transfer.representation``); its learned orbit is refused in one line saying what differs.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from nntransfer.compat.orbit_transfer._translate import (
 from nntransfer.configs.trainer import ClassificationTrainerConfig, TrainerConfig
 
 logger = logging.getLogger(__name__)
+#: the (class, value) pairs already warned about (a recipe builds its configs many times)
+_warned: set = set()
 
 #: sinzlab/nntransfer nntransfer/configs/trainer/base.py: TrainerConfig's fields that this library's trainer
 #: config does not have under the same name and meaning (the others, e.g. max_iter, patience, lr_decay,
@@ -66,28 +69,71 @@ ORIGINAL_TRANSFER = {
     "deactivate_dropout": False,
 }
 
-#: why each original regularizer (orbit_transfer/trainer/main_loop_modules/) has no counterpart here
+#: why each original regularizer (orbit_transfer/trainer/main_loop_modules/) that is not mapped has no counterpart
 REGULARIZERS = {
-    "KnowledgeDistillation": "the original's loss is CE + gamma * T^2 * KL over the named outputs "
-                             "(main_loop_modules/representation.py, knowledge_distillation.py); nntransfer's "
-                             "KnowledgeDistillationMixin weights the task loss by 1 - kd_weight, so a CE of weight 1 "
-                             "beside gamma has no counterpart",
-    "RDL": "the original adds gamma * the sum over the named outputs of the MSE between RDMs (main_loop_modules/rdl.py, "
-           "'corr' or squared distances, or CKA); nntransfer's RDLMixin averages over layer pairs and compares "
-           "1 - correlation or normalised Euclidean RDMs",
-    "AttentionTransfer": "the original adds gamma * the sum over the named outputs of the MSE between normalised "
-                         "attention maps (main_loop_modules/attention_transfer.py); nntransfer's "
-                         "AttentionTransferMixin uses at_weight / 2 * the norm of their difference",
     "EquivarianceTransfer": "the original's learned orbit maps the input's kernels to every layer with learned "
                             "linear maps (main_loop_modules/equivariance_transfer.py, models/learned_equiv.py); "
                             "nntransfer's OrbitLearningMixin/OrbitTransferMixin learn one kernel set per layer",
 }
 
+#: the regularizers ``nntransfer.compat.orbit_transfer.representation`` computes as the original did, and the keys
+#: of ``regularization`` each one read (besides "regularizer", "gamma" and "decay_gamma")
+MAPPED_REGULARIZERS = {
+    "KnowledgeDistillation": ("softmax_temp",),
+    "AttentionTransfer": ("vit_input",),
+    "RDL": ("dist_measure", "use_arctanh"),
+}
+#: the main-loop module that computes them (a dotted path, so that a worker imports it from a stored config)
+REPRESENTATION_MODULE = "nntransfer.compat.orbit_transfer.representation.RepresentationRegularization"
+
+
+class RepresentationRegularizationMixin:
+    """The config mixin of ``representation.RepresentationRegularization``: the original's ``regularization``
+    dict (``regularizer``, ``gamma`` and the regularizer's own keys), checked by ``Classification``'s
+    translation."""
+
+    def __init__(self, **kwargs):
+        self.set_defaults(regularization={"DEFAULT EMPTY": True})
+        super().__init__(**kwargs)
+
+
+def translate_regularization(owner: str, regularization: Dict[str, Any]) -> Dict[str, Any]:
+    """The ``regularization`` dict as the module reads it: the keys the original read, checked; keys it never
+    read are dropped with a WARNING. A setting the original could not train (RDL's distances other than CKA) is
+    kept and refused by the module's chain check, so that the other chains of a recipe still run."""
+    settings = dict(regularization)
+    name = settings.pop("regularizer", None)
+    if name not in MAPPED_REGULARIZERS:
+        why = REGULARIZERS.get(name, "it is no regularizer of orbit_transfer's main-loop modules")
+        raise Refused(owner, f"regularization={{'regularizer': {name!r}, ...}}: {why}")
+    if settings.pop("decay_gamma", False):
+        raise Refused(owner, f"regularization decay_gamma=True ({name}): the original's per-epoch decay of gamma is not "
+                             "mapped")
+    out: Dict[str, Any] = {"regularizer": name, "gamma": float(settings.pop("gamma", 0.5))}
+    for key in MAPPED_REGULARIZERS[name]:
+        if key in settings:
+            out[key] = settings.pop(key)
+    if name == "RDL":  # the distances other than CKA crashed in the original: refused by the chain check
+        out["dist_measure"] = out.get("dist_measure")
+        out["use_arctanh"] = bool(out.get("use_arctanh", False))
+    if "softmax_temp" in out:
+        out["softmax_temp"] = float(out["softmax_temp"])
+    for key in sorted(settings):
+        marker = (owner, name, key)
+        if marker not in _warned:
+            _warned.add(marker)
+            logger.warning("%s: regularization[%r]=%r is read by nothing in orbit_transfer's %s (dropped)", owner, key,
+                           settings[key], name)
+    return out
+
 
 class TransferMixin:
     """orbit_transfer/configs/trainer/mixins/transfer.py, for ``class T(TransferMixin, Classification)``: its
     defaults (``freeze``, ``freeze_bn``, ``reset`` and ``data_transfer`` are this library's fields of the same
-    meaning); a ``regularization`` is refused with one line naming what differs (``REGULARIZERS``)."""
+    meaning); a ``regularization`` of ``KnowledgeDistillation``, ``AttentionTransfer`` or ``RDL`` (with
+    ``dist_measure="CKA"``) trains as the original did (``nntransfer.compat.orbit_transfer.representation``: the task
+    loss with weight 1 plus gamma times the distance), ``EquivarianceTransfer`` is refused with one line naming what
+    differs (``REGULARIZERS``)."""
 
     ORIGINAL = ORIGINAL_TRANSFER
 
@@ -122,13 +168,12 @@ class Classification(OriginalFields, ClassificationTrainerConfig):
     def translate(self, original: Dict[str, Any]) -> Dict[str, Any]:
         owner = type(self).__name__
         regularization = original.pop("regularization", {}) or {}
+        out: Dict[str, Any] = {}
         if regularization:
-            name = regularization.get("regularizer")
-            why = REGULARIZERS.get(name, "it is no regularizer of orbit_transfer's main-loop modules")
-            raise Refused(owner, f"regularization={{'regularizer': {name!r}, ...}}: {why}")
+            out["regularization"] = translate_regularization(owner, regularization)
+            out["main_loop_modules"] = [REPRESENTATION_MODULE]
         check_default(owner, original, [n for n in ORIGINAL_TRANSFER if n != "regularization"], ORIGINAL_TRANSFER,
                       "has no counterpart here")
-        out: Dict[str, Any] = {}
         options = dict(original.pop("optimizer_options", {}) or {})
         options.pop("lr", None)  # the alias moved it to lr already
         out["optimizer_options"] = options
@@ -199,7 +244,6 @@ STEP_LOOP_FIELDS = ("forward", "total_steps", "batch_size", "eval_every", "learn
 #: a recipe gave them a value, as the MNIST-1D recipes' ``lr``), or refused where their default was changed
 _PRINTING = ("print_every", "checkpoint_every")
 _UNREAD = {"rep_layer": "linear1", "teacher_rep_layer": "conv1"}
-_warned: set = set()
 
 
 class SimpleTrainerConfig(OriginalFields, TrainerConfig):
