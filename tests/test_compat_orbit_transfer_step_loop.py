@@ -349,3 +349,20 @@ def test_the_methods_check_what_they_need_before_the_first_step(mnist_1d):
         st.check_models("kd", student, identity_orbit(3))
     st.check_models("equiv_learn", identity_orbit(3), teacher)  # the recipes' pairs pass
     st.check_models("kd", student, teacher)
+
+
+def test_a_method_without_the_models_it_needs_is_refused_before_anything_trains(tmp_path, capsys):
+    text = module_text("mnist_1d_shift").split("for shift in")[0] + '''
+teacher_exp = Experiment(dataset=BaselineDataset(), model=TeacherModel(), trainer=BaselineTrainer(), seed=42)
+transfer_experiments[Description(name="orbit transfer without an orbit", seed=42)] = TransferExperiment([
+    teacher_exp,
+    Experiment(dataset=BaselineDataset(), model=TeacherModel(),
+               trainer=BaselineTrainer(student_model=StudentModel().to_dict(), forward="equiv_transfer"), seed=42),
+])
+'''
+    work = tmp_path / "work"
+    assert main(["run", write_module(tmp_path, "no_orbit", text), "--dry-run", "--workdir", str(work), "--quiet"]) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert len(lines) == 1 and "'orbit transfer without an orbit' (seed 42) step 1: forward='equiv_transfer' trains a " \
+                               "network (student_model) with a learned orbit as the teacher" in lines[0], lines
+    assert not work.exists()

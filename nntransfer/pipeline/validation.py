@@ -11,7 +11,8 @@ a field that none of nntransfer's classes declare (the rule is ``BaseConfig``'s 
 classes in the config's hierarchy and those of its function, and for a trainer the mixins of its main-loop
 modules) would be hashed and ignored, e.g. the original recipes' ``learning_rate``, ``total_steps``,
 ``regularization`` or ``train_shift`` (and so would a key of the original form's ``student_model`` dict that
-its model function does not read). Each is one line naming the experiment, seed and step, the class, the
+its model function does not read; a trainer function of nntransfer's with fields of its own names them in
+``fn.config_fields``). Each is one line naming the experiment, seed and step, the class, the
 field and the closest field; all of them (each class and field once) are raised together as a
 :class:`~nntransfer.errors.ChainCheckError`. A config whose ``fn`` is the user's own is not checked.
 
@@ -27,7 +28,9 @@ record is written (each distinct data set and model built once, on the CPU, untr
 - every main-loop module's ``check_step`` (``nntransfer.trainer.main_loop_modules.chain_check``) runs with
   the untrained student and teacher and one batch of the step's data: layer paths exist, the layers a
   method compares fit it, and the chain hands on what the method needs (a teacher, a Fisher, logits,
-  an orbit).
+  an orbit);
+- a trainer function with a checker of its own, ``fn.check_models(config, student, teacher)``, runs it on the
+  untrained student and teacher (orbit_transfer's step loop: what its ``forward`` method needs of them).
 
 Every problem is one line naming the experiment, seed and step; all of them are raised together as a
 :class:`~nntransfer.errors.ChainCheckError`.
@@ -351,6 +354,18 @@ class _ChainChecker:
         if data_transfer and previous is not None:
             self.compare_examples(label, spec, previous)
         self.check_modules(label, spec, previous, student, teacher, data)
+        self.check_trainer_models(label, spec, student, teacher)
+
+    def check_trainer_models(self, label: str, spec: StepSpec, student: Any, teacher: Any) -> None:
+        """The trainer function's own check of the untrained student and teacher, where it has one
+        (``fn.check_models(config, student, teacher)``, a ``ValueError`` per problem)."""
+        checker = getattr(resolve_function(spec.trainer_fn, "trainer"), "check_models", None)
+        if checker is None or student is None:
+            return
+        try:
+            checker(spec.trainer_config, student, teacher)
+        except ValueError as err:
+            self.problem(label, str(err).splitlines()[0])
 
     def check_teacher_weights(self, label: str, spec: StepSpec, previous: StepSpec, teacher: Any, what: str) -> None:
         """The weights the teacher will load (the previous step's model, trained on its data) fit exactly."""

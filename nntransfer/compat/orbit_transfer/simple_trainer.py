@@ -476,6 +476,9 @@ def simple_trainer(
 
 
 simple_trainer.check_config = check_simple_trainer_config  # type: ignore[attr-defined]
+# the recipe's chain check runs it on the untrained student and teacher, before anything trains
+simple_trainer.check_models = lambda config, student, teacher: check_models(  # type: ignore[attr-defined]
+    "ce" if config.get("forward", "default") == "default" else config["forward"], student, teacher)
 #: the fields of the compat ``SimpleTrainerConfig`` that this function reads (besides ``TrainerConfig``'s)
 simple_trainer.config_fields = frozenset(STEP_LOOP_FIELDS)  # type: ignore[attr-defined]
 
