@@ -84,19 +84,20 @@ def mnist_dir(tmp_path):
     corrupted.mkdir(parents=True)
     np.save(corrupted / "test_images.npy", x_test[..., None])
     np.save(corrupted / "test_labels.npy", y_test)
+    x_moved = np.roll(x_train, 3, axis=2)  # the module's "MNIST-C Experiment Student" trains on these
+    np.save(corrupted / "train_images.npy", x_moved[..., None])
+    np.save(corrupted / "train_labels.npy", y_train)
     return root
 
 
 def cnn_linear_chains_that_run() -> str:
     """mnist_2d_cnn_linear.py cut to the chains that run here, each exactly as the module builds it: its
-    classes, the teacher, the knowledge distillation, RDL and attention transfer chains, and "MNIST Experiment
-    Student" (left out: the learned orbit's chains and the student trained on MNIST-C)."""
+    classes, the teacher, the knowledge distillation, RDL and attention transfer chains, "MNIST Experiment
+    Student" and "MNIST-C Experiment Student" (left out: the learned orbit's chains)."""
     text = module_text("mnist_2d_cnn_linear")
     head = text.split("########## Orbit #############")[0]
     transfer = "##### KD ##########" + text.split("##### KD ##########")[1]
-    transfer = transfer.split("experiments = []\nexperiments.append(\n    Experiment(\n"
-                              "        dataset=BaselineDataset(dataset_cls=")[0]
-    assert 'Description(name=f"MNIST Experiment Student", seed=seed)' in transfer
+    assert 'Description(name=f"MNIST-C Experiment Student", seed=seed)' in transfer
     return head + transfer
 
 
@@ -110,12 +111,13 @@ def test_the_transfer_and_student_chains_of_mnist_2d_cnn_linear_check_and_train(
     assert len(refused) == 4 and all("RDL (corr)" in line and "it trained only dist_measure='CKA'" in line
                                      for line in refused), refused
     chains = ["Translation Invariant Knowledge Distillation T=2.0", "Translation Invariant RDL (CKA) gamma:0.5",
-              "Translation Invariant Attention Transfer gamma:0.5", "MNIST Experiment Student"]
+              "Translation Invariant Attention Transfer gamma:0.5", "MNIST Experiment Student",
+              "MNIST-C Experiment Student"]
     picked = [arg for chain in chains for arg in ("--chain", chain)]
     assert main(["run", str(recipe), "--dry-run", *picked, *common]) == 0
     assert "dry run, nothing trained or written" in capsys.readouterr().out
     assert main(["run", str(recipe), "--fast-dev-run", *picked, *common]) == 0
-    assert "5 checked, 0 broke" in capsys.readouterr().out  # the teacher once, three students, the scratch student
+    assert "6 checked, 0 broke" in capsys.readouterr().out  # the teacher once, three students, two from scratch
     # the distillation chain trains for real (on 40 digits: until early stopping, as the module's trainer says)
     assert main(["run", str(recipe), "--chain", chains[0], *common]) == 0
     assert "2 trained, 0 failed" in capsys.readouterr().out
@@ -346,3 +348,28 @@ def test_original_defaults_and_manual_scheduler():
         ot.TransferModel(spatial_transformer=True)
     with pytest.raises(Refused, match="get_intermediate_rep layer 'layers.99'"):
         ot.MLPModel(batch_norm=False, get_intermediate_rep={"layers.99": "out"})
+
+
+def test_mnist_c_as_training_data_is_its_translate_images_tested_on_mnist(mnist_dir, tmp_path):
+    # orbit_transfer/dataset/torchvision_loader.py: dataset_cls="MNIST-C" trains on mnist_c/translate/train_images.npy
+    # (validation from the same images) and tests on torchvision's MNIST test split
+    from nntransfer.pipeline.step import resolve_function
+    from nntransfer.compat.orbit_transfer.simple_trainer import split_arrays
+
+    config = ot.MNIST(dataset_cls="MNIST-C", valid_size=0.25, batch_size=8).to_dict()
+    assert config["dataset_cls"] == "MNIST-C"
+    loaders = resolve_function(config.pop("fn"))(seed=1, data_dir=str(mnist_dir), **config)
+    moved = np.load(mnist_dir / "mnist_c" / "translate" / "train_images.npy")[..., 0]
+    x_train, _ = split_arrays(loaders["train"])
+    x_val, _ = split_arrays(loaders["validation"])
+    assert (len(x_train), len(x_val)) == (30, 10)
+    seen = sorted(tuple(np.round(x.numpy().ravel() * 255).astype(int)) for x in torch.cat([x_train, x_val]))
+    assert seen == sorted(tuple(x.ravel().astype(int)) for x in moved)  # every MNIST-C training image, once
+    x_test, y_test = split_arrays(loaders["test"])
+    assert torch.allclose(x_test[:, 0], torch.tensor(digits28(20, start=40)[0] / 255.0, dtype=torch.float32))
+    assert torch.equal(y_test, torch.tensor(digits28(20, start=40)[1]))
+    empty = tmp_path / "no_mnist_c"
+    empty.mkdir()
+    with pytest.raises(FileNotFoundError, match="MNIST-C \\(translate\\).*train_images.npy"):
+        resolve_function(ot.MNIST(dataset_cls="MNIST-C").fn)(seed=1, data_dir=str(empty),
+                                                               **{k: v for k, v in config.items()})

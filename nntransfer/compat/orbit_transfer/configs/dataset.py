@@ -86,7 +86,9 @@ class MNIST(OriginalFields, ImageDatasetConfig):
     normalisation. ``add_rotated_test`` (orbit_transfer/dataset/torchvision_loader.py, nntransfer's
     ``DiscreteRotateTransform([0, 90, 180, 270])``): the test set with each digit rotated by one of 0, 90,
     180, 270 degrees drawn at random, here the test set "test_rot90s" with one of those angles drawn per
-    digit; ``add_corrupted_test``: MNIST-C (``mnist_c`` in the data folder) as "c_test"."""
+    digit; ``add_corrupted_test``: MNIST-C (``mnist_c`` in the data folder) as "c_test". ``dataset_cls="MNIST-C"``:
+    training on MNIST-C's ``translate`` training images, testing on MNIST's test split (this library's
+    ``MNIST-C`` data set), as the original's loader."""
 
     ORIGINAL = {**ORIGINAL_DATASET, **ORIGINAL_IMAGE, "dataset_cls": "MNIST", "input_width": 28, "input_height": 28,
                 "apply_augmentation": False, "apply_normalization": False, "add_rotated_test": False}
@@ -99,10 +101,10 @@ class MNIST(OriginalFields, ImageDatasetConfig):
     def translate(self, original: Dict[str, Any]) -> Dict[str, Any]:
         owner = type(self).__name__
         dataset_cls = original.pop("dataset_cls", "MNIST")
-        if dataset_cls != "MNIST":
-            raise Refused(owner, f"dataset_cls={dataset_cls!r}: only 'MNIST' is mapped (training on MNIST-C's "
-                                 "files is no data set of this library)")
-        out: Dict[str, Any] = {"dataset_cls": "MNIST"}
+        if dataset_cls not in ("MNIST", "MNIST-C"):
+            raise Refused(owner, f"dataset_cls={dataset_cls!r}: only 'MNIST' and 'MNIST-C' (its translate corruption "
+                                 "for training, MNIST's test split) are mapped")
+        out: Dict[str, Any] = {"dataset_cls": dataset_cls}
         for name in ("batch_size", "shuffle", "valid_size", "apply_normalization", "apply_grayscale",
                      "convert_to_rgb", "add_corrupted_test"):
             if name in original:
