@@ -353,8 +353,8 @@ def test_original_defaults_and_manual_scheduler():
 def test_mnist_c_as_training_data_is_its_translate_images_tested_on_mnist(mnist_dir, tmp_path):
     # orbit_transfer/dataset/torchvision_loader.py: dataset_cls="MNIST-C" trains on mnist_c/translate/train_images.npy
     # (validation from the same images) and tests on torchvision's MNIST test split
-    from nntransfer.pipeline.step import resolve_function
     from nntransfer.compat.orbit_transfer.simple_trainer import split_arrays
+    from nntransfer.pipeline.step import resolve_function
 
     config = ot.MNIST(dataset_cls="MNIST-C", valid_size=0.25, batch_size=8).to_dict()
     assert config["dataset_cls"] == "MNIST-C"
