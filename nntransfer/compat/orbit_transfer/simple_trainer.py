@@ -59,6 +59,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import DataLoader
 
 from nntransfer.compat.orbit_transfer.configs.trainer import FORWARD_METHODS, STEP_LOOP_FIELDS
 from nntransfer.compat.orbit_transfer.models import StaticLearnedEquivariance, original_layers_of
@@ -170,9 +171,9 @@ def _outputs_of(outputs: Outputs, rows: slice) -> Tuple[Outputs, torch.Tensor]:
 
 
 def equiv_transfer_terms(student: nn.Module, orbit: StaticLearnedEquivariance, x: torch.Tensor, y: torch.Tensor,
-                         generator: torch.Generator) -> Terms:
+                         generator: torch.Generator, with_logits: bool = False):
     """The student learns the orbit's equivariance: its outputs on orbit(x, g) should be the orbit acting on
-    its outputs on x."""
+    its outputs on x. ``with_logits``: also return the student's logits on ``x``."""
     b = x.shape[0]
     x = x.reshape(b, 1, -1)
     g = torch.randint(GROUP_ELEMENTS, (b,), generator=generator).to(x.device)
@@ -181,7 +182,8 @@ def equiv_transfer_terms(student: nn.Module, orbit: StaticLearnedEquivariance, x
     _, of_transformed = _outputs_of(outputs, slice(b, None))
     logits = outputs[1].flatten(1)
     reg = F.mse_loss(_orbit_of_outputs(orbit, plain, g), of_transformed) + F.cross_entropy(logits[b:], y)
-    return F.cross_entropy(logits[:b], y), reg
+    main = F.cross_entropy(logits[:b], y)
+    return (main, reg, logits[:b]) if with_logits else (main, reg)
 
 
 def equiv_learn_terms(orbit: StaticLearnedEquivariance, network: nn.Module, x: torch.Tensor, settings: Mapping[str, Any],
@@ -210,25 +212,41 @@ def equiv_learn_terms(orbit: StaticLearnedEquivariance, network: nn.Module, x: t
     return loss + similarity * settings["identity_factor"], torch.zeros((), device=x.device)
 
 
-def method_terms(forward: str) -> Callable[..., Terms]:
-    """``terms(student, teacher, x, y, settings, generator)`` of the method ``forward`` (the original's switch)."""
-    forward = "ce" if forward == "default" else forward
-    if forward in ("equiv_transfer", "equiv_learn"):
-        if forward == "equiv_transfer":
-            return lambda student, teacher, x, y, settings, generator: equiv_transfer_terms(student, teacher, x, y, generator)
-        return lambda student, teacher, x, y, settings, generator: equiv_learn_terms(student, teacher, x, settings, generator)
+def method_name(forward: str) -> str:
+    """The method a ``forward`` value names: the original's ``"default"`` is the plain cross-entropy, ``"ce"``."""
+    return "ce" if forward == "default" else forward
+
+
+#: ``terms(student, teacher, x, y, settings, generator) -> (main, reg, logits)``: a method's two terms and the
+#: student's logits on ``x`` (None where the student is the learned orbit), which the evaluation counts
+MethodTerms = Callable[..., Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]]
+
+
+def method_terms(forward: str) -> MethodTerms:
+    """The terms of the method ``forward`` (the original's switch; see ``MethodTerms``)."""
+    forward = method_name(forward)
+    if forward == "equiv_transfer":
+        def transfer(student, teacher, x, y, settings, generator):
+            main, reg, logits = equiv_transfer_terms(student, teacher, x, y, generator, with_logits=True)
+            return main, reg, logits
+        return transfer
+    if forward == "equiv_learn":
+        return lambda student, teacher, x, y, settings, generator: (
+            *equiv_learn_terms(student, teacher, x, settings, generator), None)
 
     def on_outputs(student, teacher, x, y, settings, generator):
         own = student(x)
         if forward == "ce":
-            return ce_terms(own, y)
+            return (*ce_terms(own, y), own[1])
         with torch.no_grad():
             theirs = teacher(x)
         if forward == "kd":
-            return kd_terms(own, theirs, y, settings["softmax_temp"])
-        if forward == "kd_match":
-            return kd_match_terms(own, theirs, y, settings["softmax_temp"])
-        return {"rdl": rdl_terms, "cka": cka_terms, "attention": attention_terms}[forward](own, theirs, y)
+            terms = kd_terms(own, theirs, y, settings["softmax_temp"])
+        elif forward == "kd_match":
+            terms = kd_match_terms(own, theirs, y, settings["softmax_temp"])
+        else:
+            terms = {"rdl": rdl_terms, "cka": cka_terms, "attention": attention_terms}[forward](own, theirs, y)
+        return (*terms, own[1])
 
     return on_outputs
 
@@ -290,14 +308,10 @@ def split_arrays(loaders: Any) -> Tuple[torch.Tensor, torch.Tensor]:
     """A split's examples and labels as two tensors, in the loader's own order (its data set's)."""
     loader = next(iter(loaders.values())) if isinstance(loaders, Mapping) else loaders
     dataset = getattr(loader, "unaugmented_dataset", None) or loader.dataset
-    inputs, labels = [], []
-    for index in range(0, len(dataset), 1000):
-        items = [dataset[i] for i in range(index, min(index + 1000, len(dataset)))]
-        inputs.append(torch.stack([torch.as_tensor(item[0]) for item in items]))
-        labels.append(torch.as_tensor([int(item[1]) for item in items]))
-    if not inputs:
+    if not len(dataset):
         return torch.zeros(0), torch.zeros(0, dtype=torch.long)
-    return torch.cat(inputs).float(), torch.cat(labels).long()
+    batches = [batch[:2] for batch in DataLoader(dataset, batch_size=LOSS_CHUNK, shuffle=False)]
+    return torch.cat([x for x, _ in batches]).float(), torch.cat([y for _, y in batches]).long()
 
 
 def task_key(loaders: Any) -> str:
@@ -313,7 +327,7 @@ class StepLoop:
     def __init__(self, model: nn.Module, dataloaders: Mapping[str, Any], seed: int, teacher: Optional[nn.Module],
                  settings: Mapping[str, Any]) -> None:
         self.settings = dict(settings)
-        self.forward = "ce" if settings["forward"] == "default" else settings["forward"]
+        self.forward = method_name(settings["forward"])
         self.device = resolve_device(settings.get("device", "auto"), bool(settings.get("force_cpu")))
         self.limit = int(settings.get("fast_dev_run") or 0)
         self.seed = seed
@@ -345,10 +359,10 @@ class StepLoop:
         with torch.no_grad():
             for start in range(0, len(x), LOSS_CHUNK):
                 xb, yb = x[start:start + LOSS_CHUNK].to(self.device), y[start:start + LOSS_CHUNK].to(self.device)
-                main, reg = self.terms(self.student, self.teacher, xb, yb, self.settings, generator)
+                main, reg, logits = self.terms(self.student, self.teacher, xb, yb, self.settings, generator)
                 chunks.append((len(xb), float(main), float(reg)))
-                if self.classifies:
-                    correct[start:start + len(xb)] = (self.student(xb)[1].argmax(-1) == yb).cpu()
+                if logits is not None:
+                    correct[start:start + len(xb)] = (logits.argmax(-1) == yb).cpu()
         n = max(len(x), 1)
         main = sum(size * value for size, value, _ in chunks) / n
         reg = sum(size * value for size, _, value in chunks) / n
@@ -399,7 +413,7 @@ class StepLoop:
             x, y = x_train[start:start + batch], y_train[start:start + batch]
             if settings["augment"]:
                 x = torch.roll(x, shifts.randint(0, settings["augment"]), dims=-1)
-            main, reg = self.terms(self.student, self.teacher, x, y, settings, generator)
+            main, reg, _ = self.terms(self.student, self.teacher, x, y, settings, generator)
             loss = (1.0 - gamma) * main + gamma * reg
             if not torch.isfinite(loss):
                 named = [name for name, term in (("main", main), ("reg", reg)) if not torch.isfinite(term)]
@@ -478,8 +492,8 @@ def simple_trainer(
 simple_trainer.check_config = check_simple_trainer_config  # type: ignore[attr-defined]
 # the recipe's chain check runs it on the untrained student and teacher, before anything trains
 simple_trainer.check_models = lambda config, student, teacher: check_models(  # type: ignore[attr-defined]
-    "ce" if config.get("forward", "default") == "default" else config["forward"], student, teacher)
+    method_name(config.get("forward", "default")), student, teacher)
 #: the fields of the compat ``SimpleTrainerConfig`` that this function reads (besides ``TrainerConfig``'s)
 simple_trainer.config_fields = frozenset(STEP_LOOP_FIELDS)  # type: ignore[attr-defined]
 
-__all__ = ["simple_trainer", "StepLoop", "method_terms", "check_simple_trainer_config", "check_models"]
+__all__ = ["simple_trainer", "StepLoop", "method_name", "method_terms", "check_simple_trainer_config", "check_models"]
