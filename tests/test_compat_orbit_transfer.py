@@ -32,11 +32,10 @@ def module_text(name: str) -> str:
 
 # ---------------------------------------------------------------------- the eight modules
 
-#: each 2-D module and the one line it is refused with (the first config of the module that has no counterpart;
-#: the four MNIST-1D modules run: tests/test_compat_orbit_transfer_step_loop.py)
+#: each 2-D module that is refused and the one line it is refused with (the first config of the module that has no
+#: counterpart; the four MNIST-1D modules run: tests/test_compat_orbit_transfer_step_loop.py; the two with the
+#: learned orbit: tests/test_compat_orbit_transfer_equivariance.py)
 REFUSED = {
-    "mnist_2d_cnn_linear": "TransferModel: type='equiv_transfer': orbit_transfer's learned orbit",
-    "mnist_2d_cnn_linear_loss_ablation": "TransferModel: type='equiv_transfer': orbit_transfer's learned orbit",
     "mnist_2d_resnet_vit": "TeacherModel: type='resnet18': this orbit_transfer model type is not mapped",
     "mnist_2d_rotation": "TeacherModel: type='gcnn': orbit_transfer's P4 group CNN",
 }
@@ -93,7 +92,8 @@ def mnist_dir(tmp_path):
 def cnn_linear_chains_that_run() -> str:
     """mnist_2d_cnn_linear.py cut to the chains that run here, each exactly as the module builds it: its
     classes, the teacher, the knowledge distillation, RDL and attention transfer chains, "MNIST Experiment
-    Student" and "MNIST-C Experiment Student" (left out: the learned orbit's chains)."""
+    Student" and "MNIST-C Experiment Student" (left out: the learned orbit's chains, which
+    tests/test_compat_orbit_transfer_equivariance.py runs)."""
     text = module_text("mnist_2d_cnn_linear")
     head = text.split("########## Orbit #############")[0]
     transfer = "##### KD ##########" + text.split("##### KD ##########")[1]
@@ -276,10 +276,10 @@ def test_mnist_2d_models_data_and_trainer_mean_the_originals():
     assert transfer["student_model"]["type"] == "mlp" and transfer["main_loop_modules"] == []
 
 
-def test_the_learned_orbit_regularizer_is_refused_saying_what_differs():
+def test_a_regularizer_or_decay_the_original_lacked_is_refused_saying_so():
     ns = recipe_namespace("mnist_2d_cnn_linear", "seed = 42")
-    with pytest.raises(Refused, match="'regularizer': 'EquivarianceTransfer'.*learned linear maps"):
-        ns["TransferTrainer"](regularization={"regularizer": "EquivarianceTransfer", "gamma": 1.0})
+    with pytest.raises(Refused, match="'regularizer': 'Mixup'.*no regularizer of orbit_transfer's main-loop modules"):
+        ns["TransferTrainer"](regularization={"regularizer": "Mixup", "gamma": 1.0})
     with pytest.raises(Refused, match="decay_gamma=True \\(KnowledgeDistillation\\)"):
         ns["TransferTrainer"](regularization={"regularizer": "KnowledgeDistillation", "decay_gamma": True})
 
@@ -337,7 +337,7 @@ def test_original_defaults_and_manual_scheduler():
     assert ot.Classification(patience=5).to_dict()["scheduler"] is None
     with pytest.raises(Refused, match="patience=None"):
         ot.Classification()
-    with pytest.raises(Refused, match="switch_teacher=True has no counterpart"):
+    with pytest.raises(Refused, match="switch_teacher=True is mapped only for learning the orbit"):
         type("T", (ot.TransferMixin, ot.Classification), {})(patience=5, switch_teacher=True)
     # orbit_transfer/configs/model/simple_2d.py: CNNModel's own defaults (MaxOut 4) and MLPModel's (batch norm)
     with pytest.raises(Refused, match="MaxOut over more than one channel"):

@@ -304,6 +304,21 @@ def test_the_trainer_trains_on_a_modules_weighted_term_and_tracks_its_value():
     assert not all(torch.equal(state[k], plain[k]) for k in state)  # the term was trained on
 
 
+def test_the_total_loss_is_tracked_and_can_be_the_objective():
+    ReadoutPenalty.values = []
+    cfg = config(max_iter=1, main_loop_modules=["ReadoutPenalty"], objective="total_loss", maximize=False)
+    score, output, _ = train(cfg)
+    log = output["tracker"]["log"]
+    training = log["Training"][TASK]
+    # per example: the task loss (weight 1) plus 1e-3 times the penalty of every batch
+    assert training["total_loss"][1] == pytest.approx(training["loss"][1] + 1e-3 * training["penalty"][1], rel=1e-5)
+    validation = log["Validation"][TASK]  # the module adds nothing outside training: the task loss alone
+    assert validation["total_loss"][1] == pytest.approx(validation["loss"][1], rel=1e-6)
+    assert score == pytest.approx(output["final"]["validation"][TASK]["total_loss"])
+    with pytest.raises(ValueError, match="'total_loss' is minimised"):
+        config(objective="total_loss")
+
+
 def test_two_modules_scaling_the_task_loss_multiply_in_any_order():
     state = BatchState("Training", TASK, IMAGES[:2], torch.zeros(2, dtype=torch.long), {}, TinyNet())
     state.scale_task_loss(0.5)

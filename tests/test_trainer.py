@@ -472,6 +472,20 @@ def test_every_lr_decay_restores_the_best_model():
     assert all(torch.equal(state[k], v) for k, v in after_epoch_1.items())  # restore_best at the end
 
 
+def test_without_restore_on_decay_a_decay_keeps_the_state_that_trained_on():
+    StartRecorder.starts = []
+    cfg = config(max_iter=10, lr=0.1, optimizer="SGD", patience=1, tolerance=100.0, lr_decay_steps=2,
+                 lr_decay=0.5, restore_on_decay=False, restore_best=False, main_loop_modules=["StartRecorder"])
+    assert cfg.to_dict()["restore_on_decay"] is False and "restore_on_decay" not in config().to_dict()  # keys kept
+    _, output, state = train(cfg, model=TinyNet(dropout=0.0))
+    assert output["best_epoch"] == 1 and output["epochs"] == 4
+    starts = [start for start, _ in StartRecorder.starts]
+    for before, after in zip(starts[1:], starts[2:]):  # each epoch goes on from the last, decayed or not
+        assert not all(torch.equal(after[k], v) for k, v in before.items())
+    assert [lr for _, lr in StartRecorder.starts] == pytest.approx([0.1, 0.1, 0.05, 0.025])
+    assert not all(torch.equal(state[k], v) for k, v in starts[1].items())
+
+
 def test_the_model_ends_in_eval_mode_after_mc_dropout_and_bn_train_evaluation():
     model = TinyNet()
     train(config(max_iter=1, eval_with_bn_train=True, mc_dropout_samples=2), model=model)

@@ -58,6 +58,8 @@ from nntransfer.trainer.tensorboard import TensorBoardLog
 
 logger = logging.getLogger(__name__)
 
+#: the tracked statistic of the loss that trains (task loss times its weight plus the modules' weighted terms)
+TOTAL_LOSS = "total_loss"
 #: checkpoint score of an epoch without one (negated when maximising); fits a single-precision column
 UNSCORED = 1e30
 Batch = Tuple[torch.Tensor, torch.Tensor, Optional[Dict[str, torch.Tensor]]]
@@ -172,9 +174,13 @@ class Trainer:
         self.train_loaders: Dict[str, Any] = dict(dataloaders["train"])
         self.validation_loaders: Dict[str, Any] = dict(dataloaders["validation"])
         self.task_keys = list(self.train_loaders)
-        if config.objective not in self.statistics:
+        #: what every epoch tracks per task: the trainer's statistics and the total loss; what the final evaluation
+        #: keeps: the statistics, and the total loss where it is the objective
+        self.tracked: Tuple[str, ...] = tuple(self.statistics) + (TOTAL_LOSS,)
+        self.result_names = self.tracked if config.objective == TOTAL_LOSS else tuple(self.statistics)
+        if config.objective not in self.tracked:
             raise ValueError(
-                f"objective {config.objective!r} is not computed by {type(self).__name__} (it tracks {list(self.statistics)}); "
+                f"objective {config.objective!r} is not computed by {type(self).__name__} (it tracks {list(self.tracked)}); "
                 f"set objective to one of them (and maximize accordingly)"
             )
         self.model = model.to(self.device)
@@ -253,7 +259,7 @@ class Trainer:
 
     def build_tracker(self) -> AdvancedTracker:
         """Per mode and task: the sums of ``statistics`` and their normalisation; the lr; the patience."""
-        per_task = {name: 0.0 for name in self.statistics} | {"normalization": 0.0}
+        per_task = {name: 0.0 for name in self.tracked} | {"normalization": 0.0}
         objectives = {
             "lr": 0.0,
             "Training": {task: dict(per_task) for task in self.train_loaders},
@@ -390,7 +396,8 @@ class Trainer:
                 modules.dispatch("post_loss", state)
                 # sums stay on the device: one synchronisation per epoch, not per batch
                 n = state.targets.shape[0]
-                stats = self.batch_statistics(state.output.logits, state.targets, state.task_loss)
+                stats = torch.cat([self.batch_statistics(state.output.logits, state.targets, state.task_loss),
+                                   (state.loss.detach().float() * n).reshape(1)])
                 if task_key in sums:
                     sums[task_key] += stats
                     counts[task_key] += n
@@ -412,7 +419,7 @@ class Trainer:
         modules.dispatch("post_epoch", mode)
         if train:
             self.training_loss = total_loss
-        return {task: {**dict(zip(self.statistics, values.tolist())),
+        return {task: {**dict(zip(self.tracked, values.tolist())),
                        **{name: value.item() for name, value in added.get(task, {}).items()},
                        "normalization": float(counts[task])}
                 for task, values in sums.items()}
@@ -470,7 +477,7 @@ class Trainer:
                 self.model.load_state_dict(saved)
             self.model.eval()
         # the statistics only: what modules add in evaluation is tracked in validation, not stored as results
-        return {task: {name: value for name, value in values.items() if name in self.statistics}
+        return {task: {name: value for name, value in values.items() if name in self.result_names}
                 for task, values in self.normalized(results).items()}
 
     def evaluate_tree(self, node: Any, split: str, variant: str = "plain") -> Dict[Any, Any]:
@@ -544,13 +551,16 @@ class Trainer:
         return self.score_of(self.last_validation)
 
     def decay_lr(self) -> None:
-        """Restore the best state and decay the learning rate (early stopping ran out of patience)."""
-        self.model.load_state_dict(self.early_stopping.best_state)
+        """Restore the best state (unless ``restore_on_decay=False``) and decay the learning rate (early stopping
+        ran out of patience)."""
+        if self.config.restore_on_decay:
+            self.model.load_state_dict(self.early_stopping.best_state)
         self.target_lrs = [lr * self.config.lr_decay for lr in self.target_lrs]
         for group in self.optimizer.param_groups:
             group["lr"] *= self.config.lr_decay
-        logger.info("epoch %d: no improvement, restored epoch %d and decayed the lr to %s",
-                    self.epoch, self.early_stopping.best_epoch, [g["lr"] for g in self.optimizer.param_groups])
+        restored = f"restored epoch {self.early_stopping.best_epoch} and " if self.config.restore_on_decay else ""
+        logger.info("epoch %d: no improvement, %sdecayed the lr to %s", self.epoch, restored,
+                    [g["lr"] for g in self.optimizer.param_groups])
 
     def train_epochs(self) -> None:
         """The epoch loop (from the resumed epoch on)."""

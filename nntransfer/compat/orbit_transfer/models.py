@@ -25,13 +25,14 @@ initialisation, as the original's; the classes are the data's (MNIST-1D's 10, wh
 
 from __future__ import annotations
 
+import math
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nntransfer.compat.orbit_transfer.configs.model import LEARNED_ORBIT_TYPE, MODEL_PREFIX
+from nntransfer.compat.orbit_transfer.configs.model import LEARNED_ORBIT_2D_TYPE, LEARNED_ORBIT_TYPE, MODEL_PREFIX
 from nntransfer.models.base import CoreReadoutModel, check_size, conv_output_size, layers
 from nntransfer.models.builder import check_model_config
 from nntransfer.models.builder import classification_model_builder as _library_builder
@@ -213,17 +214,109 @@ class StaticLearnedEquivariance(nn.Module):
         return x.transpose(0, 1)
 
 
+def flat_as_maps(x: torch.Tensor) -> torch.Tensor:
+    """A flat ``[B, h]`` as ``[B, c, s, s]``, ``c`` the smallest number of channels with ``h / c`` a square (the
+    original's ``reshape_flat_to_chw``); one line when there is none."""
+    size = x.shape[1]
+    channels = 1
+    while math.isqrt(size // channels) ** 2 != size // channels:
+        channels += 1
+        if size / channels < 1:
+            raise ValueError(f"an output of {size} values cannot be read as channels of a square map")
+    side = math.isqrt(size // channels)
+    return x.reshape(-1, channels, side, side)
+
+
+class LearnedEquivariance(nn.Module):
+    """orbit_transfer/models/learned_equiv.py ``LearnedEquivariance``: the learned orbit of the 2-D experiments, a
+    learned action of a group of ``group_size`` elements on images and on a network's layer outputs.
+
+    Element ``g`` acts on the input by circular 2-D convolution with the learned kernel ``kernels[g]`` (``[k, k]``;
+    every channel of a sample alike, each sample with its own element). On the output of layer ``l`` (1, 2, ...)
+    of a network it acts with the kernel mapped by ``layer_transforms``: ``Linear(k², k²)`` per hidden layer and,
+    for the last layer (the ``output_size`` logits), ``Linear(k², output_size)``, a circular 1-D convolution over
+    the logits. Without ``first_layer_transform`` (the original's default: its config had no such field, and its
+    builder passed None) the first layer takes the input's kernels as they are, and one map fewer is built.
+    Flat outputs act as maps (``flat_as_maps``); ``n``: how often the action is applied. Parameter names are the
+    original's, so its state dicts load."""
+
+    def __init__(self, kernel_size: int = 5, group_size: int = 25, num_layers: int = 4, output_size: int = 10,
+                 first_layer_transform: bool = False):
+        super().__init__()
+        self.kernels = nn.Parameter(torch.randn(group_size, kernel_size, kernel_size))
+        self.first_layer_transform = bool(first_layer_transform)
+        self.output_size = output_size
+        self.num_layers = num_layers
+        if num_layers:
+            hidden = num_layers - 1 - (0 if self.first_layer_transform else 1)
+            maps = [nn.Linear(kernel_size ** 2, kernel_size ** 2) for _ in range(hidden)]
+            self.layer_transforms: Optional[nn.ModuleList] = nn.ModuleList(maps + [nn.Linear(kernel_size ** 2, output_size)])
+        else:
+            self.layer_transforms = None
+
+    @property
+    def group_size(self) -> int:
+        return self.kernels.shape[0]
+
+    def kernel(self, g: torch.Tensor, layer: int) -> Tuple[torch.Tensor, bool]:
+        """The kernels of the elements ``g`` on layer ``layer`` (0: the input) and whether they act on logits."""
+        kernel = self.kernels[g % self.group_size]
+        index = layer if self.first_layer_transform or layer == 0 else layer - 1
+        if self.layer_transforms is None or index == 0:
+            return kernel, False
+        if index > len(self.layer_transforms):
+            raise ValueError(f"the orbit acts on {self.num_layers} layers, not on layer {layer}")
+        mapped = self.layer_transforms[index - 1](kernel.flatten(1))
+        if index == len(self.layer_transforms):
+            return mapped, True
+        return mapped.reshape(kernel.shape), False
+
+    def forward(self, x: torch.Tensor, g: Optional[torch.Tensor] = None, l: int = 0, n: int = 1) -> torch.Tensor:  # noqa: E741
+        if g is None:  # the original returned 0 here: there is nothing to compute without a group element
+            raise TypeError("LearnedEquivariance acts on (inputs, group elements): call it as orbit(x, g, layer)")
+        kernel, on_logits = self.kernel(torch.as_tensor(g, device=self.kernels.device), l)
+        shape = x.shape
+        if on_logits:
+            if x.dim() != 2 or shape[1] != self.output_size:
+                raise ValueError(f"layer {l} is the orbit's last (the {self.output_size} logits); got an output of "
+                                 f"shape {tuple(shape[1:])}")
+            maps = x.unsqueeze(1)
+        elif x.dim() == 2:
+            maps = flat_as_maps(x)
+        elif x.dim() == 4:
+            maps = x
+        else:
+            raise ValueError(f"the orbit acts on images or flat outputs, not on shape {tuple(shape[1:])}")
+        if not on_logits and maps.shape[-1] < kernel.shape[-1] // 2:
+            raise ValueError(f"a map of {maps.shape[-2]}x{maps.shape[-1]} is smaller than the circular padding of "
+                             f"the orbit's {kernel.shape[-1]}x{kernel.shape[-1]} kernels")
+        # each sample its own kernel: samples become the channels of one grouped convolution
+        maps = maps.transpose(0, 1)
+        size = kernel.shape[-1]
+        pad = circular_padding(size)
+        padding = pad if on_logits else pad + pad
+        convolve = F.conv1d if on_logits else F.conv2d
+        for _ in range(n):
+            maps = convolve(F.pad(maps, padding, mode="circular"), kernel.unsqueeze(1), groups=kernel.shape[0])
+        return maps.transpose(0, 1).reshape(shape)
+
+
 def learned_orbit_builder(dataloaders: Mapping[str, Any], seed: Optional[int],
-                          state_dict: Optional[Mapping[str, Any]] = None, **config: Any) -> StaticLearnedEquivariance:
-    """The learned orbit of a translated ``MNIST1DModelConfig(type="static_equivariance_transfer")``: its
-    ``options`` (``kernel_size``, ``group_size``, ``layers``), initial kernels drawn from ``seed`` (the global
-    random state is left as it was); ``state_dict``: weights to load (they must fit)."""
+                          state_dict: Optional[Mapping[str, Any]] = None, **config: Any) -> nn.Module:
+    """The learned orbit of a translated ``MNIST1DModelConfig(type="static_equivariance_transfer")``
+    (``StaticLearnedEquivariance``) or ``TransferModel()`` (``LearnedEquivariance``, the 2-D one): its ``options``,
+    initial kernels drawn from ``seed`` (the global random state is left as it was); ``state_dict``: weights to
+    load (they must fit)."""
     check_learned_orbit_config(config)
     options = config["options"]
     with torch.random.fork_rng(devices=[], enabled=seed is not None):
         if seed is not None:
             torch.manual_seed(seed)
-        orbit = StaticLearnedEquivariance(options["kernel_size"], options["group_size"], options["layers"])
+        if config["type"] == LEARNED_ORBIT_TYPE:
+            orbit: nn.Module = StaticLearnedEquivariance(options["kernel_size"], options["group_size"], options["layers"])
+        else:
+            orbit = LearnedEquivariance(options["kernel_size"], options["group_size"], options["num_layers"],
+                                        options["output_size"], options["first_layer_transform"])
     if state_dict is not None:
         orbit.load_state_dict({name: torch.as_tensor(value) for name, value in state_dict.items()})
     return orbit
@@ -231,19 +324,24 @@ def learned_orbit_builder(dataloaders: Mapping[str, Any], seed: Optional[int],
 
 def check_learned_orbit_config(config: Mapping[str, Any]) -> None:
     """``ValueError`` (one line) unless ``config`` is a learned orbit's: its type and positive sizes."""
-    if config.get("type") != LEARNED_ORBIT_TYPE:
-        raise ValueError(f"learned_orbit_builder builds {LEARNED_ORBIT_TYPE!r}, not {config.get('type')!r}")
+    kind = config.get("type")
+    if kind not in (LEARNED_ORBIT_TYPE, LEARNED_ORBIT_2D_TYPE):
+        raise ValueError(f"learned_orbit_builder builds {LEARNED_ORBIT_TYPE!r} or {LEARNED_ORBIT_2D_TYPE!r}, not {kind!r}")
     options = config.get("options") or {}
-    for name in ("kernel_size", "group_size"):
+    sizes = ("kernel_size", "group_size") + (("output_size",) if kind == LEARNED_ORBIT_2D_TYPE else ())
+    for name in sizes:
         if not isinstance(options.get(name), int) or options[name] < 1:
-            raise ValueError(f"{LEARNED_ORBIT_TYPE}: {name} must be a positive whole number, got {options.get(name)!r}")
-    if not isinstance(options.get("layers"), int) or options["layers"] < 0:
-        raise ValueError(f"{LEARNED_ORBIT_TYPE}: layers must be a whole number >= 0, got {options.get('layers')!r}")
+            raise ValueError(f"{kind}: {name} must be a positive whole number, got {options.get(name)!r}")
+    layers = "layers" if kind == LEARNED_ORBIT_TYPE else "num_layers"
+    if not isinstance(options.get(layers), int) or options[layers] < 0:
+        raise ValueError(f"{kind}: {layers} must be a whole number >= 0, got {options.get(layers)!r}")
+    if kind == LEARNED_ORBIT_2D_TYPE and options[layers] == 1 and not options.get("first_layer_transform"):
+        raise ValueError(f"{kind}: num_layers=1 without first_layer_transform: the original acted on two layers then")
 
 
 learned_orbit_builder.check_config = check_learned_orbit_config  # type: ignore[attr-defined]
 
 
 __all__ = ["MODEL_PREFIX", "original_layers", "original_layers_of", "classification_model_builder",
-           "StaticLearnedEquivariance", "learned_orbit_builder", "build_fc_single",
+           "StaticLearnedEquivariance", "LearnedEquivariance", "flat_as_maps", "learned_orbit_builder", "build_fc_single",
            "build_fully_conv_single", "build_simple_fully_conv", "build_simple_fc"]

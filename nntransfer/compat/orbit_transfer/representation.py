@@ -3,9 +3,11 @@ representation.py, knowledge_distillation.py, rdl.py, attention_transfer.py), as
 library's trainer: ``TransferMixin``'s ``regularization={"regularizer": ..., "gamma": ...}`` for
 ``KnowledgeDistillation``, ``AttentionTransfer`` and ``RDL`` with ``dist_measure="CKA"``.
 
-In training the loss is the task loss, with weight 1, plus ``gamma`` times the sum, over every named extra output
-of the student (its ``get_intermediate_rep`` names, ``out.1``, ...), of the distance between that output and the
-teacher's output of the same name on the same batch; evaluation keeps the task loss alone. The distances
+In training the loss is the task loss times ``1 - gamma`` plus ``gamma`` times the sum, over every named extra
+output of the student (its ``get_intermediate_rep`` names, ``out.1``, ...), of the distance between that output and
+the teacher's output of the same name on the same batch; evaluation keeps the task loss times ``1 - gamma``
+(orbit_transfer/trainer/img_classification_trainer.py ``compute_loss`` weighed the task loss by ``1 - gamma`` of
+the first main-loop module with a ``gamma``). The distances
 (pure functions below):
 
 - ``KnowledgeDistillation``: ``T² · KL(softmax(teacher / T) ‖ softmax(student / T))``, averaged over the batch;
@@ -82,7 +84,7 @@ def cka_similarity(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 class RepresentationRegularization(MainLoopModule):
     """The original's representation regularizers (module docstring): ``gamma`` times the summed distance over
-    the student's named outputs, added to the task loss in training."""
+    the student's named outputs, added in training to the task loss times ``1 - gamma``."""
 
     config_mixin = RepresentationRegularizationMixin
     needs_teacher = OUTPUTS
@@ -106,6 +108,8 @@ class RepresentationRegularization(MainLoopModule):
         return cka_similarity(output, target)
 
     def post_forward(self, state: BatchState) -> None:
+        gamma = float(self.config.regularization.get("gamma", 0.5))
+        state.scale_task_loss(1.0 - gamma)  # every mode, as the original's compute_loss
         if not state.training:
             return
         why = self.unrunnable(self.config.regularization)
@@ -121,8 +125,7 @@ class RepresentationRegularization(MainLoopModule):
                 raise ValueError(f"{self.config.regularization['regularizer']}: the student's output {key!r} has no "
                                  f"teacher output of that name (the teacher's: {sorted(teacher)})")
             total = total + self.distance(output, teacher[key])
-        state.add_loss(f"orbit_transfer_{self.config.regularization['regularizer']}", total,
-                       float(self.config.regularization.get("gamma", 0.5)))
+        state.add_loss(f"orbit_transfer_{self.config.regularization['regularizer']}", total, gamma)
 
     @classmethod
     def check_step(cls, step) -> None:

@@ -3,7 +3,7 @@
 from nntransfer.configs.trainer.loop import EpochLoopConfig
 from nntransfer.defaults import TASK_KEY
 
-OBJECTIVES = ("accuracy", "loss")
+OBJECTIVES = ("accuracy", "loss", "total_loss")
 NOISE_KINDS = ("noise_std", "noise_snr")
 
 

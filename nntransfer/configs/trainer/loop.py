@@ -84,16 +84,21 @@ class EpochLoopConfig(TrainerConfig):
     Duration and early stopping (on the validation objective):
         max_iter: maximum number of epochs.
         objective: validation objective that decides early stopping and the score: a statistic the trainer
-            tracks (``Trainer.statistics``; ``"loss"`` here, also ``"accuracy"`` in classification).
+            tracks (``Trainer.statistics``; ``"loss"`` here, the task loss, also ``"accuracy"`` in
+            classification), or ``"total_loss"``: the loss that trains (the task loss times its weight plus
+            every weighted term of the main-loop modules), per example, minimised.
             With an empty validation set (``valid_size=0``) the training objective takes its place.
         maximize: whether the objective is maximised (accuracy) or minimised (loss).
         early_stopping: stop when the objective did not improve for ``patience`` validations.
         interval: validate every ``interval`` epochs (and after the last epoch).
         patience: validations without improvement before the learning rate decays or training stops.
         tolerance: an improvement must exceed this (objective units) to count.
-        lr_decay_steps: how often the learning rate is decayed (model restored to the best state each time)
-            before training stops; 0 = stop at the first plateau.
+        lr_decay_steps: how often the learning rate is decayed (model restored to the best state each time,
+            unless ``restore_on_decay=False``) before training stops; 0 = stop at the first plateau.
         lr_decay: factor of each such decay.
+        restore_on_decay: restore the best validated state at each such decay (``False``: decay only, e.g. where
+            the objective does not measure the model being trained). Left out of ``to_dict`` (and so of the key)
+            at its default.
         restore_best: load the best validated state when training ends.
 
     Tasks:
@@ -178,6 +183,7 @@ class EpochLoopConfig(TrainerConfig):
             tolerance=1e-4,
             lr_decay_steps=0,
             lr_decay=0.1,
+            restore_on_decay=True,
             restore_best=True,
             # tasks
             train_cycler="round_robin",
@@ -204,6 +210,14 @@ class EpochLoopConfig(TrainerConfig):
         super().conditional_assignment()
         self._validate()
 
+    def to_dict(self):
+        """All fields, except ``restore_on_decay`` at its default (``True``): the keys of configs from before the
+        field existed stay as they were."""
+        values = super().to_dict()
+        if values.get("restore_on_decay") is True:
+            del values["restore_on_decay"]
+        return values
+
     def _validate(self) -> None:
         name = type(self).__name__
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
@@ -216,8 +230,8 @@ class EpochLoopConfig(TrainerConfig):
             raise ValueError(f"{name}: scheduler 'multistep' needs scheduler_options={{'milestones': [epochs...]}}")
         if not isinstance(self.objective, str) or not self.objective:
             raise ValueError(f"{name}.objective must name a statistic the trainer tracks, e.g. 'loss', got {self.objective!r}")
-        if self.objective == "loss" and self.maximize:
-            raise ValueError(f"{name}: the objective 'loss' is minimised; set maximize=False")
+        if self.objective in ("loss", "total_loss") and self.maximize:
+            raise ValueError(f"{name}: the objective {self.objective!r} is minimised; set maximize=False")
         if self.amp_dtype is not None and self.amp_dtype not in AMP_DTYPES:
             raise ValueError(f"{name}.amp_dtype must be None or one of {AMP_DTYPES}, got {self.amp_dtype!r}")
         for field in ("max_iter", "interval", "accumulate_grad_batches"):

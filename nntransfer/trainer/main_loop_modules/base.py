@@ -79,7 +79,7 @@ HOOKS = ("pre_epoch", "pre_forward", "post_forward", "post_loss", "post_backward
 BEFORE_EVENTS = ("pre_epoch", "pre_forward")
 
 #: names of the per-task statistics a term may not shadow
-RESERVED_TERMS = frozenset({"loss", "accuracy", "normalization"})
+RESERVED_TERMS = frozenset({"loss", "accuracy", "normalization", "total_loss"})
 
 
 # ---------------------------------------------------------------------------------------- model outputs

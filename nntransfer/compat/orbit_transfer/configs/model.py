@@ -18,6 +18,8 @@ from nntransfer.configs.model import ClassificationModelConfig
 MODEL_PREFIX = "orbit_transfer-"
 #: the learned orbit of the MNIST-1D experiments (no classifier: built by ``learned_orbit_builder``)
 LEARNED_ORBIT_TYPE = MODEL_PREFIX + "static_equivariance_transfer"
+#: the learned orbit of the 2-D experiments (``TransferModel``; built by the same builder)
+LEARNED_ORBIT_2D_TYPE = MODEL_PREFIX + "equiv_transfer"
 
 #: sinzlab/nntransfer nntransfer/configs/model/base.py: ModelConfig's fields
 ORIGINAL_MODEL = {"dropout": 0.0, "get_intermediate_rep": {}}
@@ -35,9 +37,6 @@ ORIGINAL_CLASSIFICATION = {
 MNIST_CLASSES = 10
 
 _UNMAPPED_TYPES = {
-    "equiv_transfer": "orbit_transfer's learned orbit (models/learned_equiv.py: the input's kernels mapped to every "
-                      "layer by learned linear maps) has no counterpart: nntransfer's convolution OrbitConfig learns "
-                      "one kernel set per layer",
     "gcnn": "orbit_transfer's P4 group CNN (models/group_cnn.py: 2x2 spatial max pools that drop the last row and "
             "column on odd sizes) differs from nntransfer's gcnn (3x3 pools with padding on odd sizes)",
     "vit": "orbit_transfer's ViT (models/vit.py, per-head width 64) differs from nntransfer's vit (per-head width 8)",
@@ -123,6 +122,8 @@ class ClassificationModel(OriginalFields, ClassificationModelConfig):
             return self._cnn(owner, original)
         if model_type == "mlp":
             return self._mlp(owner, original)
+        if model_type == "equiv_transfer":
+            return self._learned_orbit(owner, original)
         raise Refused(owner, f"type={model_type!r}: " + _UNMAPPED_TYPES.get(
             model_type, "this orbit_transfer model type is not mapped onto nntransfer's model types"))
 
@@ -189,6 +190,31 @@ class ClassificationModel(OriginalFields, ClassificationModelConfig):
         }
 
 
+    @staticmethod
+    def _learned_orbit(owner: str, original: Dict[str, Any]) -> Dict[str, Any]:
+        """orbit_transfer/models/learned_equiv.py ``equiv_builder``: ``LearnedEquivariance(kernel_size, group_size,
+        num_layers, output_size, vit_input, first_layer_transform)`` (``models.LearnedEquivariance``). The
+        original's config declared neither ``first_layer_transform`` nor ``vit_input`` and read None where a
+        recipe left them out: no transform for the first layer, no ViT tokens."""
+        _take_common(owner, original)
+        for name, unread in (("dropout", 0.0), ("get_intermediate_rep", {})):
+            value = original.pop(name, unread)
+            if value not in (unread, None, {}):
+                raise Refused(owner, f"{name}={value!r}: LearnedEquivariance does not read it")
+        if original.pop("vit_input", None):
+            raise Refused(owner, "vit_input=True: the learned orbit on a ViT's tokens is not mapped (no ViT is)")
+        options = {name: integral(owner, name, original.pop(name))
+                   for name in ("kernel_size", "group_size", "num_layers", "output_size")}
+        options["first_layer_transform"] = bool(original.pop("first_layer_transform", None))
+        original.pop("spatial_transformer", None)  # False here: True was refused before
+        refuse_leftovers(owner, original)
+        if options["output_size"] != MNIST_CLASSES:
+            raise Refused(owner, f"output_size={options['output_size']!r}: the orbit's last layer acts on the logits; "
+                                 f"only MNIST's {MNIST_CLASSES} are mapped")
+        return {"fn": LEARNED_ORBIT_BUILDER, "type": LEARNED_ORBIT_2D_TYPE, "options": options, "dropout": 0.0,
+                "readout_bias": False, "batch_norm": False}
+
+
 class MNISTModel(ClassificationModel):
     """orbit_transfer/configs/model/simple_2d.py MNISTModel (LeNet-5 by default; refused: not mapped)."""
 
@@ -229,8 +255,9 @@ class MLPModel(ClassificationModel):
 
 
 class TransferModel(ClassificationModel):
-    """orbit_transfer/configs/model/simple_2d.py TransferModel: the learned orbit of the 2-D experiments
-    (refused: see ``_UNMAPPED_TYPES["equiv_transfer"]``)."""
+    """orbit_transfer/configs/model/simple_2d.py TransferModel: the learned orbit of the 2-D experiments,
+    ``models.LearnedEquivariance`` (see ``ClassificationModel._learned_orbit``), which the compat
+    ``EquivarianceTransfer`` regularization learns (``switch_teacher=True``) and transfers."""
 
     ORIGINAL = {"type": "equiv_transfer", "output_size": 10, "num_layers": 4, "kernel_size": 5, "group_size": 25}
 

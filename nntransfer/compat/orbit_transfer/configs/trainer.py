@@ -70,11 +70,9 @@ ORIGINAL_TRANSFER = {
 }
 
 #: why each original regularizer (orbit_transfer/trainer/main_loop_modules/) that is not mapped has no counterpart
-REGULARIZERS = {
-    "EquivarianceTransfer": "the original's learned orbit maps the input's kernels to every layer with learned "
-                            "linear maps (main_loop_modules/equivariance_transfer.py, models/learned_equiv.py); "
-                            "nntransfer's OrbitLearningMixin/OrbitTransferMixin learn one kernel set per layer",
-}
+REGULARIZERS: Dict[str, str] = {}
+#: TransferMixin's switches of the learned orbit's step (``Classification._switched_teacher``)
+SWITCHES = ("regularization", "switch_teacher", "deactivate_dropout")
 
 #: the regularizers ``nntransfer.compat.orbit_transfer.representation`` computes as the original did, and the keys
 #: of ``regularization`` each one read (besides "regularizer", "gamma" and "decay_gamma")
@@ -85,6 +83,46 @@ MAPPED_REGULARIZERS = {
 }
 #: the main-loop module that computes them (a dotted path, so that a worker imports it from a stored config)
 REPRESENTATION_MODULE = "nntransfer.compat.orbit_transfer.representation.RepresentationRegularization"
+
+#: orbit_transfer/trainer/main_loop_modules/equivariance_transfer.py: the keys EquivarianceTransfer read, with the
+#: defaults it read them with (``nntransfer.compat.orbit_transfer.equivariance`` computes it)
+EQUIVARIANCE_KEYS = {
+    "learn_equiv": True, "group_size": 40, "ce_factor": 1.0, "equiv_factor": 1.0, "inv_factor": 1.0, "id_factor": 1.0,
+    "id_between_filters": False, "max_stacked_transform": 1, "hinge_epsilon": 0.5, "mse_dist": False,
+    "exclude_inv_from_id_loss": False, "inv_for_all_layers": False, "cut_input_grad": True, "clamp_input": True,
+}
+#: keys it read that are not mapped, their defaults, and why (any other value is refused)
+EQUIVARIANCE_REFUSED = {
+    "transform_factor": (0.0, "the original's proper-transform term indexed the kernels as affine matrices and "
+                              "crashed on a kernel orbit"),
+    "id_between_transforms": (False, "the identity term on a transformed colour grid image is not mapped"),
+    "ramp_up": ({}, "the per-epoch ramp of the factors is not mapped"),
+    "visualize": (False, "it plotted the orbit on CUDA after each epoch (plots only)"),
+}
+EQUIVARIANCE_MODULE = "nntransfer.compat.orbit_transfer.equivariance.EquivarianceTransfer"
+
+
+def translate_equivariance(owner: str, settings: Dict[str, Any]) -> Dict[str, Any]:
+    """EquivarianceTransfer's keys with the original's defaults filled in (what trains is in the stored config)."""
+    out: Dict[str, Any] = {}
+    for key, default in EQUIVARIANCE_KEYS.items():
+        value = settings.pop(key, default)
+        if isinstance(default, bool):
+            value = bool(value)
+        elif isinstance(default, int):
+            value = integral(owner, f"regularization[{key!r}]", value)
+        else:
+            value = float(value)
+        out[key] = value
+    for key, (default, why) in EQUIVARIANCE_REFUSED.items():
+        value = settings.pop(key, default)
+        if value != default and value not in (None, {}):
+            raise Refused(owner, f"regularization {key}={value!r} (EquivarianceTransfer): {why}")
+    if out["group_size"] < 2:
+        raise Refused(owner, "regularization group_size below 2 (EquivarianceTransfer): the original drew h != g")
+    if out["max_stacked_transform"] < 1:
+        raise Refused(owner, "regularization max_stacked_transform below 1 (EquivarianceTransfer)")
+    return out
 
 
 class RepresentationRegularizationMixin:
@@ -103,14 +141,16 @@ def translate_regularization(owner: str, regularization: Dict[str, Any]) -> Dict
     kept and refused by the module's chain check, so that the other chains of a recipe still run."""
     settings = dict(regularization)
     name = settings.pop("regularizer", None)
-    if name not in MAPPED_REGULARIZERS:
+    if name not in MAPPED_REGULARIZERS and name != "EquivarianceTransfer":
         why = REGULARIZERS.get(name, "it is no regularizer of orbit_transfer's main-loop modules")
         raise Refused(owner, f"regularization={{'regularizer': {name!r}, ...}}: {why}")
     if settings.pop("decay_gamma", False):
         raise Refused(owner, f"regularization decay_gamma=True ({name}): the original's per-epoch decay of gamma is not "
                              "mapped")
     out: Dict[str, Any] = {"regularizer": name, "gamma": float(settings.pop("gamma", 0.5))}
-    for key in MAPPED_REGULARIZERS[name]:
+    if name == "EquivarianceTransfer":
+        out.update(translate_equivariance(owner, settings))
+    for key in MAPPED_REGULARIZERS.get(name, ()):
         if key in settings:
             out[key] = settings.pop(key)
     if name == "RDL":  # the distances other than CKA crashed in the original: refused by the chain check
@@ -171,8 +211,12 @@ class Classification(OriginalFields, ClassificationTrainerConfig):
         out: Dict[str, Any] = {}
         if regularization:
             out["regularization"] = translate_regularization(owner, regularization)
-            out["main_loop_modules"] = [REPRESENTATION_MODULE]
-        check_default(owner, original, [n for n in ORIGINAL_TRANSFER if n != "regularization"], ORIGINAL_TRANSFER,
+            equivariance = out["regularization"]["regularizer"] == "EquivarianceTransfer"
+            out["main_loop_modules"] = [EQUIVARIANCE_MODULE if equivariance else REPRESENTATION_MODULE]
+        out.update(self._switched_teacher(owner, original, out.get("regularization", {})))
+        if self.__dict__.get("objective") == "loss":  # the original's "loss" was the loss that trains
+            out["objective"] = "total_loss"
+        check_default(owner, original, [n for n in ORIGINAL_TRANSFER if n not in SWITCHES], ORIGINAL_TRANSFER,
                       "has no counterpart here")
         options = dict(original.pop("optimizer_options", {}) or {})
         options.pop("lr", None)  # the alias moved it to lr already
@@ -210,6 +254,31 @@ class Classification(OriginalFields, ClassificationTrainerConfig):
         check_default(owner, original, ("loss_weighing", "mtl"), ORIGINAL_TRAINER, "(several tasks) is not mapped")
         refuse_leftovers(owner, original)
         return out
+
+
+    @staticmethod
+    def _switched_teacher(owner: str, original: Dict[str, Any], regularization: Dict[str, Any]) -> Dict[str, Any]:
+        """sinzlab/nntransfer trainer/trainer.py: ``switch_teacher`` swapped the step's model and ``student_model``
+        after the optimizer was built on the latter, so the network ran every batch (dropout off with
+        ``deactivate_dropout``) while the optimizer trained ``student_model``, which the step handed on; its early
+        stopping restored the frozen network, not what trained. Mapped where the original used it, learning the
+        orbit (``compat.orbit_transfer.equivariance``): nothing is restored."""
+        switch = bool(original.pop("switch_teacher", False))
+        no_dropout = bool(original.pop("deactivate_dropout", False))
+        learn = regularization.get("regularizer") == "EquivarianceTransfer" and regularization.get("learn_equiv")
+        if learn and not switch:
+            raise Refused(owner, "EquivarianceTransfer with learn_equiv=True needs switch_teacher=True: without it the "
+                                 "original ran the network as the orbit and crashed")
+        if switch and not learn:
+            raise Refused(owner, "switch_teacher=True is mapped only for learning the orbit (EquivarianceTransfer with "
+                                 "learn_equiv=True)")
+        if switch and not no_dropout:
+            raise Refused(owner, "switch_teacher=True without deactivate_dropout=True: the original ran the frozen "
+                                 "network with its dropout active in training, which is not mapped")
+        if no_dropout and not switch:
+            raise Refused(owner, "deactivate_dropout=True without switch_teacher=True: training a network with its "
+                                 "dropout off is not mapped")
+        return {"restore_best": False, "restore_on_decay": False} if switch else {}
 
 
 class DataGenerationMixin:

@@ -1,0 +1,323 @@
+"""``nntransfer.compat.orbit_transfer``: the learned orbit of the 2-D experiments (``TransferModel`` and the
+``EquivarianceTransfer`` regularization with ``switch_teacher``), as ``mnist_2d_cnn_linear.py`` and
+``mnist_2d_cnn_linear_loss_ablation.py`` of sinzlab/orbit_transfer_recipes use it with only their import line
+changed; what it computes is compared with the original code (orbit_transfer/models/learned_equiv.py,
+orbit_transfer/trainer/main_loop_modules/equivariance_transfer.py, sinzlab/nntransfer trainer/trainer.py)."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from test_compat_orbit_transfer import mnist_dir, module_text, recipe_namespace  # noqa: F401 (a fixture)
+from torch import nn
+
+from nntransfer.cli.main import main
+from nntransfer.compat.orbit_transfer import equivariance as eq
+from nntransfer.compat.orbit_transfer._translate import Refused
+from nntransfer.compat.orbit_transfer.models import LearnedEquivariance, learned_orbit_builder
+from nntransfer.recipes.loading import load_recipe
+from nntransfer.trainer.main_loop_modules.base import BatchState, LoopContext
+
+ORBIT_STEP = dict(freeze_bn="all", switch_teacher=True, main_objective="loss", maximize=False, deactivate_dropout=True)
+LEARN = {"regularizer": "EquivarianceTransfer", "gamma": 1.0, "decay_gamma": False, "group_size": 25,
+         "learn_equiv": True, "max_stacked_transform": 3, "id_between_filters": True, "id_factor": 10.0,
+         "cut_input_grad": True, "clamp_input": True}
+TRANSFER = {"regularizer": "EquivarianceTransfer", "gamma": 1.0, "decay_gamma": False, "group_size": 25,
+            "learn_equiv": False, "max_stacked_transform": 3}
+
+
+# ---------------------------------------------------------------------- the two modules, whole
+
+
+def write(tmp_path, name: str, text: str) -> str:
+    path = tmp_path / f"{name}.py"
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.mark.parametrize("name, refused, picked", [
+    # the four RDL chains with dist_measure="corr" crashed in the original (test_compat_orbit_transfer.py)
+    ("mnist_2d_cnn_linear", 4, ["Translation Invariant Equivariance Transfer (repititions:{n}, id_between_filters:True, "
+                                "id_factor:10.0)".format(n=n) for n in (1, 2, 5)]),
+    # the learned orbit's chains whose loss reaches no parameter of the orbit (only ce, or nothing): the original's
+    # loss.backward() failed there
+    ("mnist_2d_cnn_linear_loss_ablation", 2, [
+        "Translation Invariant Equivariance Transfer (CUT first_layer_transform: False, id:10.0, equiv:1.0, inv:1.0, ce:1.0)",
+        "Translation Invariant Equivariance Transfer (CUT first_layer_transform: False, id:0.0, equiv:1.0, inv:0.0, ce:0.0)",
+        "Translation Invariant Equivariance Transfer (CUT first_layer_transform: False, id:0.0, equiv:0.0, inv:1.0, ce:1.0)"]),
+])
+def test_each_2d_module_passes_the_dry_run_and_the_fast_dev_run(name, refused, picked, mnist_dir, tmp_path, capsys):
+    path = write(tmp_path, name, module_text(name))
+    common = ["--data-dir", str(mnist_dir), "--workdir", str(tmp_path / "work"), "--device", "cpu", "--quiet"]
+    assert main(["run", path, "--dry-run", *common]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert len(errors) == refused, errors
+    assert all("RDL (corr)" in line or "no term of the loss reaches the orbit" in line for line in errors), errors
+    chains = [arg for chain in picked for arg in ("--chain", chain)]
+    assert main(["run", path, "--dry-run", *chains, *common]) == 0
+    assert main(["run", path, "--fast-dev-run", *chains, *common]) == 0
+    # the teacher once, then each chain's orbit and student
+    assert f"{1 + 2 * len(picked)} checked, 0 broke" in capsys.readouterr().out
+    assert not (tmp_path / "work").exists()
+
+
+def shrunk_cnn_linear() -> str:
+    """mnist_2d_cnn_linear.py with its trainer at 2 epochs and its learned orbit's chains only."""
+    text = module_text("mnist_2d_cnn_linear").replace("self.max_iter = 400", "self.max_iter = 2")
+    return text.split("##### KD ##########")[0]
+
+
+def test_a_shrunk_learned_orbit_chain_trains_on_both_stores(mnist_dir, tmp_path, db_prefix):
+    import nntransfer
+
+    path = write(tmp_path, "cnn_linear", shrunk_cnn_linear())
+    chain = "Translation Invariant Equivariance Transfer (repititions:2, id_between_filters:True, id_factor:10.0)"
+    assert chain in [d.name for d in load_recipe(path).transfer_experiments]
+    scores = {}
+    for store in (f"local:{tmp_path / 'work'}", f"datajoint:{db_prefix}_mnist2d"):
+        rows = nntransfer.run(path, store=store, chains=[chain], progress=False,
+                              runtime={"dataset": {"data_dir": str(mnist_dir)}, "trainer": {"device": "cpu"}})
+        assert [row.state for row in rows] == ["done"] * 3, rows
+        scores[store.split(":")[0]] = [row.score for row in rows]
+    assert scores["datajoint"] == pytest.approx(scores["local"], rel=1e-5)  # same seed, same numbers
+    teacher, orbit, student = scores["local"]
+    # the teacher's and the student's validation accuracy; the orbit step's validation total loss (its objective)
+    assert 0 <= teacher <= 100 and 0 <= student <= 100 and orbit > 0 and math.isfinite(orbit)
+
+
+# ---------------------------------------------------------------------- what the configs mean
+
+
+def test_the_orbit_and_its_two_steps_mean_the_originals():
+    ns = recipe_namespace("mnist_2d_cnn_linear", "seed = 42")
+    # models/learned_equiv.py equiv_builder: LearnedEquivariance(kernel_size, group_size, num_layers, output_size,
+    # vit_input=config.vit_input, first_layer_transform=config.first_layer_transform); its config declared neither,
+    # and sinzlab/nntransfer's BaseConfig read an undeclared field as None: no transform for the first layer
+    orbit = ns["TransferModel"]().to_dict()
+    assert orbit["fn"] == "nntransfer.compat.orbit_transfer.models.learned_orbit_builder"
+    assert orbit["options"] == {"kernel_size": 5, "group_size": 25, "num_layers": 4, "output_size": 10,
+                                "first_layer_transform": False}
+    assert ns["TransferModel"](first_layer_transform=True).to_dict()["options"]["first_layer_transform"] is True
+    # learning it: sinzlab/nntransfer trainer.py built the optimizer on student_model, then switched; its early
+    # stopping restored the (frozen) network, never the orbit; main_objective "loss" was the loss that trains
+    learn = ns["TransferTrainer"](**ORBIT_STEP, student_model=orbit, regularization=LEARN).to_dict()
+    assert learn["main_loop_modules"] == ["nntransfer.compat.orbit_transfer.equivariance.EquivarianceTransfer"]
+    assert (learn["objective"], learn["maximize"], learn["restore_best"], learn["restore_on_decay"]) == (
+        "total_loss", False, False, False)
+    assert learn["student_model"]["type"] == "orbit_transfer-equiv_transfer" and learn["freeze_bn"] is True
+    # equivariance_transfer.py __init__: the keys it read and their defaults
+    assert learn["regularization"] == {
+        "regularizer": "EquivarianceTransfer", "gamma": 1.0, "learn_equiv": True, "group_size": 25, "ce_factor": 1.0,
+        "equiv_factor": 1.0, "inv_factor": 1.0, "id_factor": 10.0, "id_between_filters": True,
+        "max_stacked_transform": 3, "hinge_epsilon": 0.5, "mse_dist": False, "exclude_inv_from_id_loss": False,
+        "inv_for_all_layers": False, "cut_input_grad": True, "clamp_input": True}
+    transfer = ns["TransferTrainer"](student_model=ns["StudentModel"]().to_dict(), regularization=TRANSFER).to_dict()
+    assert (transfer["objective"], transfer["restore_best"], "restore_on_decay" in transfer) == ("accuracy", True, False)
+    assert transfer["regularization"]["learn_equiv"] is False and transfer["regularization"]["cut_input_grad"] is True
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"switch_teacher": False}, "learn_equiv=True needs switch_teacher=True"),
+    ({"deactivate_dropout": False}, "without deactivate_dropout=True: the original ran the frozen network with its dropout"),
+    ({"regularization": {**LEARN, "transform_factor": 1.0}}, "transform_factor=1.0 (EquivarianceTransfer): the original's"),
+    ({"regularization": {**LEARN, "ramp_up": {"id": 5}}}, "ramp_up={'id': 5} (EquivarianceTransfer)"),
+    ({"regularization": {**LEARN, "id_between_transforms": True}}, "id_between_transforms=True"),
+    ({"regularization": {**TRANSFER}}, "switch_teacher=True is mapped only for learning the orbit"),
+])
+def test_what_the_original_could_not_run_or_that_is_not_mapped_is_one_line(change, message):
+    ns = recipe_namespace("mnist_2d_cnn_linear", "seed = 42")
+    settings = {**ORBIT_STEP, "student_model": ns["TransferModel"]().to_dict(), "regularization": LEARN, **change}
+    with pytest.raises(Refused) as caught:
+        ns["TransferTrainer"](**settings)
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+    with pytest.raises(Refused, match="deactivate_dropout=True without switch_teacher=True"):
+        ns["TransferTrainer"](deactivate_dropout=True)
+
+
+# ---------------------------------------------------------------------- the orbit
+
+
+def one_hot_kernels(shifts, size: int = 5) -> torch.Tensor:
+    """Kernels that shift an image by (dy, dx) (circular cross-correlation reads x[i + dy, j + dx])."""
+    kernels = torch.zeros(len(shifts), size, size)
+    for g, (dy, dx) in enumerate(shifts):
+        kernels[g, size // 2 + dy, size // 2 + dx] = 1.0
+    return kernels
+
+
+def shift_orbit(num_layers: int = 2) -> LearnedEquivariance:
+    """A 2-layer orbit (no first-layer transform) of shifts whose last map sends every kernel to the identity on
+    the logits (a 1-D kernel of 10, one at its centre, index 4 under the (4, 5) circular padding)."""
+    orbit = LearnedEquivariance(5, 4, num_layers, 10, first_layer_transform=False)
+    with torch.no_grad():
+        orbit.kernels.copy_(one_hot_kernels([(0, 0), (0, 1), (2, -1), (0, -1)]))
+        last = orbit.layer_transforms[-1]
+        last.weight.zero_()
+        last.bias.zero_()
+        last.bias[4] = 1.0
+    return orbit
+
+
+def test_the_orbit_has_the_originals_parameters_and_acts_by_circular_convolution():
+    # learned_equiv.py: kernels [G, k, k]; num_layers - 1 (output layer) - 1 (no first-layer transform) maps k² -> k²,
+    # then k² -> output_size; the same draws from the seed as the original builder (torch.manual_seed(seed) first)
+    built = learned_orbit_builder({}, seed=3, type="orbit_transfer-equiv_transfer", options={
+        "kernel_size": 5, "group_size": 25, "num_layers": 4, "output_size": 10, "first_layer_transform": False})
+    assert [(n, tuple(p.shape)) for n, p in built.named_parameters()] == [
+        ("kernels", (25, 5, 5)), ("layer_transforms.0.weight", (25, 25)), ("layer_transforms.0.bias", (25,)),
+        ("layer_transforms.1.weight", (25, 25)), ("layer_transforms.1.bias", (25,)),
+        ("layer_transforms.2.weight", (10, 25)), ("layer_transforms.2.bias", (10,))]
+    torch.manual_seed(3)
+    assert torch.equal(built.kernels, torch.randn(25, 5, 5))
+    assert len(LearnedEquivariance(5, 25, 4, 10, first_layer_transform=True).layer_transforms) == 4
+
+    orbit = shift_orbit()
+    x = torch.rand(4, 2, 9, 9)
+    g = torch.tensor([0, 1, 2, 3])
+    moved = orbit(x, g, 0)
+    for i, (dy, dx) in enumerate([(0, 0), (0, 1), (2, -1), (0, -1)]):
+        assert torch.allclose(moved[i], torch.roll(x[i], shifts=(-dy, -dx), dims=(-2, -1)), atol=1e-6)
+    assert torch.allclose(orbit(x, g, 0, 2)[2], torch.roll(x[2], shifts=(-4, 2), dims=(-2, -1)), atol=1e-6)  # n = 2
+    # layer 1 without a first-layer transform: the input's kernels; a flat output acts as the smallest square maps
+    flat = torch.rand(4, 2 * 16)
+    assert torch.allclose(orbit(flat, g, 1)[1], torch.roll(flat[1].reshape(2, 4, 4), -1, dims=-1).flatten(), atol=1e-6)
+    logits = torch.rand(4, 10)
+    assert torch.allclose(orbit(logits, g, 2), logits, atol=1e-6)  # the last layer: 1-D over the logits
+    with pytest.raises(ValueError, match="last \\(the 10 logits\\)"):
+        orbit(torch.rand(4, 12), g, 2)
+    with pytest.raises(ValueError, match="smaller than the circular padding"):
+        orbit(torch.rand(4, 3, 1, 1), g, 1)
+
+
+def test_the_terms_are_the_originals():
+    rng = np.random.default_rng(0)
+    kernels = rng.normal(size=(6, 3, 3))
+    u = kernels.reshape(6, -1)
+    u = u / np.linalg.norm(u, axis=1, keepdims=True)
+    pairs = [(i, j) for i in range(6) for j in range(i + 1, 6)]
+    cosine = np.mean([abs(u[i] @ u[j]) for i, j in pairs])
+    assert eq.kernel_identity(torch.tensor(kernels)).item() == pytest.approx(cosine)
+    hinge = np.mean([(10 * max(0.0, 0.5 - np.sum((u[i] - u[j]) ** 2))) ** 2 for i, j in pairs])
+    assert eq.kernel_identity(torch.tensor(kernels), mse_dist=True).item() == pytest.approx(hinge, abs=1e-9)
+    # exclude_inv_from_id_loss: the pairs (g, -g mod G) leave the sum and G // 2 pairs the normalisation
+    kept = [(i, j) for i, j in pairs if j != (-i) % 6]
+    assert eq.kernel_identity(torch.tensor(kernels), exclude_inverse=True).item() == pytest.approx(
+        sum(abs(u[i] @ u[j]) for i, j in kept) / (len(pairs) - 3))
+    # the equivariance distance: one MSE over all layers' values at once
+    a, b = [torch.rand(3, 4), torch.rand(3, 2, 2, 2)], [torch.rand(3, 4), torch.rand(3, 2, 2, 2)]
+    total = ((a[0] - b[0]) ** 2).sum() + ((a[1] - b[1]) ** 2).sum()
+    assert eq.equivariance_distance(a, b).item() == pytest.approx(total.item() / (3 * 12))
+    x, y = torch.rand(5, 8), torch.rand(5, 8)
+    assert eq.example_identity(x, y).item() == pytest.approx(F.cosine_similarity(x, y).abs().mean().item())
+    # n from 1 to max_stacked_transform - 1 (torch.randint's bound is exclusive), h != g
+    settings = {"group_size": 4, "max_stacked_transform": 3, "learn_equiv": True, "id_between_filters": False,
+                "exclude_inv_from_id_loss": False}
+    generator = torch.Generator().manual_seed(0)
+    draws = [eq.sample_elements(64, settings, generator) for _ in range(20)]
+    assert {n for _, _, n in draws} == {1, 2} and all(bool((g != h).all()) for g, h, _ in draws)
+
+
+class CircularNet(nn.Module):
+    """A circular convolution, global average pooling and a linear readout: equivariant to shifts on its first
+    layer, invariant on its logits; returns its named outputs as the original's IntermediateLayerGetter did."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 3, 3, padding=1, padding_mode="circular")
+        self.fc = nn.Linear(3, 10)
+
+    def forward(self, x):
+        features = self.conv(x)
+        logits = self.fc(features.mean(dim=(2, 3)))
+        return {"out.1": features, "out.2": logits}, logits
+
+
+def run_hooks(module: eq.EquivarianceTransfer, mode: str, x: torch.Tensor, y: torch.Tensor, student=None):
+    module.mode = mode
+    module.pre_epoch(mode)
+    state = BatchState(mode, "img_classification", x, y, {}, student)
+    module.pre_forward(state)
+    from nntransfer.trainer.main_loop_modules.base import read_output
+    state.output = read_output(state.model(state.inputs))
+    module.post_forward(state)
+    return state
+
+
+@pytest.mark.parametrize("mode", ["Training", "Validation", "Test"])
+def test_learning_the_orbit_runs_the_frozen_network_on_both_halves(mode):
+    torch.manual_seed(0)
+    network, orbit = CircularNet().eval(), shift_orbit()
+    regularization = {**eq_defaults(), "group_size": 4, "learn_equiv": True, "id_between_filters": True}
+    context = LoopContext(config=SimpleNamespace(regularization=regularization), device=torch.device("cpu"), seed=0,
+                          model=orbit, teacher=network)
+    module = eq.EquivarianceTransfer(context)
+    x, y = torch.rand(6, 1, 8, 8), torch.randint(0, 10, (6,))
+    state = run_hooks(module, mode, x, y, student=orbit)
+    # the network is equivariant under the shift orbit (its logits invariant): no distance, CE on rho_g x = CE on x
+    terms = {name: term for name, term in state.losses.items()}
+    assert terms["orbit_transfer_equiv_distance"].value.item() == pytest.approx(0.0, abs=1e-10)
+    assert terms["orbit_transfer_equiv_ce"].value.item() == pytest.approx(F.cross_entropy(network(x)[1], y).item(), rel=1e-5)
+    assert terms["orbit_transfer_equiv_identity"].value.item() == pytest.approx(
+        eq.kernel_identity(orbit.kernels).item())
+    assert {name: term.weight for name, term in terms.items()} == {
+        "orbit_transfer_equiv_ce": 1.0, "orbit_transfer_equiv_distance": 1.0, "orbit_transfer_equiv_inv": 1.0,
+        "orbit_transfer_equiv_identity": 1.0}
+    assert state.task_loss_weight == 0.0  # gamma = 1: (1 - gamma) * CE(network(x))
+    assert state.output.logits.shape[0] == 6 and state.copies == 1 and torch.equal(state.inputs, x)
+
+
+def eq_defaults():
+    from nntransfer.compat.orbit_transfer.configs.trainer import EQUIVARIANCE_KEYS
+
+    return {"regularizer": "EquivarianceTransfer", "gamma": 1.0, **EQUIVARIANCE_KEYS}
+
+
+def test_transferring_the_orbit_trains_the_student_on_clamped_detached_transformed_inputs():
+    torch.manual_seed(0)
+    orbit = shift_orbit()
+    with torch.no_grad():
+        orbit.kernels.mul_(3.0)  # rho_g x = 3 x (shifted): clamped to [0, 1] before the student sees it
+    for p in orbit.parameters():
+        p.requires_grad_(False)
+    regularization = {**eq_defaults(), "group_size": 4, "learn_equiv": False, "gamma": 0.25}
+    student = CircularNet()
+    context = LoopContext(config=SimpleNamespace(regularization=regularization), device=torch.device("cpu"), seed=0,
+                          model=student, teacher=orbit)
+    module = eq.EquivarianceTransfer(context)
+    seen = []
+    x, y = torch.rand(6, 1, 8, 8), torch.randint(0, 10, (6,))
+
+    def recording(inputs):
+        seen.append(inputs)
+        return student(inputs)
+
+    module.mode = "Training"
+    module.pre_epoch("Training")
+    state = BatchState("Training", "img_classification", x, y, {}, recording)
+    module.pre_forward(state)
+    g = module.batch["g"]
+    from nntransfer.trainer.main_loop_modules.base import read_output
+    state.output = read_output(state.model(state.inputs))
+    module.post_forward(state)
+    inputs = seen[0]
+    assert torch.equal(inputs[:6], x) and not inputs.requires_grad
+    expected = torch.clamp(orbit(x, g, 0), 0, 1)
+    assert torch.allclose(inputs[6:], expected) and float(inputs.max()) <= 1.0
+    assert set(state.losses) == {"orbit_transfer_equiv_ce", "orbit_transfer_equiv_distance"}  # no inv/identity
+    assert all(term.weight == 0.25 for term in state.losses.values()) and state.task_loss_weight == 0.75
+
+
+def test_the_chain_check_names_what_the_original_could_not_pair(mnist_dir, tmp_path, capsys):
+    text = shrunk_cnn_linear().replace('"layers.10": "out.4",\n                    }', '}')  # the student: 3 outputs
+    path = write(tmp_path, "cnn_linear", text)
+    common = ["--data-dir", str(mnist_dir), "--workdir", str(tmp_path / "work"), "--device", "cpu", "--quiet"]
+    assert main(["run", path, "--dry-run", "--chain",
+                 "Translation Invariant Equivariance Transfer (repititions:1, id_between_filters:True, id_factor:1.0)",
+                 *common]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert len(errors) == 1 and "the student names 3 outputs" in errors[0] and "acts on 4 layers" in errors[0], errors
