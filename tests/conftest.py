@@ -10,8 +10,10 @@ import subprocess
 import uuid
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from mnist_files import write_mnist
 
 IN_CI = bool(os.environ.get("CI") or os.environ.get("NNTRANSFER_CI"))
 # One prefix per session; processes the tests start inherit it (a spawned child imports this file again).
@@ -110,3 +112,19 @@ def slurm_cluster():
         os.environ[name] = previous
     if not was_running:
         script("stop")
+
+
+@pytest.fixture
+def aistats_mnist_dir(tmp_path):
+    """A tiny MNIST in torchvision's raw IDX layout and MNIST-C's ``translate`` corruption (the recipes'
+    ``add_corrupted_test=True``)."""
+    root = tmp_path / "data"
+    x_train, y_train, x_test, y_test = write_mnist(root, 40, 20)
+    corrupted = root / "mnist_c" / "translate"
+    corrupted.mkdir(parents=True)
+    np.save(corrupted / "test_images.npy", x_test[..., None])
+    np.save(corrupted / "test_labels.npy", y_test)
+    x_moved = np.roll(x_train, 3, axis=2)  # the module's "MNIST-C Experiment Student" trains on these
+    np.save(corrupted / "train_images.npy", x_moved[..., None])
+    np.save(corrupted / "train_labels.npy", y_train)
+    return root

@@ -8,17 +8,16 @@ from the original code (the repository path is named beside each).
 
 from __future__ import annotations
 
-import struct
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from mnist_files import digits28
 
 from nntransfer.cli.main import main
 from nntransfer.compat.orbit_transfer import configs as ot
 from nntransfer.compat.orbit_transfer._translate import Refused
-from nntransfer.dataset.sources import digits_arrays
 
 FIXTURES = Path(__file__).parent / "fixtures" / "orbit_transfer_aistats"
 IMPORT_LINE = "from nntransfer.compat.orbit_transfer.configs import *"
@@ -56,39 +55,6 @@ def test_each_module_runs_or_is_refused_in_one_line(name, tmp_path, capsys):
 # ---------------------------------------------------------------------- the chains of the 2-D modules that run
 
 
-def write_idx(path: Path, array: np.ndarray) -> None:
-    """An IDX file as MNIST ships it: magic (0, 0, 0x08 = uint8, ndim), big-endian sizes, the bytes."""
-    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-    path.write_bytes(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes())
-
-
-def digits28(n: int, start: int = 0):
-    images, labels = digits_arrays()
-    images = np.kron(images[start:start + n], np.ones((3, 3), dtype=np.uint8))
-    return np.pad(images, ((0, 0), (2, 2), (2, 2))), labels[start:start + n].astype(np.int64)
-
-
-@pytest.fixture
-def mnist_dir(tmp_path):
-    """A tiny MNIST in torchvision's raw IDX layout and MNIST-C's ``translate`` corruption (the recipes'
-    ``add_corrupted_test=True``)."""
-    root = tmp_path / "data"
-    raw = root / "MNIST" / "raw"
-    raw.mkdir(parents=True)
-    (x_train, y_train), (x_test, y_test) = digits28(40), digits28(20, start=40)
-    for name, array in (("train-images-idx3-ubyte", x_train), ("train-labels-idx1-ubyte", y_train),
-                        ("t10k-images-idx3-ubyte", x_test), ("t10k-labels-idx1-ubyte", y_test)):
-        write_idx(raw / name, array)
-    corrupted = root / "mnist_c" / "translate"
-    corrupted.mkdir(parents=True)
-    np.save(corrupted / "test_images.npy", x_test[..., None])
-    np.save(corrupted / "test_labels.npy", y_test)
-    x_moved = np.roll(x_train, 3, axis=2)  # the module's "MNIST-C Experiment Student" trains on these
-    np.save(corrupted / "train_images.npy", x_moved[..., None])
-    np.save(corrupted / "train_labels.npy", y_train)
-    return root
-
-
 def cnn_linear_chains_that_run() -> str:
     """mnist_2d_cnn_linear.py cut to the chains that run here, each exactly as the module builds it: its
     classes, the teacher, the knowledge distillation, RDL and attention transfer chains, "MNIST Experiment
@@ -101,10 +67,10 @@ def cnn_linear_chains_that_run() -> str:
     return head + transfer
 
 
-def test_the_transfer_and_student_chains_of_mnist_2d_cnn_linear_check_and_train(mnist_dir, tmp_path, capsys):
+def test_the_transfer_and_student_chains_of_mnist_2d_cnn_linear_check_and_train(aistats_mnist_dir, tmp_path, capsys):
     recipe = tmp_path / "cnn_linear.py"
     recipe.write_text(cnn_linear_chains_that_run())
-    common = ["--data-dir", str(mnist_dir), "--workdir", str(tmp_path / "work"), "--device", "cpu", "--quiet"]
+    common = ["--data-dir", str(aistats_mnist_dir), "--workdir", str(tmp_path / "work"), "--device", "cpu", "--quiet"]
     # RDL with dist_measure="corr" crashed in the original: its four chains are refused before anything trains
     assert main(["run", str(recipe), "--dry-run", *common]) == 2
     refused = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
@@ -350,7 +316,7 @@ def test_original_defaults_and_manual_scheduler():
         ot.MLPModel(batch_norm=False, get_intermediate_rep={"layers.99": "out"})
 
 
-def test_mnist_c_as_training_data_is_its_translate_images_tested_on_mnist(mnist_dir, tmp_path):
+def test_mnist_c_as_training_data_is_its_translate_images_tested_on_mnist(aistats_mnist_dir, tmp_path):
     # orbit_transfer/dataset/torchvision_loader.py: dataset_cls="MNIST-C" trains on mnist_c/translate/train_images.npy
     # (validation from the same images) and tests on torchvision's MNIST test split
     from nntransfer.compat.orbit_transfer.simple_trainer import split_arrays
@@ -358,8 +324,8 @@ def test_mnist_c_as_training_data_is_its_translate_images_tested_on_mnist(mnist_
 
     config = ot.MNIST(dataset_cls="MNIST-C", valid_size=0.25, batch_size=8).to_dict()
     assert config["dataset_cls"] == "MNIST-C"
-    loaders = resolve_function(config.pop("fn"))(seed=1, data_dir=str(mnist_dir), **config)
-    moved = np.load(mnist_dir / "mnist_c" / "translate" / "train_images.npy")[..., 0]
+    loaders = resolve_function(config.pop("fn"))(seed=1, data_dir=str(aistats_mnist_dir), **config)
+    moved = np.load(aistats_mnist_dir / "mnist_c" / "translate" / "train_images.npy")[..., 0]
     x_train, _ = split_arrays(loaders["train"])
     x_val, _ = split_arrays(loaders["validation"])
     assert (len(x_train), len(x_val)) == (30, 10)
@@ -373,3 +339,28 @@ def test_mnist_c_as_training_data_is_its_translate_images_tested_on_mnist(mnist_
     with pytest.raises(FileNotFoundError, match="MNIST-C \\(translate\\).*train_images.npy"):
         resolve_function(ot.MNIST(dataset_cls="MNIST-C").fn)(seed=1, data_dir=str(empty),
                                                                **{k: v for k, v in config.items()})
+
+
+@pytest.mark.parametrize("mode", ["Training", "Validation"])
+def test_representation_regularizers_weigh_the_task_loss_one_minus_gamma_in_every_mode(mode):
+    # orbit_transfer/trainer/img_classification_trainer.py compute_loss: loss += criterion(outputs, targets) *
+    # (1 - gamma) of the first main-loop module with a gamma, in every mode; the distance only in training
+    from types import SimpleNamespace
+
+    from nntransfer.compat.orbit_transfer.representation import RepresentationRegularization, distillation_distance
+    from nntransfer.trainer.main_loop_modules.base import BatchState, LoopContext, ModelOutput
+
+    settings = {"regularizer": "KnowledgeDistillation", "gamma": 0.3, "softmax_temp": 2.0}
+    context = LoopContext(config=SimpleNamespace(regularization=settings), device=torch.device("cpu"), seed=0,
+                          model=torch.nn.Identity())
+    module = RepresentationRegularization(context)
+    student, teacher = torch.randn(4, 10), torch.randn(4, 10)
+    state = BatchState(mode, "img_classification", torch.zeros(4, 1), torch.zeros(4, dtype=torch.long), {}, None)
+    state.output, state.teacher_output = ModelOutput(student, {"out.4": student}), ModelOutput(teacher, {"out.4": teacher})
+    module.post_forward(state)
+    assert state.task_loss_weight == pytest.approx(0.7)
+    if mode == "Training":
+        term = state.losses["orbit_transfer_KnowledgeDistillation"]
+        assert term.weight == 0.3 and term.value.item() == pytest.approx(distillation_distance(student, teacher, 2.0).item())
+    else:
+        assert not state.losses

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from test_compat_orbit_transfer import mnist_dir, module_text, recipe_namespace  # noqa: F401 (a fixture)
+from test_compat_orbit_transfer import module_text, recipe_namespace
 from torch import nn
 
 from nntransfer.cli.main import main
@@ -51,9 +51,9 @@ def write(tmp_path, name: str, text: str) -> str:
         "Translation Invariant Equivariance Transfer (CUT first_layer_transform: False, id:0.0, equiv:1.0, inv:0.0, ce:0.0)",
         "Translation Invariant Equivariance Transfer (CUT first_layer_transform: False, id:0.0, equiv:0.0, inv:1.0, ce:1.0)"]),
 ])
-def test_each_2d_module_passes_the_dry_run_and_the_fast_dev_run(name, refused, picked, mnist_dir, tmp_path, capsys):
+def test_each_2d_module_passes_the_dry_run_and_the_fast_dev_run(name, refused, picked, aistats_mnist_dir, tmp_path, capsys):
     path = write(tmp_path, name, module_text(name))
-    common = ["--data-dir", str(mnist_dir), "--workdir", str(tmp_path / "work"), "--device", "cpu", "--quiet"]
+    common = ["--data-dir", str(aistats_mnist_dir), "--workdir", str(tmp_path / "work"), "--device", "cpu", "--quiet"]
     assert main(["run", path, "--dry-run", *common]) == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
     assert len(errors) == refused, errors
@@ -72,7 +72,7 @@ def shrunk_cnn_linear() -> str:
     return text.split("##### KD ##########")[0]
 
 
-def test_a_shrunk_learned_orbit_chain_trains_on_both_stores(mnist_dir, tmp_path, db_prefix):
+def test_a_shrunk_learned_orbit_chain_trains_on_both_stores(aistats_mnist_dir, tmp_path, db_prefix):
     import nntransfer
 
     path = write(tmp_path, "cnn_linear", shrunk_cnn_linear())
@@ -81,7 +81,7 @@ def test_a_shrunk_learned_orbit_chain_trains_on_both_stores(mnist_dir, tmp_path,
     scores = {}
     for store in (f"local:{tmp_path / 'work'}", f"datajoint:{db_prefix}_mnist2d"):
         rows = nntransfer.run(path, store=store, chains=[chain], progress=False,
-                              runtime={"dataset": {"data_dir": str(mnist_dir)}, "trainer": {"device": "cpu"}})
+                              runtime={"dataset": {"data_dir": str(aistats_mnist_dir)}, "trainer": {"device": "cpu"}})
         assert [row.state for row in rows] == ["done"] * 3, rows
         scores[store.split(":")[0]] = [row.score for row in rows]
     assert scores["datajoint"] == pytest.approx(scores["local"], rel=1e-5)  # same seed, same numbers
@@ -312,10 +312,10 @@ def test_transferring_the_orbit_trains_the_student_on_clamped_detached_transform
     assert all(term.weight == 0.25 for term in state.losses.values()) and state.task_loss_weight == 0.75
 
 
-def test_the_chain_check_names_what_the_original_could_not_pair(mnist_dir, tmp_path, capsys):
+def test_the_chain_check_names_what_the_original_could_not_pair(aistats_mnist_dir, tmp_path, capsys):
     text = shrunk_cnn_linear().replace('"layers.10": "out.4",\n                    }', '}')  # the student: 3 outputs
     path = write(tmp_path, "cnn_linear", text)
-    common = ["--data-dir", str(mnist_dir), "--workdir", str(tmp_path / "work"), "--device", "cpu", "--quiet"]
+    common = ["--data-dir", str(aistats_mnist_dir), "--workdir", str(tmp_path / "work"), "--device", "cpu", "--quiet"]
     assert main(["run", path, "--dry-run", "--chain",
                  "Translation Invariant Equivariance Transfer (repititions:1, id_between_filters:True, id_factor:1.0)",
                  *common]) == 2

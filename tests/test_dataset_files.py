@@ -2,12 +2,12 @@
 SVHN .mat, image folders) and the -C layouts of corrupted test sets. Pixels are the real digits."""
 
 import pickle
-import struct
 
 import numpy as np
 import pytest
 import torch
 import torchvision
+from mnist_files import write_idx
 from PIL import Image
 
 from nntransfer.configs import ImageDatasetConfig
@@ -46,12 +46,6 @@ def as_uint8(inputs):
 
 
 # ---------------------------------------------------------------------- writers of the on-disk formats
-
-
-def write_idx(path, array):
-    """An MNIST idx file: magic (0, 0, type 0x08 = uint8, ndim), big-endian sizes, then the bytes."""
-    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-    path.write_bytes(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes())
 
 
 def write_mnist(root, name="MNIST", n_train=40, n_test=12):

@@ -4,11 +4,10 @@ data set (MNIST on a zero canvas, training examples moved once, seeded). MNIST c
 small MNIST is written in the real IDX layout (scikit-learn's digits upscaled to 28x28) and read through the
 real reader; a teacher -> student chain trains on it through ``nntransfer.run``."""
 
-import struct
 
-import numpy as np
 import pytest
 import torch
+from mnist_files import digits28, write_mnist
 
 import nntransfer
 from nntransfer.configs import (
@@ -21,7 +20,6 @@ from nntransfer.configs import (
 )
 from nntransfer.dataset import TASK_KEY, img_dataset_loader
 from nntransfer.dataset.augment import translate, translation_shifts
-from nntransfer.dataset.sources import digits_arrays
 from nntransfer.dataset.test_transforms import apply_named, check_test_transforms
 from nntransfer.pipeline.local import LocalStore
 from nntransfer.pipeline.store import DONE
@@ -30,27 +28,9 @@ N_TRAIN, N_TEST = 40, 12
 MNIST_C_TRANSLATE = {"transform": "translation", "low": 3, "high": 3, "random_sign": True}
 
 
-def write_idx(path, array):
-    """An IDX file as MNIST ships it: magic (0, 0, 0x08 = uint8, ndim), big-endian sizes, the bytes."""
-    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-    path.write_bytes(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes())
-
-
-def digits28(n, start=0):
-    """``n`` real digits as 28x28 uint8 MNIST-like images (8x8 upscaled 3x to 24x24, 2 pixels of border)."""
-    images, labels = digits_arrays()
-    images = np.kron(images[start:start + n], np.ones((3, 3), dtype=np.uint8))
-    return np.pad(images, ((0, 0), (2, 2), (2, 2))), labels[start:start + n].astype(np.int64)
-
-
 @pytest.fixture
 def mnist_dir(tmp_path):
-    raw = tmp_path / "MNIST" / "raw"
-    raw.mkdir(parents=True)
-    (x_train, y_train), (x_test, y_test) = digits28(N_TRAIN), digits28(N_TEST, start=N_TRAIN)
-    for name, array in (("train-images-idx3-ubyte", x_train), ("train-labels-idx1-ubyte", y_train),
-                        ("t10k-images-idx3-ubyte", x_test), ("t10k-labels-idx1-ubyte", y_test)):
-        write_idx(raw / name, array)
+    write_mnist(tmp_path, N_TRAIN, N_TEST)
     return tmp_path
 
 
