@@ -330,8 +330,8 @@ ALIASES = [
      dict(lr=0.01, optimizer_options={"amsgrad": True}), "lr"),
     (ClassificationTrainerConfig, dict(freeze_bn="all"), dict(freeze_bn=True), "freeze_bn"),
     (ClassificationTrainerConfig, dict(reset="all"), dict(reset=["all"]), "reset"),
-    (ClassificationTrainerConfig, dict(main_objective="loss", maximize=False), dict(objective="loss", maximize=False),
-     "objective"),
+    (ClassificationTrainerConfig, dict(main_objective="loss", maximize=False),
+     dict(objective="total_loss", maximize=False), "objective"),
 ]  # get_intermediate_rep: test_get_intermediate_rep_original_form_only_in_the_original_idiom
 
 

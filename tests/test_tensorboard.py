@@ -46,7 +46,8 @@ def test_every_tracked_curve_is_written_per_step(tmp_path):
     curves = results.curves
     expected = {scalar_tag(m, t, o) for m, t, o in zip(curves["mode"], curves["task"], curves["objective"])}
     assert expected == {"lr", "Training/img_classification/accuracy", "Training/img_classification/loss",
-                        "Validation/img_classification/accuracy", "Validation/img_classification/loss",
+                        "Training/img_classification/total_loss", "Validation/img_classification/accuracy",
+                        "Validation/img_classification/loss", "Validation/img_classification/total_loss",
                         "Validation/patience"}
     assert expected <= tags
     for mode, objective in (("Training", "accuracy"), ("Validation", "loss")):

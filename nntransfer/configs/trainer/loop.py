@@ -46,8 +46,9 @@ def _reset_list(value: Any, config: Any, memory: Dict[str, Any]) -> Optional[Dic
 
 
 def _objective(value: Any, config: Any, memory: Dict[str, Any]) -> Dict[str, Any]:
+    # the original image trainers tracked as "loss" the loss that trained, the main-loop modules' terms included
     if value in (None, "accuracy", "loss"):
-        return {"objective": value or "accuracy"}
+        return {"objective": {"loss": "total_loss"}.get(value, value or "accuracy")}
     raise ValueError(f"{type(config).__name__}.main_objective (today's objective) must be 'accuracy' or 'loss', got {value!r}")
 
 

@@ -214,8 +214,6 @@ class Classification(OriginalFields, ClassificationTrainerConfig):
             equivariance = out["regularization"]["regularizer"] == "EquivarianceTransfer"
             out["main_loop_modules"] = [EQUIVARIANCE_MODULE if equivariance else REPRESENTATION_MODULE]
         out.update(self._switched_teacher(owner, original, out.get("regularization", {})))
-        if self.__dict__.get("objective") == "loss":  # the original's "loss" was the loss that trains
-            out["objective"] = "total_loss"
         check_default(owner, original, [n for n in ORIGINAL_TRANSFER if n not in SWITCHES], ORIGINAL_TRANSFER,
                       "has no counterpart here")
         options = dict(original.pop("optimizer_options", {}) or {})
