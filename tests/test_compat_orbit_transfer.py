@@ -32,11 +32,10 @@ def module_text(name: str) -> str:
 # ---------------------------------------------------------------------- the eight modules
 
 #: each 2-D module that is refused and the one line it is refused with (the first config of the module that has no
-#: counterpart; the four MNIST-1D modules run: tests/test_compat_orbit_transfer_step_loop.py; the two with the
+#: counterpart; the four MNIST-1D modules run: tests/test_compat_orbit_transfer_step_loop.py; the three with the
 #: learned orbit: tests/test_compat_orbit_transfer_equivariance.py)
 REFUSED = {
     "mnist_2d_resnet_vit": "TeacherModel: type='resnet18': this orbit_transfer model type is not mapped",
-    "mnist_2d_rotation": "TeacherModel: type='gcnn': orbit_transfer's P4 group CNN",
 }
 
 
@@ -253,9 +252,9 @@ def test_a_regularizer_or_decay_the_original_lacked_is_refused_saying_so():
 def test_representation_regularizers_keep_the_keys_the_original_read(caplog, monkeypatch):
     # representation.py: loss += gamma * sum over the student's named outputs; knowledge_distillation.py reads
     # softmax_temp, attention_transfer.py vit_input, rdl.py dist_measure and use_arctanh
-    from nntransfer.compat.orbit_transfer.configs import trainer as compat_trainer
+    from nntransfer.compat.orbit_transfer import _translate
 
-    monkeypatch.setattr(compat_trainer, "_warned", set())  # each warning is given once per process
+    monkeypatch.setattr(_translate, "_warned", set())  # each warning is given once per process
     ns = recipe_namespace("mnist_2d_cnn_linear", "seed = 42")
     student = ns["StudentModel"](get_intermediate_rep={"layers.10": "out.4"}).to_dict()
     with caplog.at_level("WARNING"):
@@ -310,8 +309,8 @@ def test_original_defaults_and_manual_scheduler():
         ot.CNNModel()
     with pytest.raises(Refused, match="normalises after the activation"):
         ot.MLPModel()
-    with pytest.raises(Refused, match="rotation orbit .affine grids learned per group element"):
-        ot.TransferModel(spatial_transformer=True)
+    with pytest.raises(Refused, match="only_translation=True .the affine orbit's translations only. is not mapped"):
+        ot.TransferModel(spatial_transformer=True, only_translation=True)
     with pytest.raises(Refused, match="get_intermediate_rep layer 'layers.99'"):
         ot.MLPModel(batch_norm=False, get_intermediate_rep={"layers.99": "out"})
 

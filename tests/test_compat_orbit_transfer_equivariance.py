@@ -66,20 +66,59 @@ def test_each_2d_module_passes_the_dry_run_and_the_fast_dev_run(name, refused, p
     assert not (tmp_path / "work").exists()
 
 
+#: mnist_2d_rotation.py names chains with seeds 43 and 44 whose teacher step trains with seed 42; this library
+#: refuses a chain whose step trains with another seed than the chain is named with (its results would be
+#: recorded under a seed it was not trained with): the one line the whole module stops at
+ROTATION_SEEDS = "step 0 trains with seed 42, but the chain is named with seed 43"
+
+
+def rotation_at_seed_42() -> str:
+    """mnist_2d_rotation.py with its orbit chains at the teacher's seed only (the one line changed)."""
+    text = module_text("mnist_2d_rotation")
+    assert text.count("for seed in [42, 43, 44]:") == 1
+    return text.replace("for seed in [42, 43, 44]:", "for seed in [42]:")
+
+
+def test_the_rotation_module_stops_at_its_seeds_and_runs_at_the_teachers(aistats_mnist_dir, tmp_path, capsys):
+    common = ["--data-dir", str(aistats_mnist_dir), "--workdir", str(tmp_path / "work"), "--device", "cpu", "--quiet"]
+    assert main(["run", write(tmp_path, "rotation", module_text("mnist_2d_rotation")), "--dry-run", *common]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert len(errors) == 1 and ROTATION_SEEDS in errors[0], errors
+    path = write(tmp_path, "rotation42", rotation_at_seed_42())
+    assert main(["run", path, "--dry-run", *common]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert len(errors) == 4 and all("RDL (corr)" in line for line in errors), errors
+    picked = ["Rotation Invariant Equivariance Transfer G: 4", "Rotation Invariant Equivariance Transfer G: 25",
+              "Rotation Invariant Knowledge Distillation T=2.0", "Rotation Invariant RDL (CKA) gamma:0.5",
+              "Rotation Invariant Attention Transfer gamma:0.5", "MNIST Experiment Student"]
+    chains = [arg for chain in picked for arg in ("--chain", chain)]
+    assert main(["run", path, "--fast-dev-run", *chains, *common]) == 0
+    assert "9 checked, 0 broke" in capsys.readouterr().out  # the teacher, 2 x 2 orbit steps, 3 students, 1 alone
+    assert not (tmp_path / "work").exists()
+
+
 def shrunk_cnn_linear() -> str:
     """mnist_2d_cnn_linear.py with its trainer at 2 epochs and its learned orbit's chains only."""
     text = module_text("mnist_2d_cnn_linear").replace("self.max_iter = 400", "self.max_iter = 2")
     return text.split("##### KD ##########")[0]
 
 
-def test_a_shrunk_learned_orbit_chain_trains_on_both_stores(aistats_mnist_dir, tmp_path, db_prefix):
+def shrunk_rotation() -> str:
+    """mnist_2d_rotation.py at the teacher's seed, its trainer at 2 epochs, its learned orbit's chains only."""
+    return rotation_at_seed_42().replace("self.max_iter = 200", "self.max_iter = 2").split("##### KD ##########")[0]
+
+
+@pytest.mark.parametrize("name, chain", [
+    ("cnn_linear", "Translation Invariant Equivariance Transfer (repititions:2, id_between_filters:True, id_factor:10.0)"),
+    ("rotation", "Rotation Invariant Equivariance Transfer G: 8"),
+])
+def test_a_shrunk_learned_orbit_chain_trains_on_both_stores(name, chain, aistats_mnist_dir, tmp_path, db_prefix):
     import nntransfer
 
-    path = write(tmp_path, "cnn_linear", shrunk_cnn_linear())
-    chain = "Translation Invariant Equivariance Transfer (repititions:2, id_between_filters:True, id_factor:10.0)"
+    path = write(tmp_path, name, shrunk_cnn_linear() if name == "cnn_linear" else shrunk_rotation())
     assert chain in [d.name for d in load_recipe(path).transfer_experiments]
     scores = {}
-    for store in (f"local:{tmp_path / 'work'}", f"datajoint:{db_prefix}_mnist2d"):
+    for store in (f"local:{tmp_path / 'work'}", f"datajoint:{db_prefix}_mnist2d_{name}"):
         rows = nntransfer.run(path, store=store, chains=[chain], progress=False,
                               runtime={"dataset": {"data_dir": str(aistats_mnist_dir)}, "trainer": {"device": "cpu"}})
         assert [row.state for row in rows] == ["done"] * 3, rows
@@ -115,7 +154,7 @@ def test_the_orbit_and_its_two_steps_mean_the_originals():
         "regularizer": "EquivarianceTransfer", "gamma": 1.0, "learn_equiv": True, "group_size": 25, "ce_factor": 1.0,
         "equiv_factor": 1.0, "inv_factor": 1.0, "id_factor": 10.0, "id_between_filters": True,
         "max_stacked_transform": 3, "hinge_epsilon": 0.5, "mse_dist": False, "exclude_inv_from_id_loss": False,
-        "inv_for_all_layers": False, "cut_input_grad": True, "clamp_input": True}
+        "inv_for_all_layers": False, "cut_input_grad": True, "clamp_input": True, "ramp_up": {}}
     transfer = ns["TransferTrainer"](student_model=ns["StudentModel"]().to_dict(), regularization=TRANSFER).to_dict()
     assert (transfer["objective"], transfer["restore_best"], "restore_on_decay" in transfer) == ("accuracy", True, False)
     assert transfer["regularization"]["learn_equiv"] is False and transfer["regularization"]["cut_input_grad"] is True
@@ -125,7 +164,6 @@ def test_the_orbit_and_its_two_steps_mean_the_originals():
     ({"switch_teacher": False}, "learn_equiv=True needs switch_teacher=True"),
     ({"deactivate_dropout": False}, "without deactivate_dropout=True: the original ran the frozen network with its dropout"),
     ({"regularization": {**LEARN, "transform_factor": 1.0}}, "transform_factor=1.0 (EquivarianceTransfer): the original's"),
-    ({"regularization": {**LEARN, "ramp_up": {"id": 5}}}, "ramp_up={'id': 5} (EquivarianceTransfer)"),
     ({"regularization": {**LEARN, "id_between_transforms": True}}, "id_between_transforms=True"),
     ({"regularization": {**TRANSFER}}, "switch_teacher=True is mapped only for learning the orbit"),
 ])
@@ -137,6 +175,67 @@ def test_what_the_original_could_not_run_or_that_is_not_mapped_is_one_line(chang
     assert message in str(caught.value) and "\n" not in str(caught.value)
     with pytest.raises(Refused, match="deactivate_dropout=True without switch_teacher=True"):
         ns["TransferTrainer"](deactivate_dropout=True)
+
+
+def test_ramp_up_ramps_the_factors_the_original_ramped(caplog):
+    # equivariance_transfer.py pre_epoch: for name in ("ce", "inv", "id", "equiv", "transform"): a factor whose name
+    # is a key of ramp_up is final / R * epoch up to epoch R; mnist_2d_rotation.py's keys "equiv_factor" and
+    # "inv_factor" are no such name: they ramped nothing
+    from nntransfer.compat.orbit_transfer import _translate
+
+    ns = recipe_namespace("mnist_2d_cnn_linear", "seed = 42")
+    orbit = ns["TransferModel"]().to_dict()
+    _translate._warned.clear()
+    with caplog.at_level("WARNING"):
+        config = ns["TransferTrainer"](**ORBIT_STEP, student_model=orbit, regularization={
+            **LEARN, "ramp_up": {"equiv": 4, "equiv_factor": 10, "inv_factor": 10}}).to_dict()
+    assert "ramp_up {'equiv_factor': 10, 'inv_factor': 10} ramps nothing" in caplog.text
+    settings = config["regularization"]
+    assert settings["ramp_up"] == {"equiv": 4}
+    assert [eq.ramped_factors(settings, epoch)["equiv_factor"] for epoch in (0, 1, 4, 5)] == [0.0, 0.25, 1.0, 1.0]
+    assert eq.ramped_factors(settings, 1)["id_factor"] == 10.0
+
+
+def test_the_rotation_teacher_and_orbit_mean_the_originals(caplog):
+    ns = recipe_namespace("mnist_2d_rotation", "seed = 42")
+    # models/group_cnn.py gcnn_builder read small and output_size only; the CNN fields of the recipe's class are
+    # dropped loudly; the layer names are the original's (pool1 before its ReLU; flatten: the logits)
+    with caplog.at_level("WARNING"):
+        teacher = ns["TeacherModel"](type="gcnn", small=False, large_filters=False, get_intermediate_rep={
+            "pool1": "out.1", "pool2": "out.2", "pool3": "out.3", "flatten": "out.4"}).to_dict()
+    assert "dropout=0.1, batch_norm=False read by nothing in orbit_transfer's gcnn builder" in caplog.text
+    assert (teacher["type"], teacher["options"]) == ("orbit_transfer-gcnn", {"small": False})
+    assert teacher["get_intermediate_rep"] == {"out.1": "core.pool1", "out.2": "core.pool2", "out.3": "core.pool3",
+                                               "out.4": "readout.flatten"}
+    # models/learned_equiv.py equiv_builder with spatial_transformer: LearnedEquivarianceSTSimple(num_layers,
+    # group_size, only_translation, prevent_translation, include_channels, ...)
+    orbit = ns["TransferModel"](spatial_transformer=True, only_translation=False, prevent_translation=False,
+                                include_channels=True, num_layers=4, group_size=8).to_dict()
+    assert (orbit["type"], orbit["options"]) == ("orbit_transfer-equiv_transfer_affine",
+                                                 {"group_size": 8, "num_layers": 4, "include_channels": True})
+    with pytest.raises(Refused, match="random_transform_init=True"):
+        ns["TransferModel"](spatial_transformer=True, random_transform_init=True)
+
+
+def test_the_group_cnn_has_the_originals_layers_and_its_convolutions_turn_with_the_input():
+    from nntransfer.compat.orbit_transfer.models import P4Conv, build_gcnn, rotate_p4
+
+    model = build_gcnn(SimpleNamespace(type="orbit_transfer-gcnn", options={"small": False}), (1, 28, 28), 10)
+    # group_cnn.py GCNN: ConvZ2P4(1, 8, 5), ConvP4(8, 32, 3), ConvP4(32, 64, 3), ConvP4(64, 10, 3), with biases;
+    # 28 -> 26 -> pool 13 -> 13 -> pool 6 (the odd row and column dropped) -> 6 -> pool 3 -> 3 -> max, mean: 10
+    assert sum(p.numel() for p in model.parameters()) == (8 * 25 + 8) + (32 * 8 * 4 * 9 + 32) + (64 * 32 * 4 * 9 + 64) + (
+        10 * 64 * 4 * 9 + 10)
+    assert tuple(model.core.conv2.weight.shape) == (32, 8, 4, 3, 3) and model(torch.rand(2, 1, 28, 28)).shape == (2, 10)
+    features = {}
+    model.core.pool1.register_forward_hook(lambda module, args, out: features.setdefault("pool1", out))
+    model(torch.rand(1, 1, 28, 28))
+    assert tuple(features["pool1"].shape) == (1, 8, 4, 13, 13) and float(features["pool1"].min()) < 0  # before its ReLU
+    # a P4 convolution turns with its input: rotating the input by r quarter turns rotates the P4 maps by r
+    lifting, group = P4Conv(1, 3, 5, lifting=True), P4Conv(3, 4, 3, lifting=False)
+    x = torch.rand(2, 1, 11, 11)
+    for r in (1, 2, 3):
+        turned = group(lifting(torch.rot90(x, r, (2, 3))))
+        assert torch.allclose(rotate_p4(turned, -r), group(lifting(x)), atol=1e-5)
 
 
 # ---------------------------------------------------------------------- the orbit
@@ -321,3 +420,25 @@ def test_the_chain_check_names_what_the_original_could_not_pair(aistats_mnist_di
                  *common]) == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
     assert len(errors) == 1 and "the student names 3 outputs" in errors[0] and "acts on 4 layers" in errors[0], errors
+
+
+def test_the_affine_orbit_starts_as_the_identity_and_turns_what_it_is_given():
+    from nntransfer.compat.orbit_transfer.models import AffineLearnedEquivariance
+
+    # learned_equiv.py LearnedEquivarianceSTSimple: theta [num_layers + 1, G, 12] (include_channels), every element
+    # the identity unless random_transform_init; affine_grid + grid_sample with torch's defaults
+    orbit = AffineLearnedEquivariance(group_size=4, num_layers=4, include_channels=True)
+    assert tuple(orbit.theta.shape) == (5, 4, 12) and torch.equal(orbit.theta[2, 3], torch.eye(3, 4).flatten())
+    g = torch.tensor([0, 1, 2])
+    image, maps, flat, logits = torch.rand(3, 1, 28, 28), torch.rand(3, 8, 4, 13, 13), torch.rand(3, 512), torch.rand(3, 10)
+    assert torch.allclose(orbit(image, g, 0), image, atol=1e-5)
+    assert torch.allclose(orbit(maps, g, 1), maps, atol=1e-5)  # P4 maps: volumes (rotation axis, height, width)
+    assert torch.allclose(orbit(flat, g, 2), flat.reshape(3, 2, 16, 16), atol=1e-5)  # flat: [B, 1, c, s, s] -> [B, c, s, s]
+    assert torch.allclose(orbit(logits, g, 4), logits.reshape(3, 1, 10, 1), atol=1e-5)
+    plane = AffineLearnedEquivariance(group_size=2, num_layers=1, include_channels=False)
+    with torch.no_grad():
+        plane.theta[0, 1] = torch.tensor([0.0, -1.0, 0.0, 1.0, 0.0, 0.0])  # a quarter turn of the sampling grid
+    turned = plane(image[:2], torch.tensor([0, 1]), 0)
+    assert torch.allclose(turned[0], image[0], atol=1e-5)
+    assert any(torch.allclose(turned[1], torch.rot90(image[1], k, (1, 2)), atol=1e-5) for k in (1, 3))
+    assert eq.kernel_identity(orbit.element_parameters(), mse_dist=True, hinge_epsilon=1.0).item() == pytest.approx(100.0)

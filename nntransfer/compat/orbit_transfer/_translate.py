@@ -18,6 +18,8 @@ from typing import Any, Dict, Iterable, Mapping
 from nntransfer.configs.declared import library_fields
 
 logger = logging.getLogger(__name__)
+#: the warnings already given (a recipe builds its configs many times: each is given once per process)
+_warned: set = set()
 
 #: the marker (not a field: it starts with "_") that a config's original fields were translated
 TRANSLATED = "_orbit_transfer_translated"
@@ -127,3 +129,10 @@ def integral(owner: str, name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or float(value) != int(value):
         raise Refused(owner, f"{name}={value!r} is not a whole number")
     return int(value)
+
+
+def warn_once(owner: str, message: str) -> None:
+    """Log ``owner: message`` as a WARNING, once per process (nothing for an empty message)."""
+    if message and (owner, message) not in _warned:
+        _warned.add((owner, message))
+        logger.warning("%s: %s", owner, message)

@@ -2,7 +2,8 @@
 equivariance_transfer.py with sinzlab/nntransfer's ``switch_teacher``), as one main-loop module of this library's
 trainer: ``TransferMixin``'s ``regularization={"regularizer": "EquivarianceTransfer", ...}``.
 
-The orbit is ``models.LearnedEquivariance`` (``TransferModel``). A chain has two such steps after the teacher's:
+The orbit is ``models.LearnedEquivariance`` (``TransferModel``; with ``spatial_transformer=True`` the affine
+``models.AffineLearnedEquivariance`` of the rotation experiment). A chain has two such steps after the teacher's:
 
 - **learning the orbit** (``learn_equiv=True``, ``switch_teacher=True``, ``deactivate_dropout=True``): the step's
   model is the trained network (the teacher here, frozen, in eval mode), ``student_model`` the orbit, which the
@@ -21,6 +22,9 @@ Every batch, in training, validation and test alike (the original applied the mo
     inv      = MSE(x, orbit(rho_g x, -g, 0, n)) (+ the same on every layer: inv_for_all_layers)   x inv_factor
     identity = mean |cos| of the kernels' pairs (id_between_filters) or of rho_g x and rho_h x   x id_factor
     loss     = (1 - gamma) * CE(network(x), y) + gamma * (ce + distance + inv + identity)
+
+each factor ramped linearly over its first R epochs where ``ramp_up`` names it (``{"equiv": R}``; the original
+read the keys ``ce``, ``equiv``, ``inv``, ``id``, so the rotation recipe's ``{"equiv_factor": 10}`` ramped nothing).
 
 ``phi_l`` are the network's named outputs (``get_intermediate_rep``) in the order the network returns them, layer
 ``l`` = 1, 2, ...; the statistics are the network's on ``x``. Each term is logged as ``orbit_transfer_equiv_<term>``
@@ -41,13 +45,13 @@ import torch
 import torch.nn.functional as F
 
 from nntransfer.compat.orbit_transfer.configs.trainer import RepresentationRegularizationMixin
-from nntransfer.compat.orbit_transfer.models import LearnedEquivariance
+from nntransfer.compat.orbit_transfer.models import AffineLearnedEquivariance, LearnedEquivariance
 from nntransfer.trainer.main_loop_modules.base import MODEL, BatchState, LoopContext, MainLoopModule
 
 # ---------------------------------------------------------------------------------------- the terms (pure)
 
 
-def orbit_on_layers(orbit: LearnedEquivariance, outputs: List[torch.Tensor], g: torch.Tensor, n: int) -> List[torch.Tensor]:
+def orbit_on_layers(orbit: Any, outputs: List[torch.Tensor], g: torch.Tensor, n: int) -> List[torch.Tensor]:
     """``orbit(phi_l, g, l, n)`` for the network's outputs ``phi_1, phi_2, ...`` (layer 0 is the input)."""
     return [orbit(output, g, layer + 1, n) for layer, output in enumerate(outputs)]
 
@@ -57,7 +61,7 @@ def equivariance_distance(rho_phi: List[torch.Tensor], phi_rho: List[torch.Tenso
     return F.mse_loss(torch.cat([x.flatten(1) for x in rho_phi], dim=1), torch.cat([x.flatten(1) for x in phi_rho], dim=1))
 
 
-def invertibility_distance(orbit: LearnedEquivariance, x: torch.Tensor, rho_g_x: torch.Tensor, g: torch.Tensor,
+def invertibility_distance(orbit: Any, x: torch.Tensor, rho_g_x: torch.Tensor, g: torch.Tensor,
                            n: int, layer: int = 0) -> torch.Tensor:
     """The MSE between ``x`` and ``orbit(rho_g x, -g)`` on layer ``layer``."""
     return F.mse_loss(x.squeeze(), orbit(rho_g_x, -g, layer, n).squeeze())
@@ -110,6 +114,23 @@ def sample_elements(b: int, settings: Dict[str, Any], generator: Optional[torch.
     return g, h, n
 
 
+#: the learned orbits (``TransferModel``; ``spatial_transformer=True``: the affine one)
+ORBITS = (LearnedEquivariance, AffineLearnedEquivariance)
+#: the factors and the keys of ``ramp_up`` that ramp them
+RAMPED = {"ce_factor": "ce", "equiv_factor": "equiv", "inv_factor": "inv", "id_factor": "id"}
+
+
+def ramped_factors(settings: Dict[str, Any], epoch: int) -> Dict[str, float]:
+    """The factors of an epoch: a factor whose ``ramp_up`` key names R epochs is ``factor · epoch / R`` up to
+    epoch R (the original's linear ramp), the others as set."""
+    ramp = settings.get("ramp_up") or {}
+    factors = {}
+    for name, key in RAMPED.items():
+        final = float(settings[name])
+        factors[name] = final / ramp[key] * epoch if key in ramp and epoch <= ramp[key] else final
+    return factors
+
+
 def _bare(model: Any) -> Any:
     """The model inside a layer-capturing wrapper."""
     return getattr(model, "wrapped", model)
@@ -129,14 +150,17 @@ class EquivarianceTransfer(MainLoopModule):
         super().__init__(context)
         self.settings: Dict[str, Any] = dict(self.config.regularization)
         self.learn = bool(self.settings["learn_equiv"])
-        self.orbit: LearnedEquivariance = _bare(context.model if self.learn else context.teacher)
+        self.orbit = _bare(context.model if self.learn else context.teacher)
         self.network = context.teacher if self.learn else None  # learning: the frozen network runs every batch
         self.gamma = float(self.settings["gamma"])
         self.generator: Optional[torch.Generator] = None
         self.batch: Dict[str, Any] = {}
+        self.factors = ramped_factors(self.settings, 0)
 
     def pre_epoch(self, mode: str) -> None:
-        """Outside training, elements come from a generator seeded by the step's seed."""
+        """The epoch's factors (``ramp_up``); outside training, elements come from a generator seeded by the step's
+        seed."""
+        self.factors = ramped_factors(self.settings, self.context.epoch)
         self.generator = None if mode == "Training" else torch.Generator().manual_seed(self.context.seed)
 
     def pre_forward(self, state: BatchState) -> None:
@@ -162,31 +186,31 @@ class EquivarianceTransfer(MainLoopModule):
 
     def terms(self, state: BatchState) -> Dict[str, Tuple[torch.Tensor, float]]:
         """The unweighted terms of the batch, each with its factor."""
-        s, batch = self.settings, self.batch
+        s, f, batch = self.settings, self.factors, self.batch
         b, g, n = batch["b"], batch["g"], batch["n"]
         outputs = list(state.output.layers.values())
         clean, transformed = [o[:b] for o in outputs], [o[b:] for o in outputs]
         terms: Dict[str, Tuple[torch.Tensor, float]] = {}
-        if s["ce_factor"]:
-            terms["ce"] = (F.cross_entropy(state.output.logits.flatten(1)[b:], state.targets), s["ce_factor"])
+        if f["ce_factor"]:
+            terms["ce"] = (F.cross_entropy(state.output.logits.flatten(1)[b:], state.targets), f["ce_factor"])
         rho_phi = orbit_on_layers(self.orbit, clean, g, n)
-        if s["equiv_factor"]:
-            terms["distance"] = (equivariance_distance(rho_phi, transformed), s["equiv_factor"])
+        if f["equiv_factor"]:
+            terms["distance"] = (equivariance_distance(rho_phi, transformed), f["equiv_factor"])
         if not self.learn:
             return terms
-        if s["inv_factor"]:
+        if f["inv_factor"]:
             inv = invertibility_distance(self.orbit, batch["x"], batch["rho_g_x"], g, n)
             if s["inv_for_all_layers"]:
                 for layer, (phi, rho) in enumerate(zip(clean, rho_phi)):
                     inv = inv + invertibility_distance(self.orbit, phi, rho, g, n, layer + 1)
-            terms["inv"] = (inv, s["inv_factor"])
-        if s["id_factor"]:
+            terms["inv"] = (inv, f["inv_factor"])
+        if f["id_factor"]:
             if s["id_between_filters"]:
-                identity = kernel_identity(self.orbit.kernels, s["mse_dist"], s["hinge_epsilon"],
+                identity = kernel_identity(self.orbit.element_parameters(), s["mse_dist"], s["hinge_epsilon"],
                                            s["exclude_inv_from_id_loss"])
             else:
                 identity = example_identity(batch["rho_g_x"], batch["rho_h_x"])
-            terms["identity"] = (identity, s["id_factor"])
+            terms["identity"] = (identity, f["id_factor"])
         return terms
 
     def post_forward(self, state: BatchState) -> None:
@@ -211,7 +235,7 @@ class EquivarianceTransfer(MainLoopModule):
             return
         orbit, role = (_bare(step.student), "student") if learn else (_bare(step.teacher), "teacher")
         network = "teacher" if learn else "student"
-        if not isinstance(orbit, LearnedEquivariance):
+        if not isinstance(orbit, ORBITS):
             where = ("student_model (the orbit the step learns; the step's model is the network)" if learn else
                      "the step's model (the orbit an earlier step learned; student_model is the network)")
             step.problem(f"EquivarianceTransfer with learn_equiv={learn}: {where} must be a TransferModel, got "
@@ -227,7 +251,7 @@ class EquivarianceTransfer(MainLoopModule):
         if outputs is None:
             return
         layers = list(outputs.layers.items())
-        expected = orbit.num_layers if orbit.layer_transforms is not None else 0
+        expected = orbit.num_layers if getattr(orbit, "layer_transforms", True) is not None else 0
         if len(layers) != expected:
             step.problem(f"EquivarianceTransfer: the {network} names {len(layers)} outputs (get_intermediate_rep: "
                          f"{[name for name, _ in layers]}), the orbit acts on {expected} layers (TransferModel "
@@ -248,5 +272,5 @@ class EquivarianceTransfer(MainLoopModule):
 #: the name recipes' configs list in ``main_loop_modules`` (a dotted path: a worker imports it from a table row)
 MODULE_PATH = f"{__name__}.EquivarianceTransfer"
 
-__all__ = ["EquivarianceTransfer", "orbit_on_layers", "equivariance_distance", "invertibility_distance",
+__all__ = ["EquivarianceTransfer", "ORBITS", "ramped_factors", "orbit_on_layers", "equivariance_distance", "invertibility_distance",
            "kernel_identity", "example_identity", "sample_elements", "squared_distances"]

@@ -32,7 +32,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nntransfer.compat.orbit_transfer.configs.model import LEARNED_ORBIT_2D_TYPE, LEARNED_ORBIT_TYPE, MODEL_PREFIX
+from nntransfer.compat.orbit_transfer.configs.model import (
+    LEARNED_ORBIT_2D_TYPE,
+    LEARNED_ORBIT_AFFINE_TYPE,
+    LEARNED_ORBIT_TYPE,
+    MODEL_PREFIX,
+)
 from nntransfer.models.base import CoreReadoutModel, check_size, conv_output_size, layers
 from nntransfer.models.builder import check_model_config
 from nntransfer.models.builder import classification_model_builder as _library_builder
@@ -155,6 +160,93 @@ def build_fc_single(config, input_shape: Tuple[int, int], n_classes: int) -> Cor
     return CoreReadoutModel(core, readout, config.type, input_shape, n_classes)
 
 
+# ---------------------------------------------------------------------- the rotation teacher (2-D)
+
+
+def _rotated_copies(weight: torch.Tensor, rotate) -> torch.Tensor:
+    """The four rotated copies of ``weight`` ``[out, ...]`` as one convolution's ``[4·out, ...]`` weight, output
+    channel ``4·o + r`` being rotation ``r`` of filter ``o`` (the original's layout)."""
+    out = weight.shape[0]
+    copies = torch.stack([rotate(weight, r).reshape(out, -1, *weight.shape[-2:]) for r in range(4)], dim=1)
+    return copies.reshape(4 * out, -1, *weight.shape[-2:])
+
+
+def rotate_p4(x: torch.Tensor, r: int) -> torch.Tensor:
+    """A P4 feature map or filter ``[..., 4, H, W]`` rotated by ``r`` quarter turns: its rotation axis rolled by
+    ``r``, its plane turned by ``r``."""
+    return torch.rot90(x.roll(r, -3), r, (-2, -1))
+
+
+class P4Conv(nn.Module):
+    """A P4 group convolution (Cohen & Welling 2016), as orbit_transfer/models/group_equivariant_layers.py built it:
+    ``lifting`` from images ``[B, in, H, W]`` (``ConvZ2P4``: weight ``[out, in, k, k]``), else from P4 maps
+    ``[B, in, 4, H, W]`` (``ConvP4``: weight ``[out, in, 4, k, k]``), to P4 maps ``[B, out, 4, H', W']``; zero
+    padding 1, stride 1, a bias per filter; Kaiming-uniform weights (a = √5), zero biases."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, lifting: bool):
+        super().__init__()
+        shape = (out_channels, in_channels) + (() if lifting else (4,)) + (kernel_size, kernel_size)
+        self.weight = nn.Parameter(torch.empty(shape))
+        nn.init.kaiming_uniform_(self.weight, a=5 ** 0.5)
+        self.bias = nn.Parameter(torch.zeros(out_channels))
+        self.lifting = lifting
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.lifting:
+            weight = _rotated_copies(self.weight, lambda w, r: torch.rot90(w, r, (2, 3)))
+        else:
+            weight = _rotated_copies(self.weight, rotate_p4)
+            x = x.reshape(x.shape[0], -1, x.shape[3], x.shape[4])
+        y = F.conv2d(x, weight, padding=1)
+        return y.reshape(y.shape[0], -1, 4, y.shape[2], y.shape[3]) + self.bias.view(1, -1, 1, 1, 1)
+
+
+class P4SpatialMaxPool(nn.Module):
+    """Max pooling over the plane of P4 maps (a window of ``size``, stride ``size``, no padding: an odd side loses
+    its last row and column), as the original's ``MaxSpatialPoolP4``."""
+
+    def __init__(self, size: int):
+        super().__init__()
+        self.size = size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.max_pool2d(x.reshape(x.shape[0], -1, x.shape[3], x.shape[4]), self.size)
+        return y.reshape(x.shape[0], -1, 4, y.shape[2], y.shape[3])
+
+
+class P4RotationMaxPool(nn.Module):
+    """P4 maps ``[B, C, 4, H, W]`` -> ``[B, C, H, W]``: the maximum over the rotations."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.amax(dim=2)
+
+
+@register(MODEL_PREFIX + "gcnn", options={"small": False}, input_dims=(3,))
+def build_gcnn(config, input_shape: Tuple[int, int, int], n_classes: int) -> CoreReadoutModel:
+    """orbit_transfer/models/group_cnn.py ``GCNN`` (``small``: ``GCNN_small``): three blocks of P4 convolution,
+    2x2 spatial max pool and ReLU (8, 32, 64 filters, the first 5x5, the others 3x3; small: 4, 8, 16, all 3x3),
+    then a P4 convolution to one map per class, the maximum over rotations, the spatial mean: the logits.
+    The layer names are the original's (``pool1`` is the first pool's output, before its ReLU)."""
+    channels, height, width = input_shape
+    widths, first = ((4, 8, 16), 3) if config.options["small"] else ((8, 32, 64), 5)
+    named: List[Tuple[str, nn.Module]] = []
+    size = min(height, width)
+    previous = channels
+    for block, (out, kernel) in enumerate(zip(widths, (first, 3, 3)), start=1):
+        size = check_size(conv_output_size(size, kernel, 1, 1) // 2, f"pool{block}", config.type, input_shape)
+        named += [(f"conv{block}", P4Conv(previous, out, kernel, lifting=block == 1)), (f"pool{block}", P4SpatialMaxPool(2)),
+                  (f"relu{block}", nn.ReLU())]
+        previous = out
+    readout = layers(("conv4", P4Conv(previous, n_classes, 3, lifting=False)), ("pool4", P4RotationMaxPool()),
+                     ("pool5", nn.AdaptiveAvgPool2d(1)), ("flatten", nn.Flatten()))
+    return CoreReadoutModel(layers(*named), readout, config.type, input_shape, n_classes)
+
+
+#: the original GCNN's layer names (its ``IntermediateLayerGetter`` paths) -> this model's
+GCNN_LAYERS = {**{f"{kind}{i}": f"core.{kind}{i}" for kind in ("conv", "pool") for i in (1, 2, 3)},
+               "conv4": "readout.conv4", "pool4": "readout.pool4", "pool5": "readout.pool5", "flatten": "readout.flatten"}
+
+
 def classification_model_builder(dataloaders: Mapping[str, Any], seed: Optional[int],
                                  state_dict: Optional[Mapping[str, Any]] = None, **config: Any) -> nn.Module:
     """This library's ``classification_model_builder``, named as the ``fn`` of ``MNIST1DModelConfig``'s
@@ -258,6 +350,10 @@ class LearnedEquivariance(nn.Module):
     def group_size(self) -> int:
         return self.kernels.shape[0]
 
+    def element_parameters(self) -> torch.Tensor:
+        """The input's G kernels (what the identity term compares)."""
+        return self.kernels
+
     def kernel(self, g: torch.Tensor, layer: int) -> Tuple[torch.Tensor, bool]:
         """The kernels of the elements ``g`` on layer ``layer`` (0: the input) and whether they act on logits."""
         kernel = self.kernels[g % self.group_size]
@@ -301,10 +397,63 @@ class LearnedEquivariance(nn.Module):
         return maps.transpose(0, 1).reshape(shape)
 
 
+
+class AffineLearnedEquivariance(nn.Module):
+    """orbit_transfer/models/learned_equiv.py ``LearnedEquivarianceSTSimple`` (``TransferModel(spatial_transformer=
+    True)``): the learned orbit of the rotation experiment, one learned affine map per group element and layer
+    (``theta[l, g]``: 3x4 over (channel, height, width) volumes with ``include_channels``, else 2x3 over the plane),
+    applied by ``affine_grid`` and trilinear/bilinear ``grid_sample`` (zeros outside, corners not aligned, torch's
+    defaults as there). Every element starts as the identity (the original's default, ``random_transform_init``
+    unset). Images ``[B, C, H, W]`` act as volumes of depth 1 with ``include_channels``; P4 maps ``[B, C, 4, H, W]``
+    as they are; a flat output as ``[B, 1, c, s, s]`` (``c`` channels of a square); the last layer's logits
+    ``[B, 10]`` as ``[B, 1, 10, 1]``. Outputs of five axes come back as ``[B, C·D, H, W]``; ``n`` is not read (as
+    there). Parameter name ``theta``, as the original's."""
+
+    def __init__(self, group_size: int = 25, num_layers: int = 4, include_channels: bool = True):
+        super().__init__()
+        rows, cols = (3, 4) if include_channels else (2, 3)
+        identity = torch.eye(rows, cols).flatten()
+        self.theta = nn.Parameter(identity.repeat(num_layers + 1, group_size, 1))
+        self.include_channels = bool(include_channels)
+        self.num_layers = num_layers
+        self.shape = (rows, cols)
+
+    @property
+    def group_size(self) -> int:
+        return self.theta.shape[1]
+
+    def element_parameters(self) -> torch.Tensor:
+        """The input layer's G affine maps, flat (what the identity term compares)."""
+        return self.theta[0]
+
+    def forward(self, x: torch.Tensor, g: Optional[torch.Tensor] = None, l: int = 0, n: int = 1) -> torch.Tensor:  # noqa: E741
+        if g is None:
+            raise TypeError("AffineLearnedEquivariance acts on (inputs, group elements): call it as orbit(x, g, layer)")
+        if not 0 <= l <= self.num_layers:
+            raise ValueError(f"the orbit acts on {self.num_layers} layers, not on layer {l}")
+        g = torch.as_tensor(g, device=self.theta.device) % self.group_size
+        theta = self.theta[l][g].view(-1, *self.shape)
+        flatten_after = False
+        if x.dim() == 2 and l == self.num_layers:
+            x = x.unsqueeze(1).unsqueeze(3)
+        elif x.dim() == 2:
+            x = flat_as_maps(x)
+            if self.include_channels:
+                x, flatten_after = x.unsqueeze(1), True
+        if self.include_channels and x.dim() < 5:
+            x, flatten_after = x.unsqueeze(2), True
+        if x.dim() != (5 if self.include_channels else 4):
+            raise ValueError(f"an orbit {'with' if self.include_channels else 'without'} include_channels cannot act on "
+                             f"an output of shape {tuple(x.shape[1:])}")
+        x = F.grid_sample(x, F.affine_grid(theta, list(x.shape), align_corners=False), align_corners=False)
+        return x.flatten(1, 2) if flatten_after else x
+
+
 def learned_orbit_builder(dataloaders: Mapping[str, Any], seed: Optional[int],
                           state_dict: Optional[Mapping[str, Any]] = None, **config: Any) -> nn.Module:
     """The learned orbit of a translated ``MNIST1DModelConfig(type="static_equivariance_transfer")``
-    (``StaticLearnedEquivariance``) or ``TransferModel()`` (``LearnedEquivariance``, the 2-D one): its ``options``,
+    (``StaticLearnedEquivariance``) or ``TransferModel()`` (``LearnedEquivariance``, the 2-D one;
+    ``AffineLearnedEquivariance`` with ``spatial_transformer=True``): its ``options``,
     initial kernels drawn from ``seed`` (the global random state is left as it was); ``state_dict``: weights to
     load (they must fit)."""
     check_learned_orbit_config(config)
@@ -314,6 +463,8 @@ def learned_orbit_builder(dataloaders: Mapping[str, Any], seed: Optional[int],
             torch.manual_seed(seed)
         if config["type"] == LEARNED_ORBIT_TYPE:
             orbit: nn.Module = StaticLearnedEquivariance(options["kernel_size"], options["group_size"], options["layers"])
+        elif config["type"] == LEARNED_ORBIT_AFFINE_TYPE:
+            orbit = AffineLearnedEquivariance(options["group_size"], options["num_layers"], options["include_channels"])
         else:
             orbit = LearnedEquivariance(options["kernel_size"], options["group_size"], options["num_layers"],
                                         options["output_size"], options["first_layer_transform"])
@@ -325,10 +476,12 @@ def learned_orbit_builder(dataloaders: Mapping[str, Any], seed: Optional[int],
 def check_learned_orbit_config(config: Mapping[str, Any]) -> None:
     """``ValueError`` (one line) unless ``config`` is a learned orbit's: its type and positive sizes."""
     kind = config.get("type")
-    if kind not in (LEARNED_ORBIT_TYPE, LEARNED_ORBIT_2D_TYPE):
-        raise ValueError(f"learned_orbit_builder builds {LEARNED_ORBIT_TYPE!r} or {LEARNED_ORBIT_2D_TYPE!r}, not {kind!r}")
+    kinds = (LEARNED_ORBIT_TYPE, LEARNED_ORBIT_2D_TYPE, LEARNED_ORBIT_AFFINE_TYPE)
+    if kind not in kinds:
+        raise ValueError(f"learned_orbit_builder builds {', '.join(map(repr, kinds))}, not {kind!r}")
     options = config.get("options") or {}
-    sizes = ("kernel_size", "group_size") + (("output_size",) if kind == LEARNED_ORBIT_2D_TYPE else ())
+    sizes = {LEARNED_ORBIT_TYPE: ("kernel_size", "group_size"), LEARNED_ORBIT_AFFINE_TYPE: ("group_size",),
+             LEARNED_ORBIT_2D_TYPE: ("kernel_size", "group_size", "output_size")}[kind]
     for name in sizes:
         if not isinstance(options.get(name), int) or options[name] < 1:
             raise ValueError(f"{kind}: {name} must be a positive whole number, got {options.get(name)!r}")
@@ -343,5 +496,6 @@ learned_orbit_builder.check_config = check_learned_orbit_config  # type: ignore[
 
 
 __all__ = ["MODEL_PREFIX", "original_layers", "original_layers_of", "classification_model_builder",
-           "StaticLearnedEquivariance", "LearnedEquivariance", "flat_as_maps", "learned_orbit_builder", "build_fc_single",
+           "StaticLearnedEquivariance", "LearnedEquivariance", "AffineLearnedEquivariance", "flat_as_maps",
+           "build_gcnn", "P4Conv", "rotate_p4", "GCNN_LAYERS", "learned_orbit_builder", "build_fc_single",
            "build_fully_conv_single", "build_simple_fully_conv", "build_simple_fc"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List
 
-from nntransfer.compat.orbit_transfer._translate import OriginalFields, Refused, integral, refuse_leftovers
+from nntransfer.compat.orbit_transfer._translate import OriginalFields, Refused, integral, refuse_leftovers, warn_once
 from nntransfer.configs.model import ClassificationModelConfig
 
 #: the prefix of the MNIST-1D model types (``nntransfer.compat.orbit_transfer.models``, which imports torch)
@@ -20,6 +20,8 @@ MODEL_PREFIX = "orbit_transfer-"
 LEARNED_ORBIT_TYPE = MODEL_PREFIX + "static_equivariance_transfer"
 #: the learned orbit of the 2-D experiments (``TransferModel``; built by the same builder)
 LEARNED_ORBIT_2D_TYPE = MODEL_PREFIX + "equiv_transfer"
+#: and its affine one (``TransferModel(spatial_transformer=True)``, the rotation experiment's)
+LEARNED_ORBIT_AFFINE_TYPE = MODEL_PREFIX + "equiv_transfer_affine"
 
 #: sinzlab/nntransfer nntransfer/configs/model/base.py: ModelConfig's fields
 ORIGINAL_MODEL = {"dropout": 0.0, "get_intermediate_rep": {}}
@@ -37,8 +39,6 @@ ORIGINAL_CLASSIFICATION = {
 MNIST_CLASSES = 10
 
 _UNMAPPED_TYPES = {
-    "gcnn": "orbit_transfer's P4 group CNN (models/group_cnn.py: 2x2 spatial max pools that drop the last row and "
-            "column on odd sizes) differs from nntransfer's gcnn (3x3 pools with padding on odd sizes)",
     "vit": "orbit_transfer's ViT (models/vit.py, per-head width 64) differs from nntransfer's vit (per-head width 8)",
 }
 
@@ -114,16 +114,14 @@ class ClassificationModel(OriginalFields, ClassificationModelConfig):
     def translate(self, original: Dict[str, Any]) -> Dict[str, Any]:
         owner = type(self).__name__
         model_type = original.pop("type", "resnet50")
-        if model_type == "equiv_transfer" and original.get("spatial_transformer"):
-            raise Refused(owner, "type='equiv_transfer' with spatial_transformer=True: orbit_transfer's rotation orbit "
-                                 "(affine grids learned per group element, models/learned_equiv.py, trained by its "
-                                 "EquivarianceTransfer regularization) is not mapped by this compat layer")
         if model_type == "cnn":
             return self._cnn(owner, original)
         if model_type == "mlp":
             return self._mlp(owner, original)
         if model_type == "equiv_transfer":
             return self._learned_orbit(owner, original)
+        if model_type == "gcnn":
+            return self._gcnn(owner, original)
         raise Refused(owner, f"type={model_type!r}: " + _UNMAPPED_TYPES.get(
             model_type, "this orbit_transfer model type is not mapped onto nntransfer's model types"))
 
@@ -191,6 +189,29 @@ class ClassificationModel(OriginalFields, ClassificationModelConfig):
 
 
     @staticmethod
+    def _gcnn(owner: str, original: Dict[str, Any]) -> Dict[str, Any]:
+        """orbit_transfer/models/group_cnn.py ``gcnn_builder``: ``GCNN`` or ``GCNN_small`` (``small``), with
+        ``output_size`` outputs; it read nothing else. The fields of the CNN the recipes' teacher class sets for
+        its other use (channels, dropout, ...) are dropped with a warning; ``large_filters`` was read by nothing."""
+        from nntransfer.compat.orbit_transfer.models import GCNN_LAYERS
+
+        _take_common(owner, original)
+        if original.pop("output_size", MNIST_CLASSES) != MNIST_CLASSES:
+            raise Refused(owner, f"output_size other than {MNIST_CLASSES}: the models here have as many outputs as the "
+                                 "data has classes")
+        small = bool(original.pop("small", None))
+        if original.pop("large_filters", None):
+            raise Refused(owner, "large_filters=True is read by nothing in orbit_transfer's gcnn builder")
+        rep = original.pop("get_intermediate_rep", {}) or {}
+        unread = {name: original.pop(name) for name in ("num_layers", "channels", "kernel_size", "pool_size", "max_out",
+                                                        "activation", "dropout", "batch_norm") if name in original}
+        refuse_leftovers(owner, original)
+        warn_once(owner, f"{', '.join(f'{k}={v!r}' for k, v in unread.items())} read by nothing in orbit_transfer's "
+                         "gcnn builder (dropped)" if unread else "")
+        return {"fn": MNIST1D_BUILDER, "type": MODEL_PREFIX + "gcnn", "options": {"small": small}, "dropout": 0.0,
+                "readout_bias": False, "batch_norm": False, "get_intermediate_rep": _paths(owner, rep, GCNN_LAYERS)}
+
+    @staticmethod
     def _learned_orbit(owner: str, original: Dict[str, Any]) -> Dict[str, Any]:
         """orbit_transfer/models/learned_equiv.py ``equiv_builder``: ``LearnedEquivariance(kernel_size, group_size,
         num_layers, output_size, vit_input, first_layer_transform)`` (``models.LearnedEquivariance``). The
@@ -203,16 +224,40 @@ class ClassificationModel(OriginalFields, ClassificationModelConfig):
                 raise Refused(owner, f"{name}={value!r}: LearnedEquivariance does not read it")
         if original.pop("vit_input", None):
             raise Refused(owner, "vit_input=True: the learned orbit on a ViT's tokens is not mapped (no ViT is)")
+        if original.pop("spatial_transformer", None):
+            return _affine_orbit(owner, original)
         options = {name: integral(owner, name, original.pop(name))
                    for name in ("kernel_size", "group_size", "num_layers", "output_size")}
         options["first_layer_transform"] = bool(original.pop("first_layer_transform", None))
-        original.pop("spatial_transformer", None)  # False here: True was refused before
+        for name in ("only_translation", "prevent_translation", "include_channels", "gaussian_transform",
+                     "random_transform_init", "gaussian_std_init"):
+            if original.pop(name, None):
+                raise Refused(owner, f"{name} is read only by the affine orbit (spatial_transformer=True)")
         refuse_leftovers(owner, original)
         if options["output_size"] != MNIST_CLASSES:
             raise Refused(owner, f"output_size={options['output_size']!r}: the orbit's last layer acts on the logits; "
                                  f"only MNIST's {MNIST_CLASSES} are mapped")
         return {"fn": LEARNED_ORBIT_BUILDER, "type": LEARNED_ORBIT_2D_TYPE, "options": options, "dropout": 0.0,
                 "readout_bias": False, "batch_norm": False}
+
+
+def _affine_orbit(owner: str, original: Dict[str, Any]) -> Dict[str, Any]:
+    """``LearnedEquivarianceSTSimple(num_layers, group_size, only_translation, prevent_translation,
+    include_channels, gaussian_transform, random_transform_init, gaussian_std_init)``
+    (``models.AffineLearnedEquivariance``); ``kernel_size`` and ``output_size`` are not read by it."""
+    for name, why in (("only_translation", "translations only"), ("prevent_translation", "maps without translation"),
+                      ("gaussian_transform", "maps drawn from learned Gaussians"),
+                      ("random_transform_init", "random initial maps")):
+        if original.pop(name, None):
+            raise Refused(owner, f"{name}=True (the affine orbit's {why}) is not mapped")
+    original.pop("gaussian_std_init", None)  # read only with gaussian_transform
+    options = {name: integral(owner, name, original.pop(name)) for name in ("group_size", "num_layers")}
+    options["include_channels"] = bool(original.pop("include_channels", None))
+    for name in ("kernel_size", "output_size", "first_layer_transform"):
+        original.pop(name, None)
+    refuse_leftovers(owner, original)
+    return {"fn": LEARNED_ORBIT_BUILDER, "type": LEARNED_ORBIT_AFFINE_TYPE, "options": options, "dropout": 0.0,
+            "readout_bias": False, "batch_norm": False}
 
 
 class MNISTModel(ClassificationModel):

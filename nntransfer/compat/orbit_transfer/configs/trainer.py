@@ -23,13 +23,11 @@ from nntransfer.compat.orbit_transfer._translate import (
     check_default,
     integral,
     refuse_leftovers,
+    warn_once,
 )
 from nntransfer.configs.trainer import ClassificationTrainerConfig, TrainerConfig
 
 logger = logging.getLogger(__name__)
-#: the (class, value) pairs already warned about (a recipe builds its configs many times)
-_warned: set = set()
-
 #: sinzlab/nntransfer nntransfer/configs/trainer/base.py: TrainerConfig's fields that this library's trainer
 #: config does not have under the same name and meaning (the others, e.g. max_iter, patience, lr_decay,
 #: lr_warmup, interval, restore_best, lr_decay_steps, loss_functions, are the same fields)
@@ -96,7 +94,6 @@ EQUIVARIANCE_REFUSED = {
     "transform_factor": (0.0, "the original's proper-transform term indexed the kernels as affine matrices and "
                               "crashed on a kernel orbit"),
     "id_between_transforms": (False, "the identity term on a transformed colour grid image is not mapped"),
-    "ramp_up": ({}, "the per-epoch ramp of the factors is not mapped"),
     "visualize": (False, "it plotted the orbit on CUDA after each epoch (plots only)"),
 }
 EQUIVARIANCE_MODULE = "nntransfer.compat.orbit_transfer.equivariance.EquivarianceTransfer"
@@ -114,6 +111,12 @@ def translate_equivariance(owner: str, settings: Dict[str, Any]) -> Dict[str, An
         else:
             value = float(value)
         out[key] = value
+    ramp = dict(settings.pop("ramp_up", None) or {})
+    out["ramp_up"] = {key: integral(owner, f"regularization ramp_up[{key!r}]", ramp.pop(key))
+                      for key in ("ce", "equiv", "inv", "id") if key in ramp}
+    if ramp:  # the original ramped only the factors named by these keys
+        warn_once(owner, f"regularization ramp_up {ramp!r} ramps nothing: orbit_transfer's EquivarianceTransfer read "
+                         "only the keys ce, equiv, inv, id, transform (dropped)")
     for key, (default, why) in EQUIVARIANCE_REFUSED.items():
         value = settings.pop(key, default)
         if value != default and value not in (None, {}):
@@ -159,11 +162,8 @@ def translate_regularization(owner: str, regularization: Dict[str, Any]) -> Dict
     if "softmax_temp" in out:
         out["softmax_temp"] = float(out["softmax_temp"])
     for key in sorted(settings):
-        marker = (owner, name, key)
-        if marker not in _warned:
-            _warned.add(marker)
-            logger.warning("%s: regularization[%r]=%r is read by nothing in orbit_transfer's %s (dropped)", owner, key,
-                           settings[key], name)
+        warn_once(owner, f"regularization[{key!r}]={settings[key]!r} is read by nothing in orbit_transfer's {name} "
+                         "(dropped)")
     return out
 
 
@@ -342,11 +342,8 @@ class SimpleTrainerConfig(OriginalFields, TrainerConfig):
             original.pop(name, None)
         check_default(owner, original, tuple(_UNREAD), _UNREAD, "is read by nothing in orbit_transfer's simple trainer")
         if "lr" in original:
-            lr = original.pop("lr")
-            if (owner, lr) not in _warned:
-                _warned.add((owner, lr))
-                logger.warning("%s: lr=%r is read by nothing in orbit_transfer's simple trainer; it trains at "
-                               "learning_rate, as the original did (dropped from the config)", owner, lr)
+            warn_once(owner, f"lr={original.pop('lr')!r} is read by nothing in orbit_transfer's simple trainer; it trains "
+                             "at learning_rate, as the original did (dropped from the config)")
         defaults = self.original_defaults()
         for name in STEP_LOOP_FIELDS:
             value = original.pop(name, defaults[name])
