@@ -242,9 +242,6 @@ def build_gcnn(config, input_shape: Tuple[int, int, int], n_classes: int) -> Cor
     return CoreReadoutModel(layers(*named), readout, config.type, input_shape, n_classes)
 
 
-#: the original GCNN's layer names (its ``IntermediateLayerGetter`` paths) -> this model's
-GCNN_LAYERS = {**{f"{kind}{i}": f"core.{kind}{i}" for kind in ("conv", "pool") for i in (1, 2, 3)},
-               "conv4": "readout.conv4", "pool4": "readout.pool4", "pool5": "readout.pool5", "flatten": "readout.flatten"}
 
 
 def classification_model_builder(dataloaders: Mapping[str, Any], seed: Optional[int],
@@ -497,5 +494,5 @@ learned_orbit_builder.check_config = check_learned_orbit_config  # type: ignore[
 
 __all__ = ["MODEL_PREFIX", "original_layers", "original_layers_of", "classification_model_builder",
            "StaticLearnedEquivariance", "LearnedEquivariance", "AffineLearnedEquivariance", "flat_as_maps",
-           "build_gcnn", "P4Conv", "rotate_p4", "GCNN_LAYERS", "learned_orbit_builder", "build_fc_single",
+           "build_gcnn", "P4Conv", "rotate_p4", "learned_orbit_builder", "build_fc_single",
            "build_fully_conv_single", "build_simple_fully_conv", "build_simple_fc"]

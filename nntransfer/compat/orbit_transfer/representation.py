@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from nntransfer.compat.orbit_transfer.configs.trainer import RepresentationRegularizationMixin
+from nntransfer.compat.orbit_transfer.models import flat_as_maps
 from nntransfer.trainer.main_loop_modules.base import OUTPUTS, BatchState, MainLoopModule
 from nntransfer.trainer.main_loop_modules.cka import linear_cka
 
@@ -53,14 +54,7 @@ def as_maps(features: torch.Tensor, vit_input: bool = False) -> torch.Tensor:
         side = int(math.sqrt(tokens.shape[1]))
         return tokens.transpose(1, 2).reshape(shape[0], -1, side, side)
     if len(shape) < 4:
-        size = shape[1]
-        channels = 1
-        while math.isqrt(size // channels) ** 2 != size // channels:
-            channels += 1
-            if size / channels < 1:
-                raise ValueError(f"an output of {size} values cannot be read as channels of a square map")
-        side = math.isqrt(size // channels)
-        return features.reshape(-1, channels, side, side)
+        return flat_as_maps(features)
     if len(shape) > 4:
         return features.reshape(shape[0], -1, shape[-2], shape[-1])
     return features

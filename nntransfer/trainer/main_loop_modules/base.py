@@ -25,7 +25,8 @@ order, after-events in reverse order, as Composer runs its callbacks)::
         validation epoch: the same loop in mode "Validation" without backward, step and their events
     final evaluation: the evaluation loop in mode "Test" for every test split
 
-The trainer sums the weighted loss terms, tracks each (its value before weighting, per example, so that a
+The trainer sums the weighted loss terms, tracks the sum with the weighted task loss as ``total_loss`` (an
+objective a trainer config may select on) and each term (its value before weighting, per example, so that a
 weight of 0 only logs it) as ``(mode, task, name)`` in
 Training and Validation, and shows them in the epoch's log line; modules keep no sums of their own. A module
 multiplies the task-loss weight (knowledge distillation's ``1 - gamma``), never sets it, so the loss does not

@@ -35,6 +35,11 @@ ORIGINAL_CLASSIFICATION = {
     "pretrained": False, "pretrained_path": "", "readout_type": "dense", "add_buffer": (),
 }
 
+#: orbit_transfer/models/group_cnn.py GCNN's layer names (its ``IntermediateLayerGetter`` paths) -> those of
+#: the model type ``orbit_transfer-gcnn`` (``nntransfer.compat.orbit_transfer.models.build_gcnn``)
+GCNN_LAYERS = {**{f"{kind}{i}": f"core.{kind}{i}" for kind in ("conv", "pool") for i in (1, 2, 3)},
+               "conv4": "readout.conv4", "pool4": "readout.pool4", "pool5": "readout.pool5", "flatten": "readout.flatten"}
+
 #: the original MNIST models have 10 outputs; ours read the number of classes from the data
 MNIST_CLASSES = 10
 
@@ -193,8 +198,6 @@ class ClassificationModel(OriginalFields, ClassificationModelConfig):
         """orbit_transfer/models/group_cnn.py ``gcnn_builder``: ``GCNN`` or ``GCNN_small`` (``small``), with
         ``output_size`` outputs; it read nothing else. The fields of the CNN the recipes' teacher class sets for
         its other use (channels, dropout, ...) are dropped with a warning; ``large_filters`` was read by nothing."""
-        from nntransfer.compat.orbit_transfer.models import GCNN_LAYERS
-
         _take_common(owner, original)
         if original.pop("output_size", MNIST_CLASSES) != MNIST_CLASSES:
             raise Refused(owner, f"output_size other than {MNIST_CLASSES}: the models here have as many outputs as the "
