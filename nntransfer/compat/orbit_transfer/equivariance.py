@@ -193,7 +193,9 @@ class EquivarianceTransfer(MainLoopModule):
         terms: Dict[str, Tuple[torch.Tensor, float]] = {}
         if f["ce_factor"]:
             terms["ce"] = (F.cross_entropy(state.output.logits.flatten(1)[b:], state.targets), f["ce_factor"])
-        rho_phi = orbit_on_layers(self.orbit, clean, g, n)
+        # the orbit on the network's layers: for the distance, and for the invertibility on every layer
+        needed = f["equiv_factor"] or (self.learn and f["inv_factor"] and s["inv_for_all_layers"])
+        rho_phi = orbit_on_layers(self.orbit, clean, g, n) if needed else []
         if f["equiv_factor"]:
             terms["distance"] = (equivariance_distance(rho_phi, transformed), f["equiv_factor"])
         if not self.learn:
@@ -251,7 +253,7 @@ class EquivarianceTransfer(MainLoopModule):
         if outputs is None:
             return
         layers = list(outputs.layers.items())
-        expected = orbit.num_layers if getattr(orbit, "layer_transforms", True) is not None else 0
+        expected = orbit.n_layers
         if len(layers) != expected:
             step.problem(f"EquivarianceTransfer: the {network} names {len(layers)} outputs (get_intermediate_rep: "
                          f"{[name for name, _ in layers]}), the orbit acts on {expected} layers (TransferModel "

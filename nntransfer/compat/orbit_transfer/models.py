@@ -347,6 +347,11 @@ class LearnedEquivariance(nn.Module):
     def group_size(self) -> int:
         return self.kernels.shape[0]
 
+    @property
+    def n_layers(self) -> int:
+        """How many layers of a network the orbit acts on besides the input (0: the input only)."""
+        return self.num_layers if self.layer_transforms is not None else 0
+
     def element_parameters(self) -> torch.Tensor:
         """The input's G kernels (what the identity term compares)."""
         return self.kernels
@@ -418,6 +423,11 @@ class AffineLearnedEquivariance(nn.Module):
     @property
     def group_size(self) -> int:
         return self.theta.shape[1]
+
+    @property
+    def n_layers(self) -> int:
+        """How many layers of a network the orbit acts on besides the input."""
+        return self.num_layers
 
     def element_parameters(self) -> torch.Tensor:
         """The input layer's G affine maps, flat (what the identity term compares)."""
