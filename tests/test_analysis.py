@@ -199,7 +199,8 @@ def test_final_frame_names_splits_variants_corruptions_and_noise_levels():
 
 def test_status_lists_every_step_as_done(results):
     status = results.status
-    assert list(status.columns[:5]) == ["name", "seed", "step", "comment", "state"]
+    assert list(status.columns[:6]) == ["name", "seed", "step", "trained_seed", "comment", "state"]
+    assert (status["trained_seed"] == status["seed"]).all()
     assert len(status) == 10 and set(status["state"]) == {"done"} and status["chain_complete"].all()
     assert list(dict.fromkeys(status["name"])) == NAMES
     steps = status.set_index(["name", "seed", "step"])
@@ -241,7 +242,7 @@ def test_steps_frame_knows_shared_steps_baselines_and_test_sets(results):
 
 def test_curves_hold_every_epoch_of_every_step_and_match_the_score(results, run):
     curves = results.curves
-    assert list(curves.columns) == ["name", "seed", "step", "comment", "mode", "task", "objective", "epoch", "value",
+    assert list(curves.columns) == ["name", "seed", "step", "trained_seed", "comment", "mode", "task", "objective", "epoch", "value",
                                     "step_id", "config_id"]
     for mode in ("Training", "Validation"):
         rows = curves[(curves["mode"] == mode) & (curves["objective"] == "accuracy")]

@@ -43,6 +43,8 @@ def make_results(steps, values):
                                          "shared_by"])
     steps["label"] = steps["comment"].str.split(" -> ").str[-1]
     steps["continues"] = steps["step"] > 0  # fine-tuning chains: every later step trains the network further
+    steps["trained_seed"] = steps["seed"]
+    steps["step_id"] = steps["config_id"] + "-" + steps["seed"].astype(str)  # one seed all along: as the store's ids
     status = steps.assign(score=1.0, error="", chain_steps=0, chain_complete=True).reindex(columns=STATUS_COLUMNS, fill_value="")
     rows = []
     for (name, seed, step), splits in values.items():
@@ -50,7 +52,8 @@ def make_results(steps, values):
         for (split, test_set), value in splits.items():
             rows.append(dict(name=name, seed=seed, step=step, comment=info["comment"], split=split, variant="plain",
                              group="", level=math.nan, task=TASK, objective="accuracy", value=value, chain_steps=0,
-                             chain_complete=True, test_set=test_set, config_id=info["config_id"]))
+                             chain_complete=True, test_set=test_set, config_id=info["config_id"], step_id=info["step_id"],
+                             trained_seed=seed))
         rows.append(dict(rows[-1], split="validation", test_set="", value=99.0))  # never a test set
     final = pd.DataFrame(rows, columns=FINAL_COLUMNS)
     return Results("hand", "memory", status, pd.DataFrame(), final, steps)

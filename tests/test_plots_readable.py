@@ -69,7 +69,8 @@ def results_of(steps, curve_values=None):
     status, curves, final, frame = [], [], [], []
     for spec in steps:
         for seed in SEEDS:
-            who = dict(name=spec["name"], seed=seed, step=spec["step"], comment=spec["comment"])
+            who = dict(name=spec["name"], seed=seed, step=spec["step"], trained_seed=seed, comment=spec["comment"],
+                       step_id=f"{spec['config_id']}-{seed}")  # one seed all along: as the store's ids
             status.append(dict(who, state="done", score=90.0, error="", chain_steps=spec["chain_steps"],
                                chain_complete=True, code=""))
             frame.append(dict(who, label=spec["comment"], state="done", config_id=spec["config_id"], shared_by=spec["name"],

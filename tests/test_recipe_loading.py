@@ -1,5 +1,5 @@
 """A recipe's experiments are collected whole and named right: a ``Description`` that two modules of a folder
-define for different chains, or whose seed is not its steps', is one line (exit 2) before anything runs."""
+define for different chains, or whose seed is not its last step's, is one line (exit 2) before anything runs."""
 
 import uuid
 
@@ -43,9 +43,9 @@ def test_two_modules_defining_one_description_for_different_chains_are_one_line_
     assert list(load_recipe(str(same)).transfer_experiments) == [Description("same", 1), Description("other", 1)]
 
 
-def test_a_description_whose_seed_is_not_its_steps_is_one_line_and_nothing_runs(tmp_path, capsys):
+def test_a_description_whose_seed_is_not_its_last_steps_is_one_line_and_nothing_runs(tmp_path, capsys):
     folder = folder_with_modules(tmp_path, chains="transfer_experiments = {Description('mislabelled', 1): chain(1.0, seed=5)}\n")
-    with pytest.raises(RecipeError, match="step 0 trains with seed 5, but the chain is named with seed 1"):
+    with pytest.raises(RecipeError, match="its last step trains with seed 5, but the chain is named with seed 1"):
         load_recipe(str(folder))
     assert main(["run", str(folder), "--workdir", str(tmp_path / "w"), "--quiet"]) == EXIT_BAD_INPUT
     err = capsys.readouterr().err

@@ -91,8 +91,8 @@ def _first(frame: pd.DataFrame, keys: List[str], column: str) -> Dict[Any, Any]:
 def _scratch_values(rows: pd.DataFrame, firsts: pd.DataFrame) -> Dict[str, pd.Series]:
     """scratch_id -> the ``value``\\ s of ``rows`` of the finished first steps with that ``scratch_id``, each
     trained step once however many chains share it (a step's ``config_id`` determines its ``scratch_id``)."""
-    unique = firsts.drop_duplicates(["config_id", "seed"])[["name", "seed", "step", "config_id", "scratch_id"]]
-    found = rows.merge(unique, on=["name", "seed", "step", "config_id"]).drop_duplicates(["config_id", "seed"])
+    unique = firsts.drop_duplicates("step_id")[["name", "seed", "step", "config_id", "scratch_id"]]
+    found = rows.merge(unique, on=["name", "seed", "step", "config_id"]).drop_duplicates("step_id")
     return _values_by(found, "scratch_id") if len(found) else {}
 
 
@@ -165,7 +165,7 @@ def accuracy_matrix(results: Results, objective: str = "accuracy", task: Optiona
     each test set (columns, in the order they first appear); NaN where a step did not evaluate a test set."""
     rows = _plain(results, objective, task)
     shared = results.steps.drop_duplicates("config_id").set_index("config_id")["shared_by"]
-    rows = rows.drop_duplicates(["config_id", "seed", "split", "test_set"])
+    rows = rows.drop_duplicates(["step_id", "split", "test_set"])
     order = list(dict.fromkeys(rows["config_id"]))
     columns = list(dict.fromkeys(rows["test_set"]))
     means = rows.groupby(["config_id", "test_set"], sort=False)["value"].mean().unstack("test_set")
@@ -253,5 +253,5 @@ def continual_learning(results: Results, objective: str = "accuracy", task: Opti
 def _scratch_means(rows: pd.DataFrame, firsts: pd.DataFrame) -> Dict[str, Any]:
     """scratch_id -> (mean value on the own test set over the finished seeds, names of the experiments)."""
     names = _scratch_names(firsts)
-    found = _scratch_values(rows[rows["split"] == "test"].drop_duplicates(["config_id", "seed"]), firsts)
+    found = _scratch_values(rows[rows["split"] == "test"].drop_duplicates("step_id"), firsts)
     return {scratch: (values.mean(), names[scratch]) for scratch, values in found.items()}

@@ -459,7 +459,7 @@ def plot_final_accuracy(
 
 def _step_row(rows: pd.DataFrame, test_set: str, config_id: str, sharing: Mapping[str, List[str]]) -> Tuple[pd.DataFrame, str]:
     """The rows of one step on one test set (one per seed) and its row label: who, own comment, step, n."""
-    values = rows[(rows["config_id"] == config_id) & (rows["test_set"] == test_set)].drop_duplicates(["seed"])
+    values = rows[(rows["config_id"] == config_id) & (rows["test_set"] == test_set)].drop_duplicates("step_id")
     comment = _own_comment(values["comment"].iloc[0])
     label = f"{_who(sharing[config_id])}\n{comment} (step {int(values['step'].iloc[0])}), n={len(values)}"
     return values, _wrap(label)
@@ -507,7 +507,7 @@ def _ranked_steps(rows: pd.DataFrame, sharing: Mapping[str, List[str]], test_set
     lines, columns = _grid(len(test_sets))
     fig, axes = _figure(5.5 * columns + 1.0, 4.2 * lines, lines, columns, sharey=True)
     for ax, test_set in zip(axes.flat, test_sets):
-        of_set = rows[rows["test_set"] == test_set].drop_duplicates(["config_id", "seed"])
+        of_set = rows[rows["test_set"] == test_set].drop_duplicates("step_id")
         stats = of_set.groupby("config_id", sort=False).agg(mean=("value", "mean"), std=("value", "std"),
                                                           step=("step", "first"), comment=("comment", "first"))
         stats = stats.sort_values("mean", ascending=False)

@@ -204,8 +204,8 @@ def shared_once(results, objective: str = "accuracy"):
 
     who = results.steps[["name", "seed", "step", "config_id", "shared_by"]]
     final = results.final.merge(who[["name", "seed", "step", "shared_by"]], on=["name", "seed", "step"])
-    final = final.drop_duplicates(["config_id", "seed", "split", "variant", "group", "level", "task", "objective"])
-    status = results.status.merge(who, on=["name", "seed", "step"]).drop_duplicates(["config_id", "seed"])
+    final = final.drop_duplicates(["step_id", "split", "variant", "group", "level", "task", "objective"])
+    status = results.status.merge(who, on=["name", "seed", "step"]).drop_duplicates("step_id")
     return summarize(final.assign(name=final["shared_by"]), status.assign(name=status["shared_by"]), None, objective)
 
 

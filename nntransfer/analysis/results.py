@@ -4,20 +4,24 @@ Every finished step of every transfer experiment stores ``output = {"tracker": A
 "final": final evaluation, ...}`` (see ``nntransfer.trainer``). This module turns them into three frames:
 
 ``status``  one row per (name, seed, step) of the recipe, finished or not:
-            name, seed, step, comment, state, score, error, chain_steps, chain_complete, code, step_id
+            name, seed, step, trained_seed, comment, state, score, error, chain_steps, chain_complete, code, step_id
 ``curves``  one row per value of the training log:
-            name, seed, step, comment, mode, task, objective, epoch, value, step_id, config_id
+            name, seed, step, trained_seed, comment, mode, task, objective, epoch, value, step_id, config_id
 ``final``   one row per value of the final evaluation:
-            name, seed, step, comment, split, variant, group, level, task, objective, value,
+            name, seed, step, trained_seed, comment, split, variant, group, level, task, objective, value,
             chain_steps, chain_complete, test_set, step_id, config_id
 ``steps``   one row per (name, seed, step) of the recipe: who a step is (see below)
-            name, seed, step, comment, label, state, step_id, config_id, shared_by, scratch_id, test_set, continues, code
+            name, seed, step, trained_seed, comment, label, state, step_id, config_id, shared_by, scratch_id, test_set, continues, code
 
 In ``final``, ``split`` is the evaluated split ("validation", "test", "test_rotated", "c_test",
 "validation_noise"), ``variant`` how it was evaluated ("plain", "bn_train", "mc_dropout"), ``group`` the
 corruption or noise kind ("" for plain splits) and ``level`` its severity or noise level (NaN for plain
 splits). Steps that are not finished appear only in ``status``; a chain with a missing step is logged
 as a warning and marked ``chain_complete=False``, so nothing disappears silently.
+
+``seed`` is the chain's (its ``Description``'s), ``trained_seed`` the one the step trained with: the same,
+except for an earlier step whose ``Experiment`` has a seed of its own (one teacher that the chains of several
+seeds share). Means over seeds count each trained step (``step_id``) once.
 
 Which rows are comparable:
 
@@ -72,7 +76,7 @@ from nntransfer.training_log import tracker_rows  # not the trainer package: rea
 
 logger = logging.getLogger(__name__)
 
-STEP_COLUMNS = ["name", "seed", "step", "comment"]
+STEP_COLUMNS = ["name", "seed", "step", "trained_seed", "comment"]
 STATUS_COLUMNS = STEP_COLUMNS + ["state", "score", "error", "chain_steps", "chain_complete", "code", "step_id"]
 CURVE_COLUMNS = STEP_COLUMNS + ["mode", "task", "objective", "epoch", "value", "step_id", "config_id"]
 FINAL_COLUMNS = STEP_COLUMNS + ["split", "variant", "group", "level", "task", "objective", "value",
@@ -283,7 +287,7 @@ def _step_frame(recipe: Recipe, status: pd.DataFrame, names: Mapping[str, str], 
         known = facts[description]
         for level, (step, label, config_id, identity) in enumerate(zip(chain, known.comments, known.ids, known.test_sets)):
             position = (description.name, description.seed, level)
-            rows.append(dict(name=description.name, seed=description.seed, step=level, comment=step.comment,
+            rows.append(dict(name=description.name, seed=description.seed, step=level, trained_seed=step.seed, comment=step.comment,
                              label=label or step.comment or f"step {level}", state=state[position],
                              step_id=ids.get(position, ""), config_id=config_id, scratch_id=scratch_id(step), test_set=names.get(identity, ""),
                              continues=continues_previous(step, level), code=code.get(position, "")))
@@ -348,8 +352,8 @@ def collect_results(recipe: Recipe, store: Store) -> Results:
     status_rows = mark_drift(step_status(store, recipe, list(keys.values())), current_drift(store, recipe, list(keys.values())),
                              changed_state=False)
     status = pd.DataFrame(
-        [(r.name, r.seed, r.step, r.comment, r.state, r.score, r.error, r.code, r.id) for r in status_rows],
-        columns=STATUS_COLUMNS[:7] + ["code", "step_id"],
+        [(r.name, r.seed, r.step, r.trained_seed, r.comment, r.state, r.score, r.error, r.code, r.id) for r in status_rows],
+        columns=STATUS_COLUMNS[:8] + ["code", "step_id"],
     )
     if status.empty:
         raise ValueError(f"recipe {recipe.name} defines no experiments")
@@ -386,7 +390,7 @@ def collect_results(recipe: Recipe, store: Store) -> Results:
                 logger.warning("%s seed %s step %d: the output has no 'tracker' or 'final' entry; nothing to analyse",
                                description.name, description.seed, level)
                 continue
-            ids = (description.name, description.seed, level, chain[level].comment)
+            ids = (description.name, description.seed, level, chain[level].seed, chain[level].comment)
             if "tracker" in output:
                 curves.extend((*ids, *row, step_id[position], known.ids[level]) for row in tracker_rows(output["tracker"]))
             if "final" in output:
@@ -491,7 +495,7 @@ def summarize(
     """One row per experiment name, transfer step of ``status`` (finished or not) and plain split
     (``split``, or every split without corruption or noise levels when ``split`` is None): comment,
     the split's ``test_set``, ``n_done`` of ``n_seeds``, and mean/std/min/max of ``objective`` over the
-    finished seeds (NaN where none finished; std NaN for one seed)."""
+    finished seeds (NaN where none finished; std NaN for one seed), each trained step (``step_id``) once."""
     if split is None:
         if final.empty:
             raise ValueError("no final results to summarise")
@@ -506,12 +510,13 @@ def summarize(
         plain = plain[plain["group"] == ""]
         splits = [split]
     keys = ["name", "step", "split"]
+    plain = plain.drop_duplicates(["name", "step_id", "split"])  # a step the chains of several seeds share: once
     first = plain.drop_duplicates(keys)
     test_sets = dict(zip(zip(*(first[k] for k in keys)), first["test_set"])) if "test_set" in plain else {}
     stats = {key: _seed_stats(values) for key, values in plain.groupby(keys, sort=False)["value"]}
     missing = (math.nan, math.nan, math.nan, math.nan, 0)
     steps = status.drop_duplicates(["name", "step"])  # each step's first row, in groupby's order
-    seeds = status.groupby(["name", "step"], sort=False).size().to_dict()
+    seeds = status.groupby(["name", "step"], sort=False)["step_id"].nunique().to_dict()
     rows = []
     for name, step, comment in zip(steps["name"], steps["step"], steps["comment"]):
         before = len(rows)

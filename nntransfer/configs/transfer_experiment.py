@@ -67,12 +67,16 @@ class TransferExperiment:
                 )
 
     def check_seed(self, seed: Any) -> None:
-        """Refuse (one-line ``ValueError``) to be named with ``seed`` (its ``Description``'s) when a step trains
-        with another seed: that step's results would be recorded under a seed it was not trained with."""
-        other = [f"step {i} trains with seed {step.seed!r}" for i, step in enumerate(self.configs) if step.seed != seed]
-        if other:
-            raise ValueError(f"{', '.join(other)}, but the chain is named with seed {seed!r}; every step trains with its "
-                             f"chain's seed: give its Experiments seed={seed!r}, or the Description theirs")
+        """Refuse (one-line ``ValueError``) to be named with ``seed`` (its ``Description``'s) when its last step
+        trains with another seed: the chain's result would be recorded under a seed it was not trained with.
+        Earlier steps may train with seeds of their own (one teacher, trained once, that the chains of several
+        seeds share, as the paper's rotation recipe does); every step is recorded with the seed it trained with
+        (``trained_seed`` in ``nntransfer.analysis.results``)."""
+        last = self.configs[-1].seed
+        if last != seed:
+            raise ValueError(f"its last step trains with seed {last!r}, but the chain is named with seed {seed!r}; "
+                             f"a chain is named with its last step's seed: give that Experiment seed={seed!r}, "
+                             f"or the Description seed={last!r}")
 
     def update(self, settings: Sequence[Dict[str, Dict[str, Any]]]) -> "TransferExperiment":
         """Change steps in place, as in the original nntransfer: ``settings[i] = {"dataset": {...}, "model":

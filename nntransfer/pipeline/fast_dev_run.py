@@ -175,7 +175,8 @@ def check_recipe(recipe: Recipe, stored: Optional[Store], runtime: Dict[str, Dic
         store.run(recipe, order=order, runtime=runtime)
     rows = []
     for (description, chain, level), key, done, found in zip(steps, keys, was_stored, store.states(keys)):
-        row = StepStatus(description.name, description.seed, level, chain[level].comment, BLOCKED, id=make_hash(key))
+        row = StepStatus(description.name, description.seed, level, chain[level].comment, BLOCKED, id=make_hash(key),
+                         trained_seed=chain[level].seed)
         if done:
             row.state, row.score = STORED, found.score
         elif found.state == DONE:

@@ -409,7 +409,7 @@ def trained_in_this_process() -> List[str]:
 
 @dataclass
 class StepMeta:
-    """Who a stored step is, for people: recipe name, seed, position in its chain, comment; and its
+    """Who a stored step is, for people: recipe name, the seed it trains with, position in its chain, comment; and its
     ``provenance``, what the store records of what produced it (``nntransfer.provenance.RunProvenance.for_step``:
     versions, recipe path, commit and hash, the code fingerprint; filled in when the step trains if empty)."""
 

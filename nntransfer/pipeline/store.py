@@ -82,7 +82,7 @@ class StepStatus:
     ``forget`` take, as a unique prefix too)."""
 
     name: str
-    seed: int
+    seed: int  # the chain's (its Description's)
     step: int
     comment: str
     state: str
@@ -92,6 +92,7 @@ class StepStatus:
     held_by: str = ""  # for a running step: the process (and cluster job) that holds it, where the store knows
     resumes_after: Optional[int] = None  # for an interrupted step: the epoch of its last checkpoint
     id: str = ""
+    trained_seed: Optional[int] = None  # the seed the step trains with, where it is not the chain's
 
     @property
     def short_id(self) -> str:
@@ -456,7 +457,7 @@ def interrupt_on_sigterm() -> Iterator[None]:
 def step_meta(description: Description, chain: TransferExperiment, level: int, provenance: Optional[RunProvenance] = None) -> StepMeta:
     """Who step ``level`` of ``chain`` is, and what ``provenance`` records of it."""
     key = chain.step_key(level)
-    return StepMeta(description.name, description.seed, level, chain[level].comment, chain[level].to_dict(),
+    return StepMeta(description.name, chain[level].seed, level, chain[level].comment, chain[level].to_dict(),
                     provenance.for_step(key) if provenance is not None else {})
 
 
@@ -482,7 +483,8 @@ def step_status(store: Store, recipe: Recipe, keys: Optional[Sequence[Key]] = No
         if level == 0:
             blocked_chain = None
         row = StepStatus(description.name, description.seed, level, chain[level].comment, found.state, found.score, found.error,
-                         held_by=found.held_by if found.state == RUNNING else "", resumes_after=found.resumes_after, id=make_hash(key))
+                         held_by=found.held_by if found.state == RUNNING else "", resumes_after=found.resumes_after, id=make_hash(key),
+                         trained_seed=chain[level].seed)
         if found.state != DONE and blocked_chain is chain:
             row.state, row.error = BLOCKED, ""
         elif found.state == FAILED:
@@ -497,7 +499,8 @@ def status_table(rows: List[StepStatus], score_label: str = "score", show_ids: b
     header = ["name", "seed", "step", "state", score_label] + (["step id"] if show_ids else []) + ["comment"]
     lines = []
     for r in rows:
-        line = [printable(r.name), str(r.seed), str(r.step), r.state, "" if r.score is None else f"{r.score:.4f}"]
+        seed = str(r.seed) if r.trained_seed in (None, r.seed) else f"{r.seed} (trained {r.trained_seed})"
+        line = [printable(r.name), seed, str(r.step), r.state, "" if r.score is None else f"{r.score:.4f}"]
         lines.append(line + ([r.short_id] if show_ids else []) + [printable(r.comment)])
     widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h) for i, h in enumerate(header)]
     out = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip()]

@@ -317,10 +317,13 @@ def _objective(store: Store, chain: TransferExperiment, space: SearchSpace) -> O
 
 
 def _with_seed(chain: TransferExperiment, seed: int) -> TransferExperiment:
-    """``chain`` on another seed (every step's)."""
+    """``chain`` on another seed: every step that trains with the chain's (its last step's) seed; a step with a
+    seed of its own (a teacher that the chains of every seed share) stays as it is."""
     moved = copy.deepcopy(chain)
+    own = moved[-1].seed
     for step in moved:
-        step.seed = seed
+        if step.seed == own:
+            step.seed = seed
     return moved
 
 

@@ -16,12 +16,15 @@ What is mapped and what is refused (the module docstrings of ``configs.dataset``
 - models: ``CNNModel`` as ``cnn2d`` and ``MLPModel`` as ``mlp`` where their layers are the same, with the
   original layer paths of ``get_intermediate_rep`` translated; ``MNIST1DModelConfig``'s four model types as
   ``orbit_transfer-<type>`` and its learned orbit ``static_equivariance_transfer``
-  (``nntransfer.compat.orbit_transfer.models``, which registers the types); refused: ``TransferModel`` (the
-  2-D learned orbits), ResNet, ViT, the group CNN, LeNet;
+  (``nntransfer.compat.orbit_transfer.models``, which registers the types); the 2-D models of the paper:
+  sinzlab/nntransfer's ResNet-18/34/50 as ``resnet*``, orbit_transfer's ViT as ``orbit_transfer-vit``, its P4
+  group CNN as ``orbit_transfer-gcnn``, and ``TransferModel``'s learned orbits (``LearnedEquivariance``, on
+  images, maps, logits and ViT tokens, and ``AffineLearnedEquivariance``); refused: LeNet, VGG;
 - trainers: ``Classification`` (sinzlab/nntransfer's trainer fields, read as this library reads them, and
   ``scheduler="manual"`` with ``lr_milestones``) and ``SimpleTrainerConfig`` (the MNIST-1D step loop, trained by
   ``nntransfer.compat.orbit_transfer.simple_trainer``); ``TransferMixin``'s representation regularizers
-  (``nntransfer.compat.orbit_transfer.representation``); refused: its ``EquivarianceTransfer`` (the 2-D orbit).
+  (``nntransfer.compat.orbit_transfer.representation``) and its ``EquivarianceTransfer``
+  (``nntransfer.compat.orbit_transfer.equivariance``), with ``switch_teacher`` for learning the orbit.
 """
 
 from nntransfer.compat.orbit_transfer._translate import Refused

@@ -21,6 +21,11 @@ the class maps (``conv<L>`` or ``linear<L>``) and what reads them out (``pool``:
 ``linear``). The original's representation layers (its ``IntermediateLayerGetter`` paths, which its transfer
 methods read: each layer's output before the ReLU) map onto this model's layers by ``original_layers``. PyTorch's default
 initialisation, as the original's; the classes are the data's (MNIST-1D's 10, which the original fixed).
+
+The 2-D experiments' models: ``orbit_transfer-gcnn`` (orbit_transfer/models/group_cnn.py's P4 group CNN,
+``build_gcnn``), ``orbit_transfer-vit`` (orbit_transfer/models/vit.py's ViT on vit-pytorch's transformer of 2021,
+``build_vit``: the same module names, and the same draws from one seed), and the learned orbits of
+``TransferModel``, ``LearnedEquivariance`` and ``AffineLearnedEquivariance``, built by ``learned_orbit_builder``.
 """
 
 from __future__ import annotations
@@ -242,6 +247,121 @@ def build_gcnn(config, input_shape: Tuple[int, int, int], n_classes: int) -> Cor
     return CoreReadoutModel(layers(*named), readout, config.type, input_shape, n_classes)
 
 
+# ---------------------------------------------------------------------- the ViT student of the 2-D experiments
+
+
+class PreNorm(nn.Module):
+    """``fn(LayerNorm(x))`` (vit-pytorch's block wrapper of 2021, whose names the recipes' layer paths use)."""
+
+    def __init__(self, dim: int, fn: nn.Module):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.fn = fn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(self.norm(x))
+
+
+class TokenAttention(nn.Module):
+    """Multi-head self-attention over tokens: ``heads`` heads of width ``dim_head``, the queries, keys and values
+    from one bias-free ``to_qkv``, then ``to_out`` (a linear map back to ``dim``, or nothing for one head as wide as
+    ``dim``), as vit-pytorch's ``Attention`` of 2021 (no dropout: the original set none)."""
+
+    def __init__(self, dim: int, heads: int, dim_head: int):
+        super().__init__()
+        inner = heads * dim_head
+        self.heads = heads
+        self.scale = dim_head ** -0.5
+        self.attend = nn.Softmax(dim=-1)
+        self.to_qkv = nn.Linear(dim, inner * 3, bias=False)
+        project = not (heads == 1 and dim_head == dim)
+        self.to_out = nn.Sequential(nn.Linear(inner, dim), nn.Dropout(0.0)) if project else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, tokens, _ = x.shape
+        q, k, v = (t.reshape(batch, tokens, self.heads, -1).transpose(1, 2) for t in self.to_qkv(x).chunk(3, dim=-1))
+        attention = self.attend(q @ k.transpose(-1, -2) * self.scale)
+        return self.to_out((attention @ v).transpose(1, 2).reshape(batch, tokens, -1))
+
+
+class TokenFeedForward(nn.Module):
+    """``net``: Linear -> GELU -> Dropout -> Linear -> Dropout (dropout 0, as the original's; ``net.4`` is the
+    block's output, which the recipes read)."""
+
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(0.0), nn.Linear(hidden, dim), nn.Dropout(0.0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class TokenTransformer(nn.Module):
+    """``depth`` pre-norm residual blocks, ``layers[i] = [PreNorm(attention), PreNorm(feed-forward)]``, no final
+    norm (vit-pytorch's ``Transformer`` of 2021)."""
+
+    def __init__(self, dim: int, depth: int, heads: int, dim_head: int, mlp_dim: int):
+        super().__init__()
+        self.layers = nn.ModuleList(
+            nn.ModuleList([PreNorm(dim, TokenAttention(dim, heads, dim_head)), PreNorm(dim, TokenFeedForward(dim, mlp_dim))])
+            for _ in range(depth))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for attention, feed_forward in self.layers:
+            x = attention(x) + x
+            x = feed_forward(x) + x
+        return x
+
+
+class PatchTokens(nn.Module):
+    """The core of orbit_transfer's ViT: ``patch`` x ``patch`` patches (row-major; pixels, then channels) mapped to
+    ``dim`` by ``patch_to_embedding``, a learned class token first, learned positions added (``pos_embedding`` and
+    ``cls_token`` drawn from N(0, 1)), the transformer, then the class token's features."""
+
+    def __init__(self, image_size: int, patch: int, channels: int, dim: int, depth: int, heads: int, mlp_dim: int):
+        super().__init__()
+        self.patch_size = patch
+        patches = (image_size // patch) ** 2
+        # made in the original's order, so that one seed draws the same numbers
+        self.pos_embedding = nn.Parameter(torch.randn(1, patches + 1, dim))
+        self.patch_to_embedding = nn.Linear(channels * patch * patch, dim)
+        self.cls_token = nn.Parameter(torch.randn(1, 1, dim))
+        self.transformer = TokenTransformer(dim, depth, heads, dim, mlp_dim)  # per-head width dim, as the original
+        self.to_cls_token = nn.Identity()
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        batch, channels, height, width = images.shape
+        p = self.patch_size
+        patches = images.reshape(batch, channels, height // p, p, width // p, p).permute(0, 2, 4, 3, 5, 1)
+        x = self.patch_to_embedding(patches.reshape(batch, (height // p) * (width // p), p * p * channels))
+        x = torch.cat((self.cls_token.expand(batch, -1, -1), x), dim=1) + self.pos_embedding
+        return self.to_cls_token(self.transformer(x)[:, 0])
+
+
+#: the options of ``orbit_transfer-vit`` and their defaults: the paper's MNIST student (mnist_2d_resnet_vit.py)
+VIT_OPTIONS = {"image_size": 28, "patch_size": 7, "dim": 64, "depth": 6, "heads": 8, "mlp_dim": 128}
+
+
+@register(MODEL_PREFIX + "vit", options=VIT_OPTIONS, input_dims=(3,))
+def build_vit(config, input_shape: Tuple[int, int, int], n_classes: int) -> CoreReadoutModel:
+    """orbit_transfer/models/vit.py ``ViT`` (what ``vit_builder`` built: its config never declared ``orig_vit``):
+    ``PatchTokens`` as the core, ``Linear(dim, mlp_dim) -> GELU -> Linear(mlp_dim, classes)`` as the readout (the
+    original's ``mlp_head``). Each of the ``heads`` attention heads is ``dim`` wide (the original passed ``dim`` as
+    vit-pytorch's ``dim_head``), unlike this library's ``vit`` (torchvision's, ``dim / heads`` wide)."""
+    options = config.options
+    channels, height, width = input_shape
+    size, patch = options["image_size"], options["patch_size"]
+    if (height, width) != (size, size):
+        raise ValueError(f"model type {config.type!r} is built for {size}x{size} images (image_size), the data's are "
+                         f"{height}x{width}")
+    if patch < 1 or size % patch:
+        raise ValueError(f"model type {config.type!r}: image_size {size} is no multiple of patch_size {patch}")
+    for name in ("dim", "depth", "heads", "mlp_dim"):
+        if not isinstance(options[name], int) or options[name] < 1:
+            raise ValueError(f"options: {name!r} of model type {config.type!r} must be a positive whole number, got {options[name]!r}")
+    core = PatchTokens(size, patch, channels, options["dim"], options["depth"], options["heads"], options["mlp_dim"])
+    readout = nn.Sequential(nn.Linear(options["dim"], options["mlp_dim"]), nn.GELU(), nn.Linear(options["mlp_dim"], n_classes))
+    return CoreReadoutModel(core, readout, config.type, input_shape, n_classes)
 
 
 def classification_model_builder(dataloaders: Mapping[str, Any], seed: Optional[int],
@@ -327,12 +447,19 @@ class LearnedEquivariance(nn.Module):
     the logits. Without ``first_layer_transform`` (the original's default: its config had no such field, and its
     builder passed None) the first layer takes the input's kernels as they are, and one map fewer is built.
     Flat outputs act as maps (``flat_as_maps``); ``n``: how often the action is applied. Parameter names are the
-    original's, so its state dicts load."""
+    original's, so its state dicts load.
+
+    ``vit_input``: the hidden layers are a ViT's tokens ``[B, T, C]``; as in the original, the *last* token is
+    set aside as the class token and the other ``T - 1`` (a square number) act as a ``C``-channel square map in
+    their order, then the set-aside token is appended again. orbit_transfer's ViT puts its class token first, so
+    the original moved it into the map and the last patch out of it, and returned the tokens in another order
+    (that token last); kept here as it was, since the student learned under exactly that action."""
 
     def __init__(self, kernel_size: int = 5, group_size: int = 25, num_layers: int = 4, output_size: int = 10,
-                 first_layer_transform: bool = False):
+                 first_layer_transform: bool = False, vit_input: bool = False):
         super().__init__()
         self.kernels = nn.Parameter(torch.randn(group_size, kernel_size, kernel_size))
+        self.vit_input = bool(vit_input)
         self.first_layer_transform = bool(first_layer_transform)
         self.output_size = output_size
         self.num_layers = num_layers
@@ -373,6 +500,8 @@ class LearnedEquivariance(nn.Module):
         if g is None:  # the original returned 0 here: there is nothing to compute without a group element
             raise TypeError("LearnedEquivariance acts on (inputs, group elements): call it as orbit(x, g, layer)")
         kernel, on_logits = self.kernel(torch.as_tensor(g, device=self.kernels.device), l)
+        if self.vit_input and l > 0 and not on_logits:
+            return self._on_tokens(x, kernel, l, n)
         shape = x.shape
         if on_logits:
             if x.dim() != 2 or shape[1] != self.output_size:
@@ -385,18 +514,36 @@ class LearnedEquivariance(nn.Module):
             maps = x
         else:
             raise ValueError(f"the orbit acts on images or flat outputs, not on shape {tuple(shape[1:])}")
+        return self._convolve(maps, kernel, on_logits, n).reshape(shape)
+
+    @staticmethod
+    def _convolve(maps: torch.Tensor, kernel: torch.Tensor, on_logits: bool, n: int) -> torch.Tensor:
+        """``n`` circular convolutions of each sample's maps with its own kernel (1-D over logits, else 2-D)."""
         if not on_logits and maps.shape[-1] < kernel.shape[-1] // 2:
             raise ValueError(f"a map of {maps.shape[-2]}x{maps.shape[-1]} is smaller than the circular padding of "
                              f"the orbit's {kernel.shape[-1]}x{kernel.shape[-1]} kernels")
         # each sample its own kernel: samples become the channels of one grouped convolution
         maps = maps.transpose(0, 1)
-        size = kernel.shape[-1]
-        pad = circular_padding(size)
+        pad = circular_padding(kernel.shape[-1])
         padding = pad if on_logits else pad + pad
         convolve = F.conv1d if on_logits else F.conv2d
         for _ in range(n):
             maps = convolve(F.pad(maps, padding, mode="circular"), kernel.unsqueeze(1), groups=kernel.shape[0])
-        return maps.transpose(0, 1).reshape(shape)
+        return maps.transpose(0, 1)
+
+    def _on_tokens(self, x: torch.Tensor, kernel: torch.Tensor, layer: int, n: int) -> torch.Tensor:
+        """The action on a ViT's tokens ``[B, T, C]`` (see the class docstring)."""
+        if x.dim() != 3:
+            raise ValueError(f"with vit_input the orbit acts on tokens [batch, tokens, channels] in layer {layer}; got "
+                             f"an output of shape {tuple(x.shape[1:])}")
+        batch, tokens, channels = x.shape
+        side = math.isqrt(tokens - 1)
+        if side * side != tokens - 1:
+            raise ValueError(f"with vit_input the orbit reads {tokens} - 1 tokens of layer {layer} as a square map; "
+                             f"{tokens - 1} is no square")
+        grid = x[:, :-1].transpose(1, 2).reshape(batch, channels, side, side)
+        acted = self._convolve(grid, kernel, False, n)
+        return torch.cat([acted.flatten(2).transpose(1, 2), x[:, -1:]], dim=1)
 
 
 
@@ -474,7 +621,8 @@ def learned_orbit_builder(dataloaders: Mapping[str, Any], seed: Optional[int],
             orbit = AffineLearnedEquivariance(options["group_size"], options["num_layers"], options["include_channels"])
         else:
             orbit = LearnedEquivariance(options["kernel_size"], options["group_size"], options["num_layers"],
-                                        options["output_size"], options["first_layer_transform"])
+                                        options["output_size"], options["first_layer_transform"],
+                                        options.get("vit_input", False))
     if state_dict is not None:
         orbit.load_state_dict({name: torch.as_tensor(value) for name, value in state_dict.items()})
     return orbit

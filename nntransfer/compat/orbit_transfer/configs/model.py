@@ -3,8 +3,10 @@
 library's ``ClassificationModelConfig``.
 
 Mapped: the CNN (orbit_transfer/models/cnn.py) as ``cnn2d`` and the MLP (orbit_transfer/models/mlp.py) as
-``mlp``, where the layers are the same (see ``CNNModel`` and ``MLPModel``), with the original's layer paths in
-``get_intermediate_rep`` translated to ours. Refused (one line each): the other model types.
+``mlp``, where the layers are the same (see ``CNNModel`` and ``MLPModel``); sinzlab/nntransfer's ResNets as
+``resnet18/34/50``; orbit_transfer's ViT, P4 group CNN and learned orbits as the ``orbit_transfer-*`` types of
+``nntransfer.compat.orbit_transfer.models``; each with the original's layer paths in ``get_intermediate_rep``
+translated to ours. Refused (one line each): the other model types, and settings a mapped type cannot be.
 """
 
 from __future__ import annotations
@@ -42,14 +44,60 @@ GCNN_LAYERS = {**{f"{kind}{i}": f"core.{kind}{i}" for kind in ("conv", "pool") f
 
 #: the original MNIST models have 10 outputs; ours read the number of classes from the data
 MNIST_CLASSES = 10
+#: what orbit_transfer's vit_builder read besides the classes and channels
+VIT_FIELDS = ("image_size", "patch_size", "dim", "depth", "heads", "mlp_dim")
 
-_UNMAPPED_TYPES = {
-    "vit": "orbit_transfer's ViT (models/vit.py, per-head width 64) differs from nntransfer's vit (per-head width 8)",
-}
+#: the ResNets of sinzlab/nntransfer's resnet_builder that this library builds (``resnet18``, ``resnet34``,
+#: ``resnet50``: the same blocks, widths and strides)
+RESNET_DEPTHS = {"resnet18": (2, 2, 2, 2), "resnet34": (3, 4, 6, 3), "resnet50": (3, 4, 6, 3)}
+
+
+def resnet_layer_paths(model_type: str, stem_pool: bool) -> Dict[str, str]:
+    """sinzlab/nntransfer's ResNet (torchvision's module names) -> this library's ``resnet*`` paths."""
+    blocks = RESNET_DEPTHS[model_type]
+    parts = ("conv1", "bn1", "conv2", "bn2") + (("conv3", "bn3") if model_type == "resnet50" else ())
+    paths = {"conv1": "core.stem.conv", "bn1": "core.stem.bn", "maxpool": "core.stem.pool" if stem_pool else "core.stem.relu",
+             "avgpool": "readout.pool", "flatten": "readout.flatten", "fc": "readout.fc"}
+    for stage, count in enumerate(blocks, start=1):
+        paths[f"layer{stage}"] = f"core.layer{stage}"
+        for block in range(count):
+            here = f"layer{stage}.{block}"
+            paths[here] = f"core.{here}"
+            paths.update({f"{here}.{part}": f"core.{here}.{part}" for part in parts})
+            if block == 0 and (stage > 1 or model_type == "resnet50"):
+                paths.update({f"{here}.downsample.0": f"core.{here}.shortcut.conv",
+                              f"{here}.downsample.1": f"core.{here}.shortcut.bn"})
+    return paths
+
+
+#: orbit_transfer/models/vit.py ViT's layer paths -> those of the model type ``orbit_transfer-vit``
+def vit_layer_paths(depth: int) -> Dict[str, str]:
+    paths = {"mlp_head.0": "readout.0", "mlp_head.1": "readout.1", "mlp_head.2": "readout.2", "mlp_head": "readout",
+             "to_cls_token": "core.to_cls_token", "transformer": "core.transformer",
+             "patch_to_embedding": "core.patch_to_embedding"}
+    for i in range(depth):
+        here = f"transformer.layers.{i}"
+        paths.update({f"{here}.0": f"core.{here}.0", f"{here}.1": f"core.{here}.1",
+                      f"{here}.0.norm": f"core.{here}.0.norm", f"{here}.1.norm": f"core.{here}.1.norm",
+                      f"{here}.0.fn": f"core.{here}.0.fn", f"{here}.1.fn": f"core.{here}.1.fn",
+                      f"{here}.0.fn.to_qkv": f"core.{here}.0.fn.to_qkv", f"{here}.0.fn.to_out": f"core.{here}.0.fn.to_out",
+                      f"{here}.0.fn.attend": f"core.{here}.0.fn.attend"})
+        paths.update({f"{here}.1.fn.net.{k}": f"core.{here}.1.fn.net.{k}" for k in range(5)})
+        paths.update({f"{here}.0.fn.to_out.{k}": f"core.{here}.0.fn.to_out.{k}" for k in range(2)})
+    return paths
+
+
+#: sinzlab/nntransfer's resnet_builder reads these fields of orbit_transfer's ClassificationModel / MNISTModel
+RESNET_READ = ("conv_stem_kernel_size", "conv_stem_padding", "conv_stem_stride", "core_stride", "max_pool_after_stem",
+               "adaptive_pooling", "advanced_init", "zero_init_residual", "num_classes", "input_channels")
 
 
 def _take_common(owner: str, original: Dict[str, Any]) -> None:
-    """The ResNet/VGG fields of orbit_transfer's ClassificationModel: unread by the CNN and MLP builders."""
+    """The ResNet/VGG fields of orbit_transfer's ClassificationModel: unread by the CNN and MLP builders; those
+    that change what a model is (a pretrained download, a noise-adversarial head) are refused, as none is mapped."""
+    for name in ("pretrained", "noise_adv_classification", "noise_adv_regression"):
+        if original.get(name):
+            raise Refused(owner, f"{name}=True: orbit_transfer's model builder's {name} is not mapped")
     for name in ORIGINAL_CLASSIFICATION:
         if name != "type":
             original.pop(name, None)
@@ -106,8 +154,9 @@ def mlp_layer_paths(num_layers: int, dropout: Any) -> Dict[str, str]:
 
 
 class ClassificationModel(OriginalFields, ClassificationModelConfig):
-    """orbit_transfer/configs/model/classification.py (the default type, ``resnet50``, and the types other than
-    ``cnn`` and ``mlp`` are refused with one line)."""
+    """orbit_transfer/configs/model/classification.py: the types ``cnn``, ``mlp``, ``gcnn``, ``vit``,
+    ``resnet18/34/50`` and the learned orbit ``equiv_transfer`` (``TransferModel``); other types are refused with
+    one line."""
 
     ORIGINAL = {**ORIGINAL_MODEL, **ORIGINAL_CLASSIFICATION}
 
@@ -127,8 +176,12 @@ class ClassificationModel(OriginalFields, ClassificationModelConfig):
             return self._learned_orbit(owner, original)
         if model_type == "gcnn":
             return self._gcnn(owner, original)
-        raise Refused(owner, f"type={model_type!r}: " + _UNMAPPED_TYPES.get(
-            model_type, "this orbit_transfer model type is not mapped onto nntransfer's model types"))
+        if model_type in RESNET_DEPTHS:
+            return self._resnet(owner, model_type, original)
+        if model_type == "vit":
+            return self._vit(owner, original)
+        raise Refused(owner, f"type={model_type!r}: this orbit_transfer model type is not mapped onto nntransfer's "
+                             f"model types (mapped: cnn, mlp, gcnn, vit, {', '.join(RESNET_DEPTHS)}, equiv_transfer)")
 
     def _common(self, owner: str, original: Dict[str, Any]) -> None:
         _take_common(owner, original)
@@ -194,6 +247,82 @@ class ClassificationModel(OriginalFields, ClassificationModelConfig):
 
 
     @staticmethod
+    def _resnet(owner: str, model_type: str, original: Dict[str, Any]) -> Dict[str, Any]:
+        """sinzlab/nntransfer models/resnet.py ``resnet_builder`` (torchvision's blocks; the stem from the config;
+        PyTorch's default initialisation unless ``advanced_init``; ``AvgPool2d(4)`` before ``fc`` unless
+        ``adaptive_pooling``) as this library's ``resnet18/34/50``, which has the same blocks, widths, strides and
+        initialisation and averages globally: the same network wherever the last maps are 4x4 (MNIST's 28x28 with
+        the default stem). Refused in one line: what it cannot be (another input, ``core_stride``, the
+        ``advanced_init`` initialisation, a pool that is not global)."""
+        read = {name: original.pop(name, ORIGINAL_CLASSIFICATION.get(name)) for name in RESNET_READ}
+        width, height = original.pop("input_width", None), original.pop("input_height", None)
+        for name in ("core_type", "avg_pool", "readout_type", "num_noise_readout_layers", "noise_sigmoid_output",
+                     "pretrained_path", "add_buffer", "comment"):
+            original.pop(name, None)  # read by no part of resnet_builder
+        _take_common(owner, original)
+        rep = original.pop("get_intermediate_rep", {}) or {}
+        dropout = original.pop("dropout", 0.0)
+        refuse_leftovers(owner, original)
+        if read["num_classes"] != MNIST_CLASSES:
+            raise Refused(owner, f"num_classes={read['num_classes']!r}: the models here have as many outputs as the data has "
+                                 f"classes; only MNIST's {MNIST_CLASSES} are mapped (MNISTModel declares it)")
+        if read["input_channels"] != 1 or (width, height) not in ((28, 28), (None, None)):
+            raise Refused(owner, f"input_channels={read['input_channels']!r}, input {width}x{height}: only MNIST's "
+                                 "28x28 images of one channel are mapped")
+        if dropout:
+            raise Refused(owner, f"dropout={dropout!r}: resnet_builder's ResNet has no dropout")
+        if read["core_stride"] != 1:
+            raise Refused(owner, f"core_stride={read['core_stride']!r}: a strided first stage has no counterpart in resnet*")
+        if read["advanced_init"]:
+            raise Refused(owner, "advanced_init=True: the fan-out Kaiming initialisation is not mapped (resnet* starts "
+                                 "from PyTorch's defaults, as the original did without it)")
+        if read["zero_init_residual"]:
+            warn_once(owner, "zero_init_residual=True is read by resnet_builder only with advanced_init=True (dropped)")
+        kernel, stride, padding = (integral(owner, name, read[name]) for name in
+                                   ("conv_stem_kernel_size", "conv_stem_stride", "conv_stem_padding"))
+        pool = bool(read["max_pool_after_stem"])
+        side = (28 + 2 * padding - kernel) // stride + 1
+        side = (side - 1) // 2 + 1 if pool else side
+        for _ in range(3):
+            side = (side - 1) // 2 + 1
+        if not read["adaptive_pooling"] and side != 4:
+            raise Refused(owner, f"the last maps are {side}x{side} and the original pooled them with AvgPool2d(4), "
+                                 "which is no global average there: set adaptive_pooling=True")
+        return {
+            "type": model_type,
+            "options": {"stem_kernel": kernel, "stem_stride": stride, "stem_padding": padding, "stem_pool": pool,
+                        "zero_init_residual": False},
+            "dropout": 0.0, "batch_norm": True, "readout_bias": True,
+            "get_intermediate_rep": _paths(owner, rep, resnet_layer_paths(model_type, pool)),
+        }
+
+    @staticmethod
+    def _vit(owner: str, original: Dict[str, Any]) -> Dict[str, Any]:
+        """orbit_transfer/models/vit.py ``vit_builder``: its own ``ViT`` (the config never declared ``orig_vit``, so
+        vit-pytorch's own was never built) as the model type ``orbit_transfer-vit``
+        (``nntransfer.compat.orbit_transfer.models.build_vit``); it read ``image_size``, ``patch_size``,
+        ``num_classes``, ``channels``, ``dim``, ``depth``, ``heads``, ``mlp_dim`` and nothing else."""
+        if original.pop("orig_vit", None):
+            raise Refused(owner, "orig_vit=True: vit-pytorch's own ViT is not mapped (orbit_transfer's ViT is)")
+        options = {name: integral(owner, name, original.pop(name)) for name in
+                   ("image_size", "patch_size", "dim", "depth", "heads", "mlp_dim") if name in original}
+        missing = sorted(set(VIT_FIELDS) - set(options))
+        if missing:
+            raise Refused(owner, f"{', '.join(missing)} not set: vit_builder read them from the config, which declared none")
+        classes, channels = original.pop("num_classes", None), original.pop("channels", None)
+        if classes != MNIST_CLASSES or channels != 1:
+            raise Refused(owner, f"num_classes={classes!r}, channels={channels!r}: only MNIST's {MNIST_CLASSES} classes "
+                                 "and one channel are mapped")
+        for name in ("emb_dropout", "dropout", "comment"):
+            original.pop(name, None)  # orbit_transfer's ViT has no dropout; emb_dropout went to vit-pytorch's only
+        _take_common(owner, original)
+        rep = original.pop("get_intermediate_rep", {}) or {}
+        refuse_leftovers(owner, original)
+        return {"fn": MNIST1D_BUILDER, "type": MODEL_PREFIX + "vit", "options": options, "dropout": 0.0,
+                "readout_bias": True, "batch_norm": False,
+                "get_intermediate_rep": _paths(owner, rep, vit_layer_paths(options["depth"]))}
+
+    @staticmethod
     def _gcnn(owner: str, original: Dict[str, Any]) -> Dict[str, Any]:
         """orbit_transfer/models/group_cnn.py ``gcnn_builder``: ``GCNN`` or ``GCNN_small`` (``small``), with
         ``output_size`` outputs; it read nothing else. The fields of the CNN the recipes' teacher class sets for
@@ -225,13 +354,16 @@ class ClassificationModel(OriginalFields, ClassificationModelConfig):
             value = original.pop(name, unread)
             if value not in (unread, None, {}):
                 raise Refused(owner, f"{name}={value!r}: LearnedEquivariance does not read it")
-        if original.pop("vit_input", None):
-            raise Refused(owner, "vit_input=True: the learned orbit on a ViT's tokens is not mapped (no ViT is)")
+        vit_input = bool(original.pop("vit_input", None))
         if original.pop("spatial_transformer", None):
+            if vit_input:
+                raise Refused(owner, "vit_input=True with spatial_transformer=True: the affine orbit did not read it")
             return _affine_orbit(owner, original)
         options = {name: integral(owner, name, original.pop(name))
                    for name in ("kernel_size", "group_size", "num_layers", "output_size")}
         options["first_layer_transform"] = bool(original.pop("first_layer_transform", None))
+        if vit_input:  # left out of the key when unset, as before it was mapped
+            options["vit_input"] = True
         for name in ("only_translation", "prevent_translation", "include_channels", "gaussian_transform",
                      "random_transform_init", "gaussian_std_init"):
             if original.pop(name, None):
@@ -264,7 +396,8 @@ def _affine_orbit(owner: str, original: Dict[str, Any]) -> Dict[str, Any]:
 
 
 class MNISTModel(ClassificationModel):
-    """orbit_transfer/configs/model/simple_2d.py MNISTModel (LeNet-5 by default; refused: not mapped)."""
+    """orbit_transfer/configs/model/simple_2d.py MNISTModel: LeNet-5 by default (refused: not mapped); with
+    ``type="resnet18"`` (mnist_2d_resnet_vit.py's teacher) sinzlab/nntransfer's ResNet-18 (``_resnet``)."""
 
     ORIGINAL = {"type": "lenet5", "num_classes": 10, "input_width": 28, "input_height": 28, "input_channels": 1}
 
