@@ -64,7 +64,9 @@ def recipe(tmp_path, monkeypatch):
     return path
 
 
-def test_the_example_checks_and_trains(recipe, tmp_path):
+def test_the_example_checks_and_trains_on_both_stores(recipe, tmp_path, db_prefix):
+    import nntransfer
+
     work = tmp_path / "work"
     args = ["run", str(recipe), "--workdir", str(work), "--quiet"]
     assert main(args + ["--dry-run"]) == 0
@@ -73,6 +75,10 @@ def test_the_example_checks_and_trains(recipe, tmp_path):
     assert main(args) == 0
     assert any(p.is_file() for p in work.rglob("*"))
     assert main(args + ["--dry-run"]) == 0  # now reused
+    local = nntransfer.run(str(recipe), store=f"local:{work}", progress=False)
+    tables = nntransfer.run(str(recipe), store=f"datajoint:{db_prefix}_bias_example", progress=False)
+    assert [row.state for row in tables] == ["done"] * len(local)
+    assert [row.score for row in tables] == pytest.approx([row.score for row in local], rel=1e-5)  # same numbers
 
 
 def example_configs():

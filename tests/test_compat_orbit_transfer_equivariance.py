@@ -124,12 +124,16 @@ def shrunk_rotation() -> str:
     ("cnn_linear", "Translation Invariant Equivariance Transfer (repititions:2, id_between_filters:True, id_factor:10.0)"),
     ("rotation", "Rotation Invariant Equivariance Transfer G: 8"),
     ("resnet_vit", RESNET_VIT_ORBIT),  # its trainer trains one epoch as written
+    ("loss_ablation", "Translation Invariant Equivariance Transfer (CUT first_layer_transform: False, id:0.0, equiv:1.0, "
+                      "inv:0.0, ce:0.0)"),
 ])
 def test_a_shrunk_learned_orbit_chain_trains_on_both_stores(name, chain, aistats_mnist_dir, tmp_path, db_prefix):
     import nntransfer
 
     text = {"cnn_linear": shrunk_cnn_linear, "rotation": shrunk_rotation,
-            "resnet_vit": lambda: module_text("mnist_2d_resnet_vit")}[name]()
+            "resnet_vit": lambda: module_text("mnist_2d_resnet_vit"),
+            "loss_ablation": lambda: module_text("mnist_2d_cnn_linear_loss_ablation").replace("self.max_iter = 400",
+                                                                                                "self.max_iter = 2")}[name]()
     path = write(tmp_path, name, text)
     assert chain in [d.name for d in load_recipe(path).transfer_experiments]
     scores = {}
