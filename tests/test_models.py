@@ -35,8 +35,9 @@ from nntransfer.models.utils import load_state_dict_leniently
 
 TASK = TASK_KEY
 # Smallest test image size per type family (LeNet-5 needs 12+, VGG's five poolings need 32, cnn2d's pools 12+,
-# orbit_transfer's GCNN 10+).
-TEST_SIZE = {"lenet5": 16, "vgg": 32, "cnn2d": 16, "orbit_transfer-gcnn": 16}
+# orbit_transfer's GCNN 10+, orbit_transfer's ViT a multiple of its 7x7 patches).
+TEST_SIZE = {"lenet5": 16, "bias_transfer-lenet5": 16, "vgg": 32, "cnn2d": 16, "orbit_transfer-gcnn": 16,
+             "orbit_transfer-vit": 28}
 
 
 def size_for(model_type: str) -> int:

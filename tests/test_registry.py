@@ -108,7 +108,7 @@ def _smallest_fitting_model(config, channels=3, n_classes=4):
     """The model of ``config`` on the smallest of a few input sizes it accepts (square images, or signals
     ``(channels, length)`` for a type that takes those): ``(model, input shape)``."""
     signals = model_spec(config.type).input_dims == (2,)
-    for size in (8, 16, 32, 64):
+    for size in (8, 16, 28, 32, 64):  # 28: MNIST's, which a ViT of 7x7 patches needs
         shape = (channels, size) if signals else (channels, size, size)
         try:
             return build_model(config, shape, n_classes, seed=0), shape

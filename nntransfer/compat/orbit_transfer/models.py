@@ -338,8 +338,9 @@ class PatchTokens(nn.Module):
         return self.to_cls_token(self.transformer(x)[:, 0])
 
 
-#: the options of ``orbit_transfer-vit`` and their defaults: the paper's MNIST student (mnist_2d_resnet_vit.py)
-VIT_OPTIONS = {"image_size": 28, "patch_size": 7, "dim": 64, "depth": 6, "heads": 8, "mlp_dim": 128}
+#: the options of ``orbit_transfer-vit`` and their defaults: the paper's MNIST student (mnist_2d_resnet_vit.py);
+#: ``image_size`` None: the data's side (the original's field, set by its recipes, must match the data)
+VIT_OPTIONS = {"image_size": None, "patch_size": 7, "dim": 64, "depth": 6, "heads": 8, "mlp_dim": 128}
 
 
 @register(MODEL_PREFIX + "vit", options=VIT_OPTIONS, input_dims=(3,))
@@ -350,12 +351,13 @@ def build_vit(config, input_shape: Tuple[int, int, int], n_classes: int) -> Core
     vit-pytorch's ``dim_head``), unlike this library's ``vit`` (torchvision's, ``dim / heads`` wide)."""
     options = config.options
     channels, height, width = input_shape
-    size, patch = options["image_size"], options["patch_size"]
+    size, patch = options["image_size"] or height, options["patch_size"]
     if (height, width) != (size, size):
         raise ValueError(f"model type {config.type!r} is built for {size}x{size} images (image_size), the data's are "
                          f"{height}x{width}")
-    if patch < 1 or size % patch:
-        raise ValueError(f"model type {config.type!r}: image_size {size} is no multiple of patch_size {patch}")
+    if not isinstance(patch, int) or patch < 1 or size % patch:
+        raise ValueError(f"model type {config.type!r}: patch_size {patch!r} does not fit images of {size}x{size} "
+                         "(their side must be a multiple of it)")
     for name in ("dim", "depth", "heads", "mlp_dim"):
         if not isinstance(options[name], int) or options[name] < 1:
             raise ValueError(f"options: {name!r} of model type {config.type!r} must be a positive whole number, got {options[name]!r}")

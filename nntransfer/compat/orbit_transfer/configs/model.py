@@ -53,10 +53,11 @@ RESNET_DEPTHS = {"resnet18": (2, 2, 2, 2), "resnet34": (3, 4, 6, 3), "resnet50":
 
 
 def resnet_layer_paths(model_type: str, stem_pool: bool) -> Dict[str, str]:
-    """sinzlab/nntransfer's ResNet (torchvision's module names) -> this library's ``resnet*`` paths."""
+    """sinzlab/nntransfer's ResNet (torchvision's module names) -> this library's ``resnet*`` paths. A block's
+    ``relu`` is left out: the original applied that one in-place module twice per block."""
     blocks = RESNET_DEPTHS[model_type]
     parts = ("conv1", "bn1", "conv2", "bn2") + (("conv3", "bn3") if model_type == "resnet50" else ())
-    paths = {"conv1": "core.stem.conv", "bn1": "core.stem.bn", "maxpool": "core.stem.pool" if stem_pool else "core.stem.relu",
+    paths = {"conv1": "core.stem.conv", "bn1": "core.stem.bn", "relu": "core.stem.relu", "maxpool": "core.stem.pool" if stem_pool else "core.stem.relu",
              "avgpool": "readout.pool", "flatten": "readout.flatten", "fc": "readout.fc"}
     for stage, count in enumerate(blocks, start=1):
         paths[f"layer{stage}"] = f"core.layer{stage}"
@@ -65,13 +66,13 @@ def resnet_layer_paths(model_type: str, stem_pool: bool) -> Dict[str, str]:
             paths[here] = f"core.{here}"
             paths.update({f"{here}.{part}": f"core.{here}.{part}" for part in parts})
             if block == 0 and (stage > 1 or model_type == "resnet50"):
-                paths.update({f"{here}.downsample.0": f"core.{here}.shortcut.conv",
+                paths.update({f"{here}.downsample": f"core.{here}.shortcut", f"{here}.downsample.0": f"core.{here}.shortcut.conv",
                               f"{here}.downsample.1": f"core.{here}.shortcut.bn"})
     return paths
 
 
-#: orbit_transfer/models/vit.py ViT's layer paths -> those of the model type ``orbit_transfer-vit``
 def vit_layer_paths(depth: int) -> Dict[str, str]:
+    """orbit_transfer/models/vit.py ViT's layer paths (``depth`` blocks) -> those of ``orbit_transfer-vit``."""
     paths = {"mlp_head.0": "readout.0", "mlp_head.1": "readout.1", "mlp_head.2": "readout.2", "mlp_head": "readout",
              "to_cls_token": "core.to_cls_token", "transformer": "core.transformer",
              "patch_to_embedding": "core.patch_to_embedding"}
@@ -257,7 +258,7 @@ class ClassificationModel(OriginalFields, ClassificationModelConfig):
         read = {name: original.pop(name, ORIGINAL_CLASSIFICATION.get(name)) for name in RESNET_READ}
         width, height = original.pop("input_width", None), original.pop("input_height", None)
         for name in ("core_type", "avg_pool", "readout_type", "num_noise_readout_layers", "noise_sigmoid_output",
-                     "pretrained_path", "add_buffer", "comment"):
+                     "pretrained_path", "add_buffer"):
             original.pop(name, None)  # read by no part of resnet_builder
         _take_common(owner, original)
         rep = original.pop("get_intermediate_rep", {}) or {}
@@ -313,7 +314,7 @@ class ClassificationModel(OriginalFields, ClassificationModelConfig):
         if classes != MNIST_CLASSES or channels != 1:
             raise Refused(owner, f"num_classes={classes!r}, channels={channels!r}: only MNIST's {MNIST_CLASSES} classes "
                                  "and one channel are mapped")
-        for name in ("emb_dropout", "dropout", "comment"):
+        for name in ("emb_dropout", "dropout"):
             original.pop(name, None)  # orbit_transfer's ViT has no dropout; emb_dropout went to vit-pytorch's only
         _take_common(owner, original)
         rep = original.pop("get_intermediate_rep", {}) or {}
