@@ -286,8 +286,9 @@ def sweep_results(chains):
     for index in range(chains):
         name = f"lr {index}"
         for step, test_set in enumerate(("0-4", "5-9")):
-            who = dict(name=name, seed=1, step=step, comment=f"pre-train -> {test_set}"[: 9 if step == 0 else None])
             config_id = f"{index}-{step}"
+            who = dict(name=name, seed=1, step=step, trained_seed=1, step_id=f"{config_id}-1",
+                       comment=f"pre-train -> {test_set}"[: 9 if step == 0 else None])
             status.append(dict(who, state="done", score=0.9, error="", chain_steps=2, chain_complete=True))
             steps.append(dict(who, label=name, state="done", config_id=config_id, shared_by=name, scratch_id=config_id,
                               test_set=test_set))

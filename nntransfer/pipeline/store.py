@@ -92,7 +92,7 @@ class StepStatus:
     held_by: str = ""  # for a running step: the process (and cluster job) that holds it, where the store knows
     resumes_after: Optional[int] = None  # for an interrupted step: the epoch of its last checkpoint
     id: str = ""
-    trained_seed: Optional[int] = None  # the seed the step trains with, where it is not the chain's
+    trained_seed: Optional[int] = None  # the seed the step trains with (its Experiment's; None: not known)
 
     @property
     def short_id(self) -> str:
