@@ -59,6 +59,7 @@ def cnn_linear_chains_that_run() -> str:
     return head + transfer
 
 
+@pytest.mark.slow
 def test_the_transfer_and_student_chains_of_mnist_2d_cnn_linear_check_and_train(aistats_mnist_dir, tmp_path, capsys):
     recipe = tmp_path / "cnn_linear.py"
     recipe.write_text(cnn_linear_chains_that_run())

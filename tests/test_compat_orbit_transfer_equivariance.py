@@ -120,6 +120,7 @@ def shrunk_rotation() -> str:
     return module_text("mnist_2d_rotation").replace("self.max_iter = 200", "self.max_iter = 2").split("##### KD ##########")[0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, chain", [
     ("cnn_linear", "Translation Invariant Equivariance Transfer (repititions:2, id_between_filters:True, id_factor:10.0)"),
     ("rotation", "Rotation Invariant Equivariance Transfer G: 8"),

@@ -79,6 +79,7 @@ def test_each_mnist_1d_module_passes_the_fast_dev_run(name, tmp_path, capsys):
     assert re.search(r"(\d+) checked, 0 broke", out) and not work.exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", marked(MODULES, fast=["mnist_1d_shift"]))
 def test_a_shrunk_equivariance_chain_of_each_module_trains_on_both_stores(name, tmp_path, db_prefix):
     import nntransfer
