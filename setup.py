@@ -42,8 +42,10 @@ setup(
         # the gcnn model type's backend="escnn" (steerable R2Conv layers); not in "test": its lie-learn needs
         # numpy<2 (pandas 3 needs numpy>=2) and its py3nj builds from source with a Fortran compiler
         "escnn": ["escnn>=1.0.11"],
+        # vit-pytorch 0.20 (Sept 2021): the transformer orbit_transfer's ViT was built on, which the compat ViT is
+        # tested against (tests/test_compat_orbit_transfer_equivariance.py)
         "test": ["datajoint>=0.14.3,<0.15", "nnfabrik==0.2.1", "pytest", "scikit-learn", "mnist1d>=0.0.2", "mlxtend", "nbclient", "nbformat", "ipykernel", "ruff", "tensorboard",
-                 "mlflow-skinny>=2.10"],
+                 "mlflow-skinny>=2.10", "vit-pytorch==0.20.0"],
     },
     entry_points={
         "console_scripts": ["nntransfer=nntransfer.cli.main:main"],

@@ -220,8 +220,7 @@ def test_the_resnet_vit_teacher_student_and_orbit_mean_the_originals():
         with pytest.raises(Refused, match=message.replace("(", r"\(").replace(")", r"\)")):
             ns["TeacherModel"](**field)
     # orbit_transfer/models/vit.py ViT (vit_builder without orig_vit): per-head width dim, no final norm,
-    # mlp_head Linear-GELU-Linear; 901,770 parameters (compared with vit-pytorch 0.20's Transformer: the same
-    # draws from one seed and the same logits, in the closing note)
+    # mlp_head Linear-GELU-Linear; 901,770 parameters (against vit-pytorch's transformer: the test below)
     student_rep = {f"transformer.layers.{i}.1.fn.net.4": f"out.{k}" for k, i in enumerate((0, 1, 2, 3, 5), start=1)}
     student = ns["StudentModel"](get_intermediate_rep={**student_rep, "mlp_head.2": "out.6"}).to_dict()
     assert (student["type"], student["options"]) == ("orbit_transfer-vit", {"image_size": 28, "patch_size": 7, "dim": 64,
@@ -238,6 +237,56 @@ def test_the_resnet_vit_teacher_student_and_orbit_mean_the_originals():
                                         first_layer_transform=True).to_dict()["options"]
     assert orbit_options == {"kernel_size": 5, "group_size": 25, "num_layers": 6, "output_size": 10,
                              "first_layer_transform": True, "vit_input": True}
+
+
+class OriginalViT(nn.Module):
+    """orbit_transfer/models/vit.py ``ViT`` (what its ``vit_builder`` built), restated on the real transformer it
+    imported, vit-pytorch's (0.20, of its time): its parameters in its order, its forward."""
+
+    def __init__(self, *, image_size, patch_size, num_classes, dim, depth, heads, mlp_dim, channels):
+        from vit_pytorch.vit import Transformer
+
+        super().__init__()
+        self.patch_size = patch_size
+        self.pos_embedding = nn.Parameter(torch.randn(1, (image_size // patch_size) ** 2 + 1, dim))
+        self.patch_to_embedding = nn.Linear(channels * patch_size ** 2, dim)
+        self.cls_token = nn.Parameter(torch.randn(1, 1, dim))
+        self.transformer = Transformer(dim, depth, heads, dim, mlp_dim)
+        self.to_cls_token = nn.Identity()
+        self.mlp_head = nn.Sequential(nn.Linear(dim, mlp_dim), nn.GELU(), nn.Linear(mlp_dim, num_classes))
+
+    def forward(self, img):
+        from einops import rearrange
+
+        p = self.patch_size
+        x = self.patch_to_embedding(rearrange(img, "b c (h p1) (w p2) -> b (h w) (p1 p2 c)", p1=p, p2=p))
+        x = torch.cat((self.cls_token.expand(img.shape[0], -1, -1), x), dim=1)
+        x += self.pos_embedding
+        return self.mlp_head(self.to_cls_token(self.transformer(x)[:, 0]))
+
+
+def test_the_vit_is_orbit_transfers_on_vit_pytorchs_transformer_with_its_names_draws_and_logits():
+    from nntransfer.compat.orbit_transfer.configs.model import vit_layer_paths
+    from nntransfer.models.builder import classification_model_builder
+
+    ns = recipe_namespace("mnist_2d_resnet_vit", "seed = 42")
+    student = ns["StudentModel"]().to_dict()
+    data = {"train": torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.rand(10, 1, 28, 28), torch.arange(10)))}
+    ours = classification_model_builder(data, seed=42, **student)
+    torch.manual_seed(42)  # as orbit_transfer's classification_model_builder did before building
+    original = OriginalViT(image_size=28, patch_size=7, num_classes=10, channels=1, dim=64, depth=6, heads=8, mlp_dim=128)
+    paths = vit_layer_paths(6)
+    renamed = {}
+    for name, value in original.state_dict().items():
+        module, _, leaf = name.rpartition(".")
+        renamed[f"{paths[module]}.{leaf}" if module else f"core.{leaf}"] = value
+    ours_state = ours.state_dict()
+    assert set(renamed) == set(ours_state)  # every parameter of the original has its place, and nothing else
+    assert all(torch.equal(renamed[name], ours_state[name]) for name in ours_state)  # one seed, the same draws
+    x = torch.rand(5, 1, 28, 28)
+    assert torch.allclose(ours(x), original(x), atol=1e-6)
+    modules = dict(original.named_modules())
+    assert all(path in modules for path in paths)  # the translated layer paths are the original's
 
 
 def test_on_vit_tokens_the_orbit_moves_all_but_the_last_token_as_a_map():
@@ -322,7 +371,8 @@ def test_the_rotation_teacher_and_orbit_mean_the_originals(caplog, monkeypatch):
 
 
 def test_the_group_cnn_has_the_originals_layers_and_its_convolutions_turn_with_the_input():
-    from nntransfer.compat.orbit_transfer.models import P4Conv, build_gcnn, rotate_p4
+    from nntransfer.compat.orbit_transfer.models import build_gcnn
+    from nntransfer.models.group_cnn import rotate_group_maps
 
     model = build_gcnn(SimpleNamespace(type="orbit_transfer-gcnn", options={"small": False}), (1, 28, 28), 10)
     # group_cnn.py GCNN: ConvZ2P4(1, 8, 5), ConvP4(8, 32, 3), ConvP4(32, 64, 3), ConvP4(64, 10, 3), with biases;
@@ -334,12 +384,12 @@ def test_the_group_cnn_has_the_originals_layers_and_its_convolutions_turn_with_t
     model.core.pool1.register_forward_hook(lambda module, args, out: features.setdefault("pool1", out))
     model(torch.rand(1, 1, 28, 28))
     assert tuple(features["pool1"].shape) == (1, 8, 4, 13, 13) and float(features["pool1"].min()) < 0  # before its ReLU
-    # a P4 convolution turns with its input: rotating the input by r quarter turns rotates the P4 maps by r
-    lifting, group = P4Conv(1, 3, 5, lifting=True), P4Conv(3, 4, 3, lifting=False)
+    # its P4 convolutions turn with their input: rotating the input by r quarter turns rotates the P4 maps by r
+    lifting, group = model.core.conv1, model.core.conv2
     x = torch.rand(2, 1, 11, 11)
     for r in (1, 2, 3):
         turned = group(lifting(torch.rot90(x, r, (2, 3))))
-        assert torch.allclose(rotate_p4(turned, -r), group(lifting(x)), atol=1e-5)
+        assert torch.allclose(rotate_group_maps(turned, -r), group(lifting(x)), atol=1e-5)
 
 
 # ---------------------------------------------------------------------- the orbit

@@ -46,6 +46,7 @@ from nntransfer.compat.orbit_transfer.configs.model import (
 from nntransfer.models.base import CoreReadoutModel, check_size, conv_output_size, layers
 from nntransfer.models.builder import check_model_config
 from nntransfer.models.builder import classification_model_builder as _library_builder
+from nntransfer.models.group_cnn import GroupConv2d, GroupPool, LiftingConv2d
 from nntransfer.models.registry import register
 
 
@@ -168,44 +169,6 @@ def build_fc_single(config, input_shape: Tuple[int, int], n_classes: int) -> Cor
 # ---------------------------------------------------------------------- the rotation teacher (2-D)
 
 
-def _rotated_copies(weight: torch.Tensor, rotate) -> torch.Tensor:
-    """The four rotated copies of ``weight`` ``[out, ...]`` as one convolution's ``[4·out, ...]`` weight, output
-    channel ``4·o + r`` being rotation ``r`` of filter ``o`` (the original's layout)."""
-    out = weight.shape[0]
-    copies = torch.stack([rotate(weight, r).reshape(out, -1, *weight.shape[-2:]) for r in range(4)], dim=1)
-    return copies.reshape(4 * out, -1, *weight.shape[-2:])
-
-
-def rotate_p4(x: torch.Tensor, r: int) -> torch.Tensor:
-    """A P4 feature map or filter ``[..., 4, H, W]`` rotated by ``r`` quarter turns: its rotation axis rolled by
-    ``r``, its plane turned by ``r``."""
-    return torch.rot90(x.roll(r, -3), r, (-2, -1))
-
-
-class P4Conv(nn.Module):
-    """A P4 group convolution (Cohen & Welling 2016), as orbit_transfer/models/group_equivariant_layers.py built it:
-    ``lifting`` from images ``[B, in, H, W]`` (``ConvZ2P4``: weight ``[out, in, k, k]``), else from P4 maps
-    ``[B, in, 4, H, W]`` (``ConvP4``: weight ``[out, in, 4, k, k]``), to P4 maps ``[B, out, 4, H', W']``; zero
-    padding 1, stride 1, a bias per filter; Kaiming-uniform weights (a = √5), zero biases."""
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, lifting: bool):
-        super().__init__()
-        shape = (out_channels, in_channels) + (() if lifting else (4,)) + (kernel_size, kernel_size)
-        self.weight = nn.Parameter(torch.empty(shape))
-        nn.init.kaiming_uniform_(self.weight, a=5 ** 0.5)
-        self.bias = nn.Parameter(torch.zeros(out_channels))
-        self.lifting = lifting
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.lifting:
-            weight = _rotated_copies(self.weight, lambda w, r: torch.rot90(w, r, (2, 3)))
-        else:
-            weight = _rotated_copies(self.weight, rotate_p4)
-            x = x.reshape(x.shape[0], -1, x.shape[3], x.shape[4])
-        y = F.conv2d(x, weight, padding=1)
-        return y.reshape(y.shape[0], -1, 4, y.shape[2], y.shape[3]) + self.bias.view(1, -1, 1, 1, 1)
-
-
 class P4SpatialMaxPool(nn.Module):
     """Max pooling over the plane of P4 maps (a window of ``size``, stride ``size``, no padding: an odd side loses
     its last row and column), as the original's ``MaxSpatialPoolP4``."""
@@ -219,19 +182,15 @@ class P4SpatialMaxPool(nn.Module):
         return y.reshape(x.shape[0], -1, 4, y.shape[2], y.shape[3])
 
 
-class P4RotationMaxPool(nn.Module):
-    """P4 maps ``[B, C, 4, H, W]`` -> ``[B, C, H, W]``: the maximum over the rotations."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.amax(dim=2)
-
-
 @register(MODEL_PREFIX + "gcnn", options={"small": False}, input_dims=(3,))
 def build_gcnn(config, input_shape: Tuple[int, int, int], n_classes: int) -> CoreReadoutModel:
     """orbit_transfer/models/group_cnn.py ``GCNN`` (``small``: ``GCNN_small``): three blocks of P4 convolution,
     2x2 spatial max pool and ReLU (8, 32, 64 filters, the first 5x5, the others 3x3; small: 4, 8, 16, all 3x3),
     then a P4 convolution to one map per class, the maximum over rotations, the spatial mean: the logits.
-    The layer names are the original's (``pool1`` is the first pool's output, before its ReLU)."""
+    The layer names are the original's (``pool1`` is the first pool's output, before its ReLU). The P4
+    convolutions are this library's (``nntransfer.models.group_cnn``'s ``LiftingConv2d``/``GroupConv2d`` at
+    group order 4, zero padding 1, biases: the original's ``ConvZ2P4``/``ConvP4``, its weight shapes and
+    Kaiming-uniform initialisation); the pools are the original's, which the library's ``gcnn`` does not use."""
     channels, height, width = input_shape
     widths, first = ((4, 8, 16), 3) if config.options["small"] else ((8, 32, 64), 5)
     named: List[Tuple[str, nn.Module]] = []
@@ -239,10 +198,10 @@ def build_gcnn(config, input_shape: Tuple[int, int, int], n_classes: int) -> Cor
     previous = channels
     for block, (out, kernel) in enumerate(zip(widths, (first, 3, 3)), start=1):
         size = check_size(conv_output_size(size, kernel, 1, 1) // 2, f"pool{block}", config.type, input_shape)
-        named += [(f"conv{block}", P4Conv(previous, out, kernel, lifting=block == 1)), (f"pool{block}", P4SpatialMaxPool(2)),
-                  (f"relu{block}", nn.ReLU())]
+        conv = LiftingConv2d(previous, out, 4, kernel, 1) if block == 1 else GroupConv2d(previous, out, 4, kernel, 1)
+        named += [(f"conv{block}", conv), (f"pool{block}", P4SpatialMaxPool(2)), (f"relu{block}", nn.ReLU())]
         previous = out
-    readout = layers(("conv4", P4Conv(previous, n_classes, 3, lifting=False)), ("pool4", P4RotationMaxPool()),
+    readout = layers(("conv4", GroupConv2d(previous, n_classes, 4, 3, 1)), ("pool4", GroupPool("max")),
                      ("pool5", nn.AdaptiveAvgPool2d(1)), ("flatten", nn.Flatten()))
     return CoreReadoutModel(layers(*named), readout, config.type, input_shape, n_classes)
 
@@ -654,5 +613,5 @@ learned_orbit_builder.check_config = check_learned_orbit_config  # type: ignore[
 
 __all__ = ["MODEL_PREFIX", "original_layers", "original_layers_of", "classification_model_builder",
            "StaticLearnedEquivariance", "LearnedEquivariance", "AffineLearnedEquivariance", "flat_as_maps",
-           "build_gcnn", "P4Conv", "rotate_p4", "learned_orbit_builder", "build_fc_single",
+           "build_gcnn", "build_vit", "learned_orbit_builder", "build_fc_single",
            "build_fully_conv_single", "build_simple_fully_conv", "build_simple_fc"]
